@@ -1,0 +1,143 @@
+"""create_app(): the composition root of the web process (and of CLI, worker and DICOM processes)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, abort, send_from_directory
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from api import security
+from api.errors import register_error_handlers
+from flask_smorest import Api
+
+from api.extensions import db, limiter
+from engine import config, uow
+from engine.config import Settings
+from engine.db import tune_engine
+
+# Models must be imported so the metadata is complete.
+from engine.accounts import models as _accounts_models  # noqa: F401
+from engine.attachments import models as _attachment_models  # noqa: F401
+from engine import audit as _audit  # noqa: F401
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """Build the Flask app for `settings` (default: from the environment).
+
+    Raises:
+        engine.config.ConfigError: unsafe production configuration (the process must exit non-zero).
+    """
+    settings = settings or config.load_settings()
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    config.set_current(settings)
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        DEBUG=False,
+        PROPAGATE_EXCEPTIONS=False,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 512 * 1024,  # UP-02: 10 MB files plus form overhead
+        MAX_FORM_PARTS=100,  # WEB-06
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        API_TITLE="telerad 远程影像诊断平台 API",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
+        RATELIMIT_DEFAULT=settings.extra.get("api_rate_limit", "600 per minute"),
+        RATELIMIT_HEADERS_ENABLED=False,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if settings.trusted_proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=settings.trusted_proxies, x_host=0)
+    app.extensions["telerad_settings"] = settings
+
+    db.init_app(app)
+    with app.app_context():
+        tune_engine(db.engine)
+    uow.configure(lambda: db.session)
+    limiter.init_app(app)
+    api = Api(app)
+    register_error_handlers(app)
+    security.install(app)
+    _register_blueprints(app, api)
+    _register_spa(app, settings.web_dist)
+    if settings.production:
+        with app.app_context():
+            _refuse_demo_accounts()
+    logging.getLogger("telerad").setLevel(logging.INFO)
+    return app
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+def _register_blueprints(app: Flask, api: Api) -> None:
+    from api.accounts.views import blp as accounts_blp
+    from api.audit.views import blp as audit_blp
+    from api.auth.views import blp as auth_blp
+    from api.health import blp as health_blp
+
+    for blp in (health_blp, auth_blp, accounts_blp, audit_blp):
+        api.register_blueprint(blp)
+    security.mark_public(app, "api-docs.openapi_json")
+
+
+def _register_spa(app: Flask, dist: Path) -> None:
+    """Serve the built Vue app; every non-API path answers index.html (history-mode routing)."""
+
+    @app.route("/assets/<path:filename>", endpoint="spa_assets")
+    @security.requires(security.PUBLIC)
+    def assets(filename: str) -> Any:
+        resp = send_from_directory(dist / "assets", filename, max_age=31536000)
+        if filename.endswith(".wasm"):
+            resp.mimetype = "application/wasm"
+        return resp
+
+    @app.route("/", defaults={"path": ""}, endpoint="spa")
+    @app.route("/<path:path>", endpoint="spa")
+    @security.requires(security.PUBLIC)
+    def index(path: str) -> Any:
+        if path.startswith("api/") or path == "api":
+            abort(404)
+        top = dist / path
+        if path and "/" not in path and top.is_file():
+            return send_from_directory(dist, path)
+        if not (dist / "index.html").exists():
+            return ("<!doctype html><meta charset=utf-8><title>telerad</title>"
+                    "<p>前端尚未构建：请运行 make web</p>"), 503
+        resp = send_from_directory(dist, "index.html", max_age=0)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+
+def _refuse_demo_accounts() -> None:
+    """Production must not start while demo accounts exist (ARCHITECTURE.md "Modes", SESS-03)."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from engine.accounts.models import User
+
+    try:
+        demo = db.session.execute(select(User.id).where(User.is_demo.is_(True)).limit(1)).first()
+    except (OperationalError, ProgrammingError):
+        db.session.rollback()
+        return  # not migrated yet; `telerad db upgrade` comes first
+    finally:
+        db.session.remove()
+    if demo:
+        raise config.ConfigError("demo accounts exist; production refuses to start (remove them or use demo mode)")

@@ -1,0 +1,256 @@
+"""Request guards: deny-by-default permissions, sessions, CSRF, body limits, security headers.
+
+REQ: AC-01, SESS-01..03, SESS-06, WEB-01, WEB-04..06, AUTH-07.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, g, redirect, request
+
+from engine import config, uow
+from engine.accounts import auth
+from engine.accounts.queries import effective_permissions
+from engine.actor import Actor
+from engine.errors import AuthenticationFailed, DomainError, Forbidden, ValidationFailed
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+PERMISSION_ATTR = "_telerad_permission"
+STATES_ATTR = "_telerad_states"
+ANON_CSRF_ATTR = "_telerad_anon_csrf"
+ANON_CSRF_COOKIE = "telerad_csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_JSON_DEPTH = 32
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+
+
+def requires(permission: str, *, states: tuple[str, ...] = ("active",), anon_csrf: bool = False) -> Callable[[F], F]:
+    """Declare who may call a view: PUBLIC, AUTHENTICATED or a permission code (AC-01 deny by default).
+
+    `states` lists the session states allowed (a session waiting for MFA or a password change may only
+    reach the auth endpoints). `anon_csrf` marks public unsafe endpoints that need the double-submit token.
+    """
+
+    def deco(fn: F) -> F:
+        setattr(fn, PERMISSION_ATTR, permission)
+        setattr(fn, STATES_ATTR, states)
+        setattr(fn, ANON_CSRF_ATTR, anon_csrf)
+        return fn
+
+    return deco
+
+
+def mark_public(app: Flask, endpoint: str) -> None:
+    """Declare a third-party view (e.g. the OpenAPI document) public without touching the function."""
+    app.extensions.setdefault("telerad_public_endpoints", set()).add(endpoint)
+
+
+def permission_of(app: Flask, endpoint: str | None) -> str | None:
+    """The permission a route declared, or None (which the guard and the AC-01 test treat as a defect)."""
+    if not endpoint:
+        return None
+    if endpoint in app.extensions.get("telerad_public_endpoints", set()):
+        return PUBLIC
+    view = app.view_functions.get(endpoint)
+    return getattr(view, PERMISSION_ATTR, None) if view else None
+
+
+def current_actor() -> Actor:
+    return g.actor  # type: ignore[no-any-return]
+
+
+def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Scan a JSON text for nesting deeper than `limit` without parsing it (REQ: WEB-06)."""
+    depth = 0
+    in_str = False
+    escape = False
+    for byte in raw:
+        if in_str:
+            if escape:
+                escape = False
+            elif byte == 0x5C:
+                escape = True
+            elif byte == 0x22:
+                in_str = False
+        elif byte == 0x22:
+            in_str = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def _same_origin(origin: str) -> bool:
+    if origin == "null":
+        return False
+    parts = urlsplit(origin)
+    return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/") or parts.netloc == request.host
+
+
+def _anon_csrf_value() -> str:
+    token = request.cookies.get(ANON_CSRF_COOKIE, "")
+    return token if 20 <= len(token) <= 128 else ""
+
+
+def issue_anon_csrf(resp: Response) -> str:
+    token = secrets.token_urlsafe(32)
+    settings = config.current()
+    resp.set_cookie(ANON_CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=settings.production, path="/api/")
+    return token
+
+
+def _build_actor(sess: Any | None) -> Actor:
+    ip = request.remote_addr
+    ua = (request.user_agent.string or "")[:256]
+    rid = g.request_id
+    if sess is None:
+        return Actor.anonymous(ip, ua, rid)
+    user = sess.user
+    perms = effective_permissions(user) if sess.state == "active" else frozenset()
+    return Actor(
+        user_id=user.id, username=user.username, institution_id=user.institution_id,
+        institution_kind=user.institution.kind, institution_code=user.institution.code,
+        roles=frozenset(user.role_codes), permissions=perms, ip=ip, user_agent=ua, request_id=rid,
+        session_id=sess.id,
+    )
+
+
+def install(app: Flask) -> None:
+    settings = config.current()
+
+    @app.before_request
+    def _guard() -> Any:
+        g.request_id = uuid.uuid4().hex
+        g.session = None
+        g.new_token = None
+        g.clear_cookie = False
+        # AUTH-07: in production only TLS (terminated by the trusted proxy) reaches the app.
+        if settings.production and not request.is_secure:
+            if request.method in SAFE_METHODS:
+                return redirect(request.url.replace("http://", "https://", 1), code=301)
+            return Response(status=301, headers={"Location": request.url.replace("http://", "https://", 1)})
+        if not request.path.startswith("/api/"):
+            g.actor = Actor.anonymous(request.remote_addr, request.user_agent.string, g.request_id)
+            return None
+        if request.method not in SAFE_METHODS:
+            _check_body()
+        view = app.view_functions.get(request.endpoint or "")
+        permission = permission_of(app, request.endpoint)
+        token = request.cookies.get(settings.session_cookie_name)
+        anon = Actor.anonymous(request.remote_addr, (request.user_agent.string or "")[:256], g.request_id)
+        sess = auth.load_session(token, anon) if token else None
+        if token and sess is None:
+            g.clear_cookie = True
+        g.session = sess
+        g.actor = _build_actor(sess)
+        if view is None:
+            return None  # 404 / 405 answered by Flask
+        if permission is None:
+            raise Forbidden("no_permission_declared", "接口未声明权限")  # deny by default (AC-01)
+        if request.method not in SAFE_METHODS:
+            _check_csrf(view, sess)
+        if permission == PUBLIC:
+            return None
+        if sess is None:
+            raise AuthenticationFailed("unauthenticated", "请先登录或登录已超时")
+        if sess.state not in getattr(view, STATES_ATTR, ("active",)):
+            if sess.state == "mfa_required":
+                raise Forbidden("mfa_required", "请先完成双因素认证")
+            raise Forbidden("password_change_required", "请先修改密码")
+        if permission != AUTHENTICATED and not g.actor.has(permission):
+            raise Forbidden("forbidden", "没有权限执行此操作", {"permission": permission})
+        return None
+
+    def _check_body() -> None:
+        length = request.content_length
+        if request.mimetype == "application/json" or request.is_json:
+            if length is not None and length > settings.max_json_bytes:
+                raise PayloadTooLarge("too_large", "请求内容过大")
+            raw = request.get_data(cache=True)
+            if len(raw) > settings.max_json_bytes:
+                raise PayloadTooLarge("too_large", "请求内容过大")
+            if not json_depth_ok(raw):
+                raise ValidationFailed("json_too_deep", f"JSON 嵌套层数不能超过 {MAX_JSON_DEPTH}")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValidationFailed("bad_encoding", "请求内容必须是 UTF-8 编码") from exc
+
+    def _check_csrf(view: Any, sess: Any) -> None:
+        origin = request.headers.get("Origin")
+        if origin is not None and not _same_origin(origin):
+            raise Forbidden("csrf_origin", "跨站请求被拒绝")
+        sent = request.headers.get("X-CSRF-Token", "")
+        if getattr(view, ANON_CSRF_ATTR, False):
+            expected = _anon_csrf_value()
+        elif permission_of(app, request.endpoint) == PUBLIC:
+            # Public JSON endpoints (login): a JSON content type cannot be sent cross-site without CORS.
+            if not request.is_json:
+                raise UnsupportedMediaType("unsupported_media_type", "请求必须是 JSON")
+            return
+        else:
+            expected = sess.csrf_token if sess is not None else ""
+        if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise Forbidden("csrf_failed", "CSRF 校验失败，请刷新页面后重试")
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        if resp.status_code < 400:
+            uow.commit()
+        else:
+            uow.rollback()
+        name = settings.session_cookie_name
+        if g.get("new_token"):
+            resp.set_cookie(name, g.new_token, httponly=True, secure=settings.production, samesite="Lax", path="/")
+        elif g.get("clear_cookie"):
+            resp.delete_cookie(name, path="/", secure=settings.production, httponly=True, samesite="Lax")
+        _headers(resp)
+        return resp
+
+    def _headers(resp: Response) -> None:
+        # WEB-04 / PII-06: strict CSP, no framing, no referrer, no caching of API answers (PHI).
+        h = resp.headers
+        h.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+        h["X-Content-Type-Options"] = "nosniff"
+        h["X-Frame-Options"] = "DENY"
+        h["Referrer-Policy"] = "no-referrer"
+        h["Cross-Origin-Opener-Policy"] = "same-origin"
+        h["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
+        if request.path.startswith("/api/"):
+            h["Cache-Control"] = "no-store"
+            h["Pragma"] = "no-cache"
+        if settings.production:
+            h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        h["X-Request-ID"] = g.get("request_id", "")
+
+
+def set_session_token(token: str) -> None:
+    g.new_token = token
+
+
+def end_session_cookie() -> None:
+    g.clear_cookie = True

@@ -1,0 +1,88 @@
+"""The permission catalogue and the built-in roles (ARCHITECTURE.md "Roles and who sees what")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PermissionDef:
+    code: str
+    name: str
+    kind: str  # menu | function
+    parent: str | None
+    domain: str  # common | sys | sec | audit | clinical | process
+
+
+# Domains split the three administrators (三权分立, AC-05): a role may not mix sys, sec and audit.
+CATALOGUE: tuple[PermissionDef, ...] = (
+    PermissionDef("menu.home", "首页", "menu", None, "common"),
+    PermissionDef("menu.profile", "个人中心", "menu", None, "common"),
+    PermissionDef("menu.account_review", "账号审核", "menu", None, "sec"),
+    PermissionDef("account.review", "审核账号", "function", "menu.account_review", "sec"),
+    PermissionDef("attachment.view_id_photo", "查看证件照片", "function", "menu.account_review", "sec"),
+    PermissionDef("menu.users", "用户管理", "menu", None, "sys"),
+    PermissionDef("user.read", "查看用户", "function", "menu.users", "sys"),
+    PermissionDef("user.manage", "新建/编辑/停用用户", "function", "menu.users", "sys"),
+    PermissionDef("user.unlock", "解锁账号", "function", "menu.users", "sec"),
+    PermissionDef("user.reset_password", "重置密码", "function", "menu.users", "sec"),
+    PermissionDef("user.grant_roles", "分配角色", "function", "menu.users", "sec"),
+    PermissionDef("menu.roles", "角色管理", "menu", None, "sec"),
+    PermissionDef("role.read", "查看角色", "function", "menu.roles", "sec"),
+    PermissionDef("role.manage", "新建/编辑/删除角色及授权", "function", "menu.roles", "sec"),
+    PermissionDef("menu.audit", "审计日志", "menu", None, "audit"),
+    PermissionDef("audit.read", "查询审计日志", "function", "menu.audit", "audit"),
+    PermissionDef("audit.export", "导出审计日志", "function", "menu.audit", "audit"),
+    PermissionDef("audit.verify", "校验审计日志完整性", "function", "menu.audit", "audit"),
+    PermissionDef("institution.read", "查看机构", "function", None, "common"),
+)
+
+BY_CODE = {p.code: p for p in CATALOGUE}
+ADMIN_DOMAINS = ("sys", "sec", "audit")
+
+# Permissions every approved account holds implicitly (own profile, own sessions).
+BASELINE = frozenset({"menu.home", "menu.profile", "institution.read"})
+
+
+@dataclass(frozen=True)
+class RoleDef:
+    code: str
+    name: str
+    description: str
+    permissions: frozenset[str]
+
+
+_SYS = frozenset({"menu.users", "user.read", "user.manage"})
+_SEC = frozenset({
+    "menu.account_review", "account.review", "attachment.view_id_photo", "menu.users", "user.read",
+    "user.unlock", "user.reset_password", "user.grant_roles", "menu.roles", "role.read", "role.manage",
+})
+_AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
+
+BUILTIN_ROLES: tuple[RoleDef, ...] = (
+    RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", frozenset()),
+    RoleDef("requester", "申请医生", "成员医院申请远程诊断、查看报告", frozenset()),
+    RoleDef("report_l1", "初级报告医生", "书写初步报告", frozenset()),
+    RoleDef("report_l2", "报告医生", "修改并确认报告", frozenset()),
+    RoleDef("report_l3", "审核医生", "审核并发布报告", frozenset()),
+    RoleDef("dispatcher", "调度员", "分配远程诊断任务", frozenset()),
+    RoleDef("qc_expert", "质控专家", "对成员医院影像和报告评分", frozenset()),
+    RoleDef("qc_director", "质控主任", "查看并回复本院质控结果", frozenset()),
+    RoleDef("process_admin", "流程管理员", "编辑和发布业务流程", frozenset()),
+    RoleDef("sys_admin", "系统管理员", "管理用户账号与系统配置，不能查看审计日志", _SYS),
+    RoleDef("sec_admin", "安全管理员", "审核账号、管理角色与授权", _SEC),
+    RoleDef("audit_admin", "审计管理员", "查询、导出与校验审计日志（只读）", _AUDIT),
+)
+
+ADMIN_ROLE_CODES = frozenset({"sys_admin", "sec_admin", "audit_admin"})
+# Roles that need TOTP as a second factor (REQ: AUTH-06).
+MFA_ROLE_CODES = ADMIN_ROLE_CODES
+
+
+def domains_of(codes: set[str] | frozenset[str]) -> set[str]:
+    return {BY_CODE[c].domain for c in codes if c in BY_CODE}
+
+
+def mixes_admin_domains(codes: set[str] | frozenset[str]) -> bool:
+    """True when a permission set spans more than one of the sys/sec/audit domains (AC-05)."""
+    return len(domains_of(codes) & set(ADMIN_DOMAINS)) > 1

@@ -1,0 +1,123 @@
+"""Read side of accounts: lists with search and paging, effective permissions (REQ: ACCT-02, ACCT-05)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from engine import uow
+from engine.accounts.models import Institution, LoginThrottle, Role, User, user_role
+from engine.audit import EVENT_TYPES, AuditEvent
+from engine.db import utcnow
+from engine.accounts.permissions import BASELINE, CATALOGUE
+from engine.actor import Actor
+from engine.visibility import scoped
+
+MAX_PAGE_SIZE = 100
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern that matches `text` literally ('%' and '_' escaped, WEB-03)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    total: int
+    page: int
+    page_size: int
+
+
+def clamp_page(page: int | None, page_size: int | None) -> tuple[int, int]:
+    """Page numbers start at 1; page_size is capped at 100 (REQ: WEB-06)."""
+    return max(1, page or 1), min(MAX_PAGE_SIZE, max(1, page_size or 20))
+
+
+def effective_permissions(user: User) -> frozenset[str]:
+    if user.review_status != "approved" or not user.enabled:
+        return frozenset()
+    perms = set(BASELINE)
+    for role in user.roles:
+        if role.enabled:
+            perms.update(role.permission_codes)
+    return frozenset(perms)
+
+
+def menus_of(permissions: frozenset[str]) -> list[str]:
+    return [p.code for p in CATALOGUE if p.kind == "menu" and p.code in permissions]
+
+
+def list_users(actor: Actor, *, q: str | None = None, institution_id: int | None = None,
+               enabled: bool | None = None, review_status: str | None = None, page: int | None = 1,
+               page_size: int | None = 20, order: str = "id") -> Page:
+    """Users the actor may see, newest first; `q` searches name and username (literal match)."""
+    page, page_size = clamp_page(page, page_size)
+    stmt = scoped(actor, User)
+    if q:
+        pat = like_pattern(q.strip())
+        stmt = stmt.where((User.full_name.like(pat, escape="\\")) | (User.username.like(pat, escape="\\")))
+    if institution_id is not None:
+        stmt = stmt.where(User.institution_id == institution_id)
+    if enabled is not None:
+        stmt = stmt.where(User.enabled.is_(enabled))
+    if review_status is not None:
+        stmt = stmt.where(User.review_status == review_status)
+    s = uow.session()
+    total = s.execute(stmt.with_only_columns(func.count(User.id)).order_by(None)).scalar_one()
+    sort_col = User.submitted_at if order == "submitted" else User.id
+    rows = s.execute(
+        stmt.options(selectinload(User.roles)).order_by(sort_col.desc(), User.id.desc())
+        .offset((page - 1) * page_size).limit(page_size)
+    ).unique().scalars().all()
+    return Page(list(rows), total, page, page_size)
+
+
+def list_roles(actor: Actor, *, q: str | None = None, enabled: bool | None = None) -> list[tuple[Role, int]]:
+    """Roles visible to the actor with their holder counts (REQ: ACCT-02 search by name and status)."""
+    stmt = scoped(actor, Role)
+    if q:
+        stmt = stmt.where(Role.name.like(like_pattern(q.strip()), escape="\\"))
+    if enabled is not None:
+        stmt = stmt.where(Role.enabled.is_(enabled))
+    s = uow.session()
+    roles = s.execute(stmt.order_by(Role.builtin.desc(), Role.id)).unique().scalars().all()
+    counts = dict(
+        s.execute(select(user_role.c.role_id, func.count()).group_by(user_role.c.role_id)).all()  # type: ignore[arg-type]
+    )
+    return [(r, int(counts.get(r.id, 0))) for r in roles]
+
+
+def list_institutions(actor: Actor | None = None) -> list[Institution]:
+    s = uow.session()
+    stmt = select(Institution).where(Institution.enabled.is_(True)) if actor is None else scoped(actor, Institution)
+    return list(s.execute(stmt.order_by(Institution.kind, Institution.code)).unique().scalars())
+
+
+def locked_usernames(norms: list[str]) -> set[str]:
+    """Which of these normalised usernames are locked out right now (AUTH-04)."""
+    if not norms:
+        return set()
+    rows = uow.session().execute(
+        select(LoginThrottle.username_norm).where(LoginThrottle.username_norm.in_(norms),
+                                                  LoginThrottle.locked_until > utcnow())
+    ).scalars()
+    return set(rows)
+
+
+REVIEW_EVENTS = ("account_registered", "account_resubmitted", "account_created", "account_approved",
+                 "account_rejected")
+
+
+def review_history(user_id: int) -> list[dict[str, Any]]:
+    """The application's review trail, from the audit log (REQ: ACCT-03)."""
+    rows = uow.session().execute(
+        select(AuditEvent).where(AuditEvent.object_type == "user", AuditEvent.object_id == str(user_id),
+                                 AuditEvent.event_type.in_(REVIEW_EVENTS), AuditEvent.outcome == "success")
+        .order_by(AuditEvent.id)
+    ).scalars()
+    return [{"ts": r.ts, "action": EVENT_TYPES[r.event_type], "actor": r.username, "reason": r.reason} for r in rows]

@@ -1,0 +1,214 @@
+"""Append-only, hash-chained audit log (REQ: AUD-01..04, 等保 8.1.4.3)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Index, String, Text, delete, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from engine import uow
+from engine.actor import Actor
+from engine.db import Base, UTCDateTime, utcnow
+
+GENESIS = "0" * 64
+
+# Event type → Chinese name shown in the auditor's UI.
+EVENT_TYPES: dict[str, str] = {
+    "login_success": "登录成功",
+    "login_failure": "登录失败",
+    "login_locked": "账号锁定",
+    "logout": "退出登录",
+    "session_expired": "会话超时",
+    "session_revoked": "会话注销",
+    "mfa_success": "双因素认证成功",
+    "mfa_failure": "双因素认证失败",
+    "mfa_enrolled": "绑定双因素认证",
+    "password_changed": "修改密码",
+    "password_reset": "重置密码",
+    "account_registered": "账号注册",
+    "account_resubmitted": "重新提交注册",
+    "account_created": "创建账号",
+    "account_approved": "审核通过",
+    "account_rejected": "审核拒绝",
+    "account_updated": "修改账号",
+    "account_enabled": "启用账号",
+    "account_disabled": "停用账号",
+    "account_unlocked": "解锁账号",
+    "account_roles_changed": "分配角色",
+    "role_created": "创建角色",
+    "role_updated": "修改角色",
+    "role_deleted": "删除角色",
+    "role_permissions_changed": "角色授权",
+    "attachment_viewed": "查看证件照片",
+    "audit_log_used": "查看审计日志",
+    "audit_log_exported": "导出审计日志",
+    "audit_purged": "清理审计日志",
+    "security_alert": "安全告警",
+    "permission_denied": "越权访问",
+    "config_changed": "配置变更",
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def neutralise(value: str | None, limit: int = 256) -> str | None:
+    """Encode CR, LF, ANSI escapes and bidi overrides so a value cannot forge a log line (REQ: AUD-07)."""
+    if value is None:
+        return None
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)[:limit]
+
+
+class AuditEvent(Base):
+    """One audit record. UPDATE and DELETE are blocked by triggers (see the initial migration)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_ts", "ts"),
+        Index("ix_audit_event_user_ts", "username", "ts"),
+        Index("ix_audit_event_type_ts", "event_type", "ts"),
+        Index("ix_audit_event_object", "object_type", "object_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    user_id: Mapped[int | None] = mapped_column()
+    username: Mapped[str | None] = mapped_column(String(160))
+    roles: Mapped[str | None] = mapped_column(String(256))
+    institution_id: Mapped[int | None] = mapped_column()
+    institution_code: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+    event_type: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str | None] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+_HASHED_FIELDS = (
+    "ts", "user_id", "username", "roles", "institution_id", "institution_code", "ip", "user_agent",
+    "event_type", "object_type", "object_id", "patient_id", "outcome", "reason", "request_id", "details",
+)
+
+
+def _digest(row: dict[str, Any], prev_hash: str) -> str:
+    payload = {k: row.get(k) for k in _HASHED_FIELDS}
+    payload["ts"] = row["ts"].strftime("%Y-%m-%dT%H:%M:%S.%f")
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256((prev_hash + blob).encode()).hexdigest()
+
+
+def _lock_chain(s: Session) -> None:
+    # PostgreSQL: serialise chain appends across transactions. SQLite already runs BEGIN IMMEDIATE.
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(7301)"))
+
+
+def _append(s: Session, row: dict[str, Any]) -> AuditEvent:
+    _lock_chain(s)
+    s.flush()
+    last = s.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+    prev = last or GENESIS
+    event = AuditEvent(**row, prev_hash=prev, hash=_digest(row, prev))
+    s.add(event)
+    s.flush()
+    return event
+
+
+def record(
+    actor: Actor,
+    event_type: str,
+    *,
+    outcome: str = "success",
+    object_type: str | None = None,
+    object_id: object = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    patient_id: str | None = None,
+    username: str | None = None,
+) -> None:
+    """Append an audit event in the current unit of work (fail closed: it commits with the action, AUD-05).
+
+    Failure events are also replayed after a rollback, so a refused action still leaves its trace.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown audit event type {event_type!r}")
+    row: dict[str, Any] = {
+        "ts": utcnow(),
+        "user_id": actor.user_id,
+        "username": neutralise(username if username is not None else actor.username, 160),
+        "roles": ",".join(sorted(actor.roles)) or None,
+        "institution_id": actor.institution_id,
+        "institution_code": actor.institution_code,
+        "ip": neutralise(actor.ip, 64),
+        "user_agent": neutralise(actor.user_agent, 256),
+        "event_type": event_type,
+        "object_type": object_type,
+        "object_id": None if object_id is None else neutralise(str(object_id), 64),
+        "patient_id": patient_id,
+        "outcome": outcome,
+        "reason": neutralise(reason, 1000),
+        "request_id": actor.request_id,
+        "details": details,
+    }
+    s = uow.session()
+    _append(s, row)
+    if outcome != "success":
+        uow.after_rollback(lambda s2: _append(s2, dict(row, ts=utcnow())))
+
+
+def security_alert(actor: Actor, object_type: str, object_id: object, reason: str) -> None:
+    """Record an access to an object outside the caller's visibility (REQ: AC-02)."""
+    record(actor, "security_alert", outcome="failure", object_type=object_type, object_id=object_id, reason=reason)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    broken_at: int | None
+    message: str
+
+
+def verify_chain(s: Session, batch: int = 5000) -> VerifyResult:
+    """Recompute the hash chain in id order; report the first row whose link or content is broken."""
+    cols = [AuditEvent.id, AuditEvent.prev_hash, AuditEvent.hash] + [getattr(AuditEvent, f) for f in _HASHED_FIELDS]
+    prev: str | None = None
+    checked = 0
+    last_id = 0
+    while True:
+        rows = s.execute(select(*cols).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)).all()
+        if not rows:
+            break
+        for r in rows:
+            ev_id, prev_hash, digest = r[0], r[1], r[2]
+            row = dict(zip(_HASHED_FIELDS, r[3:], strict=True))
+            expected_prev = prev_hash if prev is None else prev  # the oldest kept row anchors the chain
+            if prev_hash != expected_prev or digest != _digest(row, prev_hash):
+                return VerifyResult(False, checked, ev_id, f"审计记录 {ev_id} 的哈希链校验失败")
+            prev = digest
+            checked += 1
+            last_id = ev_id
+    return VerifyResult(True, checked, None, f"已校验 {checked} 条审计记录，哈希链完整")
+
+
+def purge(actor: Actor, retention_days: int) -> int:
+    """Delete records older than the retention period (never below 180 days, AUD-04); audited."""
+    days = max(retention_days, 180)
+    cutoff = utcnow() - timedelta(days=days)
+    s = uow.session()
+    result = s.execute(delete(AuditEvent).where(AuditEvent.ts < cutoff))
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    record(actor, "audit_purged", details={"cutoff": cutoff.isoformat(), "deleted": count, "retention_days": days})
+    return count

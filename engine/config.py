@@ -1,0 +1,156 @@
+"""Runtime configuration read from TELERAD_* environment variables (see README "配置")."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODES = ("demo", "production", "test")
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration is unsafe or incomplete; the process must not start."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+@dataclass
+class Settings:
+    """Every setting the processes read. Built once per process by `load_settings`."""
+
+    mode: str = "demo"
+    debug: bool = False
+    instance_dir: Path = Path("instance")
+    storage_dir: Path = Path("instance/storage")
+    database_url: str = ""
+    secret_key: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    dicom_port: int = 11112
+    dicom_aet: str = "TELERAD"
+    trusted_proxies: int = 0
+    ratelimit_storage_uri: str = "memory://"
+    login_ip_limit: str = "30 per 5 minutes"
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    idle_timeout_min: int = 30
+    admin_idle_timeout_min: int = 15
+    absolute_timeout_hours: int = 12
+    password_max_age_days: int = 90
+    password_history: int = 5
+    lockout_threshold: int = 5
+    lockout_window_min: int = 15
+    lockout_duration_min: int = 30
+    inactive_disable_days: int = 90
+    audit_retention_days: int = 180
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+    max_image_pixels: int = 25_000_000
+    web_dist: Path = Path("web/dist")
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+    @property
+    def session_cookie_name(self) -> str:
+        # REQ: SESS-03 — the __Host- prefix forces Secure, Path=/ and no Domain.
+        return "__Host-telerad_session" if self.production else "telerad_session"
+
+
+def _instance_secret(instance_dir: Path) -> str:
+    """Demo/test mode: a random secret generated once and kept under instance/."""
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    path = instance_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from the environment and validate them.
+
+    Raises:
+        ConfigError: the mode is unknown, or production is configured unsafely
+            (DEBUG on, missing or short secret) — REQ: SESS-03, WEB-05.
+    """
+    env = dict(os.environ if env is None else env)
+    mode = env.get("TELERAD_MODE", "demo").strip().lower()
+    if mode not in MODES:
+        raise ConfigError(f"TELERAD_MODE must be one of {MODES}, got {mode!r}")
+    instance_dir = Path(env.get("TELERAD_INSTANCE_DIR", "instance")).resolve()
+    s = Settings(mode=mode, instance_dir=instance_dir)
+    s.debug = _bool(env.get("TELERAD_DEBUG"))
+    s.storage_dir = Path(env.get("TELERAD_STORAGE_DIR", str(instance_dir / "storage"))).resolve()
+    s.database_url = env.get("TELERAD_DATABASE_URL", f"sqlite:///{instance_dir / 'telerad.db'}")
+    s.http_host = env.get("TELERAD_HTTP_HOST", "127.0.0.1")
+    s.http_port = _int(env, "TELERAD_HTTP_PORT", 8080)
+    s.dicom_port = _int(env, "TELERAD_DICOM_PORT", 11112)
+    s.dicom_aet = env.get("TELERAD_DICOM_AET", "TELERAD")
+    s.trusted_proxies = _int(env, "TELERAD_TRUSTED_PROXIES", 0)
+    s.ratelimit_storage_uri = env.get("TELERAD_RATELIMIT_STORAGE_URI", "memory://")
+    s.login_ip_limit = env.get("TELERAD_LOGIN_IP_LIMIT", s.login_ip_limit)
+    s.argon2_time_cost = _int(env, "TELERAD_ARGON2_TIME_COST", s.argon2_time_cost)
+    s.argon2_memory_kib = _int(env, "TELERAD_ARGON2_MEMORY_KIB", s.argon2_memory_kib)
+    s.idle_timeout_min = _int(env, "TELERAD_IDLE_TIMEOUT_MIN", s.idle_timeout_min)
+    s.admin_idle_timeout_min = _int(env, "TELERAD_ADMIN_IDLE_TIMEOUT_MIN", s.admin_idle_timeout_min)
+    s.absolute_timeout_hours = _int(env, "TELERAD_ABSOLUTE_TIMEOUT_HOURS", s.absolute_timeout_hours)
+    s.password_max_age_days = _int(env, "TELERAD_PASSWORD_MAX_AGE_DAYS", s.password_max_age_days)
+    s.audit_retention_days = _int(env, "TELERAD_AUDIT_RETENTION_DAYS", s.audit_retention_days)
+    s.web_dist = Path(env.get("TELERAD_WEB_DIST", str(Path(__file__).resolve().parent.parent / "web" / "dist")))
+    secret = env.get("TELERAD_SECRET_KEY", "")
+    for key, value in overrides.items():
+        setattr(s, key, value)
+    if s.production:
+        if s.debug:
+            raise ConfigError("TELERAD_DEBUG must be off in production (WEB-05)")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"TELERAD_SECRET_KEY must be set to at least {MIN_SECRET_BYTES} bytes in production (SESS-03)"
+            )
+        if s.audit_retention_days < 180:
+            raise ConfigError("TELERAD_AUDIT_RETENTION_DAYS must be at least 180 (AUD-04)")
+    else:
+        secret = secret or _instance_secret(instance_dir)
+    s.secret_key = secret
+    return s
+
+
+_current: Settings | None = None
+
+
+def set_current(settings: Settings) -> None:
+    """Install the process-wide settings (create_app does this)."""
+    global _current
+    _current = settings
+
+
+def current() -> Settings:
+    """The process-wide settings.
+
+    Raises:
+        RuntimeError: create_app() / set_current() was not called.
+    """
+    if _current is None:
+        raise RuntimeError("settings not loaded; call create_app() first")
+    return _current

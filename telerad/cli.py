@@ -1,0 +1,198 @@
+"""The `telerad` command: run, web, worker, db upgrade, demo, create-admin, audit verify/purge."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from engine import config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _app():  # type: ignore[no-untyped-def]
+    from api.app import create_app
+
+    try:
+        return create_app()
+    except config.ConfigError as exc:
+        click.echo(f"配置错误 / configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+def alembic_config(url: str | None = None):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+@click.group()
+def main() -> None:
+    """telerad 远程影像诊断平台."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default head), then sync the permission catalogue."""
+    from alembic import command
+
+    settings = config.load_settings()
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(settings.database_url), revision)
+    app = _app()
+    with app.app_context():
+        from engine import uow
+        from engine.accounts.seed import ensure_institutions, sync_catalogue
+
+        with uow.unit_of_work():
+            sync_catalogue()
+            if settings.mode == "demo":
+                ensure_institutions()
+    click.echo("数据库已升级 / database upgraded")
+
+
+@main.command()
+def demo() -> None:
+    """Load the demo institutions and accounts (demo mode only)."""
+    settings = config.load_settings()
+    if settings.mode != "demo":
+        click.echo("只有演示模式 (TELERAD_MODE=demo) 可以加载演示数据", err=True)
+        sys.exit(2)
+    app = _app()
+    with app.app_context():
+        from engine import uow
+        from engine.accounts.demo import load_demo
+
+        with uow.unit_of_work():
+            added = load_demo()
+    click.echo(f"演示账号已就绪（新增 {added} 个）/ demo data ready ({added} accounts added)")
+
+
+@main.command("create-admin")
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["sys_admin", "sec_admin", "audit_admin"]), required=True)
+@click.option("--full-name", default="")
+@click.option("--institution", "institution_code", default="CENTRAL")
+def create_admin(username: str, role: str, full_name: str, institution_code: str) -> None:
+    """Create one of the three administrators with a temporary password and a TOTP secret (printed once)."""
+    import pyotp
+    from sqlalchemy import select
+
+    app = _app()
+    with app.app_context():
+        from engine import audit, uow
+        from engine.accounts import auth
+        from engine.accounts.models import Institution, Role, User
+        from engine.accounts.passwords import generate_temporary_password, normalise_username
+        from engine.accounts.seed import sync_catalogue
+        from engine.actor import Actor
+        from engine.db import utcnow
+
+        with uow.unit_of_work() as s:
+            sync_catalogue()
+            inst = s.execute(select(Institution).where(Institution.code == institution_code)).unique().scalar()
+            if inst is None:
+                inst = Institution(code=institution_code, name="中心医院", kind="central")
+                s.add(inst)
+                s.flush()
+            norm = normalise_username(username)
+            if s.execute(select(User.id).where(User.username_norm == norm)).first():
+                click.echo(f"用户名 {username} 已存在", err=True)
+                sys.exit(1)
+            temp = generate_temporary_password()
+            secret = pyotp.random_base32()
+            role_row = s.execute(select(Role).where(Role.code == role, Role.builtin.is_(True))).unique().scalar_one()
+            user = User(username=username, username_norm=norm, full_name=full_name or username,
+                        institution_id=inst.id, password_hash=auth.hash_password(temp),
+                        must_change_password="first_login", review_status="approved", registration_source="cli",
+                        reviewed_at=utcnow(), last_active_at=utcnow(),
+                        totp_secret_enc=auth.cipher().encrypt_str(secret), totp_enabled=True)
+            user.roles = [role_row]
+            s.add(user)
+            s.flush()
+            audit.record(Actor.system("cli"), "account_created", object_type="user", object_id=user.id,
+                         details={"role": role})
+        uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="telerad")
+        click.echo(f"用户名: {username}\n临时密码（首次登录须修改）: {temp}\nTOTP 密钥: {secret}\notpauth: {uri}")
+
+
+@main.group()
+def audit() -> None:
+    """Audit log commands."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Verify the audit hash chain; exit 1 and name the first broken record if it is broken."""
+    app = _app()
+    with app.app_context():
+        from engine import audit as audit_mod
+        from engine import uow
+
+        result = audit_mod.verify_chain(uow.session())
+        click.echo(result.message)
+        sys.exit(0 if result.ok else 1)
+
+
+@audit.command("purge")
+def audit_purge() -> None:
+    """Delete audit records older than the retention period (at least 180 days)."""
+    app = _app()
+    with app.app_context():
+        from engine import audit as audit_mod
+        from engine import uow
+        from engine.actor import Actor
+
+        with uow.unit_of_work():
+            n = audit_mod.purge(Actor.system("cli"), config.current().audit_retention_days)
+        click.echo(f"已清理 {n} 条审计记录")
+
+
+@main.command()
+def web() -> None:
+    """Serve the web app with waitress (production WSGI server)."""
+    from waitress import serve
+
+    app = _app()
+    s = config.current()
+    click.echo(f"telerad web on http://{s.http_host}:{s.http_port}")
+    serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+
+
+@main.command()
+def worker() -> None:
+    """Run scheduled jobs (session sweep, inactive accounts, audit retention)."""
+    from telerad.jobs import run_worker
+
+    run_worker(_app(), block=True)
+
+
+@main.command()
+def run() -> None:
+    """Embedded default: web server and worker in one process (the DICOM SCP joins in a later issue)."""
+    from waitress import serve
+
+    from telerad.jobs import run_worker
+
+    app = _app()
+    s = config.current()
+    threading.Thread(target=run_worker, args=(app,), kwargs={"block": False}, daemon=True).start()
+    click.echo(f"telerad ({s.mode}) on http://{s.http_host}:{s.http_port}")
+    serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Scheduled jobs run by `telerad worker` (one unit of work + one service call each)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import delete, update
+
+from engine import audit, config, uow
+from engine.accounts.models import User, UserSession
+from engine.actor import Actor
+from engine.db import utcnow
+
+log = logging.getLogger("telerad.worker")
+
+
+def sweep_sessions() -> int:
+    """Delete sessions past the absolute timeout or idle for longer than the longest idle timeout."""
+    s = config.current()
+    now = utcnow()
+    res = uow.session().execute(
+        delete(UserSession).where(
+            (UserSession.created_at < now - timedelta(hours=s.absolute_timeout_hours))
+            | (UserSession.last_seen_at < now - timedelta(minutes=max(s.idle_timeout_min, s.admin_idle_timeout_min)))
+        )
+    )
+    return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def disable_inactive() -> int:
+    """AC-07: accounts unused for the configured days are disabled (not deleted)."""
+    s = config.current()
+    cutoff = utcnow() - timedelta(days=s.inactive_disable_days)
+    res = uow.session().execute(
+        update(User).where(User.enabled.is_(True), User.review_status == "approved", User.last_active_at < cutoff)
+        .values(enabled=False, disabled_reason="inactive")
+    )
+    n = int(res.rowcount or 0)  # type: ignore[attr-defined]
+    if n:
+        audit.record(Actor.system("worker"), "account_disabled", details={"inactive_accounts": n})
+    return n
+
+
+def purge_audit() -> int:
+    return audit.purge(Actor.system("worker"), config.current().audit_retention_days)
+
+
+JOBS = {"sweep_sessions": (sweep_sessions, 300), "disable_inactive": (disable_inactive, 3600),
+        "purge_audit": (purge_audit, 86400)}
+
+
+def _runner(app: Any, fn: Any) -> Any:
+    def run() -> None:
+        with app.app_context():
+            try:
+                with uow.unit_of_work():
+                    fn()
+            except Exception:
+                log.exception("job %s failed", fn.__name__)
+
+    return run
+
+
+def run_worker(app: Any, block: bool = True) -> Any:
+    sched = BlockingScheduler() if block else BackgroundScheduler()
+    for name, (fn, seconds) in JOBS.items():
+        sched.add_job(_runner(app, fn), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
+    sched.start()
+    return sched

@@ -1,0 +1,41 @@
+import type { App } from 'vue'
+import {
+  CircleCheck,
+  Delete,
+  Document,
+  Download,
+  HomeFilled,
+  Lock,
+  Plus,
+  Refresh,
+  Search,
+  Stamp,
+  SwitchButton,
+  Upload,
+  User,
+  UserFilled,
+  ZoomIn,
+} from '@element-plus/icons-vue'
+
+/** Icons used by the app (registered globally by name, e.g. for menus.ts). */
+export const icons = {
+  CircleCheck,
+  Delete,
+  Document,
+  Download,
+  HomeFilled,
+  Lock,
+  Plus,
+  Refresh,
+  Search,
+  Stamp,
+  SwitchButton,
+  Upload,
+  User,
+  UserFilled,
+  ZoomIn,
+}
+
+export function installIcons(app: App): void {
+  for (const [name, component] of Object.entries(icons)) app.component(name, component)
+}

@@ -1,0 +1,52 @@
+/**
+ * Menu code → route/label mapping. The backend decides which menus a user sees
+ * (`menus` in GET /api/auth/me); codes not listed here are ignored. Later
+ * features add their entries here.
+ */
+export interface MenuDef {
+  code: string
+  path: string
+  /** vue-i18n key of the label. */
+  labelKey: string
+  /** Icon component name from @element-plus/icons-vue. */
+  icon: string
+}
+
+export const MENU_DEFS: readonly MenuDef[] = [
+  { code: 'menu.home', path: '/home', labelKey: 'menu.home', icon: 'HomeFilled' },
+  { code: 'menu.profile', path: '/profile', labelKey: 'menu.profile', icon: 'User' },
+  { code: 'menu.account_review', path: '/admin/reviews', labelKey: 'menu.accountReview', icon: 'Stamp' },
+  { code: 'menu.users', path: '/admin/users', labelKey: 'menu.users', icon: 'UserFilled' },
+  { code: 'menu.roles', path: '/admin/roles', labelKey: 'menu.roles', icon: 'Lock' },
+  { code: 'menu.audit', path: '/admin/audit', labelKey: 'menu.audit', icon: 'Document' },
+]
+
+const BY_CODE = new Map(MENU_DEFS.map((m) => [m.code, m]))
+
+export function menuByCode(code: string): MenuDef | undefined {
+  return BY_CODE.get(code)
+}
+
+/**
+ * Sidebar entries for the given menu codes, in the server's order, without
+ * duplicates; unknown codes are dropped.
+ */
+export function buildMenus(codes: readonly string[] | null | undefined): MenuDef[] {
+  const seen = new Set<string>()
+  const out: MenuDef[] = []
+  for (const code of codes || []) {
+    const def = BY_CODE.get(code)
+    if (def && !seen.has(code)) {
+      seen.add(code)
+      out.push(def)
+    }
+  }
+  return out
+}
+
+/** Where to land after login when no `next` is given. */
+export function landingPath(codes: readonly string[] | null | undefined): string {
+  const menus = buildMenus(codes)
+  if (menus.some((m) => m.code === 'menu.home')) return '/home'
+  return menus[0]?.path ?? '/home'
+}

@@ -1,0 +1,47 @@
+import type { RouteLocationNormalized, RouteLocationRaw, Router } from 'vue-router'
+import type { useAuthStore } from '@/stores/auth'
+import { landingPath } from '@/menus'
+import { loginLocation, stepLocation } from './authRedirect'
+
+type AuthStore = ReturnType<typeof useAuthStore>
+
+/**
+ * Decide where a navigation may go. Pure apart from loading /api/auth/me once,
+ * so it can be unit-tested with a fake store.
+ */
+export async function resolveNavigation(
+  to: RouteLocationNormalized,
+  store: AuthStore,
+): Promise<true | RouteLocationRaw> {
+  if (!store.loaded) await store.fetchMe()
+
+  if (to.meta.public) {
+    // A logged-in user has no business on the plain login page.
+    if (to.name === 'login' && store.isLoggedIn) return landingPath(store.user?.menus)
+    return true
+  }
+
+  if (!store.user || store.user.state !== 'active') {
+    const state = store.user?.state ?? store.pending?.state
+    if (state === 'mfa_required' || state === 'password_change_required') {
+      return stepLocation(state, to.fullPath)
+    }
+    return loginLocation(to.fullPath)
+  }
+
+  if (to.name === 'root') return landingPath(store.user.menus)
+
+  const menu = to.meta.menu
+  if (menu && !store.hasMenu(menu)) {
+    return { name: 'forbidden', query: { from: to.fullPath }, replace: true }
+  }
+  return true
+}
+
+export function installGuards(router: Router, store: AuthStore, title: (key: string) => string): void {
+  router.beforeEach((to) => resolveNavigation(to, store))
+  router.afterEach((to) => {
+    const app = title('app.title')
+    document.title = to.meta.titleKey ? `${title(to.meta.titleKey)} - ${app}` : app
+  })
+}

@@ -1,0 +1,103 @@
+import type { RouteRecordRaw } from 'vue-router'
+
+declare module 'vue-router' {
+  interface RouteMeta {
+    /** Reachable without login. */
+    public?: boolean
+    /** Menu code the user must hold (from /api/auth/me `menus`). */
+    menu?: string
+    /** vue-i18n key for the document title. */
+    titleKey?: string
+  }
+}
+
+export const routes: RouteRecordRaw[] = [
+  {
+    path: '/login',
+    name: 'login',
+    component: () => import('@/views/auth/LoginView.vue'),
+    meta: { public: true, titleKey: 'login.heading' },
+  },
+  {
+    path: '/login/mfa',
+    name: 'login-mfa',
+    component: () => import('@/views/auth/LoginView.vue'),
+    props: { initialStep: 'mfa' },
+    meta: { public: true, titleKey: 'mfa.heading' },
+  },
+  {
+    path: '/login/password',
+    name: 'login-password',
+    component: () => import('@/views/auth/LoginView.vue'),
+    props: { initialStep: 'password' },
+    meta: { public: true, titleKey: 'password.heading' },
+  },
+  {
+    path: '/register',
+    name: 'register',
+    component: () => import('@/views/register/RegisterView.vue'),
+    meta: { public: true, titleKey: 'register.heading' },
+  },
+  {
+    path: '/register/status',
+    name: 'register-status',
+    component: () => import('@/views/register/RegisterStatusView.vue'),
+    meta: { public: true, titleKey: 'regStatus.heading' },
+  },
+  {
+    path: '/',
+    component: () => import('@/layouts/AppLayout.vue'),
+    children: [
+      // The guard sends '/' to the first menu the user holds.
+      { path: '', name: 'root', component: { render: () => null } },
+      {
+        path: 'home',
+        name: 'home',
+        component: () => import('@/views/home/HomeView.vue'),
+        meta: { menu: 'menu.home', titleKey: 'menu.home' },
+      },
+      {
+        path: 'profile',
+        name: 'profile',
+        component: () => import('@/views/profile/ProfileView.vue'),
+        meta: { menu: 'menu.profile', titleKey: 'menu.profile' },
+      },
+      {
+        path: 'admin/reviews',
+        name: 'admin-reviews',
+        component: () => import('@/views/admin/ReviewsView.vue'),
+        meta: { menu: 'menu.account_review', titleKey: 'menu.accountReview' },
+      },
+      {
+        path: 'admin/users',
+        name: 'admin-users',
+        component: () => import('@/views/admin/UsersView.vue'),
+        meta: { menu: 'menu.users', titleKey: 'menu.users' },
+      },
+      {
+        path: 'admin/roles',
+        name: 'admin-roles',
+        component: () => import('@/views/admin/RolesView.vue'),
+        meta: { menu: 'menu.roles', titleKey: 'menu.roles' },
+      },
+      {
+        path: 'admin/audit',
+        name: 'admin-audit',
+        component: () => import('@/views/admin/AuditView.vue'),
+        meta: { menu: 'menu.audit', titleKey: 'menu.audit' },
+      },
+      {
+        path: '403',
+        name: 'forbidden',
+        component: () => import('@/views/errors/ForbiddenView.vue'),
+        meta: { titleKey: 'errors.forbiddenTitle' },
+      },
+    ],
+  },
+  {
+    path: '/:pathMatch(.*)*',
+    name: 'not-found',
+    component: () => import('@/views/errors/NotFoundView.vue'),
+    meta: { public: true, titleKey: 'errors.notFoundTitle' },
+  },
+]
