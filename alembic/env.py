@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import create_engine, pool
 
+from alembic import context
 from engine.config import load_settings
 from engine.models import metadata
 
@@ -24,8 +24,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connectable = cfg.attributes.get("connection")
     if connectable is not None:
-        context.configure(connection=connectable, target_metadata=metadata, render_as_batch=True,
-                          compare_type=True)
+        context.configure(connection=connectable, target_metadata=metadata, render_as_batch=True, compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
         return

@@ -7,21 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, abort, send_from_directory
+from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import security
 from api.errors import register_error_handlers
-from flask_smorest import Api
-
 from api.extensions import db, limiter
+from engine import audit as _audit  # noqa: F401
 from engine import config, uow
-from engine.config import Settings
-from engine.db import tune_engine
 
 # Models must be imported so the metadata is complete.
 from engine.accounts import models as _accounts_models  # noqa: F401
 from engine.attachments import models as _attachment_models  # noqa: F401
-from engine import audit as _audit  # noqa: F401
+from engine.config import Settings
+from engine.db import tune_engine
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -59,8 +58,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     if settings.trusted_proxies > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
-                                x_proto=settings.trusted_proxies, x_host=0)
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+            x_proto=settings.trusted_proxies,
+            x_host=0,
+        )
     app.extensions["telerad_settings"] = settings
 
     db.init_app(app)
@@ -118,8 +121,9 @@ def _register_spa(app: Flask, dist: Path) -> None:
         if path and "/" not in path and top.is_file():
             return send_from_directory(dist, path)
         if not (dist / "index.html").exists():
-            return ("<!doctype html><meta charset=utf-8><title>telerad</title>"
-                    "<p>前端尚未构建：请运行 make web</p>"), 503
+            return (
+                "<!doctype html><meta charset=utf-8><title>telerad</title><p>前端尚未构建：请运行 make web</p>"
+            ), 503
         resp = send_from_directory(dist, "index.html", max_age=0)
         resp.headers["Cache-Control"] = "no-cache"
         return resp

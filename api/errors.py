@@ -42,8 +42,11 @@ def _translate_validation(messages: Any) -> dict[str, Any]:
         for _location, errs in messages.items():
             if isinstance(errs, dict):
                 for field, msgs in errs.items():
-                    fields[field] = ["不允许的字段" if m == "Unknown field." else m for m in msgs] \
-                        if isinstance(msgs, list) else msgs
+                    fields[field] = (
+                        ["不允许的字段" if m == "Unknown field." else m for m in msgs]
+                        if isinstance(msgs, list)
+                        else msgs
+                    )
     return {"fields": fields}
 
 

@@ -127,9 +127,16 @@ def _build_actor(sess: Any | None) -> Actor:
     user = sess.user
     perms = effective_permissions(user) if sess.state == "active" else frozenset()
     return Actor(
-        user_id=user.id, username=user.username, institution_id=user.institution_id,
-        institution_kind=user.institution.kind, institution_code=user.institution.code,
-        roles=frozenset(user.role_codes), permissions=perms, ip=ip, user_agent=ua, request_id=rid,
+        user_id=user.id,
+        username=user.username,
+        institution_id=user.institution_id,
+        institution_kind=user.institution.kind,
+        institution_code=user.institution.code,
+        roles=frozenset(user.role_codes),
+        permissions=perms,
+        ip=ip,
+        user_agent=ua,
+        request_id=rid,
         session_id=sess.id,
     )
 

@@ -97,8 +97,22 @@ class AuditEvent(Base):
 
 
 _HASHED_FIELDS = (
-    "ts", "user_id", "username", "roles", "institution_id", "institution_code", "ip", "user_agent",
-    "event_type", "object_type", "object_id", "patient_id", "outcome", "reason", "request_id", "details",
+    "ts",
+    "user_id",
+    "username",
+    "roles",
+    "institution_id",
+    "institution_code",
+    "ip",
+    "user_agent",
+    "event_type",
+    "object_type",
+    "object_id",
+    "patient_id",
+    "outcome",
+    "reason",
+    "request_id",
+    "details",
 )
 
 

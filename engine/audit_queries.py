@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import xlsxwriter
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func
 
 from engine import audit, uow
 from engine.accounts.queries import Page, clamp_page, like_pattern
@@ -63,16 +63,43 @@ def export_xlsx(actor: Actor, filters: dict[str, Any]) -> tuple[bytes, int]:
     """Write the matching events to xlsx; every cell is a string (no formula injection, EXP-01). Audited."""
     rows = uow.session().execute(_filtered(actor, filters).order_by(AuditEvent.id).limit(EXPORT_LIMIT)).scalars()
     buf = io.BytesIO()
-    wb = xlsxwriter.Workbook(buf, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
-                                   "strings_to_numbers": False})
+    wb = xlsxwriter.Workbook(
+        buf, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
+    )
     ws = wb.add_worksheet("审计日志")
-    header = ["编号", "时间", "用户", "角色", "机构", "IP", "事件", "对象类型", "对象ID", "结果", "原因", "请求ID", "哈希"]
+    header = [
+        "编号",
+        "时间",
+        "用户",
+        "角色",
+        "机构",
+        "IP",
+        "事件",
+        "对象类型",
+        "对象ID",
+        "结果",
+        "原因",
+        "请求ID",
+        "哈希",
+    ]
     ws.write_row(0, 0, header)
     n = 0
     for n, ev in enumerate(rows, start=1):
-        values = [ev.id, ev.ts.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"), ev.username, ev.roles,
-                  ev.institution_code, ev.ip, EVENT_TYPES.get(ev.event_type, ev.event_type), ev.object_type,
-                  ev.object_id, "成功" if ev.outcome == "success" else "失败", ev.reason, ev.request_id, ev.hash]
+        values = [
+            ev.id,
+            ev.ts.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+            ev.username,
+            ev.roles,
+            ev.institution_code,
+            ev.ip,
+            EVENT_TYPES.get(ev.event_type, ev.event_type),
+            ev.object_type,
+            ev.object_id,
+            "成功" if ev.outcome == "success" else "失败",
+            ev.reason,
+            ev.request_id,
+            ev.hash,
+        ]
         for col, v in enumerate(values):
             ws.write_string(n, col, _cell(v))
     wb.close()
@@ -82,5 +109,3 @@ def export_xlsx(actor: Actor, filters: dict[str, Any]) -> tuple[bytes, int]:
 
 def event_types() -> list[dict[str, str]]:
     return [{"code": k, "name": v} for k, v in EVENT_TYPES.items()]
-
-

@@ -56,14 +56,15 @@ def get_visible(actor: Actor, model: type[T], object_id: Any, *, object_type: st
             `security_alert` audit event is written (it survives the request's rollback).
     """
     s = uow.session()
-    pk = getattr(model, "id")
+    pk = model.id
     obj = s.execute(scoped(actor, model).where(pk == object_id)).unique().scalar_one_or_none()
     if obj is not None:
         return obj
     exists = s.execute(select(pk).where(pk == object_id)).first() is not None
     if exists:
-        audit.security_alert(actor, object_type or getattr(model, "__tablename__", model.__name__), object_id,
-                             "访问可见范围之外的对象")
+        audit.security_alert(
+            actor, object_type or getattr(model, "__tablename__", model.__name__), object_id, "访问可见范围之外的对象"
+        )
     raise NotFound()
 
 

@@ -115,16 +115,26 @@ def create_admin(username: str, role: str, full_name: str, institution_code: str
             temp = generate_temporary_password()
             secret = pyotp.random_base32()
             role_row = s.execute(select(Role).where(Role.code == role, Role.builtin.is_(True))).unique().scalar_one()
-            user = User(username=username, username_norm=norm, full_name=full_name or username,
-                        institution_id=inst.id, password_hash=auth.hash_password(temp),
-                        must_change_password="first_login", review_status="approved", registration_source="cli",
-                        reviewed_at=utcnow(), last_active_at=utcnow(),
-                        totp_secret_enc=auth.cipher().encrypt_str(secret), totp_enabled=True)
+            user = User(
+                username=username,
+                username_norm=norm,
+                full_name=full_name or username,
+                institution_id=inst.id,
+                password_hash=auth.hash_password(temp),
+                must_change_password="first_login",
+                review_status="approved",
+                registration_source="cli",
+                reviewed_at=utcnow(),
+                last_active_at=utcnow(),
+                totp_secret_enc=auth.cipher().encrypt_str(secret),
+                totp_enabled=True,
+            )
             user.roles = [role_row]
             s.add(user)
             s.flush()
-            audit.record(Actor.system("cli"), "account_created", object_type="user", object_id=user.id,
-                         details={"role": role})
+            audit.record(
+                Actor.system("cli"), "account_created", object_type="user", object_id=user.id, details={"role": role}
+            )
         uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="telerad")
         click.echo(f"用户名: {username}\n临时密码（首次登录须修改）: {temp}\nTOTP 密钥: {secret}\notpauth: {uri}")
 

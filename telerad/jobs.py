@@ -36,7 +36,8 @@ def disable_inactive() -> int:
     s = config.current()
     cutoff = utcnow() - timedelta(days=s.inactive_disable_days)
     res = uow.session().execute(
-        update(User).where(User.enabled.is_(True), User.review_status == "approved", User.last_active_at < cutoff)
+        update(User)
+        .where(User.enabled.is_(True), User.review_status == "approved", User.last_active_at < cutoff)
         .values(enabled=False, disabled_reason="inactive")
     )
     n = int(res.rowcount or 0)  # type: ignore[attr-defined]
@@ -49,8 +50,11 @@ def purge_audit() -> int:
     return audit.purge(Actor.system("worker"), config.current().audit_retention_days)
 
 
-JOBS = {"sweep_sessions": (sweep_sessions, 300), "disable_inactive": (disable_inactive, 3600),
-        "purge_audit": (purge_audit, 86400)}
+JOBS = {
+    "sweep_sessions": (sweep_sessions, 300),
+    "disable_inactive": (disable_inactive, 3600),
+    "purge_audit": (purge_audit, 86400),
+}
 
 
 def _runner(app: Any, fn: Any) -> Any:

@@ -214,8 +214,9 @@ class RoleCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=_name)
     description = fields.String(load_default="", validate=validate.Length(max=500))
     institution_id = fields.Integer(load_default=None, allow_none=True)
-    permissions = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list,
-                              validate=validate.Length(max=200))
+    permissions = fields.List(
+        fields.String(validate=validate.Length(max=64)), load_default=list, validate=validate.Length(max=200)
+    )
 
 
 class RoleUpdateSchema(StrictSchema):
@@ -225,8 +226,9 @@ class RoleUpdateSchema(StrictSchema):
 
 
 class RolePermissionsSchema(StrictSchema):
-    permissions = fields.List(fields.String(validate=validate.Length(max=64)), required=True,
-                              validate=validate.Length(max=200))
+    permissions = fields.List(
+        fields.String(validate=validate.Length(max=64)), required=True, validate=validate.Length(max=200)
+    )
 
 
 class PermissionSchema(Schema):

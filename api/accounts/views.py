@@ -11,12 +11,12 @@ from werkzeug.datastructures import FileStorage
 from api.accounts import schemas as sch
 from api.extensions import client_ip, limiter
 from api.security import PUBLIC, current_actor, requires
+from engine import uow
 from engine.accounts import queries, services
 from engine.accounts.models import Role, User
 from engine.accounts.permissions import CATALOGUE
 from engine.attachments import services as attachments
 from engine.attachments.models import Attachment
-from engine import uow
 from engine.visibility import get_visible
 
 blp = Blueprint("accounts", __name__, url_prefix="/api", description="账号、角色与机构")
@@ -45,6 +45,7 @@ def _profile(body: dict[str, Any], user: User | None = None) -> services.Profile
 
 
 # --- public: institutions and self-registration (ACCT-04) -------------------------------------
+
 
 @blp.route("/public/institutions", methods=["GET"])
 @blp.response(200, sch.InstitutionSchema(many=True))
@@ -85,18 +86,26 @@ def registration_status(body: dict[str, Any]) -> Any:
 def resubmit(form: dict[str, Any], files: dict[str, FileStorage]) -> Any:
     """被拒绝的申请人修改信息后重新提交审核。"""
     user = services.registration_status(form["username"], form["password"])
-    return services.resubmit(current_actor(), form["username"], form["password"], _profile(form, user),
-                             _photos(files))
+    return services.resubmit(current_actor(), form["username"], form["password"], _profile(form, user), _photos(files))
 
 
 # --- account review (ACCT-03, ACCT-05) ---------------------------------------------------------
 
+
 def _review_item(u: User) -> dict[str, Any]:
     return {
-        "id": u.id, "username": u.username, "full_name": u.full_name, "institution": u.institution,
-        "department": u.department, "title": u.title, "phone_masked": u.phone_masked,
-        "review_status": u.review_status, "submitted_at": u.submitted_at, "reviewed_at": u.reviewed_at,
-        "reviewed_by": u.reviewed_by.username if u.reviewed_by else None, "reject_reason": u.reject_reason,
+        "id": u.id,
+        "username": u.username,
+        "full_name": u.full_name,
+        "institution": u.institution,
+        "department": u.department,
+        "title": u.title,
+        "phone_masked": u.phone_masked,
+        "review_status": u.review_status,
+        "submitted_at": u.submitted_at,
+        "reviewed_at": u.reviewed_at,
+        "reviewed_by": u.reviewed_by.username if u.reviewed_by else None,
+        "reject_reason": u.reject_reason,
         "source": u.registration_source,
     }
 
@@ -107,11 +116,21 @@ def _review_item(u: User) -> dict[str, Any]:
 @requires("account.review")
 def reviews(args: dict[str, Any]) -> Any:
     """账号审核列表：按 待审核/已通过/已拒绝 筛选，按姓名搜索。"""
-    page = queries.list_users(current_actor(), q=args.get("q"), review_status=args["status"],
-                              institution_id=args.get("institution_id"), page=args["page"],
-                              page_size=args["page_size"], order="submitted")
-    return {"items": [_review_item(u) for u in page.items], "total": page.total, "page": page.page,
-            "page_size": page.page_size}
+    page = queries.list_users(
+        current_actor(),
+        q=args.get("q"),
+        review_status=args["status"],
+        institution_id=args.get("institution_id"),
+        page=args["page"],
+        page_size=args["page_size"],
+        order="submitted",
+    )
+    return {
+        "items": [_review_item(u) for u in page.items],
+        "total": page.total,
+        "page": page.page,
+        "page_size": page.page_size,
+    }
 
 
 @blp.route("/accounts/reviews/<int:user_id>", methods=["GET"])
@@ -162,12 +181,22 @@ def attachment(public_id: str) -> Any:
 
 # --- users -------------------------------------------------------------------------------------
 
+
 def _user_item(u: User, locked: set[str]) -> dict[str, Any]:
     return {
-        "id": u.id, "username": u.username, "full_name": u.full_name, "institution": u.institution,
-        "department": u.department, "title": u.title, "phone_masked": u.phone_masked,
-        "review_status": u.review_status, "enabled": u.enabled, "locked": u.username_norm in locked,
-        "roles": u.roles, "last_login_at": u.last_login_at, "created_at": u.created_at,
+        "id": u.id,
+        "username": u.username,
+        "full_name": u.full_name,
+        "institution": u.institution,
+        "department": u.department,
+        "title": u.title,
+        "phone_masked": u.phone_masked,
+        "review_status": u.review_status,
+        "enabled": u.enabled,
+        "locked": u.username_norm in locked,
+        "roles": u.roles,
+        "last_login_at": u.last_login_at,
+        "created_at": u.created_at,
     }
 
 
@@ -177,11 +206,21 @@ def _user_item(u: User, locked: set[str]) -> dict[str, Any]:
 @requires("user.read")
 def users(args: dict[str, Any]) -> Any:
     """用户列表（按姓名/用户名搜索，按机构、状态筛选）。"""
-    page = queries.list_users(current_actor(), q=args.get("q"), institution_id=args.get("institution_id"),
-                              enabled=args.get("enabled"), page=args["page"], page_size=args["page_size"])
+    page = queries.list_users(
+        current_actor(),
+        q=args.get("q"),
+        institution_id=args.get("institution_id"),
+        enabled=args.get("enabled"),
+        page=args["page"],
+        page_size=args["page_size"],
+    )
     locked = queries.locked_usernames([u.username_norm for u in page.items])
-    return {"items": [_user_item(u, locked) for u in page.items], "total": page.total, "page": page.page,
-            "page_size": page.page_size}
+    return {
+        "items": [_user_item(u, locked) for u in page.items],
+        "total": page.total,
+        "page": page.page,
+        "page_size": page.page_size,
+    }
 
 
 @blp.route("/users", methods=["POST"])
@@ -241,10 +280,19 @@ def set_user_roles(body: dict[str, Any], user_id: int) -> Any:
 
 # --- roles and permissions (ACCT-01, ACCT-02) ---------------------------------------------------
 
+
 def _role_item(role: Role, count: int) -> dict[str, Any]:
-    return {"id": role.id, "code": role.code, "name": role.name, "description": role.description,
-            "enabled": role.enabled, "builtin": role.builtin, "institution": role.institution,
-            "permissions": role.permission_codes, "user_count": count}
+    return {
+        "id": role.id,
+        "code": role.code,
+        "name": role.name,
+        "description": role.description,
+        "enabled": role.enabled,
+        "builtin": role.builtin,
+        "institution": role.institution,
+        "permissions": role.permission_codes,
+        "user_count": count,
+    }
 
 
 @blp.route("/roles", methods=["GET"])
@@ -253,8 +301,9 @@ def _role_item(role: Role, count: int) -> dict[str, Any]:
 @requires("role.read")
 def roles(args: dict[str, Any]) -> Any:
     """角色列表（按名称搜索、按状态筛选）。"""
-    return [_role_item(r, n) for r, n in queries.list_roles(current_actor(), q=args.get("q"),
-                                                             enabled=args.get("enabled"))]
+    return [
+        _role_item(r, n) for r, n in queries.list_roles(current_actor(), q=args.get("q"), enabled=args.get("enabled"))
+    ]
 
 
 @blp.route("/roles", methods=["POST"])
@@ -263,8 +312,9 @@ def roles(args: dict[str, Any]) -> Any:
 @requires("role.manage")
 def create_role(body: dict[str, Any]) -> Any:
     """新建角色（全局或某机构专用）。"""
-    role = services.create_role(current_actor(), body["code"], body["name"], body["description"],
-                                body["institution_id"], body["permissions"])
+    role = services.create_role(
+        current_actor(), body["code"], body["name"], body["description"], body["institution_id"], body["permissions"]
+    )
     return _role_item(role, 0)
 
 
@@ -309,8 +359,7 @@ def delete_role(role_id: int) -> Any:
 @requires("role.read")
 def permissions() -> Any:
     """权限目录（菜单与功能）。"""
-    return [{"code": p.code, "name": p.name, "kind": p.kind, "parent": p.parent, "domain": p.domain}
-            for p in CATALOGUE]
+    return [{"code": p.code, "name": p.name, "kind": p.kind, "parent": p.parent, "domain": p.domain} for p in CATALOGUE]
 
 
 @blp.route("/institutions", methods=["GET"])

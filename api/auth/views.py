@@ -20,8 +20,15 @@ from api.auth.schemas import (
     SessionSchema,
 )
 from api.extensions import client_ip, limiter
-from api.security import AUTHENTICATED, PUBLIC, current_actor, end_session_cookie, issue_anon_csrf, requires, \
-    set_session_token
+from api.security import (
+    AUTHENTICATED,
+    PUBLIC,
+    current_actor,
+    end_session_cookie,
+    issue_anon_csrf,
+    requires,
+    set_session_token,
+)
 from engine import audit, config, uow
 from engine.accounts import auth
 from engine.accounts.models import UserSession
@@ -47,8 +54,12 @@ def login(body: dict[str, Any]) -> Any:
     previous = request.cookies.get(config.current().session_cookie_name)
     result = auth.login(body["username"], body["password"], current_actor(), previous_token=previous)
     set_session_token(result.token)
-    return {"csrf_token": result.session.csrf_token, "state": result.state, "reason": result.reason,
-            "mfa_enrolled": result.mfa_enrolled}
+    return {
+        "csrf_token": result.session.csrf_token,
+        "state": result.state,
+        "reason": result.reason,
+        "mfa_enrolled": result.mfa_enrolled,
+    }
 
 
 @blp.route("/csrf", methods=["GET"])
@@ -68,8 +79,9 @@ def csrf() -> Any:
 def mfa_enroll() -> Any:
     """首次绑定动态验证码（TOTP），返回密钥与 otpauth 链接。"""
     secret, uri = auth.mfa_enroll(g.session)
-    audit.record(current_actor(), "config_changed", object_type="user", object_id=g.session.user_id,
-                 reason="生成双因素认证密钥")
+    audit.record(
+        current_actor(), "config_changed", object_type="user", object_id=g.session.user_id, reason="生成双因素认证密钥"
+    )
     return {"secret": secret, "otpauth_uri": uri}
 
 
@@ -94,8 +106,7 @@ def change_password(body: dict[str, Any]) -> Any:
     token = auth.change_password(g.session, body["old_password"], body["new_password"], current_actor())
     set_session_token(token)
     sess = uow.session().get(UserSession, auth.token_hash(token))
-    return {"csrf_token": sess.csrf_token, "state": sess.state, "reason": None,
-            "mfa_enrolled": sess.user.totp_enabled}
+    return {"csrf_token": sess.csrf_token, "state": sess.state, "reason": None, "mfa_enrolled": sess.user.totp_enabled}
 
 
 @blp.route("/logout", methods=["POST"])
@@ -117,11 +128,19 @@ def me() -> Any:
     user = sess.user
     perms = effective_permissions(user) if sess.state == "active" else frozenset()
     return {
-        "id": user.id, "username": user.username, "full_name": user.full_name,
-        "institution": user.institution, "department": user.department,
-        "roles": [r for r in user.roles if r.enabled], "permissions": sorted(perms), "menus": menus_of(perms),
-        "state": sess.state, "csrf_token": sess.csrf_token, "mfa_enrolled": user.totp_enabled,
-        "last_login_at": sess.prev_login_at, "last_login_ip": sess.prev_login_ip,
+        "id": user.id,
+        "username": user.username,
+        "full_name": user.full_name,
+        "institution": user.institution,
+        "department": user.department,
+        "roles": [r for r in user.roles if r.enabled],
+        "permissions": sorted(perms),
+        "menus": menus_of(perms),
+        "state": sess.state,
+        "csrf_token": sess.csrf_token,
+        "mfa_enrolled": user.totp_enabled,
+        "last_login_at": sess.prev_login_at,
+        "last_login_ip": sess.prev_login_ip,
         "failed_logins_since_last": sess.failed_before_login,
         "password_expires_at": user.password_changed_at + timedelta(days=config.current().password_max_age_days),
     }
@@ -132,11 +151,25 @@ def me() -> Any:
 @requires(AUTHENTICATED)
 def sessions() -> Any:
     """本人的在线会话。"""
-    rows = uow.session().execute(
-        select(UserSession).where(UserSession.user_id == g.session.user_id).order_by(UserSession.created_at.desc())
-    ).unique().scalars()
-    return [{"id": r.public_id, "created_at": r.created_at, "last_seen_at": r.last_seen_at, "ip": r.ip,
-             "user_agent": r.user_agent, "current": r.id == g.session.id} for r in rows]
+    rows = (
+        uow.session()
+        .execute(
+            select(UserSession).where(UserSession.user_id == g.session.user_id).order_by(UserSession.created_at.desc())
+        )
+        .unique()
+        .scalars()
+    )
+    return [
+        {
+            "id": r.public_id,
+            "created_at": r.created_at,
+            "last_seen_at": r.last_seen_at,
+            "ip": r.ip,
+            "user_agent": r.user_agent,
+            "current": r.id == g.session.id,
+        }
+        for r in rows
+    ]
 
 
 @blp.route("/sessions/<string:public_id>", methods=["DELETE"])
@@ -145,8 +178,9 @@ def sessions() -> Any:
 def revoke_session(public_id: str) -> Any:
     """注销本人的某个会话。"""
     s = uow.session()
-    res = s.execute(delete(UserSession).where(UserSession.public_id == public_id,
-                                              UserSession.user_id == g.session.user_id))
+    res = s.execute(
+        delete(UserSession).where(UserSession.public_id == public_id, UserSession.user_id == g.session.user_id)
+    )
     if not res.rowcount:  # type: ignore[attr-defined]
         raise NotFound()
     audit.record(current_actor(), "session_revoked", object_type="session", object_id=public_id)

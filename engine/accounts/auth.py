@@ -74,8 +74,11 @@ def _check_locked(actor: Actor, norm: str, username: str, now: datetime) -> None
     row = _throttle_row(uow.session(), norm)
     if row and row.locked_until and row.locked_until > now:
         audit.record(actor, "login_failure", outcome="failure", username=username, reason="账号已锁定")
-        raise Locked("account_locked", "登录失败次数过多，账号已锁定，请稍后再试或联系管理员解锁",
-                     {"locked_until": row.locked_until.isoformat()})
+        raise Locked(
+            "account_locked",
+            "登录失败次数过多，账号已锁定，请稍后再试或联系管理员解锁",
+            {"locked_until": row.locked_until.isoformat()},
+        )
 
 
 def _count_failure(norm: str, username: str, actor: Actor, what: str) -> None:
@@ -91,8 +94,11 @@ def _count_failure(norm: str, username: str, actor: Actor, what: str) -> None:
         if now - row.window_start > timedelta(minutes=settings.lockout_window_min):
             row.failures, row.window_start = 0, now
         row.failures += 1
-        s.execute(update(User).where(User.username_norm == norm)
-                  .values(failed_logins_since_last=User.failed_logins_since_last + 1))
+        s.execute(
+            update(User)
+            .where(User.username_norm == norm)
+            .values(failed_logins_since_last=User.failed_logins_since_last + 1)
+        )
         if row.failures >= settings.lockout_threshold:
             row.locked_until = now + timedelta(minutes=settings.lockout_duration_min)
             row.failures = 0
@@ -104,10 +110,21 @@ def _count_failure(norm: str, username: str, actor: Actor, what: str) -> None:
 
 def _alert_row(actor: Actor, username: str, what: str) -> dict[str, object]:
     return {
-        "ts": utcnow(), "user_id": None, "username": audit.neutralise(username, 160), "roles": None,
-        "institution_id": None, "institution_code": None, "ip": actor.ip, "user_agent": audit.neutralise(actor.user_agent),
-        "event_type": "login_locked", "object_type": "user", "object_id": None, "patient_id": None,
-        "outcome": "failure", "reason": f"连续{what}失败次数过多，账号锁定", "request_id": actor.request_id,
+        "ts": utcnow(),
+        "user_id": None,
+        "username": audit.neutralise(username, 160),
+        "roles": None,
+        "institution_id": None,
+        "institution_code": None,
+        "ip": actor.ip,
+        "user_agent": audit.neutralise(actor.user_agent),
+        "event_type": "login_locked",
+        "object_type": "user",
+        "object_id": None,
+        "patient_id": None,
+        "outcome": "failure",
+        "reason": f"连续{what}失败次数过多，账号锁定",
+        "request_id": actor.request_id,
         "details": None,
     }
 
@@ -116,9 +133,16 @@ def _new_session(user: User, state: str, actor: Actor) -> tuple[str, UserSession
     token = secrets.token_urlsafe(32)
     now = utcnow()
     sess = UserSession(
-        id=token_hash(token), public_id=secrets.token_hex(8), user_id=user.id, state=state,
-        csrf_token=secrets.token_urlsafe(32), created_at=now, last_seen_at=now, auth_at=now,
-        ip=actor.ip, user_agent=(actor.user_agent or "")[:256],
+        id=token_hash(token),
+        public_id=secrets.token_hex(8),
+        user_id=user.id,
+        state=state,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        last_seen_at=now,
+        auth_at=now,
+        ip=actor.ip,
+        user_agent=(actor.user_agent or "")[:256],
     )
     uow.session().add(sess)
     return token, sess
@@ -129,10 +153,19 @@ def rotate_session(sess: UserSession) -> str:
     s = uow.session()
     token = secrets.token_urlsafe(32)
     new = UserSession(
-        id=token_hash(token), public_id=sess.public_id, user_id=sess.user_id, state=sess.state,
-        csrf_token=secrets.token_urlsafe(32), created_at=sess.created_at, last_seen_at=utcnow(),
-        auth_at=utcnow(), ip=sess.ip, user_agent=sess.user_agent, prev_login_at=sess.prev_login_at,
-        prev_login_ip=sess.prev_login_ip, failed_before_login=sess.failed_before_login,
+        id=token_hash(token),
+        public_id=sess.public_id,
+        user_id=sess.user_id,
+        state=sess.state,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=sess.created_at,
+        last_seen_at=utcnow(),
+        auth_at=utcnow(),
+        ip=sess.ip,
+        user_agent=sess.user_agent,
+        prev_login_at=sess.prev_login_at,
+        prev_login_ip=sess.prev_login_ip,
+        failed_before_login=sess.failed_before_login,
     )
     s.delete(sess)
     s.flush()
@@ -154,9 +187,15 @@ def _complete_login(user: User, actor: Actor, sess: UserSession) -> None:
 
 def _actor_for(user: User, actor: Actor) -> Actor:
     return Actor(
-        user_id=user.id, username=user.username, institution_id=user.institution_id,
-        institution_kind=user.institution.kind, institution_code=user.institution.code,
-        roles=frozenset(user.role_codes), ip=actor.ip, user_agent=actor.user_agent, request_id=actor.request_id,
+        user_id=user.id,
+        username=user.username,
+        institution_id=user.institution_id,
+        institution_kind=user.institution.kind,
+        institution_code=user.institution.code,
+        roles=frozenset(user.role_codes),
+        ip=actor.ip,
+        user_agent=actor.user_agent,
+        request_id=actor.request_id,
     )
 
 
@@ -188,16 +227,25 @@ def login(username: str, password: str, actor: Actor, previous_token: str | None
     if user.review_status == "pending":
         raise Forbidden("account_pending", "账号正在审核中，请等待管理员审核")
     if user.review_status == "rejected":
-        raise Forbidden("account_rejected", "账号注册申请已被拒绝，请修改后重新提交", {"reject_reason": user.reject_reason})
+        raise Forbidden(
+            "account_rejected", "账号注册申请已被拒绝，请修改后重新提交", {"reject_reason": user.reject_reason}
+        )
     last_active = user.last_active_at or user.reviewed_at or user.created_at
     if user.enabled and now - last_active > timedelta(days=settings.inactive_disable_days):
         uid = user.id
 
         def disable(s2: Session) -> None:
             s2.execute(update(User).where(User.id == uid).values(enabled=False, disabled_reason="inactive"))
-            audit._append(s2, {**_alert_row(actor, username, "")} | {
-                "event_type": "account_disabled", "object_id": str(uid), "user_id": uid,
-                "reason": f"超过 {settings.inactive_disable_days} 天未登录，自动停用"})
+            audit._append(
+                s2,
+                {**_alert_row(actor, username, "")}
+                | {
+                    "event_type": "account_disabled",
+                    "object_id": str(uid),
+                    "user_id": uid,
+                    "reason": f"超过 {settings.inactive_disable_days} 天未登录，自动停用",
+                },
+            )
 
         uow.after_rollback(disable)
         raise AuthenticationFailed("account_disabled", "账号已停用，请联系管理员")
@@ -257,8 +305,12 @@ def mfa_verify(sess: UserSession, code: str, actor: Actor) -> tuple[str, str | N
                 matched = step + offset
                 break
     if matched is None or (user.totp_last_step is not None and matched <= user.totp_last_step):
-        audit.record(_actor_for(user, actor), "mfa_failure", outcome="failure",
-                     reason="验证码错误" if matched is None else "验证码重放")
+        audit.record(
+            _actor_for(user, actor),
+            "mfa_failure",
+            outcome="failure",
+            reason="验证码错误" if matched is None else "验证码重放",
+        )
         _count_failure(user.username_norm, user.username, actor, "双因素认证")
         raise AuthenticationFailed("invalid_mfa_code", "动态验证码错误或已使用")
     uow.session().execute(delete(LoginThrottle).where(LoginThrottle.username_norm == user.username_norm))
@@ -306,8 +358,12 @@ def assert_not_reused(user: User, new: str) -> None:
     s = uow.session()
     keep = config.current().password_history
     hashes = [user.password_hash] + list(
-        s.execute(select(PasswordHistory.password_hash).where(PasswordHistory.user_id == user.id)
-                  .order_by(PasswordHistory.id.desc()).limit(keep - 1)).scalars()
+        s.execute(
+            select(PasswordHistory.password_hash)
+            .where(PasswordHistory.user_id == user.id)
+            .order_by(PasswordHistory.id.desc())
+            .limit(keep - 1)
+        ).scalars()
     )
     if any(verify_password(h, new) for h in hashes):
         raise ValidationFailed("password_reused", f"新密码不能与最近 {keep} 次使用过的密码相同")
@@ -346,12 +402,18 @@ def load_session(token: str | None, actor: Actor) -> UserSession | None:
     settings = config.current()
     now = utcnow()
     idle = settings.admin_idle_timeout_min if is_admin(sess.user) else settings.idle_timeout_min
-    expired = (now - sess.last_seen_at > timedelta(minutes=idle)
-               or now - sess.created_at > timedelta(hours=settings.absolute_timeout_hours))
+    expired = now - sess.last_seen_at > timedelta(minutes=idle) or now - sess.created_at > timedelta(
+        hours=settings.absolute_timeout_hours
+    )
     if expired:
         uid, sid = sess.user_id, sess.id
-        who = Actor(user_id=uid, username=sess.user.username, ip=actor.ip, user_agent=actor.user_agent,
-                    request_id=actor.request_id)
+        who = Actor(
+            user_id=uid,
+            username=sess.user.username,
+            ip=actor.ip,
+            user_agent=actor.user_agent,
+            request_id=actor.request_id,
+        )
 
         def expire(s2: Session) -> None:
             s2.execute(delete(UserSession).where(UserSession.id == sid))

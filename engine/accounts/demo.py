@@ -59,10 +59,19 @@ def load_demo() -> int:
         inst = insts[d.institution]
         dep = inst.departments[0] if inst.departments else None
         user = User(
-            username=d.username, username_norm=norm, full_name=d.full_name, institution_id=inst.id,
-            department_id=dep.id if dep else None, password_hash=auth.hash_password(d.password),
-            review_status="approved", registration_source="demo", reviewed_at=utcnow(), is_demo=True,
-            phone_enc=cipher.encrypt_str(phone), phone_masked=mask_phone(phone), last_active_at=utcnow(),
+            username=d.username,
+            username_norm=norm,
+            full_name=d.full_name,
+            institution_id=inst.id,
+            department_id=dep.id if dep else None,
+            password_hash=auth.hash_password(d.password),
+            review_status="approved",
+            registration_source="demo",
+            reviewed_at=utcnow(),
+            is_demo=True,
+            phone_enc=cipher.encrypt_str(phone),
+            phone_masked=mask_phone(phone),
+            last_active_at=utcnow(),
         )
         if d.totp_secret:
             user.totp_secret_enc = cipher.encrypt_str(d.totp_secret)

@@ -53,10 +53,21 @@ class RoleDef:
 
 
 _SYS = frozenset({"menu.users", "user.read", "user.manage"})
-_SEC = frozenset({
-    "menu.account_review", "account.review", "attachment.view_id_photo", "menu.users", "user.read",
-    "user.unlock", "user.reset_password", "user.grant_roles", "menu.roles", "role.read", "role.manage",
-})
+_SEC = frozenset(
+    {
+        "menu.account_review",
+        "account.review",
+        "attachment.view_id_photo",
+        "menu.users",
+        "user.read",
+        "user.unlock",
+        "user.reset_password",
+        "user.grant_roles",
+        "menu.roles",
+        "role.read",
+        "role.manage",
+    }
+)
 _AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
 
 BUILTIN_ROLES: tuple[RoleDef, ...] = (

@@ -10,10 +10,10 @@ from sqlalchemy.orm import selectinload
 
 from engine import uow
 from engine.accounts.models import Institution, LoginThrottle, Role, User, user_role
-from engine.audit import EVENT_TYPES, AuditEvent
-from engine.db import utcnow
 from engine.accounts.permissions import BASELINE, CATALOGUE
 from engine.actor import Actor
+from engine.audit import EVENT_TYPES, AuditEvent
+from engine.db import utcnow
 from engine.visibility import scoped
 
 MAX_PAGE_SIZE = 100
@@ -52,9 +52,17 @@ def menus_of(permissions: frozenset[str]) -> list[str]:
     return [p.code for p in CATALOGUE if p.kind == "menu" and p.code in permissions]
 
 
-def list_users(actor: Actor, *, q: str | None = None, institution_id: int | None = None,
-               enabled: bool | None = None, review_status: str | None = None, page: int | None = 1,
-               page_size: int | None = 20, order: str = "id") -> Page:
+def list_users(
+    actor: Actor,
+    *,
+    q: str | None = None,
+    institution_id: int | None = None,
+    enabled: bool | None = None,
+    review_status: str | None = None,
+    page: int | None = 1,
+    page_size: int | None = 20,
+    order: str = "id",
+) -> Page:
     """Users the actor may see, newest first; `q` searches name and username (literal match)."""
     page, page_size = clamp_page(page, page_size)
     stmt = scoped(actor, User)
@@ -70,10 +78,17 @@ def list_users(actor: Actor, *, q: str | None = None, institution_id: int | None
     s = uow.session()
     total = s.execute(stmt.with_only_columns(func.count(User.id)).order_by(None)).scalar_one()
     sort_col = User.submitted_at if order == "submitted" else User.id
-    rows = s.execute(
-        stmt.options(selectinload(User.roles)).order_by(sort_col.desc(), User.id.desc())
-        .offset((page - 1) * page_size).limit(page_size)
-    ).unique().scalars().all()
+    rows = (
+        s.execute(
+            stmt.options(selectinload(User.roles))
+            .order_by(sort_col.desc(), User.id.desc())
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
+        .unique()
+        .scalars()
+        .all()
+    )
     return Page(list(rows), total, page, page_size)
 
 
@@ -102,22 +117,35 @@ def locked_usernames(norms: list[str]) -> set[str]:
     """Which of these normalised usernames are locked out right now (AUTH-04)."""
     if not norms:
         return set()
-    rows = uow.session().execute(
-        select(LoginThrottle.username_norm).where(LoginThrottle.username_norm.in_(norms),
-                                                  LoginThrottle.locked_until > utcnow())
-    ).scalars()
+    rows = (
+        uow.session()
+        .execute(
+            select(LoginThrottle.username_norm).where(
+                LoginThrottle.username_norm.in_(norms), LoginThrottle.locked_until > utcnow()
+            )
+        )
+        .scalars()
+    )
     return set(rows)
 
 
-REVIEW_EVENTS = ("account_registered", "account_resubmitted", "account_created", "account_approved",
-                 "account_rejected")
+REVIEW_EVENTS = ("account_registered", "account_resubmitted", "account_created", "account_approved", "account_rejected")
 
 
 def review_history(user_id: int) -> list[dict[str, Any]]:
     """The application's review trail, from the audit log (REQ: ACCT-03)."""
-    rows = uow.session().execute(
-        select(AuditEvent).where(AuditEvent.object_type == "user", AuditEvent.object_id == str(user_id),
-                                 AuditEvent.event_type.in_(REVIEW_EVENTS), AuditEvent.outcome == "success")
-        .order_by(AuditEvent.id)
-    ).scalars()
+    rows = (
+        uow.session()
+        .execute(
+            select(AuditEvent)
+            .where(
+                AuditEvent.object_type == "user",
+                AuditEvent.object_id == str(user_id),
+                AuditEvent.event_type.in_(REVIEW_EVENTS),
+                AuditEvent.outcome == "success",
+            )
+            .order_by(AuditEvent.id)
+        )
+        .scalars()
+    )
     return [{"ts": r.ts, "action": EVENT_TYPES[r.event_type], "actor": r.username, "reason": r.reason} for r in rows]

@@ -56,7 +56,9 @@ def ensure_institutions() -> dict[str, Institution]:
     for code, name, kind in DEMO_INSTITUTIONS:
         if code in by_code:
             continue
-        inst = Institution(code=code, name=name, kind=kind, parent_id=central.id if central and kind == "member" else None)
+        inst = Institution(
+            code=code, name=name, kind=kind, parent_id=central.id if central and kind == "member" else None
+        )
         s.add(inst)
         s.flush()
         if kind == "central":

@@ -86,21 +86,26 @@ def _apply_profile(user: User, p: Profile) -> None:
     if p.phone:
         user.phone_enc, user.phone_masked = c.encrypt_str(p.phone), mask_phone(p.phone)
     if p.id_number:
-        user.id_number_enc, user.id_number_masked = c.encrypt_str(p.id_number.upper()), mask_id_number(p.id_number.upper())
+        user.id_number_enc, user.id_number_masked = (
+            c.encrypt_str(p.id_number.upper()),
+            mask_id_number(p.id_number.upper()),
+        )
 
 
 def _check_username(username: str) -> str:
     if not USERNAME_RE.match(username or ""):
-        raise ValidationFailed("validation_error", "提交的信息有误",
-                               {"fields": {"username": ["用户名为 3-32 位字母、数字、汉字或 _ . -"]}})
+        raise ValidationFailed(
+            "validation_error", "提交的信息有误", {"fields": {"username": ["用户名为 3-32 位字母、数字、汉字或 _ . -"]}}
+        )
     norm = normalise_username(username)
     if uow.session().execute(select(User.id).where(User.username_norm == norm)).first():
         raise Conflict("username_taken", "用户名已被使用")
     return norm
 
 
-def register(actor: Actor, username: str, password: str, profile: Profile,
-             photos: dict[str, tuple[str | None, bytes]]) -> User:
+def register(
+    actor: Actor, username: str, password: str, profile: Profile, photos: dict[str, tuple[str | None, bytes]]
+) -> User:
     """Self-registration (自助注册, REQ: ACCT-04): the account waits for review with its photos.
 
     Raises:
@@ -111,11 +116,18 @@ def register(actor: Actor, username: str, password: str, profile: Profile,
     check_policy(password, username)
     missing = [k for k in ("id_card", "qualification") if k not in photos]
     if missing:
-        raise ValidationFailed("validation_error", "请上传身份证和资格证照片",
-                               {"fields": {f"{k}_photo": ["必须上传"] for k in missing}})
+        raise ValidationFailed(
+            "validation_error", "请上传身份证和资格证照片", {"fields": {f"{k}_photo": ["必须上传"] for k in missing}}
+        )
     s = uow.session()
-    user = User(username=username.strip(), username_norm=norm, password_hash=auth.hash_password(password),
-                review_status="pending", registration_source="self", submitted_at=utcnow())
+    user = User(
+        username=username.strip(),
+        username_norm=norm,
+        password_hash=auth.hash_password(password),
+        review_status="pending",
+        registration_source="self",
+        submitted_at=utcnow(),
+    )
     _apply_profile(user, profile)
     s.add(user)
     try:
@@ -130,7 +142,9 @@ def register(actor: Actor, username: str, password: str, profile: Profile,
 
 def _authenticate_applicant(username: str, password: str) -> User:
     s = uow.session()
-    user = s.execute(select(User).where(User.username_norm == normalise_username(username))).unique().scalar_one_or_none()
+    user = (
+        s.execute(select(User).where(User.username_norm == normalise_username(username))).unique().scalar_one_or_none()
+    )
     if not auth.verify_password(user.password_hash if user else None, password) or user is None:
         raise AuthenticationFailed(*auth.INVALID)
     return user
@@ -141,8 +155,9 @@ def registration_status(username: str, password: str) -> User:
     return _authenticate_applicant(username, password)
 
 
-def resubmit(actor: Actor, username: str, password: str, profile: Profile,
-             photos: dict[str, tuple[str | None, bytes]]) -> User:
+def resubmit(
+    actor: Actor, username: str, password: str, profile: Profile, photos: dict[str, tuple[str | None, bytes]]
+) -> User:
     """A rejected applicant fixes the application and sends it back to review (REQ: ACCT-03).
 
     Raises:
@@ -174,9 +189,16 @@ def create_user(actor: Actor, username: str, profile: Profile, source: str = "ad
     if not actor.is_central and inst.id != actor.institution_id:
         raise NotFound()
     initial = generate_temporary_password()
-    user = User(username=username.strip(), username_norm=norm, password_hash=auth.hash_password(initial),
-                must_change_password="first_login", review_status="pending", registration_source=source,
-                created_by_id=actor.user_id, submitted_at=utcnow())
+    user = User(
+        username=username.strip(),
+        username_norm=norm,
+        password_hash=auth.hash_password(initial),
+        must_change_password="first_login",
+        review_status="pending",
+        registration_source=source,
+        created_by_id=actor.user_id,
+        submitted_at=utcnow(),
+    )
     _apply_profile(user, profile)
     uow.session().add(user)
     uow.session().flush()
@@ -225,8 +247,13 @@ def approve(actor: Actor, user_id: int, role_ids: list[int]) -> User:
     user.reviewed_at = utcnow()
     user.reviewed_by_id = actor.user_id
     user.last_active_at = utcnow()
-    audit.record(actor, "account_approved", object_type="user", object_id=user.id,
-                 details={"roles": sorted(r.code for r in roles)})
+    audit.record(
+        actor,
+        "account_approved",
+        object_type="user",
+        object_id=user.id,
+        details={"roles": sorted(r.code for r in roles)},
+    )
     return user
 
 
@@ -255,8 +282,13 @@ def set_roles(actor: Actor, user_id: int, role_ids: list[int]) -> User:
     before = sorted(r.code for r in user.roles)
     user.roles = roles
     auth.kill_user_sessions(user.id)
-    audit.record(actor, "account_roles_changed", object_type="user", object_id=user.id,
-                 details={"before": before, "after": sorted(r.code for r in roles)})
+    audit.record(
+        actor,
+        "account_roles_changed",
+        object_type="user",
+        object_id=user.id,
+        details={"before": before, "after": sorted(r.code for r in roles)},
+    )
     return user
 
 
@@ -272,17 +304,24 @@ def update_user(actor: Actor, user_id: int, changes: dict[str, Any]) -> User:
             user.last_active_at = utcnow()
         else:
             auth.kill_user_sessions(user.id)
-        audit.record(actor, "account_enabled" if user.enabled else "account_disabled", object_type="user",
-                     object_id=user.id)
+        audit.record(
+            actor, "account_enabled" if user.enabled else "account_disabled", object_type="user", object_id=user.id
+        )
     profile_keys = {"full_name", "department_id", "title", "phone"} & changes.keys()
     if profile_keys:
-        p = Profile(full_name=changes.get("full_name", user.full_name), institution_id=user.institution_id,
-                    department_id=changes.get("department_id", user.department_id),
-                    title=changes.get("title", user.title), phone=changes.get("phone"), id_number=None)
+        p = Profile(
+            full_name=changes.get("full_name", user.full_name),
+            institution_id=user.institution_id,
+            department_id=changes.get("department_id", user.department_id),
+            title=changes.get("title", user.title),
+            phone=changes.get("phone"),
+            id_number=None,
+        )
         _check_profile(p, require_pii=False)
         _apply_profile(user, p)
-        audit.record(actor, "account_updated", object_type="user", object_id=user.id,
-                     details={"fields": sorted(profile_keys)})
+        audit.record(
+            actor, "account_updated", object_type="user", object_id=user.id, details={"fields": sorted(profile_keys)}
+        )
     return user
 
 
@@ -319,11 +358,14 @@ def _check_permissions(codes: list[str]) -> set[str]:
     return perms
 
 
-def create_role(actor: Actor, code: str, name: str, description: str, institution_id: int | None,
-                permissions: list[str]) -> Role:
+def create_role(
+    actor: Actor, code: str, name: str, description: str, institution_id: int | None, permissions: list[str]
+) -> Role:
     """Create a custom role, global (central staff only) or for one institution (REQ: ACCT-01/02)."""
     if not ROLE_CODE_RE.match(code or ""):
-        raise ValidationFailed("validation_error", "角色编码为 2-32 位小写字母、数字或下划线", {"fields": {"code": ["格式不正确"]}})
+        raise ValidationFailed(
+            "validation_error", "角色编码为 2-32 位小写字母、数字或下划线", {"fields": {"code": ["格式不正确"]}}
+        )
     if not (name or "").strip() or len(name) > 32:
         raise ValidationFailed("validation_error", "请填写角色名称（不超过 32 字）", {"fields": {"name": ["必填"]}})
     if institution_id is None and not actor.is_central:
@@ -333,17 +375,29 @@ def create_role(actor: Actor, code: str, name: str, description: str, institutio
     perms = _check_permissions(permissions)
     s = uow.session()
     clash = select(Role.id).where(Role.code == code)
-    if s.execute(clash.where(Role.institution_id.is_(None))).first() or s.execute(
-        clash.where(Role.institution_id == institution_id)
-    ).first():
+    if (
+        s.execute(clash.where(Role.institution_id.is_(None))).first()
+        or s.execute(clash.where(Role.institution_id == institution_id)).first()
+    ):
         raise Conflict("role_code_taken", "角色编码已存在")
-    role = Role(code=code, name=name.strip(), description=(description or "")[:500], institution_id=institution_id,
-                builtin=False, enabled=True)
+    role = Role(
+        code=code,
+        name=name.strip(),
+        description=(description or "")[:500],
+        institution_id=institution_id,
+        builtin=False,
+        enabled=True,
+    )
     role.permissions = [RolePermission(permission_code=c) for c in sorted(perms)]
     s.add(role)
     s.flush()
-    audit.record(actor, "role_created", object_type="role", object_id=role.id,
-                 details={"code": code, "permissions": sorted(perms)})
+    audit.record(
+        actor,
+        "role_created",
+        object_type="role",
+        object_id=role.id,
+        details={"code": code, "permissions": sorted(perms)},
+    )
     return role
 
 
@@ -380,8 +434,13 @@ def set_role_permissions(actor: Actor, role_id: int, permissions: list[str]) -> 
     role.permissions = [RolePermission(permission_code=c) for c in sorted(perms)]
     for uid in uow.session().execute(select(user_role.c.user_id).where(user_role.c.role_id == role.id)).scalars():
         auth.kill_user_sessions(uid)
-    audit.record(actor, "role_permissions_changed", object_type="role", object_id=role.id,
-                 details={"added": sorted(perms - before), "removed": sorted(before - perms)})
+    audit.record(
+        actor,
+        "role_permissions_changed",
+        object_type="role",
+        object_id=role.id,
+        details={"added": sorted(perms - before), "removed": sorted(before - perms)},
+    )
     return role
 
 

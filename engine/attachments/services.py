@@ -39,7 +39,9 @@ def sanitize_display_name(name: str | None) -> str:
     """A display-only name: no path parts, control or bidi characters, at most 100 characters (UP-04)."""
     name = unicodedata.normalize("NFC", name or "")
     name = name.replace("\\", "/").split("/")[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C" and ch not in "\u202a\u202b\u202c\u202d\u202e")
+    name = "".join(
+        ch for ch in name if unicodedata.category(ch)[0] != "C" and ch not in "\u202a\u202b\u202c\u202d\u202e"
+    )
     name = name.strip(" .") or "image"
     return name[:100]
 
@@ -68,14 +70,22 @@ def inspect_image(data: bytes) -> tuple[str, int, int]:
                 raise _invalid("文件格式与内容不一致")
             width, height = img.size
             if width * height > settings.max_image_pixels:
-                raise ValidationFailed("image_too_large", f"图片像素过大（上限 {settings.max_image_pixels // 1_000_000} 百万像素）")
+                raise ValidationFailed(
+                    "image_too_large", f"图片像素过大（上限 {settings.max_image_pixels // 1_000_000} 百万像素）"
+                )
             if getattr(img, "n_frames", 1) > 1:
                 raise _invalid("不支持动画图片")
             img.verify()
     except ValidationFailed:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise _invalid("图片已损坏或无法解析") from exc
     return kind, width, height
 
@@ -126,9 +136,17 @@ def save_image(owner: User, kind: str, filename: str | None, data: bytes) -> Att
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     att = Attachment(
-        public_id=secrets.token_hex(8), owner_user_id=owner.id, institution_id=owner.institution_id, kind=kind,
-        storage_key=key, content_type=ALLOWED[fmt], display_name=sanitize_display_name(filename), size=len(clean),
-        width=width, height=height, sha256=hashlib.sha256(clean).hexdigest(),
+        public_id=secrets.token_hex(8),
+        owner_user_id=owner.id,
+        institution_id=owner.institution_id,
+        kind=kind,
+        storage_key=key,
+        content_type=ALLOWED[fmt],
+        display_name=sanitize_display_name(filename),
+        size=len(clean),
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(clean).hexdigest(),
     )
     uow.session().add(att)
     return att
@@ -181,6 +199,11 @@ def read_attachment(actor: Actor, public_id: str) -> tuple[Attachment, bytes]:
     clear = _cipher().decrypt_bytes(blob, aad=att.storage_key.encode())
     if hashlib.sha256(clear).hexdigest() != att.sha256:
         raise ValidationFailed("integrity_error", "文件完整性校验失败")
-    audit.record(actor, "attachment_viewed", object_type="attachment", object_id=att.public_id,
-                 details={"kind": att.kind, "owner_user_id": att.owner_user_id})
+    audit.record(
+        actor,
+        "attachment_viewed",
+        object_type="attachment",
+        object_id=att.public_id,
+        details={"kind": att.kind, "owner_user_id": att.owner_user_id},
+    )
     return att, watermark(clear, att.content_type, WATERMARK)

@@ -18,7 +18,7 @@ export class ApiError extends Error {
   readonly status: number
   readonly code: string
   readonly details: Record<string, unknown>
-  /** True when a global handler (redirect) already dealt with it. */
+  /** True when the user was already told (toast) or redirected by the client. */
   handled = false
 
   constructor(status: number, code: string, message: string, details: Record<string, unknown> = {}) {
@@ -181,7 +181,10 @@ http.interceptors.response.use(
       throw apiError
     }
 
-    if (!config?.silent) notify(apiError.message)
+    if (!config?.silent) {
+      notify(apiError.message)
+      apiError.handled = true
+    }
     throw apiError
   },
 )
