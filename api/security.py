@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, redirect, request
 
-from engine import config, uow
+from engine import audit, config, uow
 from engine.accounts import auth
 from engine.accounts.queries import effective_permissions
 from engine.actor import Actor
@@ -184,6 +184,10 @@ def install(app: Flask) -> None:
                 raise Forbidden("mfa_required", "请先完成双因素认证")
             raise Forbidden("password_change_required", "请先修改密码")
         if permission != AUTHENTICATED and not g.actor.has(permission):
+            # AC-05: an out-of-scope attempt is refused and audited (the event survives the rollback).
+            audit.record(g.actor, "permission_denied", outcome="failure", object_type="endpoint",
+                         object_id=request.endpoint, reason=f"{request.method} {request.path[:200]}",
+                         details={"permission": permission})
             raise Forbidden("forbidden", "没有权限执行此操作", {"permission": permission})
         return None
 

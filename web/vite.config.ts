@@ -46,8 +46,8 @@ export default defineConfig({
           if (id.includes('node_modules/element-plus') || id.includes('node_modules/@element-plus')) {
             return 'element-plus'
           }
-          if (id.includes('node_modules/')) {
-            return 'vendor'
+          if (/node_modules\/(@vue|vue|vue-router|pinia|vue-i18n|@intlify)\//.test(id)) {
+            return 'vue'
           }
           return undefined
         },
