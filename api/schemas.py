@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields
+from webargs.flaskparser import FlaskParser
 
 
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
+
+
+# webargs passes unknown=EXCLUDE for the query string, which overrides Meta.unknown: without this, an unknown
+# parameter such as `?sort=name;select pg_sleep(5)` is silently dropped instead of refused (DAT-01, WEB-03).
+Blueprint.ARGUMENTS_PARSER.DEFAULT_UNKNOWN_BY_LOCATION = {
+    **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+    "query": None,
+    "querystring": None,
+}
 
 
 class PageQuery(StrictSchema):

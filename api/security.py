@@ -182,7 +182,9 @@ def install(app: Flask) -> None:
         if sess.state not in getattr(view, STATES_ATTR, ("active",)):
             if sess.state == "mfa_required":
                 raise Forbidden("mfa_required", "请先完成双因素认证")
-            raise Forbidden("password_change_required", "请先修改密码")
+            if sess.state == "password_change_required":
+                raise Forbidden("password_change_required", "请先修改密码")
+            raise Forbidden("mfa_not_required", "当前会话不需要双因素认证")  # an active session on /api/auth/mfa*
         if permission != AUTHENTICATED and not g.actor.has(permission):
             # AC-05: an out-of-scope attempt is refused and audited (the event survives the rollback).
             audit.record(g.actor, "permission_denied", outcome="failure", object_type="endpoint",

@@ -23,6 +23,15 @@ def _app():  # type: ignore[no-untyped-def]
         sys.exit(2)
 
 
+def _settings() -> config.Settings:
+    """Load the settings; an unsafe configuration exits 2 with a message, like `_app()` (no traceback)."""
+    try:
+        return config.load_settings()
+    except config.ConfigError as exc:
+        click.echo(f"配置错误 / configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
 def alembic_config(url: str | None = None):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
@@ -49,7 +58,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default head), then sync the permission catalogue."""
     from alembic import command
 
-    settings = config.load_settings()
+    settings = _settings()
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(settings.database_url), revision)
     app = _app()
@@ -67,7 +76,7 @@ def db_upgrade(revision: str) -> None:
 @main.command()
 def demo() -> None:
     """Load the demo institutions and accounts (demo mode only)."""
-    settings = config.load_settings()
+    settings = _settings()
     if settings.mode != "demo":
         click.echo("只有演示模式 (TELERAD_MODE=demo) 可以加载演示数据", err=True)
         sys.exit(2)

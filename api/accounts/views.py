@@ -74,7 +74,7 @@ def register(form: dict[str, Any], files: dict[str, FileStorage]) -> Any:
 @requires(PUBLIC)
 def registration_status(body: dict[str, Any]) -> Any:
     """申请人查询审核进度（用户名 + 密码）。"""
-    return services.registration_status(body["username"], body["password"])
+    return services.registration_status(current_actor(), body["username"], body["password"])
 
 
 @blp.route("/registrations/resubmit", methods=["POST"])
@@ -85,7 +85,7 @@ def registration_status(body: dict[str, Any]) -> Any:
 @requires(PUBLIC, anon_csrf=True)
 def resubmit(form: dict[str, Any], files: dict[str, FileStorage]) -> Any:
     """被拒绝的申请人修改信息后重新提交审核。"""
-    user = services.registration_status(form["username"], form["password"])
+    user = services.registration_status(current_actor(), form["username"], form["password"])
     return services.resubmit(current_actor(), form["username"], form["password"], _profile(form, user), _photos(files))
 
 

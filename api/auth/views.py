@@ -73,11 +73,11 @@ def csrf() -> Any:
     return resp
 
 
-@blp.route("/mfa/enroll", methods=["GET"])
+@blp.route("/mfa/enroll", methods=["POST"])
 @blp.response(200, EnrollSchema)
 @requires(AUTHENTICATED, states=("mfa_required",))
 def mfa_enroll() -> Any:
-    """首次绑定动态验证码（TOTP），返回密钥与 otpauth 链接。"""
+    """首次绑定动态验证码（TOTP），返回密钥与 otpauth 链接（POST：会写入新密钥，受 CSRF 保护）。"""
     secret, uri = auth.mfa_enroll(g.session)
     audit.record(
         current_actor(), "config_changed", object_type="user", object_id=g.session.user_id, reason="生成双因素认证密钥"

@@ -222,7 +222,8 @@ def login(username: str, password: str, actor: Actor, previous_token: str | None
         audit.record(actor, "login_failure", outcome="failure", username=username, reason="用户名或密码错误")
         _count_failure(norm, username, actor, "登录")
         raise AuthenticationFailed(*INVALID)
-    s.execute(delete(LoginThrottle).where(LoginThrottle.username_norm == norm))
+    if not user_needs_mfa(user):  # AUTH-04: with a second factor, only its success resets the failure count
+        s.execute(delete(LoginThrottle).where(LoginThrottle.username_norm == norm))
     user_actor = _actor_for(user, actor)
     if user.review_status == "pending":
         raise Forbidden("account_pending", "账号正在审核中，请等待管理员审核")
@@ -337,8 +338,11 @@ def change_password(sess: UserSession, old: str, new: str, actor: Actor) -> str:
     user = sess.user
     if sess.state == "mfa_required":
         raise Forbidden("mfa_required", "请先完成双因素认证")
+    _check_locked(actor, user.username_norm, user.username, utcnow())
     if len(new) > MAX_PASSWORD_LENGTH or not verify_password(user.password_hash, old):
+        # A hijacked session must not become a password-guessing oracle: failures count toward lockout.
         audit.record(_actor_for(user, actor), "password_changed", outcome="failure", reason="原密码错误")
+        _count_failure(user.username_norm, user.username, actor, "修改密码")
         raise AuthenticationFailed("invalid_credentials", "原密码错误")
     check_policy(new, user.username, admin=is_admin(user))
     assert_not_reused(user, new)
@@ -407,13 +411,7 @@ def load_session(token: str | None, actor: Actor) -> UserSession | None:
     )
     if expired:
         uid, sid = sess.user_id, sess.id
-        who = Actor(
-            user_id=uid,
-            username=sess.user.username,
-            ip=actor.ip,
-            user_agent=actor.user_agent,
-            request_id=actor.request_id,
-        )
+        who = _actor_for(sess.user, actor)  # AUD-02: role and hospital too, not just the user id
 
         def expire(s2: Session) -> None:
             s2.execute(delete(UserSession).where(UserSession.id == sid))

@@ -101,8 +101,11 @@ class User(Base):
 
     __tablename__ = "user_account"
     __table_args__ = (
-        Index("ix_user_account_inst_review", "institution_id", "review_status", "id"),
-        Index("ix_user_account_review_created", "review_status", "created_at"),
+        # Match the ORDER BY of the lists (migration 0002, measured by bench/bench_api.py): review lists sort by
+        # submission time, centrally and per hospital; a member hospital's user list sorts by id.
+        Index("ix_user_account_review_submitted", "review_status", "submitted_at", "id"),
+        Index("ix_user_account_inst_review_submitted", "institution_id", "review_status", "submitted_at", "id"),
+        Index("ix_user_account_inst_id", "institution_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

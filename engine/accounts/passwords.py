@@ -58,6 +58,25 @@ def common_passwords() -> frozenset[str]:
     return frozenset(w.lower() for w in FREQUENCY_LISTS["passwords"][:10000])
 
 
+_LEET = str.maketrans({"@": "a", "4": "a", "$": "s", "5": "s", "0": "o", "1": "i", "!": "i", "3": "e", "7": "t",
+                       "+": "t", "8": "b", "9": "g", "2": "z"})
+
+
+def _is_common(lowered: str) -> bool:
+    """Common as typed, with digits/symbols appended, or in leetspeak ("Pa$$w0rd!", "iloveyou1A!")."""
+    common = common_passwords()
+    suffix = string.punctuation + string.digits
+    leet = lowered.translate(_LEET)
+    candidates = {
+        lowered,
+        lowered.rstrip(suffix),
+        leet,
+        leet.rstrip(suffix),
+        leet.rstrip(suffix + "iagozbset"),  # trailing "1A!" reads as letters once de-leeted
+    }
+    return any(len(c) >= 4 and c in common for c in candidates)
+
+
 def normalise_username(username: str) -> str:
     """NFKC + casefold + trim (REQ: AUTH-01): "Admin", "admin " and full-width "ａｄｍｉｎ" are one name."""
     return unicodedata.normalize("NFKC", username).casefold().strip()
@@ -88,8 +107,7 @@ def policy_violations(password: str, username: str | None, *, admin: bool = Fals
         if norm_user and norm_user in normalise_username(password):
             problems.append("密码不能包含用户名")
     lowered = password.lower()
-    base = lowered.rstrip(string.punctuation + string.digits)
-    if lowered in common_passwords() or (len(base) >= 4 and base in common_passwords()):
+    if _is_common(lowered):
         problems.append("密码过于常见，请换一个")
     return problems
 

@@ -22,8 +22,8 @@ from engine.errors import AuthenticationFailed, Conflict, Forbidden, NotFound, V
 from engine.visibility import get_visible
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]{3,32}$")
-PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
-ID_RE = re.compile(r"^\d{17}[\dXx]$")
+PHONE_RE = re.compile(r"^1[3-9]\d{9}$", re.ASCII)  # \d would accept full-width digits
+ID_RE = re.compile(r"^\d{17}[\dXx]$", re.ASCII)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -93,13 +93,15 @@ def _apply_profile(user: User, p: Profile) -> None:
 
 
 def _check_username(username: str) -> str:
+    # AUTH-01: the uniqueness check on the normalised name comes first, so "admin " or full-width "ａｄｍｉｎ"
+    # answer 409 username_taken when "admin" exists (not a format error that hides the clash).
+    norm = normalise_username(username or "")
+    if uow.session().execute(select(User.id).where(User.username_norm == norm)).first():
+        raise Conflict("username_taken", "用户名已被使用")
     if not USERNAME_RE.match(username or ""):
         raise ValidationFailed(
             "validation_error", "提交的信息有误", {"fields": {"username": ["用户名为 3-32 位字母、数字、汉字或 _ . -"]}}
         )
-    norm = normalise_username(username)
-    if uow.session().execute(select(User.id).where(User.username_norm == norm)).first():
-        raise Conflict("username_taken", "用户名已被使用")
     return norm
 
 
@@ -140,19 +142,21 @@ def register(
     return user
 
 
-def _authenticate_applicant(username: str, password: str) -> User:
+def _authenticate_applicant(actor: Actor, username: str, password: str) -> User:
+    # AUTH-04: this checks a password too, so it shares the login lockout (no lockout-free guessing oracle).
     s = uow.session()
-    user = (
-        s.execute(select(User).where(User.username_norm == normalise_username(username))).unique().scalar_one_or_none()
-    )
+    norm = normalise_username(username)
+    auth._check_locked(actor, norm, username, utcnow())
+    user = s.execute(select(User).where(User.username_norm == norm)).unique().scalar_one_or_none()
     if not auth.verify_password(user.password_hash if user else None, password) or user is None:
+        auth._count_failure(norm, username, actor, "登录")
         raise AuthenticationFailed(*auth.INVALID)
     return user
 
 
-def registration_status(username: str, password: str) -> User:
+def registration_status(actor: Actor, username: str, password: str) -> User:
     """The applicant's own view of their review (REQ: ACCT-03)."""
-    return _authenticate_applicant(username, password)
+    return _authenticate_applicant(actor, username, password)
 
 
 def resubmit(
@@ -163,7 +167,7 @@ def resubmit(
     Raises:
         AuthenticationFailed: wrong credentials. Conflict: the account is not in the rejected state.
     """
-    user = _authenticate_applicant(username, password)
+    user = _authenticate_applicant(actor, username, password)
     if user.review_status != "rejected":
         raise Conflict("not_rejected", "只有被拒绝的申请可以重新提交")
     _check_profile(profile, require_pii=not (user.phone_enc and user.id_number_enc))
@@ -226,7 +230,9 @@ def _roles_for_grant(actor: Actor, user: User, role_ids: list[int]) -> list[Role
     perms: set[str] = set()
     for r in roles:
         perms |= set(r.permission_codes)
-    if mixes_admin_domains(perms):
+    # A built-in administrator role is granted alone (checked above) and its grants are fixed by code; the
+    # 安全管理员 reads users (a sys-domain permission) by design, so only combinations are checked here.
+    if not admin and mixes_admin_domains(perms):
         raise ValidationFailed("separation_of_duties", "所选角色合并后跨越系统、安全、审计三类管理权限")
     if user.id == actor.user_id:
         raise Forbidden("self_grant", "不能给自己分配角色")

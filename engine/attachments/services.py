@@ -21,6 +21,8 @@ from engine.errors import NotFound, ValidationFailed
 from engine.visibility import get_visible
 
 ALLOWED = {"JPEG": "image/jpeg", "PNG": "image/png"}
+# UP-02: Pillow's own bomb guard matches our 25 MP limit (the header check below answers first).
+Image.MAX_IMAGE_PIXELS = 25_000_000
 MAGIC = {"JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",)}
 WATERMARK = "仅用于资质审核"
 _FONT_CANDIDATES = (
@@ -78,16 +80,32 @@ def inspect_image(data: bytes) -> tuple[str, int, int]:
             img.verify()
     except ValidationFailed:
         raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's guard (MAX_IMAGE_PIXELS) read the header dimensions: nothing was decoded.
+        raise ValidationFailed(
+            "image_too_large", f"图片像素过大（上限 {settings.max_image_pixels // 1_000_000} 百万像素）"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _invalid("图片已损坏或无法解析") from exc
     return kind, width, height
+
+
+EXTENSIONS = {"JPEG": (".jpg", ".jpeg", ".jpe"), "PNG": (".png",)}
+
+
+def check_extension(filename: str | None, kind: str) -> None:
+    """The name's extension must agree with the content (UP-01); a name without one (camera blob) is allowed.
+
+    Raises:
+        ValidationFailed: ``invalid_image`` when the extension names another type ("x.png" holding a JPEG,
+            "a.jpg<NUL>.php").
+    """
+    name = sanitize_display_name(filename)
+    if "." not in name:
+        return
+    ext = "." + name.rsplit(".", 1)[1].lower()
+    if ext not in EXTENSIONS[kind]:
+        raise _invalid("文件扩展名与文件内容不一致")
 
 
 def reencode(data: bytes, kind: str) -> bytes:
@@ -124,6 +142,7 @@ def save_image(owner: User, kind: str, filename: str | None, data: bytes) -> Att
     if len(data) > config.current().max_upload_bytes:
         raise ValidationFailed("too_large", "文件过大（上限 10 MB）")
     fmt, width, height = inspect_image(data)
+    check_extension(filename, fmt)
     clean = reencode(data, fmt)
     key = secrets.token_hex(16)
     path = _store_path(key)
@@ -135,6 +154,9 @@ def save_image(owner: User, kind: str, filename: str | None, data: bytes) -> Att
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    # UP-01: if the request fails later (the other photo is bad, a field is wrong), the row is rolled
+    # back and the blob must not stay behind as an orphan.
+    uow.after_rollback(lambda _s: path.unlink(missing_ok=True))
     att = Attachment(
         public_id=secrets.token_hex(8),
         owner_user_id=owner.id,

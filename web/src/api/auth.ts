@@ -8,7 +8,7 @@ export async function login(username: string, password: string): Promise<LoginRe
 }
 
 export async function getMfaEnrollment(): Promise<MfaEnrollment> {
-  const { data } = await http.get<MfaEnrollment>('/auth/mfa/enroll', { silent: true })
+  const { data } = await http.post<MfaEnrollment>('/auth/mfa/enroll', undefined, { silent: true })
   return data
 }
 

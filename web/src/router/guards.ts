@@ -1,4 +1,4 @@
-import type { RouteLocationNormalized, RouteLocationRaw, Router } from 'vue-router'
+import type { RouteLocationRaw, RouteMeta, RouteRecordNameGeneric, Router } from 'vue-router'
 import type { useAuthStore } from '@/stores/auth'
 import { landingPath } from '@/menus'
 import { loginLocation, stepLocation } from './authRedirect'
@@ -9,8 +9,15 @@ type AuthStore = ReturnType<typeof useAuthStore>
  * Decide where a navigation may go. Pure apart from loading /api/auth/me once,
  * so it can be unit-tested with a fake store.
  */
+/** The parts of a route location the guard looks at. */
+export interface GuardTarget {
+  name?: RouteRecordNameGeneric | null
+  fullPath: string
+  meta: RouteMeta
+}
+
 export async function resolveNavigation(
-  to: RouteLocationNormalized,
+  to: GuardTarget,
   store: AuthStore,
 ): Promise<true | RouteLocationRaw> {
   if (!store.loaded) await store.fetchMe()
