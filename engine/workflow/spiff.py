@@ -1,0 +1,114 @@
+"""Typed wrapper around SpiffWorkflow: parser, safe script engine, state-only serializer.
+
+Nothing outside engine/workflow imports SpiffWorkflow; these few functions are its whole surface.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.script_engine.python_environment import (  # type: ignore[import-untyped]
+    BasePythonScriptEngineEnvironment,
+)
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # type: ignore[import-untyped]
+from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser  # type: ignore[import-untyped]
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # type: ignore[import-untyped]
+from SpiffWorkflow.task import Task as SpiffTask  # type: ignore[import-untyped]
+from SpiffWorkflow.util.task import TaskState  # type: ignore[import-untyped]
+
+from engine.workflow import expressions
+
+ServiceCaller = Callable[[str, dict[str, Any], dict[str, Any]], Any]
+
+__all__ = ["BpmnWorkflow", "SpiffTask", "TaskState", "make_script_engine", "parse", "serializer"]
+
+
+class SafeEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[misc]
+    """Conditions, DMN cells and scripts through `engine.workflow.expressions`; services by registered name."""
+
+    def __init__(self, call: ServiceCaller) -> None:
+        super().__init__({})
+        self._call = call
+
+    def evaluate(self, expression: str, context: Mapping[str, Any], external_context: Any = None) -> Any:
+        names = dict(context)
+        if external_context:
+            names.update(external_context)
+        return expressions.evaluate(expression, names)
+
+    def execute(self, script: str, context: dict[str, Any], external_context: Any = None) -> bool:
+        expressions.execute(script, context)
+        return True
+
+    def call_service(self, context: dict[str, Any], **kwargs: Any) -> str:
+        params = {k: v["value"] for k, v in (kwargs.get("operation_params") or {}).items()}
+        return json.dumps(self._call(kwargs["operation_name"], params, context))
+
+
+class SafeScriptEngine(PythonScriptEngine):  # type: ignore[misc]
+    def call_service(self, task: Any, **kwargs: Any) -> Any:
+        # The stock method refers to an undefined `script` on its error path; let our errors through as-is.
+        return self.environment.call_service(task.data, **kwargs)
+
+
+def make_script_engine(call: ServiceCaller) -> SafeScriptEngine:
+    return SafeScriptEngine(environment=SafeEnvironment(call))
+
+
+def parse(bpmn: Mapping[str, str], dmn: Mapping[str, str], process_id: str) -> tuple[Any, dict[str, Any]]:
+    """Parse BPMN and DMN texts; return (top spec, subprocess specs)."""
+    from lxml import etree  # SpiffWorkflow's own dependency
+
+    parser = SpiffBpmnParser()
+    for name, text in bpmn.items():
+        parser.add_bpmn_xml(etree.fromstring(text.encode()), filename=name)
+    for name, text in dmn.items():
+        parser.add_dmn_xml(etree.fromstring(text.encode()), filename=name)
+    spec = parser.get_spec(process_id)
+    subs = parser.get_subprocess_specs(process_id)
+    return spec, subs
+
+
+_serializer: Any = None
+
+
+def serializer() -> Any:
+    global _serializer
+    if _serializer is None:
+        _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
+    return _serializer
+
+
+def spec_to_dict(spec: Any, subs: dict[str, Any]) -> dict[str, Any]:
+    """The deployment's spec as JSON-able dicts, stored once per content hash."""
+    reg = serializer().registry
+    return {"spec": reg.convert(spec), "subprocess_specs": {k: reg.convert(v) for k, v in subs.items()}}
+
+
+def state_to_dict(workflow: Any) -> dict[str, Any]:
+    """State-only JSON: the spec is stored once per deployment, not per case."""
+    dct: dict[str, Any] = serializer().to_dict(workflow)
+    dct.pop("spec", None)
+    dct.pop("subprocess_specs", None)
+    return dct
+
+
+def restore(spec_dict: Mapping[str, Any], state: Mapping[str, Any], engine: Any) -> Any:
+    dct = copy.deepcopy(dict(state))  # the converters pop keys: never hand them the cached spec itself
+    dct["spec"] = copy.deepcopy(spec_dict["spec"])
+    dct["subprocess_specs"] = copy.deepcopy(spec_dict["subprocess_specs"])
+    wf = serializer().from_dict(dct)
+    wf.script_engine = engine  # the script engine is not serialised: set it after every load
+    return wf
+
+
+def new_workflow(spec_dict: Mapping[str, Any], engine: Any) -> Any:
+    reg = serializer().registry
+    spec = reg.restore(copy.deepcopy(spec_dict["spec"]))
+    subs = {k: reg.restore(copy.deepcopy(v)) for k, v in spec_dict["subprocess_specs"].items()}
+    return BpmnWorkflow(spec, subs, script_engine=engine)
