@@ -187,9 +187,15 @@ def install(app: Flask) -> None:
             raise Forbidden("mfa_not_required", "当前会话不需要双因素认证")  # an active session on /api/auth/mfa*
         if permission != AUTHENTICATED and not g.actor.has(permission):
             # AC-05: an out-of-scope attempt is refused and audited (the event survives the rollback).
-            audit.record(g.actor, "permission_denied", outcome="failure", object_type="endpoint",
-                         object_id=request.endpoint, reason=f"{request.method} {request.path[:200]}",
-                         details={"permission": permission})
+            audit.record(
+                g.actor,
+                "permission_denied",
+                outcome="failure",
+                object_type="endpoint",
+                object_id=request.endpoint,
+                reason=f"{request.method} {request.path[:200]}",
+                details={"permission": permission},
+            )
             raise Forbidden("forbidden", "没有权限执行此操作", {"permission": permission})
         return None
 

@@ -160,9 +160,17 @@ def audit_verify() -> None:
     with app.app_context():
         from engine import audit as audit_mod
         from engine import uow
+        from engine.actor import Actor
 
         result = audit_mod.verify_chain(uow.session())
         click.echo(result.message)
+        with uow.unit_of_work():  # AUD-09: using the audit log is itself audited, from the CLI too
+            audit_mod.record(
+                Actor.system("cli"),
+                "audit_log_used",
+                outcome="success" if result.ok else "failure",
+                details={"verify": result.ok, "checked": result.checked, "broken_at": result.broken_at},
+            )
         sys.exit(0 if result.ok else 1)
 
 

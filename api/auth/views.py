@@ -47,7 +47,7 @@ def _login_ip_limit() -> str:
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginSchema)
 @blp.response(200, LoginResultSchema)
-@limiter.limit(_login_ip_limit, key_func=client_ip)
+@limiter.limit(_login_ip_limit, key_func=client_ip, deduct_when=lambda r: r.status_code != 200)  # failures only
 @requires(PUBLIC)
 def login(body: dict[str, Any]) -> Any:
     """登录（用户名 + 密码）。失败时未知用户与错误密码的响应相同。"""

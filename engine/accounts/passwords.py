@@ -58,8 +58,23 @@ def common_passwords() -> frozenset[str]:
     return frozenset(w.lower() for w in FREQUENCY_LISTS["passwords"][:10000])
 
 
-_LEET = str.maketrans({"@": "a", "4": "a", "$": "s", "5": "s", "0": "o", "1": "i", "!": "i", "3": "e", "7": "t",
-                       "+": "t", "8": "b", "9": "g", "2": "z"})
+_LEET = str.maketrans(
+    {
+        "@": "a",
+        "4": "a",
+        "$": "s",
+        "5": "s",
+        "0": "o",
+        "1": "i",
+        "!": "i",
+        "3": "e",
+        "7": "t",
+        "+": "t",
+        "8": "b",
+        "9": "g",
+        "2": "z",
+    }
+)
 
 
 def _is_common(lowered: str) -> bool:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pyotp
+from playwright.sync_api import expect
 
 from tests.factories import VALID_ID_NUMBERS, image_bytes, make_user
 
@@ -87,9 +88,9 @@ def test_register_review_approve_then_role_menu(app, page, browser, tmp_path: Pa
     drawer = admin.get_by_test_id("review-drawer")
     drawer.wait_for()
     assert re.fullmatch(r"\d{6}\*{8}\d{3}[\dX]", admin.get_by_test_id("review-detail-id-number").inner_text().strip())
-    admin.get_by_test_id("review-photo-id_card").locator("img").wait_for()
-    loaded = admin.get_by_test_id("review-photo-id_card").locator("img").evaluate("img => img.naturalWidth")
-    assert loaded == 320  # the watermarked photo really loaded through the authorised handler
+    photo = admin.get_by_test_id("review-photo-id_card").locator("img")
+    # The watermarked photo really loads through the authorised handler (wait for the decode, not just the tag).
+    expect(photo).to_have_js_property("naturalWidth", 320)
     admin.keyboard.press("Escape")
     row.get_by_test_id("review-approve").click()
     admin.get_by_test_id("review-approve-dialog").wait_for()

@@ -85,6 +85,8 @@ const zhCN = {
   source: {
     self: '自助注册',
     admin: '管理员创建',
+    cli: '命令行创建',
+    demo: '演示数据',
   },
   login: {
     heading: '用户登录',

@@ -45,7 +45,9 @@ export function passwordPasses(password: string, ctx: PasswordContext = {}): boo
   return checkPassword(password, ctx).every((r) => r.ok)
 }
 
-/** Role codes treated as administrators for the 12-character rule. */
+/** The three administrators (三权分立) need 12 characters; the server applies the same rule. */
+const ADMIN_ROLE_CODES = new Set(['sys_admin', 'sec_admin', 'audit_admin'])
+
 export function isAdminRoleCode(code: string): boolean {
-  return /admin/i.test(code)
+  return ADMIN_ROLE_CODES.has(code)
 }
