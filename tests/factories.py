@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +12,13 @@ import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine import uow
 from engine.accounts import auth
 from engine.accounts.models import Department, Institution, Role, User
 from engine.accounts.passwords import normalise_username
+from engine.audit import AuditEvent
 from engine.db import utcnow
 
 DEFAULT_PASSWORD = "Xk9#mQ2!vR7p"
@@ -182,3 +184,26 @@ def registration_form(username: str, institution_id: int, **over: Any) -> dict[s
 
 def anon_csrf(client: FlaskClient) -> str:
     return str(client.get("/api/auth/csrf").get_json()["csrf_token"])
+
+
+def audit_count(app: Flask, event_type: str) -> int:
+    with app.app_context():
+        return int(uow.session().execute(select(func.count()).where(AuditEvent.event_type == event_type)).scalar_one())
+
+
+def crawl_refused(app: Flask, client: FlaskClient, csrf: str, state: str) -> dict[str, tuple[int, str]]:
+    """Call every non-public /api route the session state does not allow; return status and error code."""
+    from api.security import PUBLIC, STATES_ATTR, permission_of
+
+    out: dict[str, tuple[int, str]] = {}
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        if not rule.rule.startswith("/api/") or permission_of(app, rule.endpoint) == PUBLIC:
+            continue
+        if state in getattr(view, STATES_ATTR, ()):
+            continue
+        url = re.sub(r"<(?:string:|path:)?\w+>", "abc", re.sub(r"<int:\w+>", "1", rule.rule))
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            r = client.open(url, method=method, json=None if method == "GET" else {}, headers={"X-CSRF-Token": csrf})
+            out[f"{method} {url}"] = (r.status_code, (r.get_json() or {}).get("code", ""))
+    return out

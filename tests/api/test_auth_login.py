@@ -17,9 +17,8 @@ from sqlalchemy import func, select
 
 from engine import uow
 from engine.accounts.models import LoginThrottle, User
-from engine.audit import AuditEvent
 from tests.conftest import make_settings
-from tests.factories import Session, anon_csrf, institution, make_user, registration_form
+from tests.factories import Session, anon_csrf, audit_count, institution, make_user, registration_form
 
 WRONG = "Wrong#Passw0rd"
 
@@ -37,11 +36,6 @@ def wrong_code(secret: str) -> str:
     while f"{code:06d}" in valid:
         code = (code + 1) % 1_000_000
     return f"{code:06d}"
-
-
-def audit_count(app: Flask, event_type: str) -> int:
-    with app.app_context():
-        return int(uow.session().execute(select(func.count()).where(AuditEvent.event_type == event_type)).scalar_one())
 
 
 @contextmanager

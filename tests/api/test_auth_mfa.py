@@ -9,14 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 import pytest
 import time_machine
-from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from engine import uow
 from engine.accounts.models import User
 from engine.audit import AuditEvent
-from tests.factories import Session, make_user
+from tests.factories import Session, audit_count, crawl_refused, make_user
 
 
 def post_login(client: FlaskClient, username: str, password: str):  # type: ignore[no-untyped-def]
@@ -36,29 +35,6 @@ def wrong_code(secret: str) -> str:
     while f"{code:06d}" in valid:
         code = (code + 1) % 1_000_000
     return f"{code:06d}"
-
-
-def audit_count(app: Flask, event_type: str) -> int:
-    with app.app_context():
-        return int(uow.session().execute(select(func.count()).where(AuditEvent.event_type == event_type)).scalar_one())
-
-
-def crawl_refused(app: Flask, client: FlaskClient, csrf: str, state: str) -> dict[str, tuple[int, str]]:
-    """Call every non-public /api route the session state does not allow; return status and error code."""
-    from api.security import PUBLIC, STATES_ATTR, permission_of
-
-    out: dict[str, tuple[int, str]] = {}
-    for rule in app.url_map.iter_rules():
-        view = app.view_functions[rule.endpoint]
-        if not rule.rule.startswith("/api/") or permission_of(app, rule.endpoint) == PUBLIC:
-            continue
-        if state in getattr(view, STATES_ATTR, ()):
-            continue
-        url = re.sub(r"<(?:string:|path:)?\w+>", "abc", re.sub(r"<int:\w+>", "1", rule.rule))
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            r = client.open(url, method=method, json=None if method == "GET" else {}, headers={"X-CSRF-Token": csrf})
-            out[f"{method} {url}"] = (r.status_code, (r.get_json() or {}).get("code", ""))
-    return out
 
 
 @pytest.mark.parametrize("role", ["sys_admin", "sec_admin", "audit_admin"])

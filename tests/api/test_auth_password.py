@@ -13,7 +13,6 @@ import pyotp
 import pytest
 import time_machine
 from argon2 import PasswordHasher
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
@@ -24,7 +23,7 @@ from engine.accounts.models import PasswordHistory, User
 from engine.accounts.passwords import policy_violations
 from engine.actor import Actor
 from engine.errors import ValidationFailed
-from tests.factories import Session, anon_csrf, institution, login, make_user, registration_form
+from tests.factories import Session, anon_csrf, crawl_refused, institution, login, make_user, registration_form
 
 WRONG = "Wrong#Passw0rd"
 ARGON2ID = re.compile(r"^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$")
@@ -38,24 +37,6 @@ def change(client: FlaskClient, csrf: str, old: str, new: str):  # type: ignore[
     return client.post(
         "/api/auth/password", json={"old_password": old, "new_password": new}, headers={"X-CSRF-Token": csrf}
     )
-
-
-def crawl_refused(app: Flask, client: FlaskClient, csrf: str, state: str) -> dict[str, tuple[int, str]]:
-    """Call every non-public /api route the session state does not allow; return status and error code."""
-    from api.security import PUBLIC, STATES_ATTR, permission_of
-
-    out: dict[str, tuple[int, str]] = {}
-    for rule in app.url_map.iter_rules():
-        view = app.view_functions[rule.endpoint]
-        if not rule.rule.startswith("/api/") or permission_of(app, rule.endpoint) == PUBLIC:
-            continue
-        if state in getattr(view, STATES_ATTR, ()):
-            continue
-        url = re.sub(r"<(?:string:|path:)?\w+>", "abc", re.sub(r"<int:\w+>", "1", rule.rule))
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            r = client.open(url, method=method, json=None if method == "GET" else {}, headers={"X-CSRF-Token": csrf})
-            out[f"{method} {url}"] = (r.status_code, (r.get_json() or {}).get("code", ""))
-    return out
 
 
 # --- AUTH-02 ---------------------------------------------------------------------------------------
