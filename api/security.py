@@ -119,26 +119,11 @@ def issue_anon_csrf(resp: Response) -> str:
 
 
 def _build_actor(sess: Any | None) -> Actor:
-    ip = request.remote_addr
-    ua = (request.user_agent.string or "")[:256]
-    rid = g.request_id
+    meta = Actor.anonymous(request.remote_addr, (request.user_agent.string or "")[:256], g.request_id)
     if sess is None:
-        return Actor.anonymous(ip, ua, rid)
-    user = sess.user
-    perms = effective_permissions(user) if sess.state == "active" else frozenset()
-    return Actor(
-        user_id=user.id,
-        username=user.username,
-        institution_id=user.institution_id,
-        institution_kind=user.institution.kind,
-        institution_code=user.institution.code,
-        roles=frozenset(user.role_codes),
-        permissions=perms,
-        ip=ip,
-        user_agent=ua,
-        request_id=rid,
-        session_id=sess.id,
-    )
+        return meta
+    perms = effective_permissions(sess.user) if sess.state == "active" else frozenset()
+    return auth.actor_for(sess.user, meta, permissions=perms, session_id=sess.id)
 
 
 def install(app: Flask) -> None:

@@ -129,7 +129,8 @@ def _lock_chain(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(7301)"))
 
 
-def _append(s: Session, row: dict[str, Any]) -> AuditEvent:
+def append(s: Session, row: dict[str, Any]) -> AuditEvent:
+    """Link `row` (from `build_row`) into the hash chain and insert it in session `s`."""
     _lock_chain(s)
     s.flush()
     last = s.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
@@ -140,7 +141,7 @@ def _append(s: Session, row: dict[str, Any]) -> AuditEvent:
     return event
 
 
-def record(
+def build_row(
     actor: Actor,
     event_type: str,
     *,
@@ -151,14 +152,11 @@ def record(
     details: dict[str, Any] | None = None,
     patient_id: str | None = None,
     username: str | None = None,
-) -> None:
-    """Append an audit event in the current unit of work (fail closed: it commits with the action, AUD-05).
-
-    Failure events are also replayed after a rollback, so a refused action still leaves its trace.
-    """
+) -> dict[str, Any]:
+    """The column values of one audit event, with free text neutralised (AUD-02, AUD-07)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown audit event type {event_type!r}")
-    row: dict[str, Any] = {
+    return {
         "ts": utcnow(),
         "user_id": actor.user_id,
         "username": neutralise(username if username is not None else actor.username, 160),
@@ -176,10 +174,18 @@ def record(
         "request_id": actor.request_id,
         "details": details,
     }
-    s = uow.session()
-    _append(s, row)
-    if outcome != "success":
-        uow.after_rollback(lambda s2: _append(s2, dict(row, ts=utcnow())))
+
+
+def record(actor: Actor, event_type: str, **fields: Any) -> None:
+    """Append an audit event in the current unit of work (fail closed: it commits with the action, AUD-05).
+
+    `fields` are those of `build_row`. Failure events are also replayed after a rollback, so a refused action
+    still leaves its trace.
+    """
+    row = build_row(actor, event_type, **fields)
+    append(uow.session(), row)
+    if row["outcome"] != "success":
+        uow.after_rollback(lambda s2: append(s2, dict(row, ts=utcnow())))
 
 
 def security_alert(actor: Actor, object_type: str, object_id: object, reason: str) -> None:

@@ -92,20 +92,17 @@ def resubmit(form: dict[str, Any], files: dict[str, FileStorage]) -> Any:
 # --- account review (ACCT-03, ACCT-05) ---------------------------------------------------------
 
 
+# Fields both account lists show; the output schemas allowlist what is finally sent (AC-04).
+_ACCOUNT_FIELDS = ("id", "username", "full_name", "institution", "department", "title", "phone_masked", "review_status")
+
+
+def _fields(u: User, *names: str) -> dict[str, Any]:
+    return {n: getattr(u, n) for n in names}
+
+
 def _review_item(u: User) -> dict[str, Any]:
-    return {
-        "id": u.id,
-        "username": u.username,
-        "full_name": u.full_name,
-        "institution": u.institution,
-        "department": u.department,
-        "title": u.title,
-        "phone_masked": u.phone_masked,
-        "review_status": u.review_status,
-        "submitted_at": u.submitted_at,
-        "reviewed_at": u.reviewed_at,
+    return _fields(u, *_ACCOUNT_FIELDS, "submitted_at", "reviewed_at", "reject_reason") | {
         "reviewed_by": u.reviewed_by.username if u.reviewed_by else None,
-        "reject_reason": u.reject_reason,
         "source": u.registration_source,
     }
 
@@ -183,20 +180,8 @@ def attachment(public_id: str) -> Any:
 
 
 def _user_item(u: User, locked: set[str]) -> dict[str, Any]:
-    return {
-        "id": u.id,
-        "username": u.username,
-        "full_name": u.full_name,
-        "institution": u.institution,
-        "department": u.department,
-        "title": u.title,
-        "phone_masked": u.phone_masked,
-        "review_status": u.review_status,
-        "enabled": u.enabled,
-        "locked": u.username_norm in locked,
-        "roles": u.roles,
-        "last_login_at": u.last_login_at,
-        "created_at": u.created_at,
+    return _fields(u, *_ACCOUNT_FIELDS, "enabled", "roles", "last_login_at", "created_at") | {
+        "locked": u.username_norm in locked
     }
 
 

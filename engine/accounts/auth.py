@@ -102,31 +102,16 @@ def _count_failure(norm: str, username: str, actor: Actor, what: str) -> None:
         if row.failures >= settings.lockout_threshold:
             row.locked_until = now + timedelta(minutes=settings.lockout_duration_min)
             row.failures = 0
-            audit._append(s, _alert_row(actor, username, what))
+            reason = f"连续{what}失败次数过多，账号锁定"
+            audit.append(
+                s,
+                audit.build_row(
+                    actor, "login_locked", outcome="failure", object_type="user", username=username, reason=reason
+                ),
+            )
         s.flush()
 
     uow.after_rollback(apply)
-
-
-def _alert_row(actor: Actor, username: str, what: str) -> dict[str, object]:
-    return {
-        "ts": utcnow(),
-        "user_id": None,
-        "username": audit.neutralise(username, 160),
-        "roles": None,
-        "institution_id": None,
-        "institution_code": None,
-        "ip": actor.ip,
-        "user_agent": audit.neutralise(actor.user_agent),
-        "event_type": "login_locked",
-        "object_type": "user",
-        "object_id": None,
-        "patient_id": None,
-        "outcome": "failure",
-        "reason": f"连续{what}失败次数过多，账号锁定",
-        "request_id": actor.request_id,
-        "details": None,
-    }
 
 
 def _new_session(user: User, state: str, actor: Actor) -> tuple[str, UserSession]:
@@ -182,10 +167,13 @@ def _complete_login(user: User, actor: Actor, sess: UserSession) -> None:
     user.last_login_ip = actor.ip
     user.failed_logins_since_last = 0
     user.last_active_at = now
-    audit.record(_actor_for(user, actor), "login_success", object_type="user", object_id=user.id)
+    audit.record(actor_for(user, actor), "login_success", object_type="user", object_id=user.id)
 
 
-def _actor_for(user: User, actor: Actor) -> Actor:
+def actor_for(
+    user: User, meta: Actor, *, permissions: frozenset[str] = frozenset(), session_id: str | None = None
+) -> Actor:
+    """The Actor of `user`, carrying the request metadata (ip, user agent, request id) of `meta`."""
     return Actor(
         user_id=user.id,
         username=user.username,
@@ -193,9 +181,11 @@ def _actor_for(user: User, actor: Actor) -> Actor:
         institution_kind=user.institution.kind,
         institution_code=user.institution.code,
         roles=frozenset(user.role_codes),
-        ip=actor.ip,
-        user_agent=actor.user_agent,
-        request_id=actor.request_id,
+        permissions=permissions,
+        ip=meta.ip,
+        user_agent=meta.user_agent,
+        request_id=meta.request_id,
+        session_id=session_id,
     )
 
 
@@ -224,7 +214,7 @@ def login(username: str, password: str, actor: Actor, previous_token: str | None
         raise AuthenticationFailed(*INVALID)
     if not user_needs_mfa(user):  # AUTH-04: with a second factor, only its success resets the failure count
         s.execute(delete(LoginThrottle).where(LoginThrottle.username_norm == norm))
-    user_actor = _actor_for(user, actor)
+    user_actor = actor_for(user, actor)
     if user.review_status == "pending":
         raise Forbidden("account_pending", "账号正在审核中，请等待管理员审核")
     if user.review_status == "rejected":
@@ -237,15 +227,12 @@ def login(username: str, password: str, actor: Actor, previous_token: str | None
 
         def disable(s2: Session) -> None:
             s2.execute(update(User).where(User.id == uid).values(enabled=False, disabled_reason="inactive"))
-            audit._append(
+            reason = f"超过 {settings.inactive_disable_days} 天未登录，自动停用"
+            audit.append(
                 s2,
-                {**_alert_row(actor, username, "")}
-                | {
-                    "event_type": "account_disabled",
-                    "object_id": str(uid),
-                    "user_id": uid,
-                    "reason": f"超过 {settings.inactive_disable_days} 天未登录，自动停用",
-                },
+                audit.build_row(
+                    user_actor, "account_disabled", outcome="failure", object_type="user", object_id=uid, reason=reason
+                ),
             )
 
         uow.after_rollback(disable)
@@ -307,7 +294,7 @@ def mfa_verify(sess: UserSession, code: str, actor: Actor) -> tuple[str, str | N
                 break
     if matched is None or (user.totp_last_step is not None and matched <= user.totp_last_step):
         audit.record(
-            _actor_for(user, actor),
+            actor_for(user, actor),
             "mfa_failure",
             outcome="failure",
             reason="验证码错误" if matched is None else "验证码重放",
@@ -318,8 +305,8 @@ def mfa_verify(sess: UserSession, code: str, actor: Actor) -> tuple[str, str | N
     user.totp_last_step = matched
     if not user.totp_enabled:
         user.totp_enabled = True
-        audit.record(_actor_for(user, actor), "mfa_enrolled", object_type="user", object_id=user.id)
-    audit.record(_actor_for(user, actor), "mfa_success", object_type="user", object_id=user.id)
+        audit.record(actor_for(user, actor), "mfa_enrolled", object_type="user", object_id=user.id)
+    audit.record(actor_for(user, actor), "mfa_success", object_type="user", object_id=user.id)
     reason = _change_reason(user, now)
     sess.state = "password_change_required" if reason else "active"
     if not reason:
@@ -341,7 +328,7 @@ def change_password(sess: UserSession, old: str, new: str, actor: Actor) -> str:
     _check_locked(actor, user.username_norm, user.username, utcnow())
     if len(new) > MAX_PASSWORD_LENGTH or not verify_password(user.password_hash, old):
         # A hijacked session must not become a password-guessing oracle: failures count toward lockout.
-        audit.record(_actor_for(user, actor), "password_changed", outcome="failure", reason="原密码错误")
+        audit.record(actor_for(user, actor), "password_changed", outcome="failure", reason="原密码错误")
         _count_failure(user.username_norm, user.username, actor, "修改密码")
         raise AuthenticationFailed("invalid_credentials", "原密码错误")
     check_policy(new, user.username, admin=is_admin(user))
@@ -354,7 +341,7 @@ def change_password(sess: UserSession, old: str, new: str, actor: Actor) -> str:
     if was_pending:
         _complete_login(user, actor, sess)
     token = rotate_session(sess)
-    audit.record(_actor_for(user, actor), "password_changed", object_type="user", object_id=user.id)
+    audit.record(actor_for(user, actor), "password_changed", object_type="user", object_id=user.id)
     return token
 
 
@@ -411,7 +398,7 @@ def load_session(token: str | None, actor: Actor) -> UserSession | None:
     )
     if expired:
         uid, sid = sess.user_id, sess.id
-        who = _actor_for(sess.user, actor)  # AUD-02: role and hospital too, not just the user id
+        who = actor_for(sess.user, actor)  # AUD-02: role and hospital too, not just the user id
 
         def expire(s2: Session) -> None:
             s2.execute(delete(UserSession).where(UserSession.id == sid))

@@ -334,8 +334,8 @@ def aged_row(event_type: str, ts: datetime) -> dict[str, Any]:
 def test_aud04_purge_keeps_179_days_and_removes_181(app: Any, database_url: str, tmp_path: Path) -> None:
     now = utcnow()
     with app.app_context(), uow.unit_of_work() as s:
-        old_id = audit._append(s, aged_row("login_success", now - timedelta(days=181))).id
-        kept_id = audit._append(s, aged_row("login_success", now - timedelta(days=179))).id
+        old_id = audit.append(s, aged_row("login_success", now - timedelta(days=181))).id
+        kept_id = audit.append(s, aged_row("login_success", now - timedelta(days=179))).id
     young = make_user(app, "report_l1")
     login(app.test_client(), young)
     r = cli(database_url, tmp_path, "audit", "purge")
@@ -361,7 +361,7 @@ def test_aud04_purge_keeps_179_days_and_removes_181(app: Any, database_url: str,
 def test_aud04_purge_never_goes_below_180_days(app: Any) -> None:
     now = utcnow()
     with app.app_context(), uow.unit_of_work() as s:
-        audit._append(s, aged_row("logout", now - timedelta(days=170)))
+        audit.append(s, aged_row("logout", now - timedelta(days=170)))
     with app.app_context(), uow.unit_of_work():
         assert audit.purge(Actor.system("test"), retention_days=30) == 0
     assert [e.event_type for e in events(app)] == ["logout", "audit_purged"]
