@@ -15,6 +15,8 @@ from api.errors import register_error_handlers
 from api.extensions import db, limiter
 from engine import audit as _audit  # noqa: F401
 from engine import config, uow
+from engine import handlers as _handlers  # noqa: F401 — registers service-task handlers
+from engine import models as _models  # noqa: F401
 
 # Models must be imported so the metadata is complete.
 from engine.accounts import models as _accounts_models  # noqa: F401
@@ -93,9 +95,12 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.accounts.views import blp as accounts_blp
     from api.audit.views import blp as audit_blp
     from api.auth.views import blp as auth_blp
+    from api.cases.views import blp as cases_blp
     from api.health import blp as health_blp
+    from api.processes.views import blp as processes_blp
+    from api.tasks.views import blp as tasks_blp
 
-    for blp in (health_blp, auth_blp, accounts_blp, audit_blp):
+    for blp in (health_blp, auth_blp, accounts_blp, audit_blp, cases_blp, tasks_blp, processes_blp):
         api.register_blueprint(blp)
     security.mark_public(app, "api-docs.openapi_json")
 

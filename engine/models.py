@@ -3,6 +3,9 @@
 from engine import audit  # noqa: F401
 from engine.accounts import models as accounts_models  # noqa: F401
 from engine.attachments import models as attachment_models  # noqa: F401
+from engine.cases import models as case_models  # noqa: F401
 from engine.db import Base
+from engine.reports import models as report_models  # noqa: F401
+from engine.workflow import models as workflow_models  # noqa: F401
 
 metadata = Base.metadata

@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
 
 from engine import audit, uow
 from engine.accounts.models import Institution, Role, User
 from engine.actor import Actor
 from engine.attachments.models import Attachment
 from engine.audit import AuditEvent
+from engine.cases.models import Case, CaseEvent, WorkGroup, WorkGroupMember
 from engine.errors import NotFound
+from engine.workflow.models import HumanTask
 
 T = TypeVar("T")
 
@@ -107,3 +109,49 @@ def _audit(actor: Actor) -> ColumnElement[bool]:
     if not actor.has("audit.read"):
         return false()
     return institution_ids_clause(actor, AuditEvent.institution_id)
+
+
+# --- clinical objects (issue 3): cases and their human tasks ------------------------------------
+
+
+def my_groups(actor: Actor) -> Any:
+    return (
+        select(WorkGroup.code)
+        .join(WorkGroupMember, WorkGroupMember.group_id == WorkGroup.id)
+        .where(WorkGroupMember.user_id == actor.user_id)
+        .scalar_subquery()
+    )
+
+
+def open_candidate(actor: Actor) -> ColumnElement[bool]:
+    """An open, unassigned task the actor could take (role, group), not counting exclusions."""
+    return and_(
+        HumanTask.completed_at.is_(None),
+        HumanTask.assignee_id.is_(None),
+        HumanTask.role_code.in_(sorted(actor.roles)),
+        or_(HumanTask.group_code.is_(None), HumanTask.group_code.in_(my_groups(actor))),
+    )
+
+
+@rule(Case)
+def _cases(actor: Actor) -> ColumnElement[bool]:
+    """Member hospitals see their own requests; central doctors the cases they hold, could take or worked on;
+    dispatchers every case routed to the central hospital."""
+    if not actor.has("case.read"):
+        return false()
+    if not actor.is_central:
+        return Case.requesting_institution_id == actor.institution_id
+    if actor.has("task.assign"):
+        return true()
+    holds = exists().where(
+        HumanTask.case_id == Case.id, or_(HumanTask.assignee_id == actor.user_id, open_candidate(actor))
+    )
+    worked = exists().where(CaseEvent.case_id == Case.id, CaseEvent.actor_id == actor.user_id)
+    return or_(holds, worked)
+
+
+@rule(HumanTask)
+def _tasks(actor: Actor) -> ColumnElement[bool]:
+    if not actor.has("task.read"):
+        return false()
+    return HumanTask.case_id.in_(select(Case.id).where(_cases(actor)))

@@ -70,6 +70,10 @@ def db_upgrade(revision: str) -> None:
             sync_catalogue()
             if settings.mode == "demo":
                 ensure_institutions()
+            from engine.workflow import specs
+
+            for dep in specs.deploy_from_files():
+                click.echo(f"流程 {dep.process_id} v{dep.version} ({dep.content_hash[:12]})")
     click.echo("数据库已升级 / database upgraded")
 
 

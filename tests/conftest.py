@@ -100,6 +100,9 @@ def _seed(url: str, instance: Path) -> None:
         with uow.unit_of_work():
             sync_catalogue()
             ensure_institutions()
+            from engine.workflow import specs
+
+            specs.deploy_from_files()
         from api.extensions import db
 
         db.session.remove()

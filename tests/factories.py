@@ -18,6 +18,7 @@ from engine import uow
 from engine.accounts import auth
 from engine.accounts.models import Department, Institution, Role, User
 from engine.accounts.passwords import normalise_username
+from engine.accounts.permissions import ADMIN_ROLE_CODES, MFA_ROLE_CODES
 from engine.audit import AuditEvent
 from engine.db import utcnow
 
@@ -56,9 +57,9 @@ def make_user(
 ) -> TestUser:
     """Create an account directly in the database (bypassing review) holding the given built-in roles."""
     username = username or f"user{next(_seq)}"
-    admin = any(r in ("sys_admin", "sec_admin", "audit_admin") for r in roles)
+    admin = any(r in ADMIN_ROLE_CODES for r in roles)
     password = password or (ADMIN_PASSWORD if admin else DEFAULT_PASSWORD)
-    secret = pyotp.random_base32() if admin else None
+    secret = pyotp.random_base32() if set(roles) & MFA_ROLE_CODES else None
     with app.app_context():
         s = uow.session()
         inst = s.execute(select(Institution).where(Institution.code == institution_code)).unique().scalar_one()

@@ -12,6 +12,7 @@ from engine.accounts.models import Role, User
 from engine.accounts.passwords import normalise_username
 from engine.accounts.seed import ensure_institutions, sync_catalogue
 from engine.actor import Actor
+from engine.cases.models import WorkGroup, WorkGroupMember
 from engine.crypto import mask_phone
 from engine.db import utcnow
 
@@ -35,8 +36,10 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("doctor_l1", "Rpt1#2026tr", "report_l1", "CENTRAL", "李初级"),
     DemoAccount("doctor_l2", "Rpt2#2026tr", "report_l2", "CENTRAL", "王报告"),
     DemoAccount("doctor_l3", "Rpt3#2026tr", "report_l3", "CENTRAL", "赵审核"),
+    DemoAccount("doctor_l1b", "Rpt1b#2026tr", "report_l1", "CENTRAL", "陈初级"),
+    DemoAccount("doctor_l2b", "Rpt2b#2026tr", "report_l2", "CENTRAL", "刘报告"),
     DemoAccount("qcexpert", "Qce#2026tr", "qc_expert", "CENTRAL", "孙质控"),
-    DemoAccount("procadmin", "Proc#2026tr", "process_admin", "CENTRAL", "周流程"),
+    DemoAccount("procadmin", "Proc#2026tr", "process_admin", "CENTRAL", "周流程", "JBSWY3DPEHPK3PXPPROCADMN"),
     DemoAccount("m01_registrar", "Reg#2026tr", "registrar", "M01", "吴登记"),
     DemoAccount("m01_requester", "Req#2026tr", "requester", "M01", "郑申请"),
     DemoAccount("m01_qcdirector", "Qcd#2026tr", "qc_director", "M01", "钱质控主任"),
@@ -80,6 +83,29 @@ def load_demo() -> int:
         s.add(user)
         added += 1
     s.flush()
+    _demo_groups()
     if added:
         audit.record(Actor.system("demo"), "account_created", details={"demo_accounts": added})
     return added
+
+
+DEMO_GROUPS = {
+    "emergency_team": ("急诊读片组", ("doctor_l1", "doctor_l1b")),
+    "neuro_group": ("神经影像组", ("doctor_l1b",)),
+}
+
+
+def _demo_groups() -> None:
+    """Work groups the dispatch rules name (processes/remote_diagnosis/dispatch_rules.dmn)."""
+    s = uow.session()
+    for code, (name, members) in DEMO_GROUPS.items():
+        if s.execute(select(WorkGroup.id).where(WorkGroup.code == code)).first():
+            continue
+        group = WorkGroup(code=code, name=name)
+        s.add(group)
+        s.flush()
+        for username in members:
+            uid = s.execute(select(User.id).where(User.username_norm == username)).scalar()
+            if uid:
+                s.add(WorkGroupMember(group_id=group.id, user_id=uid))
+    s.flush()

@@ -35,6 +35,19 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("audit.export", "导出审计日志", "function", "menu.audit", "audit"),
     PermissionDef("audit.verify", "校验审计日志完整性", "function", "menu.audit", "audit"),
     PermissionDef("institution.read", "查看机构", "function", None, "common"),
+    PermissionDef("menu.cases", "远程诊断申请", "menu", None, "clinical"),
+    PermissionDef("case.create", "发起远程诊断申请", "function", "menu.cases", "clinical"),
+    PermissionDef("case.read", "查看远程诊断申请", "function", "menu.cases", "clinical"),
+    PermissionDef("report.print", "打印报告", "function", "menu.cases", "clinical"),
+    PermissionDef("menu.tasks", "我的任务", "menu", None, "clinical"),
+    PermissionDef("task.read", "查看任务", "function", "menu.tasks", "clinical"),
+    PermissionDef("task.claim", "领取与处理任务", "function", "menu.tasks", "clinical"),
+    PermissionDef("report.write", "书写与审核报告", "function", "menu.tasks", "clinical"),
+    PermissionDef("menu.pool", "抢单池", "menu", None, "clinical"),
+    PermissionDef("task.assign", "指派与批量指派", "function", "menu.pool", "clinical"),
+    PermissionDef("menu.processes", "流程管理", "menu", None, "process"),
+    PermissionDef("process.read", "查看流程", "function", "menu.processes", "process"),
+    PermissionDef("process.deploy", "发布与迁移流程", "function", "menu.processes", "process"),
 )
 
 BY_CODE = {p.code: p for p in CATALOGUE}
@@ -70,24 +83,29 @@ _SEC = frozenset(
 )
 _AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
 
+_REQUEST = frozenset({"menu.cases", "case.create", "case.read", "report.print"})
+_READ = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.claim", "report.write"})
+_DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.assign"})
+_PROCESS = frozenset({"menu.processes", "process.read", "process.deploy"})
+
 BUILTIN_ROLES: tuple[RoleDef, ...] = (
-    RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", frozenset()),
-    RoleDef("requester", "申请医生", "成员医院申请远程诊断、查看报告", frozenset()),
-    RoleDef("report_l1", "初级报告医生", "书写初步报告", frozenset()),
-    RoleDef("report_l2", "报告医生", "修改并确认报告", frozenset()),
-    RoleDef("report_l3", "审核医生", "审核并发布报告", frozenset()),
-    RoleDef("dispatcher", "调度员", "分配远程诊断任务", frozenset()),
+    RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", _REQUEST),
+    RoleDef("requester", "申请医生", "成员医院申请远程诊断、查看报告", _REQUEST),
+    RoleDef("report_l1", "初级报告医生", "书写初步报告", _READ),
+    RoleDef("report_l2", "报告医生", "修改并确认报告", _READ),
+    RoleDef("report_l3", "审核医生", "审核并发布报告", _READ),
+    RoleDef("dispatcher", "调度员", "分配远程诊断任务", _DISPATCH),
     RoleDef("qc_expert", "质控专家", "对成员医院影像和报告评分", frozenset()),
     RoleDef("qc_director", "质控主任", "查看并回复本院质控结果", frozenset()),
-    RoleDef("process_admin", "流程管理员", "编辑和发布业务流程", frozenset()),
+    RoleDef("process_admin", "流程管理员", "编辑和发布业务流程", _PROCESS),
     RoleDef("sys_admin", "系统管理员", "管理用户账号与系统配置，不能查看审计日志", _SYS),
     RoleDef("sec_admin", "安全管理员", "审核账号、管理角色与授权", _SEC),
     RoleDef("audit_admin", "审计管理员", "查询、导出与校验审计日志（只读）", _AUDIT),
 )
 
 ADMIN_ROLE_CODES = frozenset({"sys_admin", "sec_admin", "audit_admin"})
-# Roles that need TOTP as a second factor (REQ: AUTH-06).
-MFA_ROLE_CODES = ADMIN_ROLE_CODES
+# Roles that need TOTP as a second factor (REQ: AUTH-06); the process admin deploys executable diagrams.
+MFA_ROLE_CODES = ADMIN_ROLE_CODES | {"process_admin"}
 
 
 def domains_of(codes: set[str] | frozenset[str]) -> set[str]:

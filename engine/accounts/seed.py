@@ -31,6 +31,10 @@ def sync_catalogue() -> None:
             # The three administrators' grants are fixed by code (三权分立); others may be re-granted in the UI.
             if set(role.permission_codes) != set(rd.permissions):
                 role.permissions = [RolePermission(permission_code=c) for c in sorted(rd.permissions)]
+        else:
+            # Other built-in roles gain the defaults a new release adds; grants an admin added stay.
+            missing = set(rd.permissions) - set(role.permission_codes)
+            role.permissions += [RolePermission(permission_code=c) for c in sorted(missing)]
     s.flush()
 
 

@@ -48,14 +48,24 @@ ALLOWED_KEYS = set(
     "description builtin permissions user_count menus state csrf_token mfa_enrolled last_login_ip "
     "failed_logins_since_last password_expires_at initial_password temporary_password institution_id "
     "department_id status database ok checked broken_at message parent domain event_type event_name "
-    "object_type object_id outcome request_id details ip user_agent institution_code last_seen_at current".split()
+    "object_type object_id outcome request_id details ip user_agent institution_code last_seen_at current "
+    # case engine (issue 3)
+    "content_hash deployed_at deployed_by latest process_id running_cases version bpmn_xml dmn forms errors "
+    "migrated assigned case case_id case_no task_name title lane_role assignee in_pool group emergency "
+    "patient_name modality body_part requesting_institution claimed_at patient exams exam_no accession_no "
+    "exam_item exam_time status_name sex age patient_no current_tasks report_status printed clinical_info "
+    "dispatch_mode target_group report deployment incident voided lock holder expires_at released_at printed_at "
+    "print_count seq level author signed findings impression recommendation positive note changes event "
+    "task_title active completed schema ui_schema data task lock_token members field before after".split()
 )
+# Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
+FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}
 FORBIDDEN_KEYS = {"password_hash", "totp_secret", "totp_secret_enc", "phone_enc", "id_number_enc", "id_number", "phone"}
 
 
 def _keys(value: Any) -> set[str]:
     if isinstance(value, dict):
-        return set(value) | {k for key, v in value.items() if key != "details" for k in _keys(v)}
+        return set(value) | {k for key, v in value.items() if key not in FREE_FORM for k in _keys(v)}
     if isinstance(value, list):
         return {k for v in value for k in _keys(v)}
     return set()

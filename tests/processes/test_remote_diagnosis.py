@@ -14,7 +14,16 @@ import pytest
 from engine.workflow import expressions, spiff
 
 ROOT = Path(__file__).resolve().parents[2] / "processes" / "remote_diagnosis"
-CASE = {"emergency": False, "requesting_institution": "M01", "modality": "DX", "body_part": "胸部", "case_id": 7}
+CASE = {
+    "emergency": False,
+    "requesting_institution": "M01",
+    "modality": "DX",
+    "body_part": "胸部",
+    "case_id": 7,
+    "configured_mode": "",
+    "configured_group": "",
+    "configured_user": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +80,15 @@ class Walk:
         ({"modality": "MR", "body_part": "头颅"}, "rule", "neuro_group", "draft_report"),
         ({"requesting_institution": "M05"}, "manual", "", "assign_case"),
         ({"modality": "CT", "body_part": "胸部"}, "pool", "", "draft_report"),
+        (
+            {"configured_mode": "directed", "configured_group": "chest_team", "emergency": True},
+            "directed",
+            "chest_team",
+            "draft_report",
+        ),
+        ({"configured_mode": "manual", "modality": "CT", "body_part": "头颅"}, "manual", "", "assign_case"),
     ],
-    ids=["emergency", "neuro_ct", "neuro_mr", "manual_m05", "pool"],
+    ids=["emergency", "neuro_ct", "neuro_mr", "manual_m05", "pool", "configured_directed", "configured_manual"],
 )
 def test_dmn_rows_choose_the_dispatch_mode(spec_dict, data, mode, group, first) -> None:  # type: ignore[no-untyped-def]
     w = Walk(spec_dict, **data)

@@ -1,0 +1,259 @@
+"""/api/cases and /api/reports: remote-diagnosis requests, their history, diagram and reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from api.cases import schemas as sch
+from api.security import current_actor, requires
+from engine import audit, uow
+from engine.accounts import auth
+from engine.actor import Actor
+from engine.cases import queries, services
+from engine.cases.models import Case
+from engine.errors import Forbidden, NotFound
+from engine.reports import services as reports
+from engine.reports.models import LEVELS, Report, ReportRevision
+from engine.visibility import get_visible
+from engine.workflow import runner, spiff
+from engine.workflow.models import HumanTask, Incident, ProcessDeployment
+
+blp = Blueprint("cases", __name__, url_prefix="/api", description="远程诊断申请与报告")
+
+
+def revision_out(rev: ReportRevision, changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "id": rev.id,
+        "seq": rev.seq,
+        "level": rev.level,
+        "kind": rev.kind,
+        "author": rev.author,
+        "created_at": rev.created_at,
+        "signed": rev.signed,
+        "findings": rev.findings,
+        "impression": rev.impression,
+        "recommendation": rev.recommendation,
+        "positive": rev.positive,
+        "note": rev.note,
+        "changes": changes or [],
+    }
+
+
+def report_out(report: Report | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    lock = None
+    if report.lock_holder is not None and report.lock_expires_at is not None:
+        lock = {"holder": report.lock_holder, "expires_at": report.lock_expires_at}
+    return {
+        "id": report.id,
+        "case_id": report.case_id,
+        "status": report.status,
+        "version": report.version,
+        "voided": report.voided,
+        "lock": lock,
+        "current": revision_out(report.current) if report.current else None,
+        "released_at": report.released_at,
+        "printed_at": report.printed_at,
+        "print_count": report.print_count,
+    }
+
+
+def member_view(actor: Actor, report: Report | None) -> Report | None:
+    """The requesting hospital sees a report only once it is released (UX.md R10: one valid version)."""
+    if report is not None and not actor.is_central and report.status not in ("released",):
+        return None
+    return report
+
+
+def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
+    (row,) = queries.case_rows([case])
+    dep = uow.session().get(ProcessDeployment, case.deployment_id)
+    incident = (
+        uow.session()
+        .execute(select(Incident.error).where(Incident.case_id == case.id, Incident.resolved_at.is_(None)))
+        .scalar()
+    )
+    row.update(
+        clinical_info=case.clinical_info,
+        dispatch_mode=case.dispatch_mode,
+        target_group=case.target_group,
+        report=report_out(member_view(actor, services.current_report(case.id))),
+        history=[
+            {
+                "ts": e.ts,
+                "event": e.event,
+                "event_name": sch.EVENT_NAMES.get(e.event, e.event),
+                "actor": e.actor_name,
+                "task_title": e.task_name,
+                "details": e.details,
+            }
+            for e in queries.history(case.id)
+        ],
+        deployment=dep,
+        incident=incident,
+    )
+    return row
+
+
+@blp.route("/cases", methods=["POST"])
+@blp.arguments(sch.CaseCreateSchema)
+@blp.response(201, sch.CaseDetailSchema)
+@requires("case.create")
+def create_case(body: dict[str, Any]) -> Any:
+    """成员医院发起远程诊断申请（一个或多个检查），按配置的分配方式派发。"""
+    actor = current_actor()
+    case = services.create_case(
+        actor,
+        services.PatientIn(**body["patient"]),
+        [services.ExamIn(**e) for e in body["exams"]],
+        body["emergency"],
+        body["clinical_info"],
+        auth.cipher(),
+    )
+    return case_detail(actor, case)
+
+
+@blp.route("/cases", methods=["GET"])
+@blp.arguments(sch.CaseQuerySchema, location="query")
+@blp.response(200, sch.CasePageSchema)
+@requires("case.read")
+def list_cases(args: dict[str, Any]) -> Any:
+    """远程诊断申请列表（按状态、急诊、姓名/申请号/检查号查询）。"""
+    page = queries.list_cases(
+        current_actor(),
+        status=args.get("status"),
+        q=args.get("q"),
+        emergency=args.get("emergency"),
+        page=args["page"],
+        page_size=args["page_size"],
+    )
+    return {"items": queries.case_rows(page.items), "total": page.total, "page": page.page, "page_size": page.page_size}
+
+
+@blp.route("/cases/<int:case_id>", methods=["GET"])
+@blp.response(200, sch.CaseDetailSchema)
+@requires("case.read")
+def get_case(case_id: int) -> Any:
+    """申请详情：患者、检查、报告、全过程记录（REC-04）。"""
+    actor = current_actor()
+    case = get_visible(actor, Case, case_id, object_type="case")
+    audit.record(actor, "case_viewed", object_type="case", object_id=case.id, patient_id=case.patient.patient_no)
+    return case_detail(actor, case)
+
+
+@blp.route("/cases/<int:case_id>/diagram", methods=["GET"])
+@blp.response(200, sch.DiagramSchema)
+@requires("case.read")
+def diagram(case_id: int) -> Any:
+    """流程图与当前步骤（bpmn-js 高亮）。"""
+    case = get_visible(current_actor(), Case, case_id, object_type="case")
+    dep = uow.session().get(ProcessDeployment, case.deployment_id)
+    assert dep is not None
+    wf = runner.load(case)
+    active = sorted(
+        {
+            t.task_spec.bpmn_id
+            for t in wf.get_tasks(state=spiff.TaskState.READY | spiff.TaskState.WAITING)
+            if getattr(t.task_spec, "bpmn_id", None)
+        }
+    )
+    done = sorted(
+        {
+            t.task_spec.bpmn_id
+            for t in wf.get_tasks(state=spiff.TaskState.COMPLETED)
+            if getattr(t.task_spec, "bpmn_id", None)
+        }
+    )
+    return {"bpmn_xml": next(iter(dep.bpmn.values())), "active": active, "completed": done}
+
+
+def _report(actor: Actor, report_id: int) -> Report:
+    report = uow.session().get(Report, report_id)
+    if report is None:
+        raise NotFound()
+    get_visible(actor, Case, report.case_id, object_type="case")
+    return report
+
+
+def _level_of(actor: Actor, report: Report) -> str:
+    task = (
+        uow.session()
+        .execute(
+            select(HumanTask).where(
+                HumanTask.case_id == report.case_id,
+                HumanTask.completed_at.is_(None),
+                HumanTask.assignee_id == actor.user_id,
+            )
+        )
+        .scalar()
+    )
+    if task is None or task.task_name not in LEVELS:
+        raise Forbidden("not_holder", "只有领取了报告任务的医生可以编辑报告")
+    return LEVELS[task.task_name]
+
+
+@blp.route("/reports/<int:report_id>/lock", methods=["POST"])
+@blp.response(200, sch.LockResultSchema)
+@requires("report.write")
+def lock_report(report_id: int) -> Any:
+    """锁定报告进行编辑（到期自动释放，RPT-14）。"""
+    actor = current_actor()
+    report = _report(actor, report_id)
+    _level_of(actor, report)
+    token, expires = reports.acquire_lock(actor, report)
+    audit.record(actor, "report_locked", object_type="report", object_id=report.id)
+    return {"lock_token": token, "expires_at": expires}
+
+
+@blp.route("/reports/<int:report_id>/unlock", methods=["POST"])
+@blp.arguments(sch.LockTokenSchema)
+@blp.response(204)
+@requires("report.write")
+def unlock_report(body: dict[str, Any], report_id: int) -> Any:
+    """释放报告编辑锁。"""
+    actor = current_actor()
+    reports.release_lock(actor, _report(actor, report_id), body["lock_token"])
+
+
+@blp.route("/reports/<int:report_id>/draft", methods=["PUT"])
+@blp.arguments(sch.DraftSchema)
+@blp.response(200, sch.RevisionSchema)
+@requires("report.write")
+def save_draft(body: dict[str, Any], report_id: int) -> Any:
+    """保存报告草稿（每次保存都是一个修订）；锁失效时返回 409，内容仍保留为草稿修订。"""
+    actor = current_actor()
+    report = _report(actor, report_id)
+    token = body.pop("lock_token")
+    rev = reports.save_draft(actor, report, token, body, _level_of(actor, report))
+    return revision_out(rev)
+
+
+@blp.route("/reports/<int:report_id>/revisions", methods=["GET"])
+@blp.response(200, sch.RevisionSchema(many=True))
+@requires("case.read")
+def revisions(report_id: int) -> Any:
+    """报告修改痕迹：每次保存的作者、级别、时间与改动（TRACE-01/02）。"""
+    actor = current_actor()
+    report = _report(actor, report_id)
+    if member_view(actor, report) is None:
+        raise NotFound()
+    revs = list(
+        uow.session()
+        .execute(select(ReportRevision).where(ReportRevision.report_id == report.id).order_by(ReportRevision.seq))
+        .unique()
+        .scalars()
+    )
+    return [revision_out(x["revision"], x["changes"]) for x in reports.revision_changes(revs)]
+
+
+@blp.route("/reports/<int:report_id>/print", methods=["POST"])
+@blp.response(200, sch.ReportSchema)
+@requires("report.print")
+def print_report(report_id: int) -> Any:
+    """打印已发布的报告（记录打印时间与次数，状态变为已打印）。"""
+    actor = current_actor()
+    return report_out(services.print_report(actor, _report(actor, report_id).case_id))

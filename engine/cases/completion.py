@@ -1,0 +1,182 @@
+"""Completing a user task: form validation, report revisions, 驳回 by reset, three distinct signers (AC-06)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+
+from engine import audit, uow
+from engine.actor import Actor
+from engine.cases.models import Case
+from engine.cases.services import assign, can_take, current_report, event, get_task, lock_case, set_exam_status
+from engine.db import utcnow
+from engine.errors import Conflict, Forbidden, ValidationFailed
+from engine.reports import services as reports
+from engine.reports.models import LEVELS, Report
+from engine.workflow import runner, service_tasks
+from engine.workflow.models import HumanTask, ProcessDeployment
+
+
+def form_for(deployment: ProcessDeployment, task: HumanTask) -> dict[str, Any]:
+    form = deployment.forms.get(task.form or "")
+    if form is None:
+        raise Conflict("form_missing", "该任务没有表单")
+    return form  # type: ignore[no-any-return]
+
+
+def validate_form(schema: dict[str, Any], data: dict[str, Any]) -> None:
+    """Server-side JSON Schema validation of submitted form data (ARCHITECTURE.md).
+
+    Raises:
+        ValidationFailed: ``form_invalid`` with one entry per error (path, message).
+    """
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        raise ValidationFailed(
+            "form_invalid",
+            "表单填写有误",
+            {"errors": [{"path": "/".join(str(p) for p in e.path), "message": e.message[:200]} for e in errors[:50]]},
+        )
+
+
+def task_form(actor: Actor, task_id: int) -> dict[str, Any]:
+    """Schema, UI schema and prefilled data of a task (for reports, the current text)."""
+    task = get_task(actor, task_id)
+    case = uow.session().get(Case, task.case_id)
+    assert case is not None
+    dep = uow.session().get(ProcessDeployment, case.deployment_id)
+    assert dep is not None
+    form = form_for(dep, task)
+    report = current_report(case.id) if task.task_name in LEVELS else None
+    data: dict[str, Any] = reports.current_content(report) if report else {}
+    if data.get("positive") is None:
+        data.pop("positive", None)
+    return {"task": task, "schema": form["schema"], "ui_schema": form.get("ui"), "data": data, "report": report}
+
+
+def _ensure_holder(actor: Actor, task: HumanTask) -> None:
+    if not can_take(actor, task):
+        raise Forbidden("not_candidate", "您不能处理该任务（不是候选人、角色不符或已参与前一级）")
+    if task.assignee_id is None:
+        task.assignee_id, task.claimed_at = actor.user_id, utcnow()  # completing an open task claims it
+
+
+def complete_task(actor: Actor, task_id: int, data: dict[str, Any], lock_token: int | None = None) -> Case:
+    """Complete one human task under the case lock; exactly one of concurrent completions wins (WF-02).
+
+    Raises:
+        Conflict: the task is no longer open (``task_not_ready``), the report lock (``report_locked``,
+            ``lock_lost``). Forbidden: not a candidate, or separation of duties. ValidationFailed: the form.
+    """
+    first = get_task(actor, task_id)
+    case = lock_case(first.case_id)
+    s = uow.session()
+    s.refresh(first)
+    task = first
+    if task.completed_at is not None:
+        raise Conflict("task_not_ready", "任务已完成或已被回退，请刷新")
+    _ensure_holder(actor, task)
+    dep = s.get(ProcessDeployment, case.deployment_id)
+    assert dep is not None
+    validate_form(form_for(dep, task)["schema"], data)
+    level = LEVELS.get(task.task_name)
+    if level is None:
+        runner.complete(case, task.task_guid, data, assign)
+        outcome = "completed"
+    else:
+        outcome = _complete_report_step(actor, case, dep, task, level, data, lock_token)
+    task.completed_at, task.completed_by_id, task.outcome = utcnow(), actor.user_id, outcome
+    case.updated_at = utcnow()
+    if outcome != "rejected":  # a rejection logged its own round (reason, target) above
+        event(case, actor, outcome, task.task_name)
+    audit.record(actor, "task_completed", object_type="human_task", object_id=task.id, details={"outcome": outcome})
+    return case
+
+
+def _complete_report_step(
+    actor: Actor,
+    case: Case,
+    dep: ProcessDeployment,
+    task: HumanTask,
+    level: str,
+    data: dict[str, Any],
+    lock_token: int | None,
+) -> str:
+    report = current_report(case.id)
+    assert report is not None
+    content = reports.clean_content(data)
+    reports.check_lock(actor, report, lock_token, content, level)
+    decision = data.get("decision", "approve")
+    if decision == "reject":
+        reason = (data.get("reject_reason") or "").strip()
+        if not reason:
+            raise ValidationFailed(
+                "form_invalid", "驳回必须填写原因", {"errors": [{"path": "reject_reason", "message": "必填"}]}
+            )
+        target = runner.reject_targets(dep).get(task.task_name)
+        if target is None:
+            raise Conflict("no_reject_flow", "该步骤不能驳回")
+        edited = any(k in data for k in ("findings", "impression", "recommendation"))
+        if edited and content != reports.current_content(report):  # a reviewer's own edits are kept too
+            reports.add_revision(report, actor, level, content, signed=False, kind="draft")
+        reports.add_revision(
+            report, actor, level, reports.current_content(report), signed=False, kind="reject", note=reason[:1000]
+        )
+        report.status = "rejected_" + level
+        set_exam_status(case, "review_rejected")
+        runner.reject_to(case, task.task_guid, target, {"decision": "", "reject_reason": reason}, assign)
+        event(case, actor, "rejected_round", task.task_name, reason=reason[:500], back_to=target)
+        audit.record(actor, "report_rejected", object_type="report", object_id=report.id, reason=reason[:500])
+        reports.release_lock(actor, report)
+        return "rejected"
+    if not (content["findings"].strip() and content["impression"].strip()):
+        raise ValidationFailed(
+            "form_invalid",
+            "影像所见和诊断意见不能为空（UX R4）",
+            {"errors": [{"path": "findings", "message": "必填"}, {"path": "impression", "message": "必填"}]},
+        )
+    _check_distinct_signers(actor, report, level)
+    kind = {"l1": "submit", "l2": "approve", "l3": "approve"}[level]
+    reports.add_revision(report, actor, level, content, signed=True, kind=kind)
+    if level == "l1":
+        report.author_l1_id, report.status = actor.user_id, "preliminary"
+        set_exam_status(case, "preliminary")
+        audit.record(actor, "report_submitted", object_type="report", object_id=report.id)
+    elif level == "l2":
+        report.author_l2_id, report.status = actor.user_id, "pending_review"
+        set_exam_status(case, "pending_review")
+        audit.record(actor, "report_approved", object_type="report", object_id=report.id, details={"level": 2})
+    else:
+        report.reviewer_l3_id, report.status = actor.user_id, "reviewed"
+        set_exam_status(case, "reviewed")
+        audit.record(actor, "report_approved", object_type="report", object_id=report.id, details={"level": 3})
+    reports.release_lock(actor, report)
+    runner.complete(case, task.task_guid, {"decision": "approve"}, assign)
+    return "completed"
+
+
+def _check_distinct_signers(actor: Actor, report: Report, level: str) -> None:
+    """AC-06: the preliminary author, the reporting doctor and the reviewer are three different people."""
+    earlier = {"l1": set(), "l2": {report.author_l1_id}, "l3": {report.author_l1_id, report.author_l2_id}}[level]
+    if actor.user_id in earlier:
+        raise Forbidden("separation_of_duties", "不能审核自己参与书写的报告")
+
+
+@service_tasks.register("reports.publish")
+def publish(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str, Any]:
+    """Service task: release the reviewed report to the requesting hospital (未打印 until printed)."""
+    case = uow.session().get(Case, int(params["case_id"]))
+    if case is None:
+        raise service_tasks.ServiceTaskError("case not found")
+    report = current_report(case.id)
+    if report is None or report.status != "reviewed":
+        raise service_tasks.ServiceTaskError("报告尚未审核，不能发布")
+    signers = {report.author_l1_id, report.author_l2_id, report.reviewer_l3_id}
+    if None in signers or len(signers) != 3:
+        raise service_tasks.ServiceTaskError("终审报告必须有三位不同的医生签名")
+    report.status, report.released_at = "released", utcnow()
+    set_exam_status(case, "released")
+    event(case, None, "released")
+    return {"released": True}

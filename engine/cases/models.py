@@ -1,0 +1,170 @@
+"""Patients, exams, remote-diagnosis cases, their history, work groups and dispatch policies."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine.accounts.models import Institution, User
+from engine.db import Base, UTCDateTime, utcnow
+
+# UX.md R2: the fixed exam status set, in display order, with Chinese labels.
+EXAM_STATUSES: dict[str, str] = {
+    "registered": "已登记",
+    "examined": "已检查",
+    "awaiting": "待诊断",
+    "preliminary": "初步报告",
+    "pending_review": "待审核",
+    "review_rejected": "审核驳回",
+    "reviewed": "已审核",
+    "released": "已发布",
+    "printed": "已打印",
+    "corrected": "已更正",
+}
+
+# Legal transitions; anything else is refused (you cannot report before images arrive, nor review before a report).
+EXAM_TRANSITIONS: dict[str, frozenset[str]] = {
+    "registered": frozenset({"examined"}),
+    "examined": frozenset({"awaiting"}),
+    "awaiting": frozenset({"preliminary"}),
+    "preliminary": frozenset({"pending_review", "review_rejected"}),
+    "pending_review": frozenset({"reviewed", "review_rejected"}),
+    "review_rejected": frozenset({"preliminary", "pending_review"}),
+    "reviewed": frozenset({"released"}),
+    "released": frozenset({"printed", "corrected"}),
+    "printed": frozenset({"printed", "corrected"}),
+    "corrected": frozenset({"printed"}),
+}
+
+
+class Patient(Base):
+    """A patient as known to one institution (identifiers are per institution; DSEC-03)."""
+
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("institution_id", "patient_no", name="uq_patient_institution_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    patient_no: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    phone_enc: Mapped[str | None] = mapped_column(Text)
+    phone_masked: Mapped[str | None] = mapped_column(String(32))
+    id_number_enc: Mapped[str | None] = mapped_column(Text)
+    id_number_masked: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Exam(Base):
+    """One imaging exam (检查) with its status (UX.md R2)."""
+
+    __tablename__ = "exam"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    exam_no: Mapped[str] = mapped_column(String(64), unique=True)
+    accession_no: Mapped[str | None] = mapped_column(String(64), index=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    body_part: Mapped[str] = mapped_column(String(64))
+    exam_item: Mapped[str] = mapped_column(String(128))
+    exam_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(32), default="registered")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    patient: Mapped[Patient] = relationship(lazy="joined")
+
+
+case_exam = Table(
+    "case_exam",
+    Base.metadata,
+    Column("case_id", ForeignKey("remote_case.id", ondelete="CASCADE"), primary_key=True),
+    Column("exam_id", ForeignKey("exam.id"), primary_key=True, index=True),
+)
+
+
+class Case(Base):
+    """A remote-diagnosis request (远程诊断申请) holding one or more exams; its workflow state lives here."""
+
+    __tablename__ = "remote_case"
+    __table_args__ = (Index("ix_remote_case_inst_status", "requesting_institution_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_no: Mapped[str] = mapped_column(String(32), unique=True)
+    requesting_institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    clinical_info: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | completed | incident | cancelled
+    dispatch_mode: Mapped[str | None] = mapped_column(String(16))
+    target_group: Mapped[str | None] = mapped_column(String(64))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("process_deployment.id"))
+    workflow_state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __mapper_args__ = {"version_id_col": state_version}  # optimistic lock on every save
+
+    requesting_institution: Mapped[Institution] = relationship(lazy="joined")
+    requester: Mapped[User] = relationship(lazy="joined")
+    patient: Mapped[Patient] = relationship(lazy="joined")
+    exams: Mapped[list[Exam]] = relationship(secondary=case_exam, lazy="selectin", order_by="Exam.id")
+
+
+class CaseEvent(Base):
+    """Append-only history of a case (REQ: REC-04); rejected review rounds are logged here, not in task data."""
+
+    __tablename__ = "case_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("remote_case.id", ondelete="CASCADE"), index=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    actor_name: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    task_name: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class WorkGroup(Base):
+    """A team of central-hospital doctors that tasks can be directed to (REQ: DISP-02, REC-06)."""
+
+    __tablename__ = "work_group"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+
+
+class WorkGroupMember(Base):
+    __tablename__ = "work_group_member"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("work_group.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class DispatchPolicy(Base):
+    """The dispatch mode configured for a requesting hospital and/or exam category (REQ: DISP-01/02).
+
+    Most specific row wins (institution + modality, institution, modality, default). Mode `rule` hands the
+    decision to the DMN table of the process.
+    """
+
+    __tablename__ = "dispatch_policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))  # directed | manual | rule | pool
+    target_group: Mapped[str | None] = mapped_column(String(64))
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

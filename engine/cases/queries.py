@@ -1,0 +1,226 @@
+"""Read side of cases and tasks: plain SQL over `human_task` (task lists never deserialise workflows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, exists, func, not_, or_, select
+
+from engine import uow
+from engine.accounts.models import Institution, User
+from engine.accounts.queries import Page, clamp_page, like_pattern
+from engine.actor import Actor
+from engine.cases.models import Case, CaseEvent, Exam, Patient, WorkGroup, WorkGroupMember, case_exam
+from engine.reports.models import Report
+from engine.visibility import open_candidate, scoped
+from engine.workflow.models import HumanTask, HumanTaskExclusion
+
+SCOPES = ("mine", "group", "pool", "all")
+
+
+def task_query(
+    actor: Actor, scope: str, *, claimed: bool | None = None, emergency: bool | None = None, q: str | None = None
+) -> Select[Any]:
+    """我的任务 / 组内任务 / 抢单池 as one indexed query: emergency first, then oldest (REC-10)."""
+    stmt = scoped(actor, HumanTask).where(HumanTask.completed_at.is_(None))
+    not_excluded = not_(
+        exists().where(HumanTaskExclusion.task_id == HumanTask.id, HumanTaskExclusion.user_id == actor.user_id)
+    )
+    if scope == "mine":
+        stmt = stmt.where(HumanTask.assignee_id == actor.user_id)
+    elif scope == "group":
+        stmt = stmt.where(HumanTask.in_pool.is_(False), open_candidate(actor), not_excluded)
+    elif scope == "pool":
+        roles = sorted(actor.roles)
+        stmt = stmt.where(HumanTask.in_pool.is_(True), HumanTask.role_code.in_(roles), not_excluded)
+        if claimed is True:
+            stmt = stmt.where(HumanTask.assignee_id.is_not(None))
+        elif claimed is False:
+            stmt = stmt.where(HumanTask.assignee_id.is_(None))
+    if emergency is not None:
+        stmt = stmt.where(HumanTask.emergency.is_(emergency))
+    if q:
+        pat = like_pattern(q.strip())
+        stmt = stmt.where(
+            HumanTask.case_id.in_(
+                select(Case.id)
+                .join(Patient, Patient.id == Case.patient_id)
+                .where(or_(Patient.name.like(pat, escape="\\"), Case.case_no.like(pat, escape="\\")))
+            )
+        )
+    return stmt.order_by(HumanTask.emergency.desc(), HumanTask.created_at, HumanTask.id)
+
+
+def list_tasks(actor: Actor, scope: str, page: int | None, page_size: int | None, **filters: Any) -> Page:
+    page, page_size = clamp_page(page, page_size)
+    stmt = task_query(actor, scope, **filters)
+    s = uow.session()
+    total = s.execute(stmt.with_only_columns(func.count(HumanTask.id)).order_by(None)).scalar_one()
+    rows = list(s.execute(stmt.offset((page - 1) * page_size).limit(page_size)).scalars())
+    return Page(rows, total, page, page_size)
+
+
+def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
+    """Join what a task list shows in three batched queries (no N+1)."""
+    s = uow.session()
+    case_ids = {t.case_id for t in tasks}
+    cases = {c.id: c for c in s.execute(select(Case).where(Case.id.in_(case_ids))).unique().scalars()} if tasks else {}
+    users = (
+        {
+            u.id: u
+            for u in s.execute(select(User).where(User.id.in_({t.assignee_id for t in tasks if t.assignee_id})))
+            .unique()
+            .scalars()
+        }
+        if tasks
+        else {}
+    )
+    groups = {g.code: g for g in s.execute(select(WorkGroup)).scalars()} if tasks else {}
+    out = []
+    for t in tasks:
+        c = cases[t.case_id]
+        first = c.exams[0] if c.exams else None
+        out.append(
+            {
+                "id": t.id,
+                "case_id": c.id,
+                "case_no": c.case_no,
+                "task_name": t.task_name,
+                "title": t.title,
+                "lane_role": t.role_code,
+                "assignee": users.get(t.assignee_id) if t.assignee_id else None,
+                "in_pool": t.in_pool,
+                "group": groups.get(t.group_code) if t.group_code else None,
+                "emergency": t.emergency,
+                "patient_name": c.patient.name,
+                "modality": first.modality if first else "",
+                "body_part": first.body_part if first else "",
+                "requesting_institution": c.requesting_institution,
+                "created_at": t.created_at,
+                "claimed_at": t.claimed_at,
+            }
+        )
+    return out
+
+
+def list_cases(
+    actor: Actor, *, status: str | None, q: str | None, emergency: bool | None, page: int | None, page_size: int | None
+) -> Page:
+    page, page_size = clamp_page(page, page_size)
+    stmt = scoped(actor, Case)
+    if status:
+        stmt = stmt.where(Case.status == status)
+    if emergency is not None:
+        stmt = stmt.where(Case.emergency.is_(emergency))
+    if q:
+        pat = like_pattern(q.strip())
+        by_patient = select(Patient.id).where(Patient.name.like(pat, escape="\\"))
+        by_exam = (
+            select(case_exam.c.case_id)
+            .join(Exam, Exam.id == case_exam.c.exam_id)
+            .where(Exam.exam_no.like(pat, escape="\\"))
+        )
+        stmt = stmt.where(
+            or_(Case.case_no.like(pat, escape="\\"), Case.patient_id.in_(by_patient), Case.id.in_(by_exam))
+        )
+    s = uow.session()
+    total = s.execute(stmt.with_only_columns(func.count(Case.id)).order_by(None)).scalar_one()
+    rows = list(
+        s.execute(stmt.order_by(Case.emergency.desc(), Case.id.desc()).offset((page - 1) * page_size).limit(page_size))
+        .unique()
+        .scalars()
+    )
+    return Page(rows, total, page, page_size)
+
+
+def case_rows(cases: list[Case]) -> list[dict[str, Any]]:
+    s = uow.session()
+    ids = [c.id for c in cases]
+    tasks: dict[int, list[HumanTask]] = {}
+    if ids:
+        for t in s.execute(
+            select(HumanTask).where(HumanTask.case_id.in_(ids), HumanTask.completed_at.is_(None)).order_by(HumanTask.id)
+        ).scalars():
+            tasks.setdefault(t.case_id, []).append(t)
+    reports = (
+        {
+            r.case_id: r
+            for r in s.execute(select(Report).where(Report.case_id.in_(ids), Report.voided.is_(False)))
+            .unique()
+            .scalars()
+        }
+        if ids
+        else {}
+    )
+    assignees = (
+        {
+            u.id: u
+            for u in s.execute(
+                select(User).where(User.id.in_({t.assignee_id for ts in tasks.values() for t in ts if t.assignee_id}))
+            )
+            .unique()
+            .scalars()
+        }
+        if tasks
+        else {}
+    )
+    out = []
+    for c in cases:
+        r = reports.get(c.id)
+        out.append(
+            {
+                "id": c.id,
+                "case_no": c.case_no,
+                "status": c.status,
+                "emergency": c.emergency,
+                "patient": c.patient,
+                "exams": c.exams,
+                "requesting_institution": c.requesting_institution,
+                "created_at": c.created_at,
+                "current_tasks": [
+                    {
+                        "id": t.id,
+                        "task_name": t.task_name,
+                        "title": t.title,
+                        "in_pool": t.in_pool,
+                        "assignee": assignees.get(t.assignee_id) if t.assignee_id else None,
+                    }
+                    for t in tasks.get(c.id, [])
+                ],
+                "report_status": r.status if r else None,
+                "printed": bool(r and r.print_count),
+            }
+        )
+    return out
+
+
+def history(case_id: int) -> list[CaseEvent]:
+    return list(
+        uow.session().execute(select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)).scalars()
+    )
+
+
+def doctors(actor: Actor, *, institution_id: int | None, q: str | None, role: str | None) -> list[User]:
+    """Central-hospital doctors to assign to, filtered by hospital and name (REG-17)."""
+    s = uow.session()
+    stmt = (
+        select(User)
+        .join(Institution, Institution.id == User.institution_id)
+        .where(User.enabled.is_(True), User.review_status == "approved", Institution.kind == "central")
+    )
+    if institution_id:
+        stmt = stmt.where(User.institution_id == institution_id)
+    if q:
+        stmt = stmt.where(User.full_name.like(like_pattern(q.strip()), escape="\\"))
+    users = list(s.execute(stmt.order_by(User.full_name).limit(200)).unique().scalars())
+    wanted = {role} if role else {"report_l1", "report_l2", "report_l3"}
+    return [u for u in users if u.role_codes & wanted][:100]
+
+
+def groups() -> list[dict[str, Any]]:
+    s = uow.session()
+    counts = dict(s.execute(select(WorkGroupMember.group_id, func.count()).group_by(WorkGroupMember.group_id)).all())
+    return [
+        {"code": g.code, "name": g.name, "members": int(counts.get(g.id, 0))}
+        for g in s.execute(select(WorkGroup).order_by(WorkGroup.code)).scalars()
+    ]

@@ -1,0 +1,3 @@
+"""Importing this module registers every service-task handler (composition roots import it once)."""
+
+from engine.cases import completion  # noqa: F401 — registers reports.publish

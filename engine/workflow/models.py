@@ -1,0 +1,105 @@
+"""Engine tables: deployments, human tasks and their candidates, timers, incidents (ARCHITECTURE.md engine)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine.db import Base, UTCDateTime, utcnow
+
+
+class ProcessDeployment(Base):
+    """One deployed version of a process: BPMN + DMN + forms, keyed by content hash, stored once."""
+
+    __tablename__ = "process_deployment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    bpmn: Mapped[dict[str, str]] = mapped_column(JSON)
+    dmn: Mapped[dict[str, str]] = mapped_column(JSON)
+    forms: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(16), default="files")  # files | ui
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deployed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+
+class HumanTask(Base):
+    """A READY user task copied out of the workflow state so task lists are plain SQL (never deserialise)."""
+
+    __tablename__ = "human_task"
+    __table_args__ = (
+        Index("ix_human_task_assignee_open", "assignee_id", "completed_at", "emergency", "created_at"),
+        Index("ix_human_task_pool_open", "in_pool", "completed_at", "role_code", "emergency", "created_at"),
+        Index("ix_human_task_group_open", "group_code", "completed_at", "role_code", "created_at"),
+        Index("ix_human_task_case_open", "case_id", "completed_at"),
+        # A reset (驳回) makes SpiffWorkflow reuse the task's id: one *open* row per task id, any number closed.
+        Index(
+            "uq_human_task_open_guid",
+            "task_guid",
+            unique=True,
+            sqlite_where=text("completed_at IS NULL"),
+            postgresql_where=text("completed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("remote_case.id", ondelete="CASCADE"))
+    task_guid: Mapped[str] = mapped_column(String(36))
+    task_name: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(128))
+    role_code: Mapped[str] = mapped_column(String(64))
+    form: Mapped[str | None] = mapped_column(String(128))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    group_code: Mapped[str | None] = mapped_column(String(64))
+    in_pool: Mapped[bool] = mapped_column(Boolean, default=False)
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    outcome: Mapped[str | None] = mapped_column(String(32))  # completed | rejected | cancelled
+
+    exclusions: Mapped[list[HumanTaskExclusion]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class HumanTaskExclusion(Base):
+    """Users who may not take a task (separation of duties in review, AC-06)."""
+
+    __tablename__ = "human_task_exclusion"
+
+    task_id: Mapped[int] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), primary_key=True)
+
+
+class WorkflowTimer(Base):
+    """Due times of waiting timer events, fired by `telerad worker` under the case lock."""
+
+    __tablename__ = "workflow_timer"
+    __table_args__ = (Index("ix_workflow_timer_due", "fired_at", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("remote_case.id", ondelete="CASCADE"), index=True)
+    task_guid: Mapped[str] = mapped_column(String(36), unique=True)
+    task_name: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Incident(Base):
+    """A failed service task: the case waits with its state intact until someone retries (ARCHITECTURE.md)."""
+
+    __tablename__ = "incident"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("remote_case.id", ondelete="CASCADE"), index=True)
+    task_name: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,227 @@
+"""Load a case's workflow, complete one task, run engine steps, save state-only JSON, sync human tasks.
+
+The caller (engine/cases/services.py) holds the case row lock and passes an `assigner` that decides who may
+take each new READY user task. Failing service tasks become incidents; the caller still gets a normal answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+
+from engine import uow
+from engine.db import utcnow
+from engine.errors import Conflict
+from engine.workflow import service_tasks, specs, spiff
+from engine.workflow.models import HumanTask, HumanTaskExclusion, Incident, ProcessDeployment
+
+
+class CaseLike(Protocol):
+    id: int
+    deployment_id: int
+    workflow_state: dict[str, Any]
+    status: str
+    emergency: bool
+
+
+@dataclass
+class Assignment:
+    """Who may take a new READY user task."""
+
+    role_code: str
+    assignee_id: int | None = None
+    group_code: str | None = None
+    in_pool: bool = False
+    exclude: set[int] = field(default_factory=set)
+
+
+@dataclass
+class ReadyTask:
+    guid: str
+    name: str
+    title: str
+    lane: str | None
+    form: str | None
+    data: dict[str, Any]
+
+
+Assigner = Callable[[CaseLike, ReadyTask], Assignment]
+
+
+def _engine() -> Any:
+    return spiff.make_script_engine(service_tasks.call)
+
+
+def _deployment(case: CaseLike) -> ProcessDeployment:
+    row = uow.session().get(ProcessDeployment, case.deployment_id)
+    assert row is not None
+    return row
+
+
+def load(case: CaseLike) -> Any:
+    dep = _deployment(case)
+    return spiff.restore(specs.spec_of(dep.id, dep.content_hash), case.workflow_state, _engine())
+
+
+def new(deployment: ProcessDeployment) -> Any:
+    return spiff.new_workflow(specs.spec_of(deployment.id, deployment.content_hash), _engine())
+
+
+def ready_tasks(wf: Any) -> list[ReadyTask]:
+    out = []
+    for t in wf.get_tasks(state=spiff.TaskState.READY, manual=True):
+        spec = t.task_spec
+        props = (spec.extensions or {}).get("properties", {})
+        out.append(
+            ReadyTask(
+                str(t.id), spec.name, spec.bpmn_name or spec.name, spec.lane, props.get(specs.FORM_PROPERTY), t.data
+            )
+        )
+    return out
+
+
+def _run(case: CaseLike, wf: Any) -> None:
+    """Engine steps; a failing service task becomes an incident instead of an error for the caller."""
+    try:
+        wf.do_engine_steps()
+    except Exception as exc:  # noqa: BLE001 — SpiffWorkflow wraps handler errors in its own exception types
+        case.status = "incident"
+        failed = [t.task_spec.name for t in wf.get_tasks(state=spiff.TaskState.ERROR)] or ["?"]
+        uow.session().add(Incident(case_id=case.id, task_name=failed[0], error=str(exc)[:2000]))
+        return
+    if wf.completed and case.status != "incident":
+        case.status = "completed"
+
+
+def save(case: CaseLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
+    """Persist state-only JSON and make `human_task` match the READY user tasks. Returns new tasks."""
+    case.workflow_state = spiff.state_to_dict(wf)
+    return sync_human_tasks(case, ready_tasks(wf), assigner)
+
+
+def sync_human_tasks(case: CaseLike, ready: list[ReadyTask], assigner: Assigner) -> list[HumanTask]:
+    s = uow.session()
+    s.flush()
+    open_rows = {
+        h.task_guid: h
+        for h in s.execute(
+            select(HumanTask).where(HumanTask.case_id == case.id, HumanTask.completed_at.is_(None))
+        ).scalars()
+    }
+    wanted = {r.guid: r for r in ready}
+    now = utcnow()
+    for guid, row in open_rows.items():
+        if guid not in wanted:  # finished or reset away by this step
+            row.completed_at = now
+            row.outcome = row.outcome or "cancelled"
+    created = []
+    for guid, r in wanted.items():
+        if guid in open_rows:
+            continue
+        a = assigner(case, r)
+        row = HumanTask(
+            case_id=case.id,
+            task_guid=guid,
+            task_name=r.name,
+            title=r.title,
+            role_code=a.role_code,
+            form=r.form,
+            assignee_id=a.assignee_id,
+            group_code=a.group_code,
+            in_pool=a.in_pool,
+            emergency=case.emergency,
+            claimed_at=now if a.assignee_id else None,
+        )
+        row.exclusions = [HumanTaskExclusion(user_id=u) for u in sorted(a.exclude)]
+        s.add(row)
+        created.append(row)
+    s.flush()
+    return created
+
+
+def start(case: CaseLike, deployment: ProcessDeployment, data: dict[str, Any], assigner: Assigner) -> Any:
+    wf = new(deployment)
+    for t in wf.get_tasks(state=spiff.TaskState.READY):
+        t.data.update(data)
+    _run(case, wf)
+    save(case, wf, assigner)
+    return wf
+
+
+def _ready(wf: Any, guid: str) -> Any:
+    for t in wf.get_tasks(state=spiff.TaskState.READY, manual=True):
+        if str(t.id) == guid:
+            return t
+    raise Conflict("task_not_ready", "任务已完成或已被回退，请刷新")
+
+
+def complete(case: CaseLike, guid: str, data: dict[str, Any], assigner: Assigner) -> Any:
+    """Complete one READY user task with `data` and run the engine to the next wait state."""
+    wf = load(case)
+    task = _ready(wf, guid)
+    task.data.update(data)
+    task.run()
+    _run(case, wf)
+    save(case, wf, assigner)
+    return wf
+
+
+def reject_to(case: CaseLike, guid: str, target: str, data: dict[str, Any], assigner: Assigner) -> Any:
+    """Carry out a drawn reject flow by resetting to `target`'s last completed instance (the tree stays small)."""
+    wf = load(case)
+    _ready(wf, guid)
+    done = wf.get_tasks(spec_name=target, state=spiff.TaskState.COMPLETED)
+    if not done:
+        raise Conflict("reject_target_missing", "无法回退：目标步骤尚未执行")
+    wf.reset_from_task_id(done[-1].id)
+    for t in wf.get_tasks(state=spiff.TaskState.READY, manual=True):
+        t.data.update(data)
+    _run(case, wf)
+    save(case, wf, assigner)
+    return wf
+
+
+def reject_targets(deployment: ProcessDeployment) -> dict[str, str]:
+    """user task → the task its `decision == "reject"` flow leads back to, read from the diagram."""
+    return _reject_targets(deployment.id, deployment.content_hash)
+
+
+def _reject_targets(deployment_id: int, digest: str) -> dict[str, str]:
+    from lxml import etree
+
+    dep = uow.session().get(ProcessDeployment, deployment_id)
+    assert dep is not None
+    out: dict[str, str] = {}
+    for text in dep.bpmn.values():
+        root = etree.fromstring(text.encode(), parser=etree.XMLParser(resolve_entities=False, no_network=True))
+        flows = {f.get("id"): f for f in root.iterfind(".//bpmn:sequenceFlow", specs.NS)}
+        incoming_of = {}
+        for f in flows.values():
+            incoming_of.setdefault(f.get("targetRef"), []).append(f.get("sourceRef"))
+        for f in flows.values():
+            cond = f.find("bpmn:conditionExpression", specs.NS)
+            if cond is not None and "reject" in (cond.text or "") and "decision" in (cond.text or ""):
+                gateway = f.get("sourceRef")
+                for source in incoming_of.get(gateway, []):
+                    out[source] = f.get("targetRef")
+    return out
+
+
+def retry_incident(case: CaseLike, assigner: Assigner) -> Any:
+    """Re-run the failed service task(s) of an incident case."""
+    wf = load(case)
+    for t in wf.get_tasks(state=spiff.TaskState.ERROR):
+        wf.reset_from_task_id(t.id)
+    case.status = "open"
+    _run(case, wf)
+    if case.status != "incident":
+        uow.session().execute(
+            update(Incident)
+            .where(Incident.case_id == case.id, Incident.resolved_at.is_(None))
+            .values(resolved_at=utcnow())
+        )
+    save(case, wf, assigner)
+    return wf
