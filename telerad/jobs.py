@@ -50,19 +50,41 @@ def purge_audit() -> int:
     return audit.purge(Actor.system("worker"), config.current().audit_retention_days)
 
 
+def fire_timers() -> int:
+    """WF-06: due BPMN timers fire after any restart; each case in its own unit of work."""
+    from engine.cases import services as cases
+
+    now = utcnow()
+    with uow.unit_of_work():
+        due = cases.due_timer_cases(now)
+    fired = 0
+    for case_id in due:
+        try:
+            with uow.unit_of_work():
+                fired += cases.fire_case_timers(case_id, now)
+        except Exception:
+            log.exception("timer of case %s failed", case_id)
+    return fired
+
+
+# name → (function, interval in seconds, manages its own units of work?)
 JOBS = {
-    "sweep_sessions": (sweep_sessions, 300),
-    "disable_inactive": (disable_inactive, 3600),
-    "purge_audit": (purge_audit, 86400),
+    "sweep_sessions": (sweep_sessions, 300, False),
+    "disable_inactive": (disable_inactive, 3600, False),
+    "purge_audit": (purge_audit, 86400, False),
+    "fire_timers": (fire_timers, 15, True),
 }
 
 
-def _runner(app: Any, fn: Any) -> Any:
+def _runner(app: Any, fn: Any, own_transactions: bool) -> Any:
     def run() -> None:
         with app.app_context():
             try:
-                with uow.unit_of_work():
+                if own_transactions:
                     fn()
+                else:
+                    with uow.unit_of_work():
+                        fn()
             except Exception:
                 log.exception("job %s failed", fn.__name__)
 
@@ -71,7 +93,7 @@ def _runner(app: Any, fn: Any) -> Any:
 
 def run_worker(app: Any, block: bool = True) -> Any:
     sched = BlockingScheduler() if block else BackgroundScheduler()
-    for name, (fn, seconds) in JOBS.items():
-        sched.add_job(_runner(app, fn), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
+    for name, (fn, seconds, own) in JOBS.items():
+        sched.add_job(_runner(app, fn, own), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
     sched.start()
     return sched

@@ -180,3 +180,13 @@ def publish(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str, Any]
     set_exam_status(case, "released")
     event(case, None, "released")
     return {"released": True}
+
+
+@service_tasks.register("cases.escalate")
+def escalate(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str, Any]:
+    """Service task behind the report-time-limit timer (UX.md R3): the case history shows it is overdue."""
+    case = uow.session().get(Case, int(params["case_id"]))
+    if case is None:
+        raise service_tasks.ServiceTaskError("case not found")
+    event(case, None, "overdue", "draft_report", emergency=case.emergency)
+    return {"escalated": True}

@@ -29,7 +29,7 @@ from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.reports.models import Report
 from engine.visibility import get_visible
 from engine.workflow import runner, specs
-from engine.workflow.models import HumanTask
+from engine.workflow.models import HumanTask, WorkflowTimer
 from engine.workflow.runner import Assignment, ReadyTask
 
 PROCESS_ID = "remote_diagnosis"
@@ -401,3 +401,46 @@ def print_report(actor: Actor, case_id: int) -> Report:
 
 def institution_of(case: Case) -> Institution:
     return case.requesting_institution
+
+
+def due_timer_cases(now: datetime, limit: int = 100) -> list[int]:
+    """Cases with at least one due, unfired timer (the worker then fires each in its own unit of work)."""
+    return list(
+        uow.session()
+        .execute(
+            select(WorkflowTimer.case_id)
+            .where(WorkflowTimer.fired_at.is_(None), WorkflowTimer.due_at <= now)
+            .distinct()
+            .limit(limit)
+        )
+        .scalars()
+    )
+
+
+def fire_case_timers(case_id: int, now: datetime) -> int:
+    """Fire the due timers of one case under its lock, exactly once (WF-06). Returns how many fired."""
+    s = uow.session()
+    case = lock_case(case_id)
+    rows = list(
+        s.execute(
+            select(WorkflowTimer).where(
+                WorkflowTimer.case_id == case.id, WorkflowTimer.fired_at.is_(None), WorkflowTimer.due_at <= now
+            )
+        ).scalars()
+    )
+    if not rows:
+        return 0
+    for row in rows:  # marked first: a fired row is never deleted by the next sync, so it fires once
+        row.fired_at = now
+    s.flush()
+    runner.fire_timers(case, assign)
+    for row in rows:
+        event(case, None, "timer", row.task_name, due_at=row.due_at.isoformat())
+    audit.record(
+        Actor.system("worker"),
+        "timer_fired",
+        object_type="case",
+        object_id=case.id,
+        details={"timers": [r.task_name for r in rows]},
+    )
+    return len(rows)

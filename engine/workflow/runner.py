@@ -16,7 +16,7 @@ from engine import uow
 from engine.db import utcnow
 from engine.errors import Conflict
 from engine.workflow import service_tasks, specs, spiff
-from engine.workflow.models import HumanTask, HumanTaskExclusion, Incident, ProcessDeployment
+from engine.workflow.models import HumanTask, HumanTaskExclusion, Incident, ProcessDeployment, WorkflowTimer
 
 
 class CaseLike(Protocol):
@@ -97,9 +97,43 @@ def _run(case: CaseLike, wf: Any) -> None:
 
 
 def save(case: CaseLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
-    """Persist state-only JSON and make `human_task` match the READY user tasks. Returns new tasks."""
+    """Persist state-only JSON, copy timer due times out, and make `human_task` match the READY user tasks."""
     case.workflow_state = spiff.state_to_dict(wf)
+    sync_timers(case, wf)
     return sync_human_tasks(case, ready_tasks(wf), assigner)
+
+
+def sync_timers(case: CaseLike, wf: Any) -> None:
+    """SpiffWorkflow has no scheduler: copy the due time of every waiting timer into `workflow_timer`."""
+    s = uow.session()
+    waiting: dict[str, tuple[str, Any]] = {}
+    for t in wf.get_tasks(state=spiff.TaskState.WAITING):
+        value = t._get_internal_data("event_value")
+        if value is not None and spiff.is_timer(t):
+            waiting[str(t.id)] = (t.task_spec.bpmn_id or t.task_spec.name, spiff.timer_due(value))
+    existing = {
+        r.task_guid: r
+        for r in s.execute(
+            select(WorkflowTimer).where(WorkflowTimer.case_id == case.id, WorkflowTimer.fired_at.is_(None))
+        ).scalars()
+    }
+    for guid, row in existing.items():
+        if guid not in waiting or row.due_at != waiting[guid][1]:
+            s.delete(row)  # the timer's task finished or was reset: it must not fire
+    s.flush()
+    for guid, (name, due) in waiting.items():
+        if guid not in existing or existing[guid].due_at != due:
+            s.add(WorkflowTimer(case_id=case.id, task_guid=guid, task_name=name, due_at=due))
+    s.flush()
+
+
+def fire_timers(case: CaseLike, assigner: Assigner) -> Any:
+    """Run a case whose timers are due (the worker calls this under the case lock)."""
+    wf = load(case)
+    wf.refresh_waiting_tasks()
+    _run(case, wf)
+    save(case, wf, assigner)
+    return wf
 
 
 def sync_human_tasks(case: CaseLike, ready: list[ReadyTask], assigner: Assigner) -> list[HumanTask]:

@@ -92,6 +92,9 @@ def validate(process_id: str, bpmn: dict[str, str], dmn: dict[str, str], forms: 
         root = _parse_xml(text, name)
         for node in root.iterfind(".//bpmn:conditionExpression", NS):
             _check(errors, node.getparent().get("id"), node.text or "", "eval")
+        for tag in ("timeDuration", "timeDate", "timeCycle"):
+            for node in root.iterfind(f".//bpmn:{tag}", NS):
+                _check(errors, node.getparent().getparent().get("id"), node.text or "", "eval")
         for node in root.iterfind(".//bpmn:script", NS):
             _check(errors, node.getparent().get("id"), node.text or "", "exec")
         for node in root.iterfind(".//spiff:serviceTaskOperator", NS):

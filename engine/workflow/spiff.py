@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine  # type: ignore[import-untyped]
@@ -25,6 +26,7 @@ from SpiffWorkflow.bpmn.script_engine.python_environment import (  # type: ignor
     BasePythonScriptEngineEnvironment,
 )
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # type: ignore[import-untyped]
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser  # type: ignore[import-untyped]
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # type: ignore[import-untyped]
@@ -122,3 +124,14 @@ def new_workflow(spec_dict: Mapping[str, Any], engine: Any) -> Any:
     spec = reg.restore(copy.deepcopy(spec_dict["spec"]))
     subs = {k: reg.restore(copy.deepcopy(v)) for k, v in spec_dict["subprocess_specs"].items()}
     return BpmnWorkflow(spec, subs, script_engine=engine)
+
+
+def is_timer(task: Any) -> bool:
+    definition = getattr(task.task_spec, "event_definition", None)
+    return isinstance(definition, TimerEventDefinition)
+
+
+def timer_due(event_value: Any) -> datetime:
+    """The due time SpiffWorkflow stored for a waiting timer (ISO string, or a cycle's `next`)."""
+    raw = event_value["next"] if isinstance(event_value, dict) else event_value
+    return TimerEventDefinition.get_datetime(raw).astimezone(UTC)
