@@ -67,6 +67,7 @@ EVENT_TYPES: dict[str, str] = {
     "report_rejected": "驳回报告",
     "report_released": "发布报告",
     "report_printed": "打印报告",
+    "report_corrected": "更正已发布报告",
     "process_deployed": "发布流程",
     "cases_migrated": "迁移流程实例",
     "incident_retried": "重试异常任务",

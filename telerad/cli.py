@@ -153,6 +153,24 @@ def create_admin(username: str, role: str, full_name: str, institution_code: str
 
 
 @main.group()
+def processes() -> None:
+    """BPMN process deployments."""
+
+
+@processes.command("deploy")
+def processes_deploy() -> None:
+    """Deploy processes/ and forms/ where their content hash is new (running cases keep their version)."""
+    app = _app()
+    with app.app_context():
+        from engine import uow
+        from engine.workflow import specs
+
+        with uow.unit_of_work():
+            for dep in specs.deploy_from_files():
+                click.echo(f"流程 {dep.process_id} v{dep.version} ({dep.content_hash[:12]})")
+
+
+@main.group()
 def audit() -> None:
     """Audit log commands."""
 

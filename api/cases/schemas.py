@@ -185,6 +185,8 @@ class DraftSchema(StrictSchema):
 
 
 EVENT_NAMES = {
+    "overdue": "超过报告时限",
+    "correction_started": "发起报告更正",
     "created": "发起申请",
     "completed": "完成",
     "rejected": "驳回",
@@ -200,3 +202,7 @@ EVENT_NAMES = {
     "retried": "重试",
     "timer": "定时事件",
 }
+
+
+class CorrectSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))

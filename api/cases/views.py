@@ -12,7 +12,7 @@ from api.security import current_actor, requires
 from engine import audit, uow
 from engine.accounts import auth
 from engine.actor import Actor
-from engine.cases import queries, services
+from engine.cases import completion, queries, services
 from engine.cases.models import Case
 from engine.errors import Forbidden, NotFound
 from engine.reports import services as reports
@@ -62,11 +62,10 @@ def report_out(report: Report | None) -> dict[str, Any] | None:
     }
 
 
-def member_view(actor: Actor, report: Report | None) -> Report | None:
-    """The requesting hospital sees a report only once it is released (UX.md R10: one valid version)."""
-    if report is not None and not actor.is_central and report.status not in ("released",):
-        return None
-    return report
+def member_view(actor: Actor, case_id: int) -> Report | None:
+    """Central staff see the version being worked on; the requesting hospital only the one valid released
+    version (UX.md R10: a correction in review stays invisible until it replaces the old one)."""
+    return services.current_report(case_id) if actor.is_central else services.released_report(case_id)
 
 
 def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
         clinical_info=case.clinical_info,
         dispatch_mode=case.dispatch_mode,
         target_group=case.target_group,
-        report=report_out(member_view(actor, services.current_report(case.id))),
+        report=report_out(member_view(actor, case.id)),
         history=[
             {
                 "ts": e.ts,
@@ -239,7 +238,7 @@ def revisions(report_id: int) -> Any:
     """报告修改痕迹：每次保存的作者、级别、时间与改动（TRACE-01/02）。"""
     actor = current_actor()
     report = _report(actor, report_id)
-    if member_view(actor, report) is None:
+    if not actor.is_central and report.status != "released" and not report.voided:
         raise NotFound()
     revs = list(
         uow.session()
@@ -257,3 +256,12 @@ def print_report(report_id: int) -> Any:
     """打印已发布的报告（记录打印时间与次数，状态变为已打印）。"""
     actor = current_actor()
     return report_out(services.print_report(actor, _report(actor, report_id).case_id))
+
+
+@blp.route("/cases/<int:case_id>/correct", methods=["POST"])
+@blp.arguments(sch.CorrectSchema)
+@blp.response(201, sch.ReportSchema)
+@requires("report.write")
+def correct(body: dict[str, Any], case_id: int) -> Any:
+    """更正已发布的报告：生成新版本重新三级审核，发布后旧版本作废（报告已更正）。"""
+    return report_out(completion.correct_report(current_actor(), case_id, body["reason"]))

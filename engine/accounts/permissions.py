@@ -85,7 +85,8 @@ _AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
 
 _REQUEST = frozenset({"menu.cases", "case.create", "case.read", "report.print"})
 _READ = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.claim", "report.write"})
-_DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.assign"})
+# task.claim: the dispatcher completes the 人工分配 (assign_case) task of the manual dispatch mode.
+_DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.claim", "task.assign"})
 _PROCESS = frozenset({"menu.processes", "process.read", "process.deploy"})
 
 BUILTIN_ROLES: tuple[RoleDef, ...] = (

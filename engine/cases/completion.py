@@ -9,11 +9,22 @@ import jsonschema
 from engine import audit, uow
 from engine.actor import Actor
 from engine.cases.models import Case
-from engine.cases.services import assign, can_take, current_report, event, get_task, lock_case, set_exam_status
+from engine.cases.services import (
+    assign,
+    can_take,
+    current_report,
+    event,
+    get_task,
+    lock_case,
+    lost_race,
+    released_report,
+    set_exam_status,
+)
 from engine.db import utcnow
 from engine.errors import Conflict, Forbidden, ValidationFailed
 from engine.reports import services as reports
 from engine.reports.models import LEVELS, Report
+from engine.visibility import get_visible
 from engine.workflow import runner, service_tasks
 from engine.workflow.models import HumanTask, ProcessDeployment
 
@@ -70,6 +81,9 @@ def complete_task(actor: Actor, task_id: int, data: dict[str, Any], lock_token: 
         Conflict: the task is no longer open (``task_not_ready``), the report lock (``report_locked``,
             ``lock_lost``). Forbidden: not a candidate, or separation of duties. ValidationFailed: the form.
     """
+    lost = lost_race(actor, task_id)
+    if lost is not None:
+        raise lost
     first = get_task(actor, task_id)
     case = lock_case(first.case_id)
     s = uow.session()
@@ -125,7 +139,7 @@ def _complete_report_step(
             report, actor, level, reports.current_content(report), signed=False, kind="reject", note=reason[:1000]
         )
         report.status = "rejected_" + level
-        set_exam_status(case, "review_rejected")
+        _exam_status(case, report, "review_rejected")
         runner.reject_to(case, task.task_guid, target, {"decision": "", "reject_reason": reason}, assign)
         event(case, actor, "rejected_round", task.task_name, reason=reason[:500], back_to=target)
         audit.record(actor, "report_rejected", object_type="report", object_id=report.id, reason=reason[:500])
@@ -142,19 +156,66 @@ def _complete_report_step(
     reports.add_revision(report, actor, level, content, signed=True, kind=kind)
     if level == "l1":
         report.author_l1_id, report.status = actor.user_id, "preliminary"
-        set_exam_status(case, "preliminary")
+        _exam_status(case, report, "preliminary")
         audit.record(actor, "report_submitted", object_type="report", object_id=report.id)
     elif level == "l2":
         report.author_l2_id, report.status = actor.user_id, "pending_review"
-        set_exam_status(case, "pending_review")
+        _exam_status(case, report, "pending_review")
         audit.record(actor, "report_approved", object_type="report", object_id=report.id, details={"level": 2})
     else:
         report.reviewer_l3_id, report.status = actor.user_id, "reviewed"
-        set_exam_status(case, "reviewed")
+        _exam_status(case, report, "reviewed")
         audit.record(actor, "report_approved", object_type="report", object_id=report.id, details={"level": 3})
     reports.release_lock(actor, report)
     runner.complete(case, task.task_guid, {"decision": "approve"}, assign)
     return "completed"
+
+
+def _exam_status(case: Case, report: Report, status: str) -> None:
+    """A correction in review leaves the exams 已发布/已打印 until the corrected version is released."""
+    if report.correction_of_id is None:
+        set_exam_status(case, status)
+
+
+def correct_report(actor: Actor, case_id: int, reason: str) -> Report:
+    """A 审核医生 corrects a released report: a new version goes through the three levels again; the old one
+    stays the valid version until the new one is released, then it is voided (UX.md R10, DAT-05).
+
+    Raises:
+        Forbidden: not a qualified reviewer. Conflict: nothing released, or a correction already in progress.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("form_invalid", "更正必须填写原因", {"errors": [{"path": "reason", "message": "必填"}]})
+    if "report_l3" not in actor.roles or not actor.is_central:
+        raise Forbidden("not_qualified", "只有审核医生可以更正已发布的报告")
+    get_visible(actor, Case, case_id, object_type="case")
+    case = lock_case(case_id)
+    old = released_report(case.id)
+    if old is None:
+        raise Conflict("not_released", "没有已发布的报告")
+    if current_report(case.id) is not old:
+        raise Conflict("correction_in_progress", "该报告已有更正版本在审核中")
+    s = uow.session()
+    new = Report(case_id=case.id, version=old.version + 1, status="draft", correction_of_id=old.id, void_reason=None)
+    s.add(new)
+    s.flush()
+    old.void_reason = reason[:1000]
+    reports.add_revision(
+        new, actor, "l3", reports.current_content(old), signed=False, kind="draft", note=f"更正原因：{reason[:500]}"
+    )
+    case.status = "open"
+    runner.reopen(case, "draft_report", {"decision": "", "correction": True}, assign)
+    event(case, actor, "correction_started", None, reason=reason[:500], version=new.version)
+    audit.record(
+        actor,
+        "report_corrected",
+        object_type="report",
+        object_id=old.id,
+        reason=reason[:500],
+        details={"new_version": new.version},
+    )
+    return new
 
 
 def _check_distinct_signers(actor: Actor, report: Report, level: str) -> None:
@@ -177,7 +238,14 @@ def publish(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str, Any]
     if None in signers or len(signers) != 3:
         raise service_tasks.ServiceTaskError("终审报告必须有三位不同的医生签名")
     report.status, report.released_at = "released", utcnow()
-    set_exam_status(case, "released")
+    if report.correction_of_id:  # UX.md R10: the corrected version replaces the old one, which is voided
+        old = uow.session().get(Report, report.correction_of_id)
+        assert old is not None
+        old.voided, old.status = True, "voided"
+        old.void_reason = old.void_reason or "报告已更正"
+        set_exam_status(case, "corrected")
+    else:
+        set_exam_status(case, "released")
     event(case, None, "released")
     return {"released": True}
 

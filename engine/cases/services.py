@@ -193,7 +193,11 @@ def create_case(
         "configured_user": (policy.target_user_id or 0) if policy else 0,
     }
     event(case, actor, "created", details_exams=[x.exam_no for x in exam_rows])
-    runner.start(case, deployment, data, assign)
+    wf = runner.start(case, deployment, data, assign)
+    decided = next(iter(runner.ready_tasks(wf)), None)  # the DMN's choice, shown in the case detail
+    if decided is not None:
+        case.dispatch_mode = decided.data.get("dispatch_mode") or None
+        case.target_group = decided.data.get("target_group") or None
     audit.record(actor, "case_created", object_type="case", object_id=case.id, patient_id=p.patient_no)
     return case
 
@@ -211,6 +215,17 @@ def current_report(case_id: int) -> Report | None:
     )
 
 
+def released_report(case_id: int) -> Report | None:
+    """The one valid released version the requesting hospital sees (UX.md R10)."""
+    stmt = (
+        select(Report)
+        .where(Report.case_id == case_id, Report.voided.is_(False), Report.status == "released")
+        .order_by(Report.version.desc())
+        .limit(1)
+    )
+    return uow.session().execute(stmt).scalar()
+
+
 def _group_exists(code: str | None) -> bool:
     return bool(code) and uow.session().execute(select(WorkGroup.id).where(WorkGroup.code == code)).first() is not None
 
@@ -225,6 +240,10 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
     if r.name == "draft_report":
         if l1:  # rework after 驳回 goes back to its author
             return Assignment(role, assignee_id=l1)
+        if report is not None and report.correction_of_id:  # a correction starts with the original author
+            original = uow.session().get(Report, report.correction_of_id)
+            if original is not None and original.author_l1_id:
+                return Assignment(role, assignee_id=original.author_l1_id)
         mode = r.data.get("dispatch_mode")
         if mode == "manual" and r.data.get("assignee_id"):
             return Assignment(role, assignee_id=int(r.data["assignee_id"]))
@@ -257,13 +276,13 @@ def user_groups(user_id: int) -> list[str]:
     )
 
 
-def can_take(actor: Actor, task: HumanTask) -> bool:
+def can_take(actor: Actor, task: HumanTask, *, ignore_assignee: bool = False) -> bool:
     """Candidate check: holds the lane role, in the group if any, not excluded (AC-06)."""
     if task.role_code not in actor.roles or not actor.is_central:
         return False
     if any(x.user_id == actor.user_id for x in task.exclusions):
         return False
-    if task.assignee_id is not None:
+    if task.assignee_id is not None and not ignore_assignee:
         return task.assignee_id == actor.user_id
     if task.group_code and task.group_code not in user_groups(actor.user_id or 0):
         return False
@@ -274,8 +293,27 @@ def get_task(actor: Actor, task_id: int) -> HumanTask:
     return get_visible(actor, HumanTask, task_id, object_type="human_task")
 
 
+def lost_race(actor: Actor, task_id: int) -> Conflict | None:
+    """A task the actor could have taken but another doctor claimed or completed first: its case is no longer
+    visible to them, yet the answer is a 409, not a 404 with a security alert — losing a race is not an intrusion
+    (WF-01/02)."""
+    task = uow.session().get(HumanTask, task_id)
+    if task is None or not actor.has("task.read") or not can_take(actor, task, ignore_assignee=True):
+        return None
+    if task.completed_at is not None:
+        return Conflict("task_not_ready", "任务已完成或已被回退，请刷新")
+    if task.assignee_id not in (None, actor.user_id):
+        return Conflict("already_claimed", "抢单失败：该任务已被他人领取")
+    return None
+
+
 def claim(actor: Actor, task_id: int) -> HumanTask:
     """Grab a task: one conditional UPDATE, so of twenty simultaneous clicks exactly one wins (DISP-04, WF-01)."""
+    lost = lost_race(actor, task_id)
+    if lost is not None:
+        if lost.code == "already_claimed":
+            audit.record(actor, "claim_conflict", outcome="failure", object_type="human_task", object_id=task_id)
+        raise lost
     task = get_task(actor, task_id)
     if task.completed_at is not None:
         raise Conflict("task_not_ready", "任务已完成")
@@ -379,7 +417,9 @@ def batch_assign(actor: Actor, task_ids: list[int], user_id: int | None, group_c
 def lock_case(case_id: int) -> Case:
     """Lock the case row before loading its workflow (STYLE.md §3). SQLite already serialises writers."""
     s = uow.session()
-    case = s.execute(select(Case).where(Case.id == case_id).with_for_update()).unique().scalar_one_or_none()
+    # OF remote_case: PostgreSQL refuses FOR UPDATE on the nullable side of the eager-loaded outer joins.
+    stmt = select(Case).where(Case.id == case_id).with_for_update(of=Case).execution_options(populate_existing=True)
+    case = s.execute(stmt).unique().scalar_one_or_none()
     if case is None:
         raise NotFound()
     return case

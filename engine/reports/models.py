@@ -26,6 +26,7 @@ class Report(Base):
     status: Mapped[str] = mapped_column(String(32), default="draft")
     voided: Mapped[bool] = mapped_column(Boolean, default=False)
     void_reason: Mapped[str | None] = mapped_column(Text)
+    correction_of_id: Mapped[int | None] = mapped_column(ForeignKey("report.id"))  # the version it corrects
     # No FK: report and report_revision point at each other; the revision row always exists before this is set.
     current_revision_id: Mapped[int | None] = mapped_column(Integer)
     author_l1_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))

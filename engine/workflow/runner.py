@@ -218,6 +218,20 @@ def reject_to(case: CaseLike, guid: str, target: str, data: dict[str, Any], assi
     return wf
 
 
+def reopen(case: CaseLike, target: str, data: dict[str, Any], assigner: Assigner) -> Any:
+    """Reset a (possibly completed) case back to `target`'s last completed instance — used for corrections."""
+    wf = load(case)
+    done = wf.get_tasks(spec_name=target, state=spiff.TaskState.COMPLETED)
+    if not done:
+        raise Conflict("reopen_target_missing", "无法重新打开：目标步骤尚未执行")
+    wf.reset_from_task_id(done[-1].id)
+    for t in wf.get_tasks(state=spiff.TaskState.READY, manual=True):
+        t.data.update(data)
+    _run(case, wf)
+    save(case, wf, assigner)
+    return wf
+
+
 def reject_targets(deployment: ProcessDeployment) -> dict[str, str]:
     """user task → the task its `decision == "reject"` flow leads back to, read from the diagram."""
     return _reject_targets(deployment.id, deployment.content_hash)

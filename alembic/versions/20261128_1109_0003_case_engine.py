@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-28 11:01:00.299655
+Create Date: 2026-11-28 11:09:54.235372
 """
 
 from __future__ import annotations
@@ -273,6 +273,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("voided", sa.Boolean(), nullable=False),
         sa.Column("void_reason", sa.Text(), nullable=True),
+        sa.Column("correction_of_id", sa.Integer(), nullable=True),
         sa.Column("current_revision_id", sa.Integer(), nullable=True),
         sa.Column("author_l1_id", sa.Integer(), nullable=True),
         sa.Column("author_l2_id", sa.Integer(), nullable=True),
@@ -293,6 +294,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["case_id"], ["remote_case.id"], name=op.f("fk_report_case_id_remote_case"), ondelete="CASCADE"
         ),
+        sa.ForeignKeyConstraint(["correction_of_id"], ["report.id"], name=op.f("fk_report_correction_of_id_report")),
         sa.ForeignKeyConstraint(
             ["lock_holder_id"], ["user_account.id"], name=op.f("fk_report_lock_holder_id_user_account")
         ),
