@@ -5,3 +5,9 @@ declare module '*.vue' {
   const component: DefineComponent<object, object, unknown>
   export default component
 }
+
+// bpmn-js-properties-panel ships no type declarations.
+declare module 'bpmn-js-properties-panel' {
+  export const BpmnPropertiesPanelModule: Record<string, unknown>
+  export const BpmnPropertiesProviderModule: Record<string, unknown>
+}

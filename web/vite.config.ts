@@ -21,9 +21,13 @@ export default defineConfig({
   plugins: [vue()],
   define: featureFlags,
   resolve: {
-    alias: {
-      '@': fileURLToPath(new URL('./src', import.meta.url)),
-    },
+    alias: [
+      { find: '@', replacement: fileURLToPath(new URL('./src', import.meta.url)) },
+      // JSON Forms imports Ajv, which compiles schemas with `new Function` (refused by the CSP).
+      // Swap in an interpreting validator with the same surface; see src/forms/ajvShim.ts.
+      { find: /^ajv$/, replacement: fileURLToPath(new URL('./src/forms/ajvShim.ts', import.meta.url)) },
+      { find: /^ajv-formats$/, replacement: fileURLToPath(new URL('./src/forms/ajvFormatsShim.ts', import.meta.url)) },
+    ],
   },
   server: {
     port: 5173,
@@ -42,6 +46,10 @@ export default defineConfig({
     chunkSizeWarningLimit: 1500,
     rollupOptions: {
       output: {
+        // The chunk that the BPMN viewer and modeler share is named after its first module
+        // (bpmn-overrides.css); call it what it is.
+        chunkFileNames: (chunk) =>
+          chunk.name === 'bpmn-overrides' ? 'assets/bpmn-core-[hash].js' : 'assets/[name]-[hash].js',
         manualChunks(id: string) {
           if (id.includes('node_modules/element-plus') || id.includes('node_modules/@element-plus')) {
             return 'element-plus'

@@ -11,7 +11,7 @@ export default mergeConfig(
       css: false,
       server: {
         deps: {
-          inline: ['element-plus'],
+          inline: ['element-plus', '@jsonforms/core', '@jsonforms/vue'],
         },
       },
     },

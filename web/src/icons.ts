@@ -1,10 +1,14 @@
 import type { App } from 'vue'
 import {
   CircleCheck,
+  Collection,
+  Connection,
   Delete,
   Document,
   Download,
+  Files,
   HomeFilled,
+  List,
   Lock,
   Plus,
   Refresh,
@@ -20,10 +24,14 @@ import {
 /** Icons used by the app (registered globally by name, e.g. for menus.ts). */
 export const icons = {
   CircleCheck,
+  Collection,
+  Connection,
   Delete,
   Document,
   Download,
+  Files,
   HomeFilled,
+  List,
   Lock,
   Plus,
   Refresh,

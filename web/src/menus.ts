@@ -19,6 +19,10 @@ export const MENU_DEFS: readonly MenuDef[] = [
   { code: 'menu.users', path: '/admin/users', labelKey: 'menu.users', icon: 'UserFilled' },
   { code: 'menu.roles', path: '/admin/roles', labelKey: 'menu.roles', icon: 'Lock' },
   { code: 'menu.audit', path: '/admin/audit', labelKey: 'menu.audit', icon: 'Document' },
+  { code: 'menu.tasks', path: '/tasks', labelKey: 'menu.tasks', icon: 'List' },
+  { code: 'menu.pool', path: '/pool', labelKey: 'menu.pool', icon: 'Collection' },
+  { code: 'menu.cases', path: '/cases', labelKey: 'menu.cases', icon: 'Files' },
+  { code: 'menu.processes', path: '/admin/processes', labelKey: 'menu.processes', icon: 'Connection' },
 ]
 
 const BY_CODE = new Map(MENU_DEFS.map((m) => [m.code, m]))

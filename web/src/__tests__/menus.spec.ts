@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { buildMenus, landingPath, MENU_DEFS } from '../menus'
 import { routes } from '../router/routes'
+import { icons } from '../icons'
+import { createAppI18n } from '../i18n'
 
 describe('menu builder', () => {
   it('maps menu codes to routes and labels, in the server order', () => {
@@ -30,6 +32,10 @@ describe('menu builder', () => {
       'menu.users': '/admin/users',
       'menu.roles': '/admin/roles',
       'menu.audit': '/admin/audit',
+      'menu.tasks': '/tasks',
+      'menu.pool': '/pool',
+      'menu.cases': '/cases',
+      'menu.processes': '/admin/processes',
     }
     expect(Object.fromEntries(MENU_DEFS.map((m) => [m.code, m.path]))).toEqual(expected)
   })
@@ -41,6 +47,27 @@ describe('menu builder', () => {
       expect(child, m.code).toBeDefined()
       expect(child!.meta?.menu).toBe(m.code)
     }
+  })
+
+  it('maps the case-engine menu codes to their pages, labels and icons', () => {
+    const menus = buildMenus(['menu.tasks', 'menu.pool', 'menu.cases', 'menu.processes'])
+    expect(menus.map((m) => [m.code, m.path, m.labelKey])).toEqual([
+      ['menu.tasks', '/tasks', 'menu.tasks'],
+      ['menu.pool', '/pool', 'menu.pool'],
+      ['menu.cases', '/cases', 'menu.cases'],
+      ['menu.processes', '/admin/processes', 'menu.processes'],
+    ])
+    for (const m of menus) expect(icons).toHaveProperty(m.icon)
+    const zh = createAppI18n('zh-CN').global
+    expect(menus.map((m) => zh.t(m.labelKey))).toEqual(['我的任务', '抢单池', '远程诊断申请', '流程管理'])
+  })
+
+  it('sub-pages of the new menus are routed (create form, detail pages)', () => {
+    const layout = routes.find((r) => r.path === '/')!
+    const byPath = Object.fromEntries(layout.children!.map((c) => [c.path, c]))
+    expect(byPath['cases/new'].meta).toMatchObject({ menu: 'menu.cases', perm: 'case.create' })
+    expect(byPath['cases/:id(\\d+)'].meta?.anyMenu).toContain('menu.cases')
+    expect(byPath['tasks/:id(\\d+)'].meta?.anyMenu).toEqual(['menu.tasks', 'menu.pool'])
   })
 
   it('lands on /home when allowed, else on the first menu', () => {

@@ -8,6 +8,8 @@ declare module 'axios' {
     silent?: boolean
     /** Do not run the global 401 → /login redirect for this request. */
     skipAuthRedirect?: boolean
+    /** Do not run the global 403 step redirect (MFA / password); the caller shows the message. */
+    skipStepRedirect?: boolean
     /** Internal: request was already retried after a CSRF failure. */
     _csrfRetried?: boolean
   }
@@ -175,7 +177,11 @@ http.interceptors.response.use(
       throw apiError
     }
 
-    if (apiError.status === 403 && (STEP_CODES as readonly string[]).includes(apiError.code)) {
+    if (
+      apiError.status === 403 &&
+      !config?.skipStepRedirect &&
+      (STEP_CODES as readonly string[]).includes(apiError.code)
+    ) {
       apiError.handled = true
       handlers?.onStepRequired(apiError.code as StepCode, apiError)
       throw apiError

@@ -206,3 +206,210 @@ export interface AuditVerifyResult {
   checked: number
   broken_at: number | string | null
 }
+
+// ---- case engine (issue 3): cases, tasks, reports, processes ----
+
+/** UX.md R2 exam status set (fixed labels and colours, see utils/examStatus.ts). */
+export type ExamStatus =
+  | 'registered'
+  | 'examined'
+  | 'awaiting'
+  | 'preliminary'
+  | 'pending_review'
+  | 'review_rejected'
+  | 'reviewed'
+  | 'released'
+  | 'printed'
+  | 'corrected'
+
+export type CaseStatus = 'open' | 'completed' | 'incident' | 'cancelled'
+export type Sex = 'M' | 'F' | 'U'
+export type Modality = 'CT' | 'MR' | 'DX' | 'CR' | 'US' | 'MG' | 'RF' | 'XA' | 'NM' | 'PT'
+export type ReportLevel = 'l1' | 'l2' | 'l3'
+export type TaskScope = 'mine' | 'group' | 'pool' | 'all'
+
+export interface PersonRef {
+  id: number
+  full_name: string
+}
+
+export interface CodeName {
+  code: string
+  name: string
+}
+
+export interface CaseExam {
+  id: number
+  exam_no: string
+  modality: Modality | string
+  body_part: string
+  exam_item: string
+  status: ExamStatus | string
+  exam_time?: string | null
+  accession_no?: string | null
+}
+
+export interface CaseTaskRef {
+  id: number
+  task_name: string
+  title: string
+  assignee: PersonRef | null
+  in_pool: boolean
+}
+
+export interface CaseItem {
+  id: number
+  case_no: string
+  status: CaseStatus | string
+  emergency: boolean
+  patient: { name: string; sex: Sex | string; age: number | string | null }
+  exams: CaseExam[]
+  requesting_institution: InstitutionRef
+  created_at: string
+  current_tasks: CaseTaskRef[]
+  report_status: string | null
+  printed: boolean
+}
+
+export interface CaseHistoryEntry {
+  ts: string
+  event: string
+  event_name: string
+  actor: string | null
+  task_title: string | null
+  details: unknown
+}
+
+export interface RevisionChange {
+  field: string
+  before: string | null
+  after: string | null
+}
+
+export interface Revision {
+  id: number
+  seq: number
+  level: ReportLevel
+  author: PersonRef
+  created_at: string
+  signed: boolean
+  findings: string | null
+  impression: string | null
+  recommendation: string | null
+  positive: '阴性' | '阳性' | null
+  changes: RevisionChange[]
+}
+
+export interface Report {
+  id: number
+  case_id: number
+  status: string
+  version: number
+  voided: boolean
+  lock: { holder: PersonRef; expires_at: string } | null
+  current: Revision | null
+  printed_at: string | null
+  print_count: number
+}
+
+export interface CaseDetail extends CaseItem {
+  clinical_info: string
+  dispatch_mode: string | null
+  target_group: CodeName | string | null
+  report: Report | null
+  history: CaseHistoryEntry[]
+  deployment: { id: number; process_id: string; version: number } | null
+}
+
+export interface CaseDiagram {
+  bpmn_xml: string
+  active: string[]
+  completed: string[]
+}
+
+export interface NewCase {
+  patient: {
+    patient_no: string
+    name: string
+    sex: Sex
+    birth_date: string
+    phone?: string
+    id_number?: string
+  }
+  exams: {
+    modality: Modality
+    body_part: string
+    exam_item: string
+    exam_time: string
+    accession_no?: string
+  }[]
+  emergency: boolean
+  clinical_info: string
+}
+
+export interface TaskItem {
+  id: number
+  case_id: number
+  case_no: string
+  task_name: string
+  title: string
+  lane_role: string | null
+  assignee: PersonRef | null
+  in_pool: boolean
+  group: CodeName | null
+  emergency: boolean
+  patient_name: string
+  modality: string
+  body_part: string
+  requesting_institution: { code: string; name: string }
+  created_at: string
+  claimed_at: string | null
+}
+
+export interface TaskForm {
+  task: TaskItem
+  schema: Record<string, unknown>
+  ui_schema: Record<string, unknown> | null
+  data: Record<string, unknown> | null
+  report: Report | null
+}
+
+export interface Doctor {
+  id: number
+  full_name: string
+  username: string
+  institution: InstitutionRef
+  roles: string[]
+}
+
+export interface WorkGroup {
+  code: string
+  name: string
+  members: number
+}
+
+export interface ProcessDeployment {
+  id: number
+  process_id: string
+  version: number
+  content_hash: string
+  deployed_at: string
+  deployed_by: ActorRef
+  source: string
+  running_cases: number
+  latest: boolean
+}
+
+export interface ProcessDeploymentDetail {
+  id: number
+  process_id: string
+  version: number
+  bpmn_xml: string
+  dmn: Record<string, string>
+  forms: string[]
+}
+
+export interface ProcessValidation {
+  ok: boolean
+  errors: { element: string | null; message: string }[]
+}

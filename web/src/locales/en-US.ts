@@ -52,6 +52,13 @@ const enUS: DeepPartial<MessageSchema> = {
     users: 'Users',
     roles: 'Roles',
     audit: 'Audit log',
+    tasks: 'My tasks',
+    pool: 'Task pool',
+    cases: 'Diagnosis requests',
+    processes: 'Processes',
+    caseNew: 'New request',
+    caseDetail: 'Request details',
+    taskForm: 'Task',
   },
   fields: {
     username: 'Username',

@@ -39,7 +39,13 @@ export async function resolveNavigation(
   if (to.name === 'root') return landingPath(store.user.menus)
 
   const menu = to.meta.menu
-  if (menu && !store.hasMenu(menu)) {
+  const anyMenu = to.meta.anyMenu
+  const perm = to.meta.perm
+  if (
+    (menu && !store.hasMenu(menu)) ||
+    (anyMenu && !anyMenu.some((m) => store.hasMenu(m))) ||
+    (perm && !store.hasPerm(perm))
+  ) {
     return { name: 'forbidden', query: { from: to.fullPath }, replace: true }
   }
   return true

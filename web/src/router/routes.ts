@@ -6,6 +6,10 @@ declare module 'vue-router' {
     public?: boolean
     /** Menu code the user must hold (from /api/auth/me `menus`). */
     menu?: string
+    /** Alternatively: any one of these menu codes. */
+    anyMenu?: string[]
+    /** Function permission the user must hold (e.g. `case.create`). */
+    perm?: string
     /** vue-i18n key for the document title. */
     titleKey?: string
   }
@@ -85,6 +89,51 @@ export const routes: RouteRecordRaw[] = [
         name: 'admin-audit',
         component: () => import('@/views/admin/AuditView.vue'),
         meta: { menu: 'menu.audit', titleKey: 'menu.audit' },
+      },
+      {
+        path: 'tasks',
+        name: 'tasks',
+        component: () => import('@/views/tasks/TasksView.vue'),
+        meta: { menu: 'menu.tasks', titleKey: 'menu.tasks' },
+      },
+      {
+        // The generated form page (JSON Forms, lazily loaded with its chunk).
+        path: 'tasks/:id(\\d+)',
+        name: 'task-form',
+        component: () => import('@/views/tasks/TaskFormView.vue'),
+        props: true,
+        meta: { anyMenu: ['menu.tasks', 'menu.pool'], titleKey: 'menu.taskForm' },
+      },
+      {
+        path: 'pool',
+        name: 'pool',
+        component: () => import('@/views/tasks/PoolView.vue'),
+        meta: { menu: 'menu.pool', titleKey: 'menu.pool' },
+      },
+      {
+        path: 'cases',
+        name: 'cases',
+        component: () => import('@/views/cases/CasesView.vue'),
+        meta: { menu: 'menu.cases', titleKey: 'menu.cases' },
+      },
+      {
+        path: 'cases/new',
+        name: 'case-new',
+        component: () => import('@/views/cases/CaseCreateView.vue'),
+        meta: { menu: 'menu.cases', perm: 'case.create', titleKey: 'menu.caseNew' },
+      },
+      {
+        path: 'cases/:id(\\d+)',
+        name: 'case-detail',
+        component: () => import('@/views/cases/CaseDetailView.vue'),
+        props: true,
+        meta: { anyMenu: ['menu.cases', 'menu.tasks', 'menu.pool'], titleKey: 'menu.caseDetail' },
+      },
+      {
+        path: 'admin/processes',
+        name: 'admin-processes',
+        component: () => import('@/views/admin/ProcessesView.vue'),
+        meta: { menu: 'menu.processes', titleKey: 'menu.processes' },
       },
       {
         path: '403',

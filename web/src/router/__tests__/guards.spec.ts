@@ -44,6 +44,22 @@ describe('route guard', () => {
     expect(result).toMatchObject({ name: 'forbidden', query: { from: '/admin/audit' } })
   })
 
+  it('checks the permission of /cases/new as well as its menu', async () => {
+    vi.mocked(authApi.fetchMe).mockResolvedValue(me(['menu.cases']))
+    expect(await resolveNavigation(router.resolve('/cases/new'), useAuthStore())).toMatchObject({ name: 'forbidden' })
+    setActivePinia(createPinia())
+    vi.mocked(authApi.fetchMe).mockResolvedValue({ ...me(['menu.cases']), permissions: ['case.create'] })
+    expect(await resolveNavigation(router.resolve('/cases/new'), useAuthStore())).toBe(true)
+  })
+
+  it('opens a task form with either 我的任务 or 抢单池', async () => {
+    vi.mocked(authApi.fetchMe).mockResolvedValue(me(['menu.pool']))
+    expect(await resolveNavigation(router.resolve('/tasks/5'), useAuthStore())).toBe(true)
+    setActivePinia(createPinia())
+    vi.mocked(authApi.fetchMe).mockResolvedValue(me(['menu.home']))
+    expect(await resolveNavigation(router.resolve('/tasks/5'), useAuthStore())).toMatchObject({ name: 'forbidden' })
+  })
+
   it('lets a user with the menu through', async () => {
     vi.mocked(authApi.fetchMe).mockResolvedValue(me(['menu.home', 'menu.audit']))
     expect(await resolveNavigation(router.resolve('/admin/audit'), useAuthStore())).toBe(true)
