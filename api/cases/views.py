@@ -144,6 +144,15 @@ def get_case(case_id: int) -> Any:
     return case_detail(actor, case)
 
 
+@blp.route("/cases/<int:case_id>/retry", methods=["POST"])
+@blp.response(200, sch.CaseDetailSchema)
+@requires("task.assign")
+def retry(case_id: int) -> Any:
+    """重试流程异常：排除故障后由调度员重新执行失败的服务任务（如发布报告）。"""
+    actor = current_actor()
+    return case_detail(actor, services.retry_incident(actor, case_id))
+
+
 @blp.route("/cases/<int:case_id>/diagram", methods=["GET"])
 @blp.response(200, sch.DiagramSchema)
 @requires("case.read")
@@ -178,21 +187,23 @@ def _report(actor: Actor, report_id: int) -> Report:
     return report
 
 
-def _level_of(actor: Actor, report: Report) -> str:
-    task = (
+def _level_of(actor: Actor, report: Report, *, take: bool = False) -> str:
+    """The review level the actor works at on this report. With `take`, opening an unclaimed report task the
+    actor may take claims it (the same atomic claim as 抢单), so the editor never opens read-only by surprise."""
+    open_tasks = list(
         uow.session()
-        .execute(
-            select(HumanTask).where(
-                HumanTask.case_id == report.case_id,
-                HumanTask.completed_at.is_(None),
-                HumanTask.assignee_id == actor.user_id,
-            )
-        )
-        .scalar()
+        .execute(select(HumanTask).where(HumanTask.case_id == report.case_id, HumanTask.completed_at.is_(None)))
+        .scalars()
     )
-    if task is None or task.task_name not in LEVELS:
-        raise Forbidden("not_holder", "只有领取了报告任务的医生可以编辑报告")
-    return LEVELS[task.task_name]
+    for task in open_tasks:
+        if task.task_name in LEVELS and task.assignee_id == actor.user_id:
+            return LEVELS[task.task_name]
+    if take:
+        for task in open_tasks:
+            if task.task_name in LEVELS and task.assignee_id is None and services.can_take(actor, task):
+                services.claim(actor, task.id)
+                return LEVELS[task.task_name]
+    raise Forbidden("not_holder", "只有领取了报告任务的医生可以编辑报告")
 
 
 @blp.route("/reports/<int:report_id>/lock", methods=["POST"])
@@ -202,7 +213,7 @@ def lock_report(report_id: int) -> Any:
     """锁定报告进行编辑（到期自动释放，RPT-14）。"""
     actor = current_actor()
     report = _report(actor, report_id)
-    _level_of(actor, report)
+    _level_of(actor, report, take=True)
     token, expires = reports.acquire_lock(actor, report)
     audit.record(actor, "report_locked", object_type="report", object_id=report.id)
     return {"lock_token": token, "expires_at": expires}
