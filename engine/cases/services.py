@@ -253,8 +253,8 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
             return Assignment(role, group_code=r.data["target_group"])
         return Assignment(role, in_pool=True)
     if r.name == "report_level2":
-        if l2:
-            return Assignment(role, assignee_id=l2)
+        if l2:  # rework after 审核驳回: still never handed (会诊) to the preliminary author (AC-06)
+            return Assignment(role, assignee_id=l2, exclude={u for u in (l1,) if u})
         return Assignment(role, exclude={u for u in (l1,) if u})
     if r.name == "review_level3":
         return Assignment(role, exclude={u for u in (l1, l2) if u})
@@ -484,3 +484,20 @@ def fire_case_timers(case_id: int, now: datetime) -> int:
         details={"timers": [r.task_name for r in rows]},
     )
     return len(rows)
+
+
+def retry_incident(actor: Actor, case_id: int) -> Case:
+    """Re-run the failed service task of an incident case under its lock (ARCHITECTURE.md "Incidents"); audited.
+
+    Raises:
+        NotFound: the case is not visible. Conflict: ``no_incident`` when the case has no open incident.
+    """
+    get_visible(actor, Case, case_id, object_type="case")
+    case = lock_case(case_id)
+    if case.status != "incident":
+        raise Conflict("no_incident", "该申请没有待处理的流程异常")
+    runner.retry_incident(case, assign)
+    case.updated_at = utcnow()
+    event(case, actor, "retried", None, status=case.status)
+    audit.record(actor, "incident_retried", object_type="case", object_id=case.id, details={"status": case.status})
+    return case

@@ -111,18 +111,20 @@ def sync_timers(case: CaseLike, wf: Any) -> None:
         value = t._get_internal_data("event_value")
         if value is not None and spiff.is_timer(t):
             waiting[str(t.id)] = (t.task_spec.bpmn_id or t.task_spec.name, spiff.timer_due(value))
-    existing = {
-        r.task_guid: r
-        for r in s.execute(
-            select(WorkflowTimer).where(WorkflowTimer.case_id == case.id, WorkflowTimer.fired_at.is_(None))
-        ).scalars()
-    }
+    rows = list(s.execute(select(WorkflowTimer).where(WorkflowTimer.case_id == case.id)).scalars())
+    existing = {r.task_guid: r for r in rows if r.fired_at is None}
+    fired = {r.task_guid: r for r in rows if r.fired_at is not None}
     for guid, row in existing.items():
         if guid not in waiting or row.due_at != waiting[guid][1]:
             s.delete(row)  # the timer's task finished or was reset: it must not fire
     s.flush()
     for guid, (name, due) in waiting.items():
-        if guid not in existing or existing[guid].due_at != due:
+        if guid in fired:
+            # A 驳回 resets the timer's task, which keeps its id: a new due time is a new instance of the timer,
+            # so re-arm the fired row (task_guid is unique); the same due time is the instance that already fired.
+            if fired[guid].due_at != due:
+                fired[guid].fired_at, fired[guid].due_at, fired[guid].task_name = None, due, name
+        elif guid not in existing or existing[guid].due_at != due:
             s.add(WorkflowTimer(case_id=case.id, task_guid=guid, task_name=name, due_at=due))
     s.flush()
 
@@ -130,7 +132,7 @@ def sync_timers(case: CaseLike, wf: Any) -> None:
 def fire_timers(case: CaseLike, assigner: Assigner) -> Any:
     """Run a case whose timers are due (the worker calls this under the case lock)."""
     wf = load(case)
-    wf.refresh_waiting_tasks()
+    wf.refresh_timers()  # refresh_waiting_tasks is deprecated (a DeprecationWarning) in SpiffWorkflow 3.2
     _run(case, wf)
     save(case, wf, assigner)
     return wf
