@@ -12,13 +12,14 @@ from engine.cases.models import Case
 from engine.cases.services import (
     assign,
     can_take,
+    candidate_task,
     current_report,
     event,
     get_task,
     lock_case,
-    lost_race,
     released_report,
     set_exam_status,
+    signed_by,
 )
 from engine.db import utcnow
 from engine.errors import Conflict, Forbidden, ValidationFailed
@@ -81,10 +82,7 @@ def complete_task(actor: Actor, task_id: int, data: dict[str, Any], lock_token: 
         Conflict: the task is no longer open (``task_not_ready``), the report lock (``report_locked``,
             ``lock_lost``). Forbidden: not a candidate, or separation of duties. ValidationFailed: the form.
     """
-    lost = lost_race(actor, task_id)
-    if lost is not None:
-        raise lost
-    first = get_task(actor, task_id)
+    first = candidate_task(actor, task_id) or get_task(actor, task_id)
     case = lock_case(first.case_id)
     s = uow.session()
     s.refresh(first)
@@ -219,8 +217,11 @@ def correct_report(actor: Actor, case_id: int, reason: str) -> Report:
 
 
 def _check_distinct_signers(actor: Actor, report: Report, level: str) -> None:
-    """AC-06: the preliminary author, the reporting doctor and the reviewer are three different people."""
+    """AC-06: the preliminary author, the reporting doctor and the reviewer are three different people, and
+    nobody signs one report at two levels — also across 驳回 rounds (an earlier round's L2 signer who released the
+    rework task must not then review at L3)."""
     earlier = {"l1": set(), "l2": {report.author_l1_id}, "l3": {report.author_l1_id, report.author_l2_id}}[level]
+    earlier |= signed_by(report, tuple(x for x in ("l1", "l2", "l3") if x != level))
     if actor.user_id in earlier:
         raise Forbidden("separation_of_duties", "不能审核自己参与书写的报告")
 

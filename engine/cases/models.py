@@ -32,7 +32,8 @@ EXAM_TRANSITIONS: dict[str, frozenset[str]] = {
     "awaiting": frozenset({"preliminary"}),
     "preliminary": frozenset({"pending_review", "review_rejected"}),
     "pending_review": frozenset({"reviewed", "review_rejected"}),
-    "review_rejected": frozenset({"preliminary", "pending_review"}),
+    # review_rejected again: after an L3 驳回 back to L2, the reporting doctor may in turn 驳回 back to L1.
+    "review_rejected": frozenset({"preliminary", "pending_review", "review_rejected"}),
     "reviewed": frozenset({"released"}),
     "released": frozenset({"printed", "corrected"}),
     "printed": frozenset({"printed", "corrected"}),

@@ -31,8 +31,9 @@ def task_query(
     elif scope == "group":
         stmt = stmt.where(HumanTask.in_pool.is_(False), open_candidate(actor), not_excluded)
     elif scope == "pool":
-        roles = sorted(actor.roles)
-        stmt = stmt.where(HumanTask.in_pool.is_(True), HumanTask.role_code.in_(roles), not_excluded)
+        stmt = stmt.where(HumanTask.in_pool.is_(True))
+        if not actor.has("task.assign"):  # doctors see what they may grab; the dispatcher sees the whole pool
+            stmt = stmt.where(HumanTask.role_code.in_(sorted(actor.roles)), not_excluded)
         if claimed is True:
             stmt = stmt.where(HumanTask.assignee_id.is_not(None))
         elif claimed is False:

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import lazyload
 
 from engine import audit, uow
 from engine.accounts.models import Institution, User
@@ -26,7 +27,7 @@ from engine.cases.models import (
 from engine.crypto import FieldCipher, mask_id_number, mask_phone
 from engine.db import utcnow
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from engine.reports.models import Report
+from engine.reports.models import Report, ReportRevision
 from engine.visibility import get_visible
 from engine.workflow import runner, specs
 from engine.workflow.models import HumanTask, WorkflowTimer
@@ -210,6 +211,7 @@ def current_report(case_id: int) -> Report | None:
             .where(Report.case_id == case_id, Report.voided.is_(False))
             .order_by(Report.version.desc())
             .limit(1)
+            .options(lazyload("*"))  # every step asks for it; the current revision's author graph only on use
         )
         .scalar()
     )
@@ -230,6 +232,16 @@ def _group_exists(code: str | None) -> bool:
     return bool(code) and uow.session().execute(select(WorkGroup.id).where(WorkGroup.code == code)).first() is not None
 
 
+def signed_by(report: Report | None, levels: tuple[str, ...]) -> set[int]:
+    """Users who signed a revision of `report` at one of `levels`, in any round (AC-06)."""
+    if report is None:
+        return set()
+    stmt = select(ReportRevision.author_id).where(
+        ReportRevision.report_id == report.id, ReportRevision.signed.is_(True), ReportRevision.level.in_(levels)
+    )
+    return set(uow.session().execute(stmt).scalars())
+
+
 def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
     """Who may take each new READY task: the dispatch mode for the first report, the previous author after a
     rejection, and never an earlier author of the same report at a higher level (AC-06)."""
@@ -239,7 +251,7 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
     l2 = report.author_l2_id if report else None
     if r.name == "draft_report":
         if l1:  # rework after 驳回 goes back to its author
-            return Assignment(role, assignee_id=l1)
+            return Assignment(role, assignee_id=l1, exclude=signed_by(report, ("l2", "l3")))
         if report is not None and report.correction_of_id:  # a correction starts with the original author
             original = uow.session().get(Report, report.correction_of_id)
             if original is not None and original.author_l1_id:
@@ -253,11 +265,13 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
             return Assignment(role, group_code=r.data["target_group"])
         return Assignment(role, in_pool=True)
     if r.name == "report_level2":
+        # Nobody who signed this report at another level in any round: a released rework task must not reach them.
+        exclude = {u for u in (l1,) if u} | signed_by(report, ("l1", "l3"))
         if l2:  # rework after 审核驳回: still never handed (会诊) to the preliminary author (AC-06)
-            return Assignment(role, assignee_id=l2, exclude={u for u in (l1,) if u})
-        return Assignment(role, exclude={u for u in (l1,) if u})
+            return Assignment(role, assignee_id=l2, exclude=exclude)
+        return Assignment(role, exclude=exclude)
     if r.name == "review_level3":
-        return Assignment(role, exclude={u for u in (l1, l2) if u})
+        return Assignment(role, exclude={u for u in (l1, l2) if u} | signed_by(report, ("l1", "l2")))
     return Assignment(role)
 
 
@@ -293,31 +307,22 @@ def get_task(actor: Actor, task_id: int) -> HumanTask:
     return get_visible(actor, HumanTask, task_id, object_type="human_task")
 
 
-def lost_race(actor: Actor, task_id: int) -> Conflict | None:
-    """A task the actor could have taken but another doctor claimed or completed first: its case is no longer
-    visible to them, yet the answer is a 409, not a 404 with a security alert — losing a race is not an intrusion
-    (WF-01/02)."""
+def candidate_task(actor: Actor, task_id: int) -> HumanTask | None:
+    """The task when the actor holds its lane role and could take it were it unassigned, loaded without the
+    visibility rule: a doctor who loses a claim or completion race (the case just became invisible to them) gets
+    a 409, not the 404 and security alert of an intruder (WF-01/02). Everyone else goes through get_task."""
     task = uow.session().get(HumanTask, task_id)
     if task is None or not actor.has("task.read") or not can_take(actor, task, ignore_assignee=True):
         return None
-    if task.completed_at is not None:
-        return Conflict("task_not_ready", "任务已完成或已被回退，请刷新")
-    if task.assignee_id not in (None, actor.user_id):
-        return Conflict("already_claimed", "抢单失败：该任务已被他人领取")
-    return None
+    return task
 
 
 def claim(actor: Actor, task_id: int) -> HumanTask:
     """Grab a task: one conditional UPDATE, so of twenty simultaneous clicks exactly one wins (DISP-04, WF-01)."""
-    lost = lost_race(actor, task_id)
-    if lost is not None:
-        if lost.code == "already_claimed":
-            audit.record(actor, "claim_conflict", outcome="failure", object_type="human_task", object_id=task_id)
-        raise lost
-    task = get_task(actor, task_id)
+    task = candidate_task(actor, task_id) or get_task(actor, task_id)
     if task.completed_at is not None:
         raise Conflict("task_not_ready", "任务已完成")
-    if not can_take(actor, task):
+    if not can_take(actor, task, ignore_assignee=True):
         raise Forbidden("not_candidate", "您不能领取该任务")
     s = uow.session()
     res = s.execute(
@@ -419,6 +424,8 @@ def lock_case(case_id: int) -> Case:
     s = uow.session()
     # OF remote_case: PostgreSQL refuses FOR UPDATE on the nullable side of the eager-loaded outer joins.
     stmt = select(Case).where(Case.id == case_id).with_for_update(of=Case).execution_options(populate_existing=True)
+    # One statement per step: the requester/institution/exam graph loads only if the caller touches it.
+    stmt = stmt.options(lazyload("*"))
     case = s.execute(stmt).unique().scalar_one_or_none()
     if case is None:
         raise NotFound()

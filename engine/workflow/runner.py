@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import lazyload
 
 from engine import uow
 from engine.db import utcnow
@@ -25,6 +26,7 @@ class CaseLike(Protocol):
     workflow_state: dict[str, Any]
     status: str
     emergency: bool
+    completed_at: Any
 
 
 @dataclass
@@ -94,6 +96,7 @@ def _run(case: CaseLike, wf: Any) -> None:
         return
     if wf.completed and case.status != "incident":
         case.status = "completed"
+        case.completed_at = utcnow()
 
 
 def save(case: CaseLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
@@ -144,7 +147,9 @@ def sync_human_tasks(case: CaseLike, ready: list[ReadyTask], assigner: Assigner)
     open_rows = {
         h.task_guid: h
         for h in s.execute(
-            select(HumanTask).where(HumanTask.case_id == case.id, HumanTask.completed_at.is_(None))
+            select(HumanTask)
+            .where(HumanTask.case_id == case.id, HumanTask.completed_at.is_(None))
+            .options(lazyload(HumanTask.exclusions))  # not needed to close or keep a row
         ).scalars()
     }
     wanted = {r.guid: r for r in ready}

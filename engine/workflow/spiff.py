@@ -15,8 +15,8 @@ Facts measured on SpiffWorkflow 3.2.0 while writing this (tests/processes/test_r
 
 from __future__ import annotations
 
-import copy
 import json
+import pickle
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -110,10 +110,15 @@ def state_to_dict(workflow: Any) -> dict[str, Any]:
     return dct
 
 
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data; a pickle round trip is about 4x faster than copy.deepcopy (bench_engine.py)."""
+    return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 — our own bytes, just made
+
+
 def restore(spec_dict: Mapping[str, Any], state: Mapping[str, Any], engine: Any) -> Any:
-    dct = copy.deepcopy(dict(state))  # the converters pop keys: never hand them the cached spec itself
-    dct["spec"] = copy.deepcopy(spec_dict["spec"])
-    dct["subprocess_specs"] = copy.deepcopy(spec_dict["subprocess_specs"])
+    dct = _copy(dict(state))  # the converters pop keys: never hand them the cached spec itself
+    dct["spec"] = _copy(spec_dict["spec"])
+    dct["subprocess_specs"] = _copy(spec_dict["subprocess_specs"])
     wf = serializer().from_dict(dct)
     wf.script_engine = engine  # the script engine is not serialised: set it after every load
     return wf
@@ -121,8 +126,8 @@ def restore(spec_dict: Mapping[str, Any], state: Mapping[str, Any], engine: Any)
 
 def new_workflow(spec_dict: Mapping[str, Any], engine: Any) -> Any:
     reg = serializer().registry
-    spec = reg.restore(copy.deepcopy(spec_dict["spec"]))
-    subs = {k: reg.restore(copy.deepcopy(v)) for k, v in spec_dict["subprocess_specs"].items()}
+    spec = reg.restore(_copy(spec_dict["spec"]))
+    subs = {k: reg.restore(_copy(v)) for k, v in spec_dict["subprocess_specs"].items()}
     return BpmnWorkflow(spec, subs, script_engine=engine)
 
 
