@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -244,6 +245,7 @@ def reject_targets(deployment: ProcessDeployment) -> dict[str, str]:
     return _reject_targets(deployment.id, deployment.content_hash)
 
 
+@lru_cache(maxsize=64)  # a deployment never changes: parse its BPMN once, not on every 驳回
 def _reject_targets(deployment_id: int, digest: str) -> dict[str, str]:
     from lxml import etree
 
