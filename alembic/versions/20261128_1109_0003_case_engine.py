@@ -8,10 +8,9 @@ Create Date: 2026-11-28 11:09:54.235372
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
-
 
 import engine.db
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
