@@ -1,0 +1,245 @@
+"""Synthetic DICOM data for bench/bench_dicom.py: every set is written to disk once, then sent by dcmtk's storescu.
+
+- `write_small`: pydicom's CT_small.dcm / MR_small.dcm (alternating) with fresh Study/Series/SOP Instance UIDs,
+  one series of `per_series` instances per study and a new patient per study.
+- `write_ct_slices`: valid CT Image Storage, 512×512, 16 bit signed, explicit VR little endian, one series.
+- `write_find_studies`: one tiny 8×8 Secondary Capture instance per study, names/dates/modalities drawn from a
+  fixed seed, so both archives index exactly the same studies; `find_queries` builds STUDY-level queries over them.
+- `write_multiframe`: one native multi-frame XA instance of `frames` × 512×512×16 bit (≈1 GB for 2,000 frames),
+  written streaming: the header with pydicom, then the Pixel Data element header and the frames appended one by one,
+  so the whole pixel buffer is never held in memory.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+XA_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.12.1"
+SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+SURNAMES = (
+    "ZHANG WANG LI LIU CHEN YANG HUANG ZHAO WU ZHOU XU SUN MA ZHU HU GUO HE GAO LIN LUO".split()
+)  # 20 surnames: each matches about 1/20 of the studies
+GIVEN = "WEI FANG NA XIUYING MIN JING LI QIANG LEI JUN YANG YONG YAN JIE JUAN TAO MING CHAO XIA PING".split()
+MODALITIES = ("CT", "MR", "CR", "DX", "US")
+FIRST_DATE = date(2015, 1, 1)
+DATE_SPAN_DAYS = 3652  # 2015-01-01 .. 2024-12-31
+
+
+def _meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return meta
+
+
+def _split(paths: list[Path], parts: int) -> list[list[Path]]:
+    size = -(-len(paths) // parts)
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
+def write_small(out: Path, count: int, chunks: int = 1, per_series: int = 100) -> list[Path]:
+    """Write `count` small instances into `chunks` sub-directories (one per association); returns the directories.
+
+    A study never spans two chunks, so each association sends whole studies."""
+    templates = [pydicom.dcmread(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
+    per_chunk = -(-count // chunks)
+    dirs = [out / f"part{c}" for c in range(chunks)]
+    written = 0
+    for c, d in enumerate(dirs):
+        d.mkdir(parents=True, exist_ok=True)
+        n_here = min(per_chunk, count - written)
+        for i in range(n_here):
+            if i % per_series == 0:
+                study, series = generate_uid(), generate_uid()
+                patient = f"BS{c:02d}{i // per_series:04d}{random.randrange(10**6):06d}"
+            ds = templates[(written + i) % 2]
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.PatientID = patient
+            ds.InstanceNumber = i % per_series + 1
+            ds.save_as(d / f"{i:05d}.dcm", enforce_file_format=True)
+        written += n_here
+    return [d for d in dirs if any(d.iterdir())]
+
+
+def _ct_header(rows: int, cols: int, study: str, series: str, frame_of_ref: str) -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240315"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "101500"
+    ds.AccessionNumber = "BENCHCT1"
+    ds.Modality = "CT"
+    ds.Manufacturer = "telerad bench"
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "CT CHEST (synthetic)"
+    ds.SeriesDescription = "AXIAL 1.0"
+    ds.PatientName = "BENCH^CT"
+    ds.PatientID = "BENCHCT" + study[-8:]
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.BodyPartExamined = "CHEST"
+    ds.SliceThickness = "1.0"
+    ds.KVP = "120"
+    ds.PatientPosition = "HFS"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame_of_ref
+    ds.StudyID = "1"
+    ds.SeriesNumber = 2
+    ds.AcquisitionNumber = 1
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
+    ds.WindowCenter, ds.WindowWidth = "40", "400"
+    return ds
+
+
+def _phantom(size: int = 512) -> np.ndarray:
+    """A water cylinder with a few inserts, in stored values (HU + 1024)."""
+    y, x = np.mgrid[:size, :size]
+    r = np.hypot(x - size / 2, y - size / 2)
+    img = np.where(r < size * 0.42, 1024, 0).astype(np.int16)
+    for k, hu in enumerate((-900, 60, 400, 1000)):
+        cx, cy = size / 2 + size * 0.2 * np.cos(k * np.pi / 2), size / 2 + size * 0.2 * np.sin(k * np.pi / 2)
+        img[np.hypot(x - cx, y - cy) < size * 0.05] = 1024 + hu
+    return img
+
+
+def write_ct_slices(out: Path, count: int) -> list[Path]:
+    """Write `count` synthetic 512×512 16-bit CT slices (one study, one series) into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    study, series, frame_of_ref = generate_uid(), generate_uid(), generate_uid()
+    base = _phantom(512)
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0, 12, size=(8, 512, 512)).astype(np.int16)
+    for i in range(count):
+        ds = _ct_header(512, 512, study, series, frame_of_ref)
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta = _meta(CT_IMAGE_STORAGE, ds.SOPInstanceUID)
+        ds.InstanceNumber = i + 1
+        z = -float(i)
+        ds.ImagePositionPatient = [-179.2, -179.2, z]
+        ds.SliceLocation = z
+        ds.PixelData = (base + np.roll(noise[i % 8], i, axis=1)).tobytes()
+        ds.save_as(out / f"{i:05d}.dcm", enforce_file_format=True)
+    return [out]
+
+
+def find_study(i: int, rng: random.Random) -> dict[str, str]:
+    """The searchable attributes of study `i` (deterministic for a given rng)."""
+    patient = rng.randrange(6000)
+    prng = random.Random(patient)
+    name = f"{SURNAMES[patient % len(SURNAMES)]}^{prng.choice(GIVEN)}"
+    day = FIRST_DATE + timedelta(days=rng.randrange(DATE_SPAN_DAYS))
+    return {
+        "PatientName": name,
+        "PatientID": f"FP{patient:06d}",
+        "PatientBirthDate": f"{1930 + patient % 80}0{1 + patient % 9}15",
+        "PatientSex": "MF"[patient % 2],
+        "StudyDate": day.strftime("%Y%m%d"),
+        "AccessionNumber": f"FA{i:08d}",
+        "Modality": rng.choice(MODALITIES),
+        "StudyDescription": f"BENCH STUDY {i % 97}",
+    }
+
+
+def write_find_studies(out: Path, count: int, chunks: int = 4, seed: int = 20260315) -> list[Path]:
+    """Write one tiny 8×8 Secondary Capture instance per study, `count` studies, in `chunks` sub-directories."""
+    rng = random.Random(seed)
+    pixels = np.arange(64, dtype=np.int16).reshape(8, 8).tobytes()
+    dirs = [out / f"part{c}" for c in range(chunks)]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        attrs = find_study(i, rng)
+        ds = _ct_header(8, 8, generate_uid(), generate_uid(), generate_uid())
+        for k, v in attrs.items():
+            setattr(ds, k, v)
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = attrs["StudyDate"]
+        ds.SOPClassUID = SC_IMAGE_STORAGE  # Secondary Capture: any Modality is valid, so ModalitiesInStudy varies
+        ds.ConversionType = "WSD"
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta = _meta(SC_IMAGE_STORAGE, ds.SOPInstanceUID)
+        ds.InstanceNumber = 1
+        ds.ImagePositionPatient = [0, 0, 0]
+        ds.PixelData = pixels
+        ds.save_as(dirs[i % chunks] / f"{i:06d}.dcm", enforce_file_format=True)
+    return dirs
+
+
+def find_queries(count: int, seed: int = 99) -> Iterator[dict[str, str]]:
+    """STUDY-level queries: a surname wildcard and a one-year StudyDate range (≈ 25–60 matches at 10,000 studies)."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        start = FIRST_DATE + timedelta(days=rng.randrange(DATE_SPAN_DAYS - 365))
+        end = start + timedelta(days=364)
+        yield {
+            "PatientName": rng.choice(SURNAMES) + "*",
+            "StudyDate": f"{start:%Y%m%d}-{end:%Y%m%d}",
+        }
+
+
+def write_multiframe(path: Path, frames: int, rows: int = 512, cols: int = 512) -> int:
+    """Write one native multi-frame XA instance (16 bit) streaming; returns the file size in bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "SINGLE PLANE"]
+    ds.SOPClassUID = XA_IMAGE_STORAGE
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyDate = ds.ContentDate = "20240315"
+    ds.StudyTime = ds.ContentTime = "101500"
+    ds.AccessionNumber = "BENCHXA1"
+    ds.Modality = "XA"
+    ds.Manufacturer = "telerad bench"
+    ds.ReferringPhysicianName = ""
+    ds.PatientName = "BENCH^XA"
+    ds.PatientID = "BENCHXA1"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.PatientOrientation = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames = frames
+    ds.FrameIncrementPointer = pydicom.tag.Tag(0x0018, 0x1063)  # Frame Time
+    ds.FrameTime = "33.3"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.file_meta = _meta(XA_IMAGE_STORAGE, ds.SOPInstanceUID)
+    ds.save_as(path, enforce_file_format=True)
+    frame_bytes = rows * cols * 2
+    length = frames * frame_bytes
+    if length >= 0xFFFFFFFF:
+        raise ValueError("native Pixel Data must be < 4 GiB")
+    base = (np.clip(_phantom(rows), 0, 4095)).astype(np.uint16)
+    with path.open("ab") as fh:
+        # (7FE0,0010) OW, explicit VR little endian: tag, VR, 2 reserved bytes, 32-bit length.
+        fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, length))
+        for f in range(frames):
+            fh.write(np.roll(base, f, axis=0).tobytes())
+    return path.stat().st_size
