@@ -257,6 +257,7 @@ class TeleradPeer(Peer):
             "TELERAD_SECRET_KEY": "bench-dicom-secret-0123456789abcdef-0123456789",
             "TELERAD_DICOM_PORT": str(self.port),
             "TELERAD_DICOM_AET": self.aet,
+            "TELERAD_DICOM_HOST": "127.0.0.1",
         }
 
     def _cli(self, *args: str) -> str:
