@@ -639,11 +639,21 @@ def main() -> None:
     for tool in ("storescu", "findscu", "echoscu", ORTHANC):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: run `bash scripts/system-deps.sh` (dcmtk, orthanc)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` blocks: stop both archives
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     shared = Path(tempfile.mkdtemp(prefix="bench-dicom-data-", dir=args.tmp))
-    meta = {"dcmtk": tool_version(["storescu", "--version"]), "cpus": os.cpu_count()}
+    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    meta: dict[str, Any] = {
+        "dcmtk": tool_version(["storescu", "--version"]),
+        "cpus": os.cpu_count(),
+        "telerad_git": git.stdout.strip(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
     try:
-        results = {db: {**run_section(db, args, shared), "tools": meta} for db in dbs}
+        results = {}
+        for db in dbs:
+            section = run_section(db, args, shared)
+            results[db] = {**section, "env": {**meta, "loadavg_end": [round(x, 2) for x in os.getloadavg()]}}
     finally:
         if not args.keep:
             shutil.rmtree(shared, ignore_errors=True)
