@@ -10,6 +10,8 @@ runs it under the case lock: load (lock the case row, restore the state-only JSO
 reset of a 驳回), run (engine steps), save (state JSON and timers, flushed), sync tasks (human_task), commit.
 The bare baseline is stock SpiffWorkflow on the same BPMN/DMN: a BpmnWorkflow round-tripped in memory through
 the stock serializer with the full spec (deserialize_json → run → serialize_json) and the stock script engine.
+One bare step runs right after each of ours, so both see the same load on this shared host; the ratios divide
+by those interleaved bare figures (`ratio_vs_bare_0_separate` keeps the bare figure measured alone).
 Targets (issue 3): step p95 ≤ 10 ms, task-list p95 ≤ 5 ms in-process, ours/bare ≤ 3 at 0 and at 200 rollbacks.
 """
 
@@ -59,6 +61,8 @@ from telerad.cli import alembic_config  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef-0123456789abcdef"
 PASSWORD = "Bench#Pass2026x"
+BARE_STEP: list[Callable[[], float]] = []  # one stock-SpiffWorkflow step, run between our steps (same noise)
+BARE_SAMPLES: list[float] = []
 PHASES = ("load", "complete", "run", "save", "sync_tasks", "commit")
 REPORT = {"findings": "双肺纹理清晰，未见实变。", "impression": "胸部未见明显异常。", "positive": "阴性"}
 REJECT = {"decision": "reject", "reject_reason": "请补充描述"}
@@ -110,13 +114,15 @@ def timed_step(case_id: int, guid: str, data: dict[str, Any], reject_to: str | N
     case.workflow_state = spiff.state_to_dict(wf)
     runner.sync_timers(case, wf)  # flushes the state JSON
     t4 = time.perf_counter()
-    runner.sync_human_tasks(case, runner.ready_tasks(wf), services.assign)
+    runner.sync_human_tasks(case, runner.ready_tasks(wf), services.assign, wf.telerad_ready_at_load)
     t5 = time.perf_counter()
     uow.commit()
     t6 = time.perf_counter()
     for name, a, b in zip(PHASES, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6), strict=True):
         t[name] = (b - a) * 1000
     STEP_STATEMENTS.append(STATEMENTS[0] - before)
+    if BARE_STEP:  # the bare step right after ours: both see the same machine load (this host is shared)
+        BARE_SAMPLES.append(BARE_STEP[0]())
     return t
 
 
@@ -219,6 +225,7 @@ def bare(n: int, max_loops: int) -> dict[str, Any]:
         out = ser.serialize_json(w)
         return out, (time.perf_counter() - t0) * 1000
 
+    BARE_STEP.append(lambda: step(start, "draft_report", {"decision": "approve"})[1])
     times = [step(start, "draft_report", {"decision": "approve"})[1] for _ in range(n + 5)][5:]
     blob, loops, error, at_200 = start, 0, None, None
     try:  # the drawn reject flow as a back-edge: the task tree (and the JSON) grows every round
@@ -564,12 +571,22 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 event.listen(db.engine, "before_cursor_execute", count_statement)
                 log(f"{backend}: steps at 0 rollbacks")
                 STEP_STATEMENTS.clear()
+                BARE_SAMPLES.clear()
                 zero, domain = steps_at_zero(people, args.steps)
                 out["at_0"] = summary(zero)
+                out["bare_interleaved_at_0"] = {
+                    "p50_ms": pct(BARE_SAMPLES[5:], 50),
+                    "p95_ms": pct(BARE_SAMPLES[5:], 95),
+                }
                 out["at_0"]["sql_statements_per_step"] = sorted(set(STEP_STATEMENTS))
                 log(f"{backend}: steps at {args.rollbacks} rollbacks")
                 STEP_STATEMENTS.clear()
+                BARE_SAMPLES.clear()
                 many = steps_at_rollbacks(people, args.rollbacks, args.steps // 2)
+                out[f"bare_interleaved_at_{args.rollbacks}"] = {
+                    "p50_ms": pct(BARE_SAMPLES, 50),
+                    "p95_ms": pct(BARE_SAMPLES, 95),
+                }
                 out[f"at_{args.rollbacks}"] = summary(many["submit"] + many["reject"])
                 out[f"at_{args.rollbacks}"].update(
                     {
@@ -620,14 +637,18 @@ def main() -> None:
     for backend in args.backends.split(","):
         out = run_backend(backend, args)
         out["bare"] = baseline
-        out["ratio_vs_bare_0"] = round(out["step_p95_ms"] / baseline["step_p95_ms"], 2)
+        # Ours divided by the bare step run right after each of ours (same load on this shared host); the 200
+        # figure divides ours at 200 by bare at 0, since bare with back-edges crashes near 80-250 loops.
+        bare0 = out["bare_interleaved_at_0"]
+        out["ratio_vs_bare_0"] = round(out["step_p95_ms"] / bare0["p95_ms"], 2)
         at_n = out[f"step_p95_ms_at_{args.rollbacks}"]
-        out[f"ratio_vs_bare_{args.rollbacks}"] = round(at_n / baseline["step_p95_ms"], 2)
-        # The same ratios on medians (the bare p95 swings with garbage collection), and without the database.
-        out["ratio_vs_bare_0_p50"] = round(out["at_0"]["p50_ms"] / baseline["step_p50_ms"], 2)
+        out[f"ratio_vs_bare_{args.rollbacks}"] = round(at_n / out[f"bare_interleaved_at_{args.rollbacks}"]["p95_ms"], 2)
+        out["ratio_vs_bare_0_p50"] = round(out["at_0"]["p50_ms"] / bare0["p50_ms"], 2)
         out[f"ratio_vs_bare_{args.rollbacks}_p50"] = round(
-            out[f"at_{args.rollbacks}"]["p50_ms"] / baseline["step_p50_ms"], 2
+            out[f"at_{args.rollbacks}"]["p50_ms"] / out[f"bare_interleaved_at_{args.rollbacks}"]["p50_ms"], 2
         )
+        # Against the bare figures measured alone before the database runs (the previous method).
+        out["ratio_vs_bare_0_separate"] = round(out["step_p95_ms"] / baseline["step_p95_ms"], 2)
         out["ratio_without_db_vs_bare"] = round(baseline["ours_without_db_p95_ms"] / baseline["step_p95_ms"], 2)
         result[backend] = out
     result["host"] = {"cpus": os.cpu_count(), "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}

@@ -5,11 +5,25 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, Date, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from engine.accounts.models import Institution, User
 from engine.db import Base, UTCDateTime, utcnow
+from engine.workflow.models import ProcessDeployment
 
 # UX.md R2: the fixed exam status set, in display order, with Chinese labels.
 EXAM_STATUSES: dict[str, str] = {
@@ -113,6 +127,13 @@ class Case(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __mapper_args__ = {"version_id_col": state_version}  # optimistic lock on every save
+
+    # The pinned deployment's content hash, read in the same statement as the case row: loading a workflow
+    # needs (deployment id, hash) to find the cached spec, and a second round trip per step cost ~0.6 ms on
+    # PostgreSQL (bench/bench_engine.py). Expire it after changing `deployment_id` (engine/cases/processes.py).
+    deployment_hash: Mapped[str] = column_property(
+        select(ProcessDeployment.content_hash).where(ProcessDeployment.id == deployment_id).scalar_subquery()
+    )
 
     requesting_institution: Mapped[Institution] = relationship(lazy="joined")
     requester: Mapped[User] = relationship(lazy="joined")

@@ -20,8 +20,9 @@ def validate_edit(process_id: str, bpmn_xml: str) -> list[dict[str, str]]:
     return specs.validate(process_id, bpmn, dmn, forms)
 
 
-def deploy_edit(actor: Actor, process_id: str, bpmn_xml: str) -> ProcessDeployment:
-    """Deploy an edited diagram from the modeler (validated first, audited)."""
+def deploy_edit(actor: Actor, process_id: str, bpmn_xml: str) -> tuple[ProcessDeployment, bool]:
+    """Deploy an edited diagram from the modeler (validated first, audited). Returns (deployment, created):
+    an unchanged diagram is the existing version, not a new one."""
     if not (specs.PROCESSES_DIR / process_id).is_dir():
         raise ValidationFailed("unknown_process", "未知的流程")
     dep, created = specs.deploy(process_id, {f"{process_id}.bpmn": bpmn_xml}, source="ui", deployed_by_id=actor.user_id)
@@ -32,7 +33,7 @@ def deploy_edit(actor: Actor, process_id: str, bpmn_xml: str) -> ProcessDeployme
         object_id=dep.id,
         details={"process_id": process_id, "version": dep.version, "new": created, "hash": dep.content_hash},
     )
-    return dep
+    return dep, created
 
 
 def migrate(actor: Actor, case_ids: list[int], deployment_id: int) -> int:
@@ -64,6 +65,8 @@ def migrate(actor: Actor, case_ids: list[int], deployment_id: int) -> int:
         except Exception as exc:  # noqa: BLE001 — report which case cannot move
             raise Conflict("migration_failed", f"申请 {case.case_no} 的当前步骤在目标版本中不存在：{exc}") from exc
         case.deployment_id = target.id
+        uow.session().flush()
+        uow.session().expire(case, ["deployment_hash"])  # the column_property follows deployment_id
         runner.save(case, wf, assign)
         event(case, actor, "migrated", None, from_version=source.version, to_version=target.version)
         moved += 1

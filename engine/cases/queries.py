@@ -12,7 +12,7 @@ from engine.accounts.queries import Page, clamp_page, like_pattern
 from engine.actor import Actor
 from engine.cases.models import Case, CaseEvent, Exam, Patient, WorkGroup, WorkGroupMember, case_exam
 from engine.reports.models import Report
-from engine.visibility import open_candidate, scoped
+from engine.visibility import open_candidate, scoped, scoped_tasks
 from engine.workflow.models import HumanTask, HumanTaskExclusion
 
 SCOPES = ("mine", "group", "pool", "all")
@@ -22,7 +22,8 @@ def task_query(
     actor: Actor, scope: str, *, claimed: bool | None = None, emergency: bool | None = None, q: str | None = None
 ) -> Select[Any]:
     """我的任务 / 组内任务 / 抢单池 as one indexed query: emergency first, then oldest (REC-10)."""
-    stmt = scoped(actor, HumanTask).where(HumanTask.completed_at.is_(None))
+    # mine / group filter on the doctor rule's own terms (assignee = me; open_candidate), see scoped_tasks.
+    stmt = scoped_tasks(actor, own_or_open_candidate=scope in ("mine", "group")).where(HumanTask.completed_at.is_(None))
     not_excluded = not_(
         exists().where(HumanTaskExclusion.task_id == HumanTask.id, HumanTaskExclusion.user_id == actor.user_id)
     )

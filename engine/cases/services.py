@@ -242,16 +242,39 @@ def signed_by(report: Report | None, levels: tuple[str, ...]) -> set[int]:
     return set(uow.session().execute(stmt).scalars())
 
 
+def report_and_signers(case_id: int) -> tuple[Report | None, dict[str, set[int]]]:
+    """The current report and who signed it at each level in any round, in one statement (every step asks)."""
+    current = (
+        select(Report.id)
+        .where(Report.case_id == case_id, Report.voided.is_(False))
+        .order_by(Report.version.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = uow.session().execute(
+        select(Report, ReportRevision.level, ReportRevision.author_id)
+        .outerjoin(ReportRevision, (ReportRevision.report_id == Report.id) & ReportRevision.signed.is_(True))
+        .where(Report.id == current)
+        .options(lazyload("*"))
+    )
+    report, signers = None, {"l1": set(), "l2": set(), "l3": set()}
+    for row, level, author in rows.unique():
+        report = row
+        if level is not None:
+            signers.setdefault(level, set()).add(author)
+    return report, signers
+
+
 def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
     """Who may take each new READY task: the dispatch mode for the first report, the previous author after a
     rejection, and never an earlier author of the same report at a higher level (AC-06)."""
     role = lane_role(r.lane)
-    report = current_report(case.id)
+    report, signers = report_and_signers(case.id)
     l1 = report.author_l1_id if report else None
     l2 = report.author_l2_id if report else None
     if r.name == "draft_report":
         if l1:  # rework after 驳回 goes back to its author
-            return Assignment(role, assignee_id=l1, exclude=signed_by(report, ("l2", "l3")))
+            return Assignment(role, assignee_id=l1, exclude=signers["l2"] | signers["l3"])
         if report is not None and report.correction_of_id:  # a correction starts with the original author
             original = uow.session().get(Report, report.correction_of_id)
             if original is not None and original.author_l1_id:
@@ -266,12 +289,12 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
         return Assignment(role, in_pool=True)
     if r.name == "report_level2":
         # Nobody who signed this report at another level in any round: a released rework task must not reach them.
-        exclude = {u for u in (l1,) if u} | signed_by(report, ("l1", "l3"))
+        exclude = {u for u in (l1,) if u} | signers["l1"] | signers["l3"]
         if l2:  # rework after 审核驳回: still never handed (会诊) to the preliminary author (AC-06)
             return Assignment(role, assignee_id=l2, exclude=exclude)
         return Assignment(role, exclude=exclude)
     if r.name == "review_level3":
-        return Assignment(role, exclude={u for u in (l1, l2) if u} | signed_by(report, ("l1", "l2")))
+        return Assignment(role, exclude={u for u in (l1, l2) if u} | signers["l1"] | signers["l2"])
     return Assignment(role)
 
 
@@ -335,6 +358,9 @@ def claim(actor: Actor, task_id: int) -> HumanTask:
         audit.record(actor, "claim_conflict", outcome="failure", object_type="human_task", object_id=task.id)
         raise Conflict("already_claimed", "抢单失败：该任务已被他人领取")
     s.refresh(task)
+    case = s.get(Case, task.case_id)
+    assert case is not None
+    event(case, actor, "claimed", task.task_name)  # REC-04: who took it, and it stays visible to them afterwards
     audit.record(actor, "task_claimed", object_type="human_task", object_id=task.id)
     return task
 

@@ -12,7 +12,9 @@ from engine.db import Base, UTCDateTime, utcnow
 
 
 class ProcessDeployment(Base):
-    """One deployed version of a process: BPMN + DMN + forms, keyed by content hash, stored once."""
+    """One deployed version of a process: BPMN + DMN + forms, keyed by content hash, stored once.
+
+    The large columns are deferred: running a case needs only (id, content_hash) to find the cached spec."""
 
     __tablename__ = "process_deployment"
 
@@ -20,10 +22,10 @@ class ProcessDeployment(Base):
     process_id: Mapped[str] = mapped_column(String(64), index=True)
     version: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    bpmn: Mapped[dict[str, str]] = mapped_column(JSON)
-    dmn: Mapped[dict[str, str]] = mapped_column(JSON)
-    forms: Mapped[dict[str, Any]] = mapped_column(JSON)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    bpmn: Mapped[dict[str, str]] = mapped_column(JSON, deferred=True)
+    dmn: Mapped[dict[str, str]] = mapped_column(JSON, deferred=True)
+    forms: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     source: Mapped[str] = mapped_column(String(16), default="files")  # files | ui
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deployed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -34,9 +36,6 @@ class HumanTask(Base):
 
     __tablename__ = "human_task"
     __table_args__ = (
-        Index("ix_human_task_assignee_open", "assignee_id", "completed_at", "emergency", "created_at"),
-        Index("ix_human_task_pool_open", "in_pool", "completed_at", "role_code", "emergency", "created_at"),
-        Index("ix_human_task_group_open", "group_code", "completed_at", "role_code", "created_at"),
         Index("ix_human_task_case_open", "case_id", "completed_at"),
         # A reset (驳回) makes SpiffWorkflow reuse the task's id: one *open* row per task id, any number closed.
         Index(
@@ -103,3 +102,22 @@ class Incident(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Task lists walk these in their ORDER BY (emergency first, then oldest) over open rows only, and stop after one
+# page (migration 0004; bench/bench_engine.py).
+_OPEN, _UNASSIGNED = "completed_at IS NULL", "completed_at IS NULL AND assignee_id IS NULL"
+for _name, _lead, _where in (
+    ("ix_human_task_open_list", HumanTask.in_pool, _OPEN),  # the pool (all of it, or 已领取)
+    ("ix_human_task_open_mine", HumanTask.assignee_id, _OPEN),  # 我的任务
+    ("ix_human_task_open_unassigned", HumanTask.in_pool, _UNASSIGNED),  # group tasks, the pool's 未领取
+):
+    Index(
+        _name,
+        _lead,
+        HumanTask.emergency.desc(),
+        HumanTask.created_at,
+        HumanTask.id,
+        sqlite_where=text(_where),
+        postgresql_where=text(_where),
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import lazyload
 
 from engine import uow
@@ -65,12 +65,20 @@ def _deployment(case: CaseLike) -> ProcessDeployment:
 
 
 def load(case: CaseLike) -> Any:
-    dep = _deployment(case)
-    return spiff.restore(specs.spec_of(dep.id, dep.content_hash), case.workflow_state, _engine())
+    digest = getattr(case, "deployment_hash", None)  # read with the case row (engine/cases/models.py)
+    if digest is None:
+        digest = _deployment(case).content_hash
+    wf = spiff.restore(specs.spec_of(case.deployment_id, digest), case.workflow_state, _engine())
+    wf.telerad_timers_at_load = waiting_timers(wf)
+    wf.telerad_ready_at_load = {r.guid for r in ready_tasks(wf)}
+    return wf
 
 
 def new(deployment: ProcessDeployment) -> Any:
-    return spiff.new_workflow(specs.spec_of(deployment.id, deployment.content_hash), _engine())
+    wf = spiff.new_workflow(specs.spec_of(deployment.id, deployment.content_hash), _engine())
+    wf.telerad_timers_at_load = {}
+    wf.telerad_ready_at_load = set()
+    return wf
 
 
 def ready_tasks(wf: Any) -> list[ReadyTask]:
@@ -104,17 +112,51 @@ def save(case: CaseLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
     """Persist state-only JSON, copy timer due times out, and make `human_task` match the READY user tasks."""
     case.workflow_state = spiff.state_to_dict(wf)
     sync_timers(case, wf)
-    return sync_human_tasks(case, ready_tasks(wf), assigner)
+    return sync_human_tasks(case, ready_tasks(wf), assigner, getattr(wf, "telerad_ready_at_load", None))
 
 
-def sync_timers(case: CaseLike, wf: Any) -> None:
-    """SpiffWorkflow has no scheduler: copy the due time of every waiting timer into `workflow_timer`."""
-    s = uow.session()
+def _expire(s: Any, model: type, match: Callable[[Any], bool]) -> None:
+    """After a bulk UPDATE/DELETE without session synchronisation (the cheap form on the per-step path), expire
+    the few rows of `model` this session already holds that it touched, so nothing reads a stale value."""
+    for obj in list(s.identity_map.values()):
+        if isinstance(obj, model) and match(obj):
+            s.expire(obj)
+
+
+def waiting_timers(wf: Any) -> dict[str, tuple[str, Any]]:
+    """task id → (timer name, due time) of every waiting timer event."""
     waiting: dict[str, tuple[str, Any]] = {}
     for t in wf.get_tasks(state=spiff.TaskState.WAITING):
         value = t._get_internal_data("event_value")
         if value is not None and spiff.is_timer(t):
             waiting[str(t.id)] = (t.task_spec.bpmn_id or t.task_spec.name, spiff.timer_due(value))
+    return waiting
+
+
+def sync_timers(case: CaseLike, wf: Any) -> None:
+    """SpiffWorkflow has no scheduler: copy the due time of every waiting timer into `workflow_timer`.
+
+    `workflow_timer` holds exactly the timers that were waiting when the workflow was loaded (every save goes
+    through here), so a step that leaves them as they were needs no statement, and one that only ends some of
+    them needs one DELETE; anything else (new, re-armed or moved timers) takes the full comparison below."""
+    s = uow.session()
+    waiting = waiting_timers(wf)
+    before = getattr(wf, "telerad_timers_at_load", None)
+    if before is not None:
+        if waiting == before:
+            return
+        gone = set(before) - set(waiting)
+        if all(before.get(guid) == value for guid, value in waiting.items()):  # only removals
+            s.execute(
+                delete(WorkflowTimer).where(
+                    WorkflowTimer.case_id == case.id,
+                    WorkflowTimer.task_guid.in_(sorted(gone)),
+                    WorkflowTimer.fired_at.is_(None),
+                ),
+                execution_options={"synchronize_session": False},
+            )
+            _expire(s, WorkflowTimer, lambda r: r.case_id == case.id and r.task_guid in gone)
+            return
     rows = list(s.execute(select(WorkflowTimer).where(WorkflowTimer.case_id == case.id)).scalars())
     existing = {r.task_guid: r for r in rows if r.fired_at is None}
     fired = {r.task_guid: r for r in rows if r.fired_at is not None}
@@ -142,26 +184,48 @@ def fire_timers(case: CaseLike, assigner: Assigner) -> Any:
     return wf
 
 
-def sync_human_tasks(case: CaseLike, ready: list[ReadyTask], assigner: Assigner) -> list[HumanTask]:
+def sync_human_tasks(
+    case: CaseLike, ready: list[ReadyTask], assigner: Assigner, open_guids: set[str] | None = None
+) -> list[HumanTask]:
+    """Make the open `human_task` rows match the READY user tasks.
+
+    `open_guids` are the READY user tasks when the workflow was loaded: every save goes through here, so they are
+    exactly the case's open rows, and closing the finished ones is one UPDATE (RETURNING keeps the session in
+    step) instead of a SELECT and an UPDATE. Without it (a workflow not loaded by `load`), read the rows."""
     s = uow.session()
     s.flush()
-    open_rows = {
-        h.task_guid: h
-        for h in s.execute(
-            select(HumanTask)
-            .where(HumanTask.case_id == case.id, HumanTask.completed_at.is_(None))
-            .options(lazyload(HumanTask.exclusions))  # not needed to close or keep a row
-        ).scalars()
-    }
     wanted = {r.guid: r for r in ready}
     now = utcnow()
-    for guid, row in open_rows.items():
-        if guid not in wanted:  # finished or reset away by this step
-            row.completed_at = now
-            row.outcome = row.outcome or "cancelled"
+    if open_guids is None:
+        open_rows = {
+            h.task_guid: h
+            for h in s.execute(
+                select(HumanTask)
+                .where(HumanTask.case_id == case.id, HumanTask.completed_at.is_(None))
+                .options(lazyload(HumanTask.exclusions))  # not needed to close or keep a row
+            ).scalars()
+        }
+        for guid, row in open_rows.items():
+            if guid not in wanted:  # finished or reset away by this step
+                row.completed_at = now
+                row.outcome = row.outcome or "cancelled"
+        open_guids = set(open_rows)
+    elif open_guids - set(wanted):
+        s.execute(
+            update(HumanTask)
+            .where(
+                HumanTask.case_id == case.id,
+                HumanTask.task_guid.in_(sorted(open_guids - set(wanted))),
+                HumanTask.completed_at.is_(None),
+            )
+            .values(completed_at=now, outcome=func.coalesce(HumanTask.outcome, "cancelled")),
+            execution_options={"synchronize_session": False},
+        )
+        closing = open_guids - set(wanted)
+        _expire(s, HumanTask, lambda h: h.case_id == case.id and h.task_guid in closing)
     created = []
     for guid, r in wanted.items():
-        if guid in open_rows:
+        if guid in open_guids:
             continue
         a = assigner(case, r)
         row = HumanTask(
