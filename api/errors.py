@@ -35,18 +35,62 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
     return resp
 
 
+# marshmallow's English messages → Chinese (the UI shows them next to the field); unknown ones pass through.
+_MESSAGES = {
+    "Unknown field.": "不允许的字段",
+    "Missing data for required field.": "必填项",
+    "Field may not be null.": "不能为空",
+    "Not a valid string.": "必须是文本",
+    "Not a valid integer.": "必须是整数",
+    "Not a valid number.": "必须是数字",
+    "Not a valid boolean.": "必须是是/否",
+    "Not a valid date.": "日期格式不正确",
+    "Not a valid datetime.": "时间格式不正确",
+    "Not a valid list.": "必须是列表",
+    "Not a valid email address.": "邮箱格式不正确",
+    "Invalid input type.": "类型不正确",
+    "Shorter than minimum length 1.": "不能为空",
+}
+_PREFIXES = (
+    ("Length must be", "长度不符合要求"),
+    ("Longer than maximum length", "超出长度上限"),
+    ("Must be one of", "取值不在允许范围内"),
+    ("Must be greater than or equal to", "数值过小"),
+    ("Must be less than or equal to", "数值过大"),
+    ("String does not match expected pattern", "格式不正确"),
+)
+
+
+def _zh(message: Any) -> Any:
+    if not isinstance(message, str):
+        return message
+    if message in _MESSAGES:
+        return _MESSAGES[message]
+    for prefix, text in _PREFIXES:
+        if message.startswith(prefix):
+            return text
+    return message
+
+
+def _flatten(errs: Any, prefix: str, out: dict[str, Any]) -> None:
+    """Nested schema errors ({"patient": {"name": [...]}, "exams": {0: {...}}}) → "patient.name", "exams.0.x"."""
+    for key, value in errs.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _flatten(value, f"{name}.", out)
+        elif isinstance(value, list):
+            out[name] = [_zh(m) for m in value]
+        else:
+            out[name] = _zh(value)
+
+
 def _translate_validation(messages: Any) -> dict[str, Any]:
-    """webargs puts errors under the location ("json", "form", "query"); flatten to field → messages."""
+    """webargs puts errors under the location ("json", "form", "query"); flatten to dotted field → messages."""
     fields: dict[str, Any] = {}
     if isinstance(messages, dict):
         for _location, errs in messages.items():
             if isinstance(errs, dict):
-                for field, msgs in errs.items():
-                    fields[field] = (
-                        ["不允许的字段" if m == "Unknown field." else m for m in msgs]
-                        if isinstance(msgs, list)
-                        else msgs
-                    )
+                _flatten(errs, "", fields)
     return {"fields": fields}
 
 

@@ -238,7 +238,12 @@ def save_draft(body: dict[str, Any], report_id: int) -> Any:
     actor = current_actor()
     report = _report(actor, report_id)
     token = body.pop("lock_token")
-    rev = reports.save_draft(actor, report, token, body, _level_of(actor, report))
+    try:
+        level = _level_of(actor, report)
+    except Forbidden:
+        reports.keep_former_holders_draft(actor, report, body)  # 409 lock_lost with the text kept (WF-04)
+        raise
+    rev = reports.save_draft(actor, report, token, body, level)
     return revision_out(rev)
 
 

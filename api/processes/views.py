@@ -141,11 +141,12 @@ def validate_bpmn(body: dict[str, Any]) -> Any:
 @blp.route("/deploy", methods=["POST"])
 @blp.arguments(BpmnInSchema)
 @blp.response(201, DeploymentSchema)
+@blp.alt_response(200, schema=DeploymentSchema, description="内容未改变：返回已有版本，不产生新版本")
 @requires("process.deploy")
 def deploy(body: dict[str, Any]) -> Any:
-    """发布新版本（先校验）；运行中的申请保持在原版本。"""
-    dep = processes.deploy_edit(current_actor(), body["process_id"], body["bpmn_xml"])
-    return next(r for r in _rows() if r["id"] == dep.id)
+    """发布新版本（先校验）；运行中的申请保持在原版本。内容与已有版本相同时返回 200 和该版本。"""
+    dep, created = processes.deploy_edit(current_actor(), body["process_id"], body["bpmn_xml"])
+    return next(r for r in _rows() if r["id"] == dep.id), 201 if created else 200
 
 
 @blp.route("/<int:deployment_id>/migrate", methods=["POST"])

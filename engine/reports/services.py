@@ -144,6 +144,29 @@ def check_lock(actor: Actor, report: Report, token: int | None, content: dict[st
     raise Conflict("lock_lost", "编辑锁已失效（超时或被他人接管），您的内容已保存为草稿修订，请刷新后继续")
 
 
+def keep_former_holders_draft(actor: Actor, report: Report, data: dict[str, Any]) -> None:
+    """The task moved to someone else (会诊, 改派) while this doctor was typing: their autosave is refused, but if
+    they held this report's lock — or wrote a revision of it — the text is kept as a ``kept`` revision and the
+    answer is the same 409 ``lock_lost`` as for an expired lease (WF-04); anyone else gets no revision.
+
+    Raises:
+        Conflict: ``lock_lost`` when the text was kept.
+    """
+    wrote = (
+        uow.session()
+        .execute(
+            select(ReportRevision.level)
+            .where(ReportRevision.report_id == report.id, ReportRevision.author_id == actor.user_id)
+            .order_by(ReportRevision.seq.desc())
+            .limit(1)
+        )
+        .scalar()
+    )
+    if wrote is None and report.lock_holder_id != actor.user_id:
+        return
+    check_lock(actor, report, -1, clean_content(data), wrote or "l1")  # -1 never matches a token: keep and 409
+
+
 def save_draft(actor: Actor, report: Report, token: int, data: dict[str, Any], level: str) -> ReportRevision:
     """Autosave (Ctrl+S): an unsigned revision under a live lease; renews the lease."""
     content = clean_content(data)

@@ -228,6 +228,15 @@ def test_ac04_case_creation_refuses_unknown_fields(app: Flask, extra: dict[str, 
     assert case_count(app) == before
 
 
+def test_ac04_nested_field_errors_are_dotted_and_chinese(app: Flask) -> None:
+    """The case form marks the field under its dotted name (patient.name, exams.0.modality)."""
+    req = as_user(app, "requester", institution_code="M01")
+    body = case_body(patient={"patient_no": "X1", "sex": "M"}, exams=[{"body_part": "胸部", "exam_item": "胸片"}])
+    fields = refused(req.post("/api/cases", json=body), 400)["details"]["fields"]
+    assert fields["patient.name"] == ["必填项"]
+    assert fields["exams.0.modality"] == ["必填项"]
+
+
 def test_ac04_task_completion_refuses_unknown_fields_and_extra_form_properties(app: Flask) -> None:
     team = Team(app)
     case_id = new_case(team.req)["id"]

@@ -210,7 +210,7 @@ def test_disp01_pool_claim_release_and_claimed_filter(app: Flask) -> None:
     ok(other.post(f"/api/tasks/{task.id}/claim"))
     assert the_task(app, case["id"]).assignee_id == other.user.id
     events = [h["event"] for h in case_of(team.req, case["id"])["history"]]
-    assert events == ["created", "released_claim"]
+    assert events == ["created", "claimed", "released_claim", "claimed"]
 
 
 def test_disp02_rule_row_sends_head_ct_and_mr_to_the_neuro_group(app: Flask) -> None:
@@ -343,12 +343,13 @@ def test_rec04_three_levels_release_and_print(app: Flask) -> None:
     history = {(h["event"], h["task_title"], h["actor"]) for h in detail["history"]}
     assert history == {
         ("created", None, team.req.user.username),
+        ("claimed", "draft_report", team.l1.user.username),
         ("completed", "draft_report", team.l1.user.username),
         ("completed", "report_level2", team.l2.user.username),
         ("completed", "review_level3", team.l3.user.username),
         ("released", None, None),
     }
-    assert len(detail["history"]) == 5
+    assert len(detail["history"]) == 6  # created, claimed, three completions, released
     assert all(h["ts"] and h["event_name"] for h in detail["history"])
 
     printed = ok(team.req.post(f"/api/reports/{report_id}/print"))
@@ -483,6 +484,29 @@ def test_wf04_stale_fencing_token_is_refused_and_its_text_kept(app: Flask) -> No
         refused(team.l1.post(f"/api/reports/{rid}/lock"), 409, "report_locked")  # B's lease is live
     assert the_task(app, case_id).task_name == "draft_report"
     assert [r[4] for r in revisions_db(app, rid)] == ["draft", "draft", "kept", "kept"]
+
+
+def test_wf04_former_holders_autosave_after_reassignment_is_kept_not_lost(app: Flask) -> None:
+    """A's task goes to B (改派) while A types: A's next autosave is a 409 lock_lost with A's text kept as a
+    revision, never a 403 that drops it; a doctor who never touched the case gets 404 and leaves nothing."""
+    team = Team(app)
+    dispatcher = as_user(app, "dispatcher")
+    b = as_user(app, "report_l1")
+    stranger = as_user(app, "report_l1")
+    case_id = new_case(team.req)["id"]
+    task = the_task(app, case_id, "draft_report")
+    ok(team.l1.post(f"/api/tasks/{task.id}/claim"))
+    rid = report_row(app, case_id).id
+    t1 = ok(team.l1.post(f"/api/reports/{rid}/lock"))["lock_token"]
+    ok(_draft(team.l1, rid, t1, findings="A 的第一稿"))
+    ok(dispatcher.post(f"/api/tasks/{task.id}/assign", json={"user_id": b.user.id}))
+    body = refused(_draft(team.l1, rid, t1, findings="A 改派后仍在写"), 409, "lock_lost")
+    assert "草稿" in body["message"]
+    refused(_draft(stranger, rid, 1, findings="无关的人"), 404)  # not their case: invisible, nothing kept
+    assert [r[4] for r in revisions_db(app, rid)] == ["draft", "kept"]
+    kept = ok(b.get(f"/api/reports/{rid}/revisions"))
+    assert [(k["kind"], k["findings"]) for k in kept] == [("draft", "A 的第一稿"), ("kept", "A 改派后仍在写")]
+    assert {k["author"]["id"] for k in kept} == {team.l1.user.id}
 
 
 def test_rpt14_saving_renews_the_lease_and_it_expires_after_15_idle_minutes(app: Flask) -> None:

@@ -20,15 +20,19 @@ export async function validateProcess(processId: string, bpmnXml: string): Promi
   return data
 }
 
-/** 400 `deploy_invalid` (details.errors) and 403 (2FA re-check, permission) are shown in the editor. */
-export async function deployProcess(processId: string, bpmnXml: string): Promise<ProcessDeployment> {
-  const { data } = await http.post<ProcessDeployment>(
+/** 400 `deploy_invalid` (details.errors) and 403 (2FA re-check, permission) are shown in the editor.
+ * 201 is a new version; 200 means the diagram was unchanged and `deployment` is the existing version. */
+export async function deployProcess(
+  processId: string,
+  bpmnXml: string,
+): Promise<{ deployment: ProcessDeployment; created: boolean }> {
+  const { data, status } = await http.post<ProcessDeployment>(
     '/processes/deploy',
     // A stale 2FA answers 403; keep the editor (and the unsaved diagram) instead of jumping to the MFA page.
     { process_id: processId, bpmn_xml: bpmnXml },
     { silent: true, skipStepRedirect: true },
   )
-  return data
+  return { deployment: data, created: status === 201 }
 }
 
 export async function migrateCases(deploymentId: number, caseIds: number[]): Promise<{ migrated: number }> {

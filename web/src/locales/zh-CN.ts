@@ -544,6 +544,7 @@ const zhCN = {
     validateOk: '校验通过',
     validateFailed: '校验发现 {n} 个问题',
     deployed: '已发布新版本 v{version}',
+    unchanged: '流程内容未改变，仍为 v{version}，未产生新版本',
     deployConfirm: '确定发布流程“{id}”的新版本吗？新申请将使用新版本。',
     migrateTitle: '迁移运行中的申请到 v{version}',
     migrateHint: '输入要迁移的申请 ID（用逗号、空格或换行分隔）。已运行的申请默认保持原版本，只有列出的申请会迁移。',

@@ -114,7 +114,7 @@ describe('流程管理 ProcessesView', () => {
     expect(body().querySelector('[data-testid="process-edit-message"]')!.textContent).toContain('请重新进行双因素认证后再发布')
     expect(body().querySelector('[data-testid="bpmn-modeler-stub"]')).not.toBeNull()
 
-    vi.mocked(processesApi.deployProcess).mockResolvedValue({ ...DEP, id: 4, version: 3 })
+    vi.mocked(processesApi.deployProcess).mockResolvedValue({ deployment: { ...DEP, id: 4, version: 3 }, created: true })
     ;(body().querySelector('[data-testid="process-deploy"]') as HTMLElement).click()
     await flushPromises()
     expect(processesApi.listProcesses).toHaveBeenCalledTimes(2)
