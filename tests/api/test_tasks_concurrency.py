@@ -6,16 +6,23 @@ REQ: WF-01 (a pool claim is atomic), WF-02 (a completion is atomic and exactly-o
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from engine import uow
+from engine import config, uow
 from engine.audit import AuditEvent
 from engine.reports.models import ReportRevision
 from engine.workflow.models import HumanTask
@@ -123,6 +130,102 @@ def test_wf02_ten_simultaneous_completions_advance_once(app: Flask) -> None:
     assert report.author_l2_id == winner
     completed = audit_events(app, "task_completed", task.id)
     assert [e.user_id for e in completed] == [winner]
+
+
+# --- WF-01 across two server processes -----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER = """
+import sys
+from pathlib import Path
+from waitress import serve
+from api.app import create_app
+from tests.conftest import make_settings
+app = create_app(make_settings(sys.argv[1], Path(sys.argv[2])))
+serve(app, host="127.0.0.1", port=int(sys.argv[3]), threads=10, ident="telerad-wf01")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def two_servers(app: Flask, database_url: str, tmp_path: Path) -> Iterator[list[int]]:
+    """Two `waitress` processes serving the same database: two connection pools, two Python interpreters."""
+    ports = [_free_port(), _free_port()]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SERVER, database_url, str(tmp_path / f"srv{i}"), str(port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i, port in enumerate(ports)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        for port, proc in zip(ports, procs, strict=True):
+            while True:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "server process did not start"
+                    time.sleep(0.1)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_wf01_claims_through_two_server_processes_one_winner(app: Flask, two_servers: list[int]) -> None:
+    """SECURITY.md WF-01 as written: 2 processes, 20 threads, barrier start → one 200, nineteen 409, one
+    assignee, one "claimed" audit event and nineteen "claim_conflict"."""
+    team = Team(app)
+    doctors = [as_user(app, "report_l1") for _ in range(20)]
+    task = the_task(app, new_case(team.req)["id"], "draft_report")
+    cookie_name = config.current().session_cookie_name
+    barrier = threading.Barrier(len(doctors))
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def claim(i: int, doctor: Session) -> None:
+        cookie = doctor.client.get_cookie(cookie_name)
+        assert cookie is not None
+        conn = http.client.HTTPConnection("127.0.0.1", two_servers[i % 2], timeout=60)
+        conn.connect()  # connected before the barrier: the race is between the requests, not the handshakes
+        barrier.wait(timeout=60)
+        conn.request(
+            "POST",
+            f"/api/tasks/{task.id}/claim",
+            body=b"{}",
+            headers={
+                "Cookie": f"{cookie_name}={cookie.value}",
+                "X-CSRF-Token": doctor.csrf,
+                "Content-Type": "application/json",
+            },
+        )
+        resp = conn.getresponse()
+        body = json.loads(resp.read() or b"{}")
+        with lock:
+            results.append((resp.status, body.get("code", "") if resp.status != 200 else ""))
+
+    threads = [threading.Thread(target=claim, args=(i, d)) for i, d in enumerate(doctors)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    counts = Counter(results)
+    assert (counts[(200, "")], counts[(409, "already_claimed")]) == (1, 19), counts
+    (row,) = open_tasks(app, task.case_id)
+    assert row.assignee_id in {d.user.id for d in doctors}
+    assert [e.user_id for e in audit_events(app, "task_claimed", task.id)] == [row.assignee_id]
+    assert len(audit_events(app, "claim_conflict", task.id)) == 19
 
 
 @pytest.mark.slow
