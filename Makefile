@@ -56,11 +56,11 @@ test-long: setup ## 长时间检查（大量 hypothesis 样例等），CI 不运
 	TELERAD_LONG=1 TELERAD_TEST_DB=sqlite $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 lint: venv ## ruff 检查
-	$(VENV)/bin/ruff check engine api telerad tests bench alembic
+	$(VENV)/bin/ruff check engine api telerad tests bench alembic dicom
 
 fmt: venv ## ruff 格式化
-	$(VENV)/bin/ruff format engine api telerad tests bench
-	$(VENV)/bin/ruff check --fix engine api telerad tests bench
+	$(VENV)/bin/ruff format engine api telerad tests bench dicom
+	$(VENV)/bin/ruff check --fix engine api telerad tests bench dicom
 
 bench: setup ## 基准测试（输出 JSON）
 	bash scripts/ensure-postgres.sh

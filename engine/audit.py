@@ -72,6 +72,15 @@ EVENT_TYPES: dict[str, str] = {
     "cases_migrated": "迁移流程实例",
     "incident_retried": "重试异常任务",
     "timer_fired": "定时事件触发",
+    # DICOM (REQ: DSEC-10; DICOM audit message codes in the details)
+    "dicom_node_created": "登记DICOM设备",
+    "dicom_node_updated": "修改DICOM设备",
+    "dicom_association_accepted": "DICOM连接建立",
+    "dicom_instances_stored": "接收影像",
+    "dicom_instance_conflict": "影像内容冲突",
+    "dicom_store_failed": "影像接收失败",
+    "dicom_query": "影像查询",
+    "dicom_orphans_swept": "清理孤立影像文件",
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")

@@ -26,9 +26,19 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return int(raw, 0)  # 0x0111 for DICOM status codes, plain decimals elsewhere
     except ValueError as exc:
         raise ConfigError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: dict[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from exc
 
 
 @dataclass
@@ -45,6 +55,21 @@ class Settings:
     http_port: int = 8080
     dicom_port: int = 11112
     dicom_aet: str = "TELERAD"
+    # DICOM SCP (REQ: DSEC-07): limits and timeouts are set deliberately, never pynetdicom's defaults.
+    dicom_host: str = "0.0.0.0"  # noqa: S104 - modalities connect from the hospital network; TLS/VPN per CRY-02
+    dicom_tls_port: int = 0  # 0 = no TLS listener
+    dicom_max_associations: int = 60
+    dicom_max_associations_per_ae: int = 8
+    dicom_acse_timeout: float = 30.0
+    dicom_dimse_timeout: float = 60.0
+    dicom_network_timeout: float = 60.0
+    dicom_connection_timeout: float = 30.0
+    dicom_max_pdu: int = 262144
+    dicom_processes: int = 1
+    dicom_disk_full_percent: float = 95.0  # REL-01: at or above this usage C-STORE answers 0xA700
+    dicom_conflict_status: int = 0x0000  # DSEC-06: status for a same-UID, different-content resend (kept aside)
+    dicom_find_limit: int = 1000  # C-FIND result cap per query (C1: universal matches are capped)
+    dicom_orphan_age_min: int = 60  # the sweeper removes store files without an index row older than this
     trusted_proxies: int = 0
     ratelimit_storage_uri: str = "memory://"
     login_ip_limit: str = "30 per 5 minutes"
@@ -107,6 +132,22 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.http_port = _int(env, "TELERAD_HTTP_PORT", 8080)
     s.dicom_port = _int(env, "TELERAD_DICOM_PORT", 11112)
     s.dicom_aet = env.get("TELERAD_DICOM_AET", "TELERAD")
+    s.dicom_host = env.get("TELERAD_DICOM_HOST", s.dicom_host)
+    s.dicom_tls_port = _int(env, "TELERAD_DICOM_TLS_PORT", s.dicom_tls_port)
+    s.dicom_max_associations = _int(env, "TELERAD_DICOM_MAX_ASSOCIATIONS", s.dicom_max_associations)
+    s.dicom_max_associations_per_ae = _int(
+        env, "TELERAD_DICOM_MAX_ASSOCIATIONS_PER_AE", s.dicom_max_associations_per_ae
+    )
+    s.dicom_acse_timeout = _float(env, "TELERAD_DICOM_ACSE_TIMEOUT", s.dicom_acse_timeout)
+    s.dicom_dimse_timeout = _float(env, "TELERAD_DICOM_DIMSE_TIMEOUT", s.dicom_dimse_timeout)
+    s.dicom_network_timeout = _float(env, "TELERAD_DICOM_NETWORK_TIMEOUT", s.dicom_network_timeout)
+    s.dicom_connection_timeout = _float(env, "TELERAD_DICOM_CONNECTION_TIMEOUT", s.dicom_connection_timeout)
+    s.dicom_max_pdu = _int(env, "TELERAD_DICOM_MAX_PDU", s.dicom_max_pdu)
+    s.dicom_processes = _int(env, "TELERAD_DICOM_PROCESSES", s.dicom_processes)
+    s.dicom_disk_full_percent = _float(env, "TELERAD_DICOM_DISK_FULL_PERCENT", s.dicom_disk_full_percent)
+    s.dicom_conflict_status = _int(env, "TELERAD_DICOM_CONFLICT_STATUS", s.dicom_conflict_status)
+    s.dicom_find_limit = _int(env, "TELERAD_DICOM_FIND_LIMIT", s.dicom_find_limit)
+    s.dicom_orphan_age_min = _int(env, "TELERAD_DICOM_ORPHAN_AGE_MIN", s.dicom_orphan_age_min)
     s.trusted_proxies = _int(env, "TELERAD_TRUSTED_PROXIES", 0)
     s.ratelimit_storage_uri = env.get("TELERAD_RATELIMIT_STORAGE_URI", "memory://")
     s.login_ip_limit = env.get("TELERAD_LOGIN_IP_LIMIT", s.login_ip_limit)

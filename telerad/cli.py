@@ -1,4 +1,4 @@
-"""The `telerad` command: run, web, worker, db upgrade, demo, create-admin, audit verify/purge."""
+"""The `telerad` command: run, web, worker, dicom, db upgrade, demo, create-admin, audit verify/purge."""
 
 from __future__ import annotations
 
@@ -231,16 +231,123 @@ def worker() -> None:
 
 @main.command()
 def run() -> None:
-    """Embedded default: web server and worker in one process (the DICOM SCP joins in a later issue)."""
+    """Embedded default: web server, worker and DICOM SCP in one process."""
     from waitress import serve
 
+    from dicom import scp
     from telerad.jobs import run_worker
 
     app = _app()
     s = config.current()
     threading.Thread(target=run_worker, args=(app,), kwargs={"block": False}, daemon=True).start()
+    try:
+        scp.start(app, s)
+        click.echo(f"telerad DICOM {s.dicom_aet} on port {s.dicom_port}")
+    except OSError as exc:  # a busy DICOM port must not take the web server down with it
+        click.echo(f"DICOM 服务未启动（端口 {s.dicom_port}）：{exc}", err=True)
     click.echo(f"telerad ({s.mode}) on http://{s.http_host}:{s.http_port}")
     serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--processes", type=int, default=None, help="receiver processes sharing the port (SO_REUSEPORT)")
+@click.pass_context
+def dicom(ctx: click.Context, processes: int | None) -> None:
+    """Serve the DICOM SCP (C-ECHO, C-STORE, C-FIND); `node` manages devices."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dicom import scp
+
+    s = _settings()
+    n = processes if processes is not None else s.dicom_processes
+    click.echo(f"telerad DICOM {s.dicom_aet} on {s.dicom_host}:{s.dicom_port} ({n} process(es))")
+    scp.serve(_app, processes=max(1, n))
+
+
+@dicom.group("node")
+def dicom_node() -> None:
+    """Registered DICOM devices (REQ: IMG-02)."""
+
+
+@dicom_node.command("add")
+@click.option("--aet", required=True, help="calling AE title of the device")
+@click.option("--host", required=True, help="source IP address (or host name) the device connects from")
+@click.option("--port", type=int, default=None, help="the device's own port (C-MOVE destination)")
+@click.option("--institution", "institution_code", required=True, help="owning institution code")
+@click.option("--allow", default="echo,store", show_default=True, help="echo,store,find,move,get,worklist,mpps")
+@click.option("--tls", is_flag=True, default=False, help="the device must connect over DICOM TLS")
+@click.option("--cert-fingerprint", default=None, help="SHA-256 fingerprint of the device's TLS certificate")
+@click.option("--description", default="")
+def dicom_node_add(
+    aet: str,
+    host: str,
+    port: int | None,
+    institution_code: str,
+    allow: str,
+    tls: bool,
+    cert_fingerprint: str | None,
+    description: str,
+) -> None:
+    """Register a device; the next association sees it."""
+    app = _app()
+    with app.app_context():
+        from engine import uow
+        from engine.actor import Actor
+        from engine.errors import DomainError
+        from engine.imaging import services as imaging
+
+        try:
+            with uow.unit_of_work():
+                node = imaging.create_node(
+                    Actor.system("cli"),
+                    aet=aet,
+                    host=host,
+                    port=port,
+                    institution_code=institution_code,
+                    allow=allow,
+                    tls_required=tls,
+                    cert_fingerprint=cert_fingerprint,
+                    description=description,
+                )
+                node_id, ops = node.id, node.allowed_ops
+        except DomainError as exc:
+            click.echo(f"登记失败：{exc.message}", err=True)
+            sys.exit(1)
+    click.echo(f"已登记设备 {aet.strip()}@{host} (id={node_id}, 允许: {ops})")
+
+
+@dicom_node.command("list")
+def dicom_node_list() -> None:
+    """List registered devices."""
+    app = _app()
+    with app.app_context():
+        from engine import uow
+        from engine.imaging import services as imaging
+
+        with uow.unit_of_work():
+            rows = imaging.list_nodes()
+            click.echo("ID\tAE\t主机\t端口\t机构\t允许\tTLS\t启用")
+            for node, code in rows:
+                click.echo(
+                    f"{node.id}\t{node.aet}\t{node.host}\t{node.port or ''}\t{code}\t{node.allowed_ops}\t"
+                    f"{'是' if node.tls_required else '否'}\t{'是' if node.enabled else '否'}"
+                )
+
+
+@dicom.command("sweep")
+def dicom_sweep() -> None:
+    """Remove object-store files without an index row (orphans of crashes) and stale temp files (DSEC-05)."""
+    app = _app()
+    with app.app_context():
+        from engine import uow
+        from engine.actor import Actor
+        from engine.imaging import services as imaging
+        from engine.imaging.storage import ObjectStore
+
+        s = config.current()
+        with uow.unit_of_work():
+            n = imaging.sweep_store(Actor.system("cli"), ObjectStore(s.storage_dir / "dicom"), s.dicom_orphan_age_min)
+    click.echo(f"已清理 {n} 个孤立文件")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,342 @@
+"""Thin pynetdicom event handlers: decode the event, call an engine service, return a named status.
+
+Each handler runs in its association's thread, inside the Flask app context and one unit of work per event
+(ARCHITECTURE.md: one commit per DICOM event).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_partial
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
+from pynetdicom import evt
+from pynetdicom.association import Association
+from pynetdicom.events import Event
+
+from dicom import status
+from engine import uow
+from engine.imaging import queries, services
+from engine.imaging.services import AssociationState, InstanceMeta, InvalidInstance
+from engine.imaging.storage import ObjectStore, StorageFull
+
+log = logging.getLogger("telerad.dicom")
+
+# The tags indexed at ingest (read with stop_before_pixels; REQ: DSEC-05 "never decode pixel data").
+_META_TAGS = [
+    Tag(k)
+    for k in (
+        "SpecificCharacterSet",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "Modality",
+        "ReferringPhysicianName",
+        "StudyDescription",
+        "SeriesDescription",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "BodyPartExamined",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "StudyID",
+        "SeriesNumber",
+        "InstanceNumber",
+    )
+]
+_LAST_META_TAG = max(_META_TAGS)  # (0020,0013) InstanceNumber: parsing stops after it
+_PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+
+
+def _past_meta_tags(tag: Any, vr: Any, length: int) -> bool:
+    return bool(tag > _LAST_META_TAG)
+
+
+@dataclass
+class Limits:
+    """Association counts of this process: in total (pynetdicom checks that too) and per device (REQ: DSEC-07)."""
+
+    per_ae: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    by_node: dict[int, int] = field(default_factory=dict)
+
+    def acquire(self, node_id: int) -> bool:
+        with self.lock:
+            n = self.by_node.get(node_id, 0)
+            if n >= self.per_ae:
+                return False
+            self.by_node[node_id] = n + 1
+            return True
+
+    def release(self, node_id: int) -> None:
+        with self.lock:
+            n = self.by_node.get(node_id, 0) - 1
+            if n <= 0:
+                self.by_node.pop(node_id, None)
+            else:
+                self.by_node[node_id] = n
+
+
+@dataclass
+class Context:
+    """What handlers need: the app (for its context), the store, our AE title, limits and configured statuses."""
+
+    app: Any
+    store: ObjectStore
+    aet: str
+    limits: Limits
+    disk_full_percent: float
+    conflict_status: int
+    find_limit: int
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def read_meta(path: Path) -> InstanceMeta:
+    """The indexed tags of a received Part-10 file, read without the pixel data.
+
+    Raises:
+        InvalidInstance: the file cannot be parsed.
+    """
+    try:
+        with open(path, "rb") as fh:  # parse the header only up to the last indexed tag, never the pixel data
+            ds = read_partial(fh, stop_when=_past_meta_tags, specific_tags=_META_TAGS, defer_size=4096)
+        g = ds.get
+        ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+        return InstanceMeta(
+            sop_class_uid=_text(g("SOPClassUID")),
+            sop_instance_uid=_text(g("SOPInstanceUID")),
+            study_instance_uid=_text(g("StudyInstanceUID")),
+            series_instance_uid=_text(g("SeriesInstanceUID")),
+            transfer_syntax_uid=ts,
+            patient_id=_text(g("PatientID"))[:64],
+            patient_name=_text(g("PatientName"))[:324],
+            patient_birth_date=_text(g("PatientBirthDate"))[:8],
+            patient_sex=_text(g("PatientSex"))[:16],
+            study_date=_text(g("StudyDate"))[:8],
+            study_time=_text(g("StudyTime"))[:16],
+            accession_number=_text(g("AccessionNumber"))[:64],
+            study_description=_text(g("StudyDescription"))[:256],
+            study_id=_text(g("StudyID"))[:16],
+            referring_physician=_text(g("ReferringPhysicianName"))[:324],
+            modality=_text(g("Modality"))[:16],
+            series_number=_int(g("SeriesNumber")),
+            body_part=_text(g("BodyPartExamined"))[:64],
+            series_description=_text(g("SeriesDescription"))[:256],
+            instance_number=_int(g("InstanceNumber")),
+        )
+    except InvalidInstance:
+        raise
+    except Exception as exc:  # any parse error of untrusted bytes is a refusal, never a crash (DSEC-08)
+        raise InvalidInstance("unreadable", "数据集无法解析", {"error": type(exc).__name__}) from exc
+
+
+# -- association ---------------------------------------------------------------------------------------------------
+def _peer_certificate_fingerprint(assoc: Association) -> tuple[bool, str | None]:
+    sock = getattr(assoc.dul.socket, "socket", None)
+    if isinstance(sock, ssl.SSLSocket):
+        der = sock.getpeercert(binary_form=True)
+        return True, hashlib.sha256(der).hexdigest() if der else None
+    return False, None
+
+
+def _reject(assoc: Association, result: int, source: int, diagnostic: int) -> None:
+    assoc.acse.send_reject(result, source, diagnostic)
+    assoc.kill()
+
+
+def handle_requested(event: Event, ctx: Context) -> None:
+    """A-ASSOCIATE-RQ received: authorize the device before negotiation (REQ: DSEC-01, DSEC-02, DSEC-07).
+
+    Unknown AE, wrong source address, TLS/certificate mismatch, wrong called AE → A-ASSOCIATE-RJ and a security
+    alert. The device row is read here, once per association, so device changes apply to the next association.
+    """
+    assoc = event.assoc
+    rq = assoc.requestor.primitive
+    calling = _text(rq.calling_ae_title)
+    called = _text(rq.called_ae_title)
+    ip = assoc.requestor.address
+    tls, fingerprint = _peer_certificate_fingerprint(assoc)
+    details = {"calling_aet": calling, "called_aet": called, "tls": tls}
+    with ctx.app.app_context():
+        with uow.unit_of_work():
+            if called != ctx.aet:
+                services.record_rejection(calling, ip, f"被叫 AE 不符：{called!r}", details)
+                auth = None
+            else:
+                auth = services.authorize(calling, ip, cert_fingerprint=fingerprint, tls=tls)
+                if auth.node is None:
+                    services.record_rejection(calling, ip, auth.reason or "", {**details, "code": auth.code})
+        if called != ctx.aet:
+            _reject(assoc, 0x01, 0x01, 0x07)  # rejected-permanent, service-user, called AE title not recognised
+            return
+        assert auth is not None
+        if auth.node is None:
+            _reject(assoc, 0x01, 0x01, 0x03)  # calling AE title not recognised
+            return
+        node = auth.node
+        if not ctx.limits.acquire(node.id):
+            with uow.unit_of_work():
+                services.record_rejection(
+                    calling,
+                    ip,
+                    f"设备 {calling} 的并发连接数已达上限 {ctx.limits.per_ae}",
+                    {**details, "code": "limit"},
+                )
+            _reject(assoc, 0x02, 0x03, 0x02)  # rejected-transient, presentation, local limit exceeded
+            return
+        assoc.telerad = AssociationState(node=node, ip=ip)  # type: ignore[attr-defined]
+        with uow.unit_of_work():
+            services.record_association(node, ip, called)
+
+
+def on_association_end(ctx: Context, assoc: Association) -> None:
+    state = getattr(assoc, "telerad", None)
+    if isinstance(state, AssociationState):
+        ctx.limits.release(state.node.id)
+        assoc.telerad = None  # type: ignore[attr-defined]
+
+
+def _state(event: Event) -> AssociationState:
+    state = getattr(event.assoc, "telerad", None)
+    if not isinstance(state, AssociationState):
+        raise RuntimeError("association was not authorized")
+    return state
+
+
+def _refuse_op(ctx: Context, state: AssociationState, op: str) -> None:
+    with ctx.app.app_context(), uow.unit_of_work():
+        services.record_rejection(
+            state.node.aet, state.ip, f"设备 {state.node.aet} 无权执行 {op}", {"code": "op", "op": op}
+        )
+
+
+# -- C-ECHO --------------------------------------------------------------------------------------------------------
+def handle_echo(event: Event, ctx: Context) -> int:
+    """Verification (PS3.4 A; REQ: DCM-03): success when the device may echo."""
+    state = _state(event)
+    if not state.node.allows("echo"):
+        _refuse_op(ctx, state, "echo")
+        return status.REFUSED_NOT_AUTHORIZED
+    return status.SUCCESS
+
+
+# -- C-STORE -------------------------------------------------------------------------------------------------------
+def handle_store(event: Event, ctx: Context) -> int:
+    """Storage (PS3.4 B): validate, make durable, index, then — only then — answer success (REQ: DSEC-04/05/06)."""
+    state = _state(event)
+    req = event.request
+    path = Path(event.dataset_path)
+    try:
+        if not state.node.allows("store"):
+            _refuse_op(ctx, state, "store")
+            return status.REFUSED_NOT_AUTHORIZED
+        try:
+            meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
+            ctx.store.check_space(ctx.disk_full_percent)
+            stored = ctx.store.adopt(path)
+        except InvalidInstance as exc:
+            with ctx.app.app_context(), uow.unit_of_work():
+                services.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
+            return status.STORE_DATASET_MISMATCH if exc.code == "uid_mismatch" else status.STORE_CANNOT_UNDERSTAND
+        except StorageFull:
+            with ctx.app.app_context(), uow.unit_of_work():
+                services.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
+            return status.STORE_OUT_OF_RESOURCES
+        with ctx.app.app_context(), uow.unit_of_work():
+            result = services.ingest_instance(state, stored, meta)
+        if result.outcome == services.CONFLICT:
+            return ctx.conflict_status
+        return status.SUCCESS
+    except OSError:
+        log.exception("C-STORE: storage error")
+        return status.STORE_OUT_OF_RESOURCES
+    finally:
+        path.unlink(missing_ok=True)
+
+
+# -- C-FIND --------------------------------------------------------------------------------------------------------
+def _value(keyword: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return value
+    return value
+
+
+def handle_find(event: Event, ctx: Context) -> Iterator[tuple[int, Dataset | None]]:
+    """Query (PS3.4 C) at PATIENT/STUDY/SERIES/IMAGE, only within the device's institution (REQ: AC-08)."""
+    state = _state(event)
+    if not state.node.allows("find"):
+        _refuse_op(ctx, state, "find")
+        yield status.REFUSED_NOT_AUTHORIZED, None
+        return
+    try:
+        ident = event.identifier
+        level = _text(ident.get("QueryRetrieveLevel", ""))
+        keys: dict[str, str] = {}
+        for elem in ident:
+            kw = elem.keyword
+            if kw in ("QueryRetrieveLevel", "SpecificCharacterSet") or not kw or elem.VR == "SQ":
+                continue
+            keys[kw] = _text(elem.value)
+    except Exception:  # an identifier we cannot decode is the peer's error, not a crash
+        yield status.FIND_UNABLE_TO_PROCESS, None
+        return
+    model = str(event.request.AffectedSOPClassUID)
+    if level == "PATIENT" and model != _PATIENT_ROOT_FIND:
+        yield status.FIND_IDENTIFIER_MISMATCH, None
+        return
+    try:
+        with ctx.app.app_context(), uow.unit_of_work():
+            rows = queries.find(state.node, level, keys, limit=ctx.find_limit, ip=state.ip)
+    except queries.QueryError:
+        yield status.FIND_IDENTIFIER_MISMATCH, None
+        return
+    for row in rows:
+        if event.is_cancelled:
+            yield status.CANCEL, None
+            return
+        rsp = Dataset()
+        rsp.SpecificCharacterSet = "ISO_IR 192"
+        rsp.QueryRetrieveLevel = level
+        for kw in keys:
+            value = row.get(kw, "")
+            setattr(rsp, kw, _value(kw, value))
+        yield status.PENDING, rsp
+
+
+def bind(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:
+    """The (event, handler, args) list for AE.start_server / make_server."""
+    return [
+        (evt.EVT_REQUESTED, handle_requested, [ctx]),
+        (evt.EVT_C_ECHO, handle_echo, [ctx]),
+        (evt.EVT_C_STORE, handle_store, [ctx]),
+        (evt.EVT_C_FIND, handle_find, [ctx]),
+    ]

@@ -1,0 +1,255 @@
+"""Composition root of the DICOM SCP: build the AE, bind the handlers, start one or several receiver processes.
+
+Configuration (REQ: DSEC-07, DSEC-09): explicit association limits and timeouts, maximum PDU, chunked receive to a
+file on the store's filesystem, SOP-class and transfer-syntax allowlists (no unrestricted storage), our own
+calling-AE authorization from the device table (handlers.handle_requested) and the called-AE check.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom import config as pydicom_config
+from pynetdicom import AE, _config
+from pynetdicom.presentation import PresentationContext, build_context
+
+from dicom import handlers
+from dicom.transport import TeleradServer
+from engine import config
+from engine.imaging.storage import ObjectStore
+
+log = logging.getLogger("telerad.dicom")
+
+# Transfer syntaxes accepted for storage: stored as received (REQ: DSEC-09). No Deflate (decompression bombs) and
+# no retired big endian.
+STORAGE_TRANSFER_SYNTAXES = [
+    # Compressed first: when an SCU offers a compressed syntax and uncompressed ones in one context, we take the
+    # compressed one and store it as received (pynetdicom picks the first of ours that the SCU proposed).
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+]
+QUERY_TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+
+# Storage SOP classes we archive (issue 4: CT, MR, CR, DX, RF, US, XA, MG, NM, PT, SC, SR, encapsulated PDF).
+# Anything else — RT objects, private classes — is refused at negotiation (REQ: DSEC-09).
+STORAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR Image",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image - For Processing",
+    "1.2.840.10008.5.1.4.1.1.1.2": "Digital Mammography X-Ray Image - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.2.1": "Digital Mammography X-Ray Image - For Processing",
+    "1.2.840.10008.5.1.4.1.1.1.3": "Digital Intra-Oral X-Ray Image - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image",
+    "1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame Image",
+    "1.2.840.10008.5.1.4.1.1.4": "MR Image",
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image",
+    "1.2.840.10008.5.1.4.1.1.6.1": "Ultrasound Image",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image",
+    "1.2.840.10008.5.1.4.1.1.12.1": "X-Ray Angiographic Image",
+    "1.2.840.10008.5.1.4.1.1.12.1.1": "Enhanced XA Image",
+    "1.2.840.10008.5.1.4.1.1.12.2": "X-Ray Radiofluoroscopic Image",
+    "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF Image",
+    "1.2.840.10008.5.1.4.1.1.20": "Nuclear Medicine Image",
+    "1.2.840.10008.5.1.4.1.1.128": "Positron Emission Tomography Image",
+    "1.2.840.10008.5.1.4.1.1.130": "Enhanced PET Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
+    "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR",
+    "1.2.840.10008.5.1.4.1.1.88.22": "Enhanced SR",
+    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR",
+    "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
+    "1.2.840.10008.5.1.4.1.1.88.59": "Key Object Selection Document",
+    "1.2.840.10008.5.1.4.1.1.88.67": "X-Ray Radiation Dose SR",
+    "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
+    "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
+}
+VERIFICATION = "1.2.840.10008.1.1"
+PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+def supported_contexts() -> list[PresentationContext]:
+    """The acceptor's presentation contexts: built once and shared by every association (see transport.py)."""
+    contexts = [build_context(VERIFICATION, QUERY_TRANSFER_SYNTAXES)]
+    contexts += [build_context(uid, STORAGE_TRANSFER_SYNTAXES) for uid in STORAGE_SOP_CLASSES]
+    contexts += [build_context(uid, QUERY_TRANSFER_SYNTAXES) for uid in (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)]
+    return contexts
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom settings (REQ: DSEC-07, DSEC-09)."""
+    _config.STORE_RECV_CHUNKED_DATASET = True  # stream each received data set to a file: bounded memory
+    _config.UNRESTRICTED_STORAGE_SERVICE = False  # only the allowlisted SOP classes
+    _config.LOG_HANDLER_LEVEL = "none"  # no per-PDU debug formatting on the hot path
+    # UIDs are validated by engine.imaging.uids (stricter than ENFORCE_UID_CONFORMANCE, and answered with a
+    # failure status instead of an aborted association); pydicom only reads here, so its per-value validation
+    # warnings are noise on the hot path.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+
+def build_ae(settings: config.Settings) -> AE:
+    ae = AE(ae_title=settings.dicom_aet)
+    ae.maximum_associations = settings.dicom_max_associations
+    ae.acse_timeout = settings.dicom_acse_timeout
+    ae.dimse_timeout = settings.dicom_dimse_timeout
+    ae.network_timeout = settings.dicom_network_timeout
+    ae.connection_timeout = settings.dicom_connection_timeout
+    ae.maximum_pdu_size = settings.dicom_max_pdu
+    ae.require_called_aet = True  # REQ: DSEC-02
+    ae.supported_contexts = supported_contexts()
+    return ae
+
+
+def tls_context(settings: config.Settings) -> ssl.SSLContext | None:
+    """Server TLS for member-hospital links (REQ: CRY-02, CLOUD-03): TLS ≥ 1.2 and a client certificate from the
+    configured CA; the certificate's fingerprint is then bound to the device (handlers.handle_requested)."""
+    cert = settings.extra.get("dicom_tls_cert") or os.environ.get("TELERAD_DICOM_TLS_CERT")
+    key = settings.extra.get("dicom_tls_key") or os.environ.get("TELERAD_DICOM_TLS_KEY")
+    ca = settings.extra.get("dicom_tls_ca") or os.environ.get("TELERAD_DICOM_TLS_CA")
+    if not (settings.dicom_tls_port and cert and key and ca):
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(ca)
+    return ctx
+
+
+@dataclass
+class Running:
+    """A started SCP (one process): its AE and listening servers."""
+
+    ae: AE
+    servers: list[TeleradServer]
+    ctx: handlers.Context
+
+    @property
+    def port(self) -> int:
+        return int(self.servers[0].server_address[1])
+
+    def stop(self) -> None:
+        for srv in self.servers:
+            srv.shutdown()
+        self.ae.shutdown()
+
+
+def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: config.Settings, **kw: Any) -> TeleradServer:
+    srv = TeleradServer(
+        ae,
+        (host, port),
+        settings.dicom_aet,
+        ae.supported_contexts,
+        evt_handlers=handlers.bind(ctx),
+        max_pdu=settings.dicom_max_pdu,
+        on_association_end=lambda assoc: handlers.on_association_end(ctx, assoc),
+        **kw,
+    )
+    ae._servers.append(srv)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="dicom-server").start()
+    return srv
+
+
+def start(
+    app: Any, settings: config.Settings, *, host: str | None = None, port: int | None = None, reuse_port: bool = False
+) -> Running:
+    """Start the SCP in this process (non-blocking; the listeners run in daemon threads).
+
+    `port=0` picks a free port (tests). The object store's temp directory becomes the process's temp directory so
+    pynetdicom's chunked receive writes on the store's filesystem and the final rename is atomic.
+    """
+    configure_pynetdicom()
+    store = ObjectStore(settings.storage_dir / "dicom")
+    tempfile.tempdir = str(store.tmp_dir)
+    ae = build_ae(settings)
+    ctx = handlers.Context(
+        app=app,
+        store=store,
+        aet=settings.dicom_aet,
+        limits=handlers.Limits(per_ae=settings.dicom_max_associations_per_ae),
+        disk_full_percent=settings.dicom_disk_full_percent,
+        conflict_status=settings.dicom_conflict_status,
+        find_limit=settings.dicom_find_limit,
+    )
+    bind_host = settings.dicom_host if host is None else host
+    servers = [
+        _server(ae, ctx, bind_host, settings.dicom_port if port is None else port, settings, reuse_port=reuse_port)
+    ]
+    tls = tls_context(settings)
+    if tls is not None:
+        servers.append(
+            _server(ae, ctx, bind_host, settings.dicom_tls_port, settings, reuse_port=reuse_port, ssl_context=tls)
+        )
+    log.info("DICOM SCP %s listening on %s:%s", settings.dicom_aet, bind_host, servers[0].server_address[1])
+    return Running(ae, servers, ctx)
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _child(app_factory: Callable[[], Any]) -> None:
+    app = app_factory()  # after the fork: each receiver has its own database engine and pool
+    start(app, config.current(), reuse_port=True)
+    signal.sigwait(_STOP_SIGNALS)
+    os._exit(0)
+
+
+def serve(app_factory: Callable[[], Any], processes: int = 1) -> None:
+    """`telerad dicom`: serve until SIGTERM/SIGINT, in one process or `processes` receivers sharing the port
+    (SO_REUSEPORT; all durable state is in the database and the object store). A receiver that dies is restarted.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # before any thread starts, so sigwait gets them
+    if processes <= 1:
+        start(app_factory(), config.current())
+        signal.sigwait(_STOP_SIGNALS)
+        return
+    mp = multiprocessing.get_context("fork")
+    stopping = threading.Event()
+    children: list[Any] = []
+
+    def spawn() -> Any:
+        p = mp.Process(target=_child, args=(app_factory,), daemon=False)
+        p.start()
+        return p
+
+    for _ in range(processes):
+        children.append(spawn())
+
+    def watch() -> None:
+        while not stopping.is_set():
+            for i, p in enumerate(children):
+                p.join(timeout=0.2)
+                if not p.is_alive() and not stopping.is_set():
+                    log.warning("DICOM receiver %s exited (%s); restarting", p.pid, p.exitcode)
+                    children[i] = spawn()
+
+    threading.Thread(target=watch, daemon=True).start()
+    signal.sigwait(_STOP_SIGNALS)
+    stopping.set()
+    for p in children:
+        if p.pid:
+            os.kill(p.pid, signal.SIGTERM)
+    for p in children:
+        p.join(timeout=10)

@@ -1,0 +1,37 @@
+"""Named DIMSE status codes (PS3.4 Annex B/C, PS3.7 Annex C); handlers return these, never bare literals."""
+
+from __future__ import annotations
+
+SUCCESS = 0x0000
+CANCEL = 0xFE00
+PENDING = 0xFF00
+
+# General (PS3.7 C)
+REFUSED_NOT_AUTHORIZED = 0x0124
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+DUPLICATE_SOP_INSTANCE = 0x0111
+PROCESSING_FAILURE = 0x0110
+
+# Storage (PS3.4 B.2.3)
+STORE_OUT_OF_RESOURCES = 0xA700
+STORE_DATASET_MISMATCH = 0xA900  # data set does not match SOP class (and mismatched Affected UIDs)
+STORE_CANNOT_UNDERSTAND = 0xC000  # bad UIDs or an unreadable data set
+STORE_ELEMENTS_DISCARDED = 0xB006
+
+# Query (PS3.4 C.4.1.1.4)
+FIND_OUT_OF_RESOURCES = 0xA700
+FIND_IDENTIFIER_MISMATCH = 0xA900
+FIND_UNABLE_TO_PROCESS = 0xC000
+
+NAMES = {
+    SUCCESS: "Success",
+    CANCEL: "Cancel",
+    PENDING: "Pending",
+    REFUSED_NOT_AUTHORIZED: "Refused: not authorized",
+    SOP_CLASS_NOT_SUPPORTED: "Refused: SOP class not supported",
+    DUPLICATE_SOP_INSTANCE: "Duplicate SOP instance",
+    PROCESSING_FAILURE: "Processing failure",
+    STORE_OUT_OF_RESOURCES: "Out of resources",
+    STORE_DATASET_MISMATCH: "Data set does not match SOP class",
+    STORE_CANNOT_UNDERSTAND: "Cannot understand",
+}

@@ -1,0 +1,303 @@
+"""pynetdicom transport tuned for ingest: event-driven DUL, bounded PDU reads, TCP_NODELAY/QUICKACK, shared contexts.
+
+Subclasses of pynetdicom 3.0.4's classes (pinned in pyproject.toml; tests/dicom/test_transport.py checks the
+internals relied on here). What they change and why — measured on this machine, see issue 4:
+
+- `DULServiceProvider` polls its socket with `select(..., 0)` and sleeps `_run_loop_delay` (1 ms) when idle, and
+  `Association._run_reactor` sleeps 1 ms per loop: together ~3.4 ms per message. Here the DUL blocks in `select` on
+  the socket *and* a wake-up pipe written whenever a primitive is queued for sending, and the association reactor
+  blocks on the DIMSE message queue: no polling latency and no idle CPU.
+- `AssociationSocket.recv` reads 4 KiB at a time and trusts the PDU length field: here it reads into one buffer and
+  refuses a PDU longer than the negotiated maximum (plus slack) before allocating (REQ: DSEC-07; the pynetdicom
+  #1086 "PDU LENGTH OOM" class). TCP_QUICKACK is re-armed after reads (Linux clears it) and TCP_NODELAY is set, so
+  peers that keep Nagle on do not wait ~44 ms per response.
+- `RequestHandler` deep-copies the server's presentation contexts for every association (~35 ms for ~170 contexts);
+  negotiation only reads them, so every association shares the server's list.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom._globals import MODE_ACCEPTOR
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+PDU_HEADER = 6
+# A PDU may carry a little more than max_pdu (the PDV headers); anything beyond this is a lie or an attack.
+PDU_SLACK = 1024
+_SELECT_TIMEOUT = 0.05
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+class _Wake:
+    """A self-pipe: one byte written wakes a `select` waiting on `fd`."""
+
+    def __init__(self) -> None:
+        self.fd, self._w = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._w, False)
+        self.closed = False
+
+    def set(self) -> None:
+        try:
+            os.write(self._w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # pipe full (a wake-up is already pending) or closed
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            for fd in (self.fd, self._w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DUL's to-provider queue: putting a primitive wakes the DUL thread."""
+
+    def __init__(self, wake: _Wake) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake.set()
+
+
+class FastDUL(DULServiceProvider):
+    """DUL without polling sleeps: waits in `select` until the peer sends or a primitive is queued."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self.wake = _Wake()
+        self.to_provider_queue = _WakeQueue(self.wake)
+        self._run_loop_delay = 0  # time.sleep(0): only yields; the blocking happens in FastSocket.ready
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self.wake.set()
+
+    def stop_dul(self) -> bool:
+        self.wake.set()
+        return super().stop_dul()
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            self.wake.close()
+
+
+class FastSocket(AssociationSocket):
+    """Acceptor socket: blocking readiness wait with a wake-up fd, one-buffer bounded reads, QUICKACK re-armed."""
+
+    def __init__(self, assoc: Association, client_socket: socket.socket, max_pdu: int) -> None:
+        super().__init__(assoc, client_socket=client_socket)
+        self.max_read = max_pdu + PDU_SLACK
+        try:
+            client_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        # A peer that stalls inside a PDU (slowloris, a length field larger than what it sends) times out instead
+        # of blocking the DUL thread forever (REQ: DSEC-07).
+        client_socket.settimeout(assoc.network_timeout)
+        self._quickack()
+
+    def _quickack(self) -> None:
+        if _TCP_QUICKACK is not None and self.socket is not None:
+            try:
+                self.socket.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                pass
+
+    @property
+    def ready(self) -> bool:
+        sock = self.socket
+        if sock is None or self._is_connected is False:
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        dul = self.assoc.dul
+        wake = getattr(dul, "wake", None)
+        # Something queued for sending: report "no data" at once so the DUL loop sends it.
+        if getattr(dul, "to_provider_queue", None) is not None and dul.to_provider_queue.queue:
+            timeout = 0.0
+        else:
+            timeout = _SELECT_TIMEOUT
+        fds: list[Any] = [sock]
+        if wake is not None and not wake.closed:
+            fds.append(wake.fd)
+        try:
+            readable, _, _ = select.select(fds, [], [], timeout)
+        except (OSError, ValueError):
+            self.event_queue.put("Evt17")
+            return False
+        if wake is not None and wake.fd in readable:
+            wake.drain()
+        return sock in readable
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read exactly `nr_bytes` (or fewer when the peer closes); refuses lengths above the PDU bound.
+
+        Raises:
+            OSError: the requested length exceeds the negotiated maximum PDU (the DUL then closes the connection).
+        """
+        if nr_bytes > self.max_read:
+            raise OSError(f"PDU length {nr_bytes} exceeds the maximum {self.max_read}")
+        sock = self.socket
+        if sock is None:
+            return bytearray()
+        buf = bytearray(nr_bytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nr_bytes:
+            n = sock.recv_into(view[got:], nr_bytes - got)
+            if n == 0:
+                del view
+                return buf[:got]
+            got += n
+        del view
+        self._quickack()
+        return buf
+
+
+class FastAssociation(Association):
+    """Acceptor association with the event-driven DUL and a reactor that waits on the DIMSE queue."""
+
+    def __init__(self, ae: Any, mode: str, on_end: Callable[[Association], None] | None = None) -> None:
+        super().__init__(ae, mode)
+        self.dul = FastDUL(self)
+        self.acse_timeout = ae.acse_timeout  # the setter arms the new DUL's ARTIM timer (PS3.8 9.1.5)
+        self._on_end = on_end
+        self.telerad: Any = None  # per-association state set by dicom/handlers.py
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            if self._on_end is not None:
+                self._on_end(self)
+
+    def _run_reactor(self) -> None:
+        # Same checks as pynetdicom's loop (association.py), but it blocks on the DIMSE queue instead of sleeping.
+        self._is_paused = False
+        msg_queue = self.dimse.msg_queue
+        while not self._kill:
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+            try:
+                context_id, msg = msg_queue.get(block=True, timeout=0.005)
+            except queue.Empty:
+                msg = None
+            if msg:
+                self._serve_request(msg, context_id)
+                continue
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+            if self.acse.is_aborted():
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+            if not self.dul.is_alive():
+                self.kill()
+                return
+            if self.dul.idle_timer_expired():
+                self.abort()
+                self.kill()
+                return
+
+
+class FastRequestHandler(RequestHandler):
+    """Creates FastAssociations that share the server's presentation contexts (no per-association deepcopy)."""
+
+    server: TeleradServer
+
+    def handle(self) -> None:
+        sock = self.request
+        assert isinstance(sock, socket.socket)
+        assoc = self._create_association()
+        evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+        assoc.start()
+
+    def _create_association(self) -> Association:
+        ae = self.ae
+        srv = self.server
+        assoc = FastAssociation(ae, MODE_ACCEPTOR, on_end=srv.on_association_end)
+        assoc._server = srv
+        assoc.name = f"AcceptorThread@{threading.get_ident()}"
+        sock = FastSocket(assoc, self.request, srv.max_pdu)  # type: ignore[arg-type]
+        assoc.set_socket(sock)
+        assoc.acceptor.maximum_length = ae.maximum_pdu_size
+        assoc.acceptor.ae_title = srv.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = ae.implementation_version_name
+        assoc.acceptor.supported_contexts = srv.contexts  # shared, read-only during negotiation
+        assoc.requestor.address_info = self.remote
+        for event in srv._handlers:
+            if event.is_intervention and srv._handlers[event]:
+                assoc.bind(event, *srv._handlers[event])
+            elif isinstance(event, evt.NotificationEvent):
+                for handler in srv._handlers[event]:
+                    assoc.bind(event, handler[0], handler[1])  # type: ignore[index]
+        return assoc
+
+
+class TeleradServer(ThreadedAssociationServer):
+    """Threaded association server: optional SO_REUSEPORT (several receiver processes on one port)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        *args: Any,
+        reuse_port: bool = False,
+        max_pdu: int = 262144,
+        on_association_end: Callable[[Association], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.reuse_port = reuse_port
+        self.max_pdu = max_pdu
+        self._on_end = on_association_end
+        kwargs.setdefault("request_handler", FastRequestHandler)
+        super().__init__(*args, **kwargs)
+
+    def on_association_end(self, assoc: Association) -> None:
+        if self._on_end is not None:
+            self._on_end(assoc)
+
+    def server_bind(self) -> None:
+        if self.reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        AssociationServer.server_bind(self)
+        # Accepted sockets must not inherit a timeout from the listening socket: the DUL waits in select.
+        self.socket.settimeout(None)

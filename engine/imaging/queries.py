@@ -1,0 +1,314 @@
+"""C-FIND matching over the archive index at PATIENT, STUDY, SERIES and IMAGE level (PS3.4 C.2.2; REQ: AC-08).
+
+Every query is limited to the calling device's institution before any key is applied, and capped.
+Matching (PS3.4 C.2.2.2): an empty value matches everything; `*` and `?` are wildcards (PN case-insensitive);
+UID lists (`a\\b`) match any; DA and TM accept ranges (`20200101-`, `-20201231`, `20200101-20201231`);
+ModalitiesInStudy matches a study holding any of the listed modalities.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+
+from engine import audit, uow
+from engine.imaging.models import Instance, Series, Study
+from engine.imaging.services import NodeInfo
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+
+class QueryError(ValueError):
+    """The identifier cannot be processed (bad level or malformed range); C-FIND answers a failure status."""
+
+
+@dataclass(frozen=True)
+class _Key:
+    column: Any
+    kind: str  # "str" | "pn" | "uid" | "date" | "time" | "int" | "mods"
+
+
+_PATIENT_KEYS = {
+    "PatientID": _Key(Study.patient_id, "str"),
+    "PatientName": _Key(Study.patient_name, "pn"),
+    "PatientBirthDate": _Key(Study.patient_birth_date, "date"),
+    "PatientSex": _Key(Study.patient_sex, "str"),
+}
+_STUDY_KEYS = {
+    **_PATIENT_KEYS,
+    "StudyInstanceUID": _Key(Study.study_instance_uid, "uid"),
+    "StudyDate": _Key(Study.study_date, "date"),
+    "StudyTime": _Key(Study.study_time, "time"),
+    "AccessionNumber": _Key(Study.accession_number, "str"),
+    "StudyDescription": _Key(Study.study_description, "str"),
+    "StudyID": _Key(Study.study_id, "str"),
+    "ReferringPhysicianName": _Key(Study.referring_physician, "pn"),
+    "ModalitiesInStudy": _Key(Study.modalities, "mods"),
+}
+_SERIES_KEYS = {
+    **_STUDY_KEYS,
+    "SeriesInstanceUID": _Key(Series.series_instance_uid, "uid"),
+    "Modality": _Key(Series.modality, "str"),
+    "SeriesNumber": _Key(Series.series_number, "int"),
+    "BodyPartExamined": _Key(Series.body_part, "str"),
+    "SeriesDescription": _Key(Series.series_description, "str"),
+}
+_IMAGE_KEYS = {
+    **_SERIES_KEYS,
+    "SOPInstanceUID": _Key(Instance.sop_instance_uid, "uid"),
+    "SOPClassUID": _Key(Instance.sop_class_uid, "uid"),
+    "InstanceNumber": _Key(Instance.instance_number, "int"),
+}
+KEYS_BY_LEVEL: dict[str, dict[str, _Key]] = {
+    "PATIENT": _PATIENT_KEYS,
+    "STUDY": _STUDY_KEYS,
+    "SERIES": _SERIES_KEYS,
+    "IMAGE": _IMAGE_KEYS,
+}
+# Computed return keys (no matching on them).
+COUNT_KEYS = {
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+    "NumberOfSeriesRelatedInstances",
+    "NumberOfPatientRelatedStudies",
+}
+
+
+def _like_pattern(value: str) -> str:
+    escaped = value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _range(value: str, width: int, kind: str) -> tuple[str | None, str | None]:
+    digits = re.compile(rf"[0-9]{{{width}}}" if kind == "date" else r"[0-9]{2,6}(\.[0-9]{1,6})?")
+    if "-" in value:
+        lo, _, hi = value.partition("-")
+        lo, hi = lo.strip(), hi.strip()
+    else:
+        lo = hi = value.strip()
+    for part in (lo, hi):
+        if part and not digits.fullmatch(part.replace(":", "")):
+            raise QueryError(f"范围格式无效：{value!r}")
+    if kind == "time":
+        lo = lo.replace(":", "") if lo else lo
+        hi = hi.replace(":", "") if hi else hi
+        # A time bound matches to its precision: 10 → 100000..105959.999999
+        hi = (hi + "999999")[:6] + ".999999" if hi else hi
+    return lo or None, hi or None
+
+
+def _condition(key: _Key, value: str) -> ColumnElement[bool] | None:
+    value = value.strip()
+    if value == "" or value == "*":
+        return None
+    col = key.column
+    if key.kind == "uid":
+        uids = [v.strip().rstrip("\x00") for v in value.split("\\") if v.strip()]
+        return col.in_(uids)
+    if key.kind == "mods":
+        wanted = [m.strip().upper() for m in value.split("\\") if m.strip()]
+        padded = literal(",") + col + literal(",")
+        return or_(*[padded.like(f"%,{_like_pattern(m)},%", escape="!") for m in wanted])
+    if key.kind == "int":
+        try:
+            return col == int(value)
+        except ValueError as exc:
+            raise QueryError(f"数值无效：{value!r}") from exc
+    if key.kind in {"date", "time"}:
+        if "*" in value or "?" in value:
+            return col.like(_like_pattern(value), escape="!")
+        lo, hi = _range(value, 8, key.kind)
+        conds = []
+        if lo:
+            conds.append(col >= lo)
+        if hi:
+            conds.append(col <= hi)
+        conds.append(col != "")
+        return and_(*conds)
+    if key.kind == "pn":
+        if "*" in value or "?" in value:
+            return func.lower(col).like(_like_pattern(value.lower()), escape="!")
+        return func.lower(col) == value.lower()
+    if "*" in value or "?" in value:
+        return col.like(_like_pattern(value), escape="!")
+    return col == value
+
+
+def _apply(stmt: Select[Any], level: str, keys: dict[str, str]) -> Select[Any]:
+    table = KEYS_BY_LEVEL[level]
+    for name, value in keys.items():
+        key = table.get(name)
+        if key is None or value is None:
+            continue
+        cond = _condition(key, str(value))
+        if cond is not None:
+            stmt = stmt.where(cond)
+    return stmt
+
+
+def _study_counts(study_ids: list[int]) -> tuple[dict[int, int], dict[int, int]]:
+    s = uow.session()
+    series = dict(
+        s.execute(
+            select(Series.study_id, func.count()).where(Series.study_id.in_(study_ids)).group_by(Series.study_id)
+        ).all()
+    )
+    instances = dict(
+        s.execute(
+            select(Instance.study_id, func.count()).where(Instance.study_id.in_(study_ids)).group_by(Instance.study_id)
+        ).all()
+    )
+    return series, instances
+
+
+def _study_row(st: Study) -> dict[str, Any]:
+    return {
+        "PatientID": st.patient_id,
+        "PatientName": st.patient_name,
+        "PatientBirthDate": st.patient_birth_date,
+        "PatientSex": st.patient_sex,
+        "StudyInstanceUID": st.study_instance_uid,
+        "StudyDate": st.study_date,
+        "StudyTime": st.study_time,
+        "AccessionNumber": st.accession_number,
+        "StudyDescription": st.study_description,
+        "StudyID": st.study_id,
+        "ReferringPhysicianName": st.referring_physician,
+        "ModalitiesInStudy": st.modality_list,
+    }
+
+
+def _series_row(se: Series) -> dict[str, Any]:
+    return {
+        "SeriesInstanceUID": se.series_instance_uid,
+        "Modality": se.modality,
+        "SeriesNumber": se.series_number,
+        "BodyPartExamined": se.body_part,
+        "SeriesDescription": se.series_description,
+    }
+
+
+def _find_patients(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+    s = uow.session()
+    stmt = select(
+        Study.patient_id,
+        func.max(Study.patient_name),
+        func.max(Study.patient_birth_date),
+        func.max(Study.patient_sex),
+        func.count(),
+    ).where(Study.institution_id == node.institution_id)
+    stmt = _apply(stmt, "PATIENT", keys).group_by(Study.patient_id).order_by(Study.patient_id).limit(limit)
+    return [
+        {
+            "PatientID": pid,
+            "PatientName": name,
+            "PatientBirthDate": birth,
+            "PatientSex": sex,
+            "NumberOfPatientRelatedStudies": n,
+        }
+        for pid, name, birth, sex, n in s.execute(stmt).all()
+    ]
+
+
+def _find_studies(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+    s = uow.session()
+    stmt = select(Study).where(Study.institution_id == node.institution_id)
+    stmt = _apply(stmt, "STUDY", keys).order_by(Study.study_date.desc(), Study.id).limit(limit)
+    studies = list(s.execute(stmt).scalars())
+    rows = [_study_row(st) for st in studies]
+    if want & {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"} and studies:
+        n_series, n_inst = _study_counts([st.id for st in studies])
+        for st, row in zip(studies, rows, strict=True):
+            row["NumberOfStudyRelatedSeries"] = n_series.get(st.id, 0)
+            row["NumberOfStudyRelatedInstances"] = n_inst.get(st.id, 0)
+    return rows
+
+
+def _find_series(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+    s = uow.session()
+    stmt = (
+        select(Series, Study)
+        .join(Study, Study.id == Series.study_id)
+        .where(Series.institution_id == node.institution_id)
+    )
+    stmt = _apply(stmt, "SERIES", keys).order_by(Series.study_id, Series.series_number, Series.id).limit(limit)
+    pairs = s.execute(stmt).all()
+    counts: dict[int, int] = {}
+    if "NumberOfSeriesRelatedInstances" in want and pairs:
+        ids = [se.id for se, _ in pairs]
+        counts = dict(
+            s.execute(
+                select(Instance.series_id, func.count()).where(Instance.series_id.in_(ids)).group_by(Instance.series_id)
+            ).all()
+        )
+    out = []
+    for se, st in pairs:
+        row = {**_study_row(st), **_series_row(se)}
+        row["NumberOfSeriesRelatedInstances"] = counts.get(se.id, 0)
+        out.append(row)
+    return out
+
+
+def _find_images(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+    s = uow.session()
+    stmt = (
+        select(Instance, Series, Study)
+        .join(Series, Series.id == Instance.series_id)
+        .join(Study, Study.id == Instance.study_id)
+        .where(Instance.institution_id == node.institution_id)
+    )
+    stmt = _apply(stmt, "IMAGE", keys).order_by(Instance.series_id, Instance.instance_number, Instance.id)
+    out = []
+    for inst, se, st in s.execute(stmt.limit(limit)).all():
+        row = {**_study_row(st), **_series_row(se)}
+        row.update(
+            {
+                "SOPInstanceUID": inst.sop_instance_uid,
+                "SOPClassUID": inst.sop_class_uid,
+                "InstanceNumber": inst.instance_number,
+            }
+        )
+        out.append(row)
+    return out
+
+
+_FINDERS: dict[str, Callable[[NodeInfo, dict[str, str], int, set[str]], list[dict[str, Any]]]] = {
+    "PATIENT": _find_patients,
+    "STUDY": _find_studies,
+    "SERIES": _find_series,
+    "IMAGE": _find_images,
+}
+
+
+def find(
+    node: NodeInfo, level: str, keys: dict[str, str], *, limit: int, ip: str | None = None
+) -> list[dict[str, Any]]:
+    """Match `keys` (DICOM keyword → query value) at `level` within the node's institution (REQ: AC-08).
+
+    Returns at most `limit` rows, each a dict of keyword → value for every key the level knows. The query is
+    audited (DICOM audit 110112, DSEC-10).
+
+    Raises:
+        QueryError: unknown level or a malformed key value.
+    """
+    level = (level or "").strip().upper()
+    if level not in _FINDERS:
+        raise QueryError(f"查询级别无效：{level!r}")
+    rows = _FINDERS[level](node, keys, limit, set(keys))
+    audit.record(
+        node.actor(ip),
+        "dicom_query",
+        object_type="dicom_query",
+        object_id=level,
+        details={
+            "level": level,
+            "keys": {k: str(v)[:64] for k, v in keys.items() if str(v).strip() not in ("", "*")},
+            "results": len(rows),
+            "dicom_event": "110112",
+        },
+    )
+    return rows

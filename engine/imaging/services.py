@@ -1,0 +1,598 @@
+"""DICOM devices, association authorization and instance ingest (REQ: IMG-02, DSEC-01/03/04/05/06, DSEC-10).
+
+Callers (dicom/handlers.py, the CLI) open the unit of work; these functions flush and audit, never commit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from engine import audit, uow
+from engine.accounts.models import Institution
+from engine.actor import Actor
+from engine.db import utcnow
+from engine.errors import NotFound, ValidationFailed
+from engine.imaging.models import NODE_OPERATIONS, DicomNode, Instance, InstanceConflict, Series, Study
+from engine.imaging.storage import ObjectStore, StoredObject
+from engine.imaging.uids import normalise_uid
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+# Ingest outcomes; dicom/handlers.py maps each to a named status.
+STORED = "stored"
+DUPLICATE = "duplicate"
+CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A device as seen by one association: a plain snapshot, read once per association (no ORM state)."""
+
+    id: int
+    aet: str
+    host: str
+    port: int | None
+    institution_id: int
+    institution_code: str
+    operations: frozenset[str]
+    tls_required: bool
+    cert_fingerprint: str | None
+    enabled: bool
+    description: str = ""
+
+    def allows(self, op: str) -> bool:
+        return op in self.operations
+
+    def actor(self, ip: str | None = None) -> Actor:
+        """The audit actor of this device (no user; the device is the subject)."""
+        return Actor(
+            user_id=None,
+            username=f"dicom:{self.aet}",
+            institution_id=self.institution_id,
+            institution_code=self.institution_code,
+            ip=ip,
+        )
+
+
+def _info(node: DicomNode, institution_code: str) -> NodeInfo:
+    return NodeInfo(
+        id=node.id,
+        aet=node.aet,
+        host=node.host,
+        port=node.port,
+        institution_id=node.institution_id,
+        institution_code=institution_code,
+        operations=node.operations,
+        tls_required=node.tls_required,
+        cert_fingerprint=node.cert_fingerprint,
+        enabled=node.enabled,
+        description=node.description,
+    )
+
+
+# -- devices -------------------------------------------------------------------------------------------------------
+def validate_aet(value: str) -> str:
+    """An AE title: 1–16 printable ASCII characters, no backslash, not only spaces (PS3.5 §6.2 AE).
+
+    Raises:
+        ValidationFailed: the title is not a legal AE title.
+    """
+    text = (value or "").strip()
+    if not text or len(text) > 16 or not text.isascii() or "\\" in text or any(ord(c) < 0x20 for c in text):
+        raise ValidationFailed("invalid_aet", "AE 名称须为 1–16 个 ASCII 字符，且不能含反斜杠或控制字符")
+    return text
+
+
+def normalise_fingerprint(value: str | None) -> str | None:
+    """A certificate SHA-256 fingerprint as 64 lowercase hex digits (colons and spaces removed).
+
+    Raises:
+        ValidationFailed: not a SHA-256 fingerprint.
+    """
+    if value is None or value == "":
+        return None
+    text = value.replace(":", "").replace(" ", "").lower()
+    if not _FINGERPRINT.fullmatch(text):
+        raise ValidationFailed("invalid_fingerprint", "证书指纹须为 SHA-256（64 位十六进制）")
+    return text
+
+
+def parse_operations(allow: Iterable[str] | str) -> list[str]:
+    """The allowed operations, validated against NODE_OPERATIONS.
+
+    Raises:
+        ValidationFailed: an unknown operation was named.
+    """
+    items = allow.split(",") if isinstance(allow, str) else list(allow)
+    ops = [op.strip().lower() for op in items if op.strip()]
+    unknown = sorted(set(ops) - set(NODE_OPERATIONS))
+    if unknown:
+        raise ValidationFailed("invalid_operation", f"未知的操作：{', '.join(unknown)}")
+    return [op for op in NODE_OPERATIONS if op in ops]
+
+
+def _institution(s: Session, code: str) -> Institution:
+    inst = s.execute(select(Institution).where(Institution.code == code)).unique().scalar_one_or_none()
+    if inst is None:
+        raise NotFound("institution_not_found", f"机构 {code} 不存在")
+    return inst
+
+
+def create_node(
+    actor: Actor,
+    *,
+    aet: str,
+    host: str,
+    port: int | None,
+    institution_code: str,
+    allow: Iterable[str] | str,
+    tls_required: bool = False,
+    cert_fingerprint: str | None = None,
+    description: str = "",
+    enabled: bool = True,
+) -> DicomNode:
+    """Register a device (REQ: IMG-02). Audited.
+
+    Raises:
+        ValidationFailed: bad AE title, host, port, operation or fingerprint, or the AE + host already exists.
+        NotFound: the institution does not exist.
+    """
+    s = uow.session()
+    title = validate_aet(aet)
+    host = (host or "").strip()
+    if not host or len(host) > 255 or any(c.isspace() for c in host):
+        raise ValidationFailed("invalid_host", "主机地址无效")
+    if port is not None and not 0 < port < 65536:
+        raise ValidationFailed("invalid_port", "端口须在 1–65535 之间")
+    inst = _institution(s, institution_code)
+    if s.execute(select(DicomNode.id).where(DicomNode.aet == title, DicomNode.host == host)).first():
+        raise ValidationFailed("node_exists", f"设备 {title}@{host} 已登记")
+    node = DicomNode(
+        aet=title,
+        host=host,
+        port=port,
+        institution_id=inst.id,
+        allowed_ops=",".join(parse_operations(allow)),
+        tls_required=tls_required,
+        cert_fingerprint=normalise_fingerprint(cert_fingerprint),
+        description=description,
+        enabled=enabled,
+    )
+    s.add(node)
+    s.flush()
+    audit.record(
+        actor,
+        "dicom_node_created",
+        object_type="dicom_node",
+        object_id=node.id,
+        details={"aet": title, "host": host, "port": port, "institution": inst.code, "allow": node.allowed_ops},
+    )
+    return node
+
+
+def update_node(actor: Actor, node_id: int, **changes: Any) -> DicomNode:
+    """Change a device; the next association sees the change (no restart). Audited.
+
+    Raises:
+        NotFound: no such node.
+        ValidationFailed: a changed value is invalid.
+    """
+    s = uow.session()
+    node = s.get(DicomNode, node_id)
+    if node is None:
+        raise NotFound("node_not_found", "设备不存在")
+    applied: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "allow":
+            node.allowed_ops = ",".join(parse_operations(value))
+            applied["allow"] = node.allowed_ops
+        elif name == "cert_fingerprint":
+            node.cert_fingerprint = normalise_fingerprint(value)
+            applied[name] = node.cert_fingerprint
+        elif name == "aet":
+            node.aet = validate_aet(value)
+            applied[name] = node.aet
+        elif name in {"host", "port", "tls_required", "enabled", "description"}:
+            setattr(node, name, value)
+            applied[name] = value
+        else:
+            raise ValidationFailed("invalid_field", f"不能修改字段 {name}")
+    node.updated_at = utcnow()
+    s.flush()
+    audit.record(actor, "dicom_node_updated", object_type="dicom_node", object_id=node.id, details=applied)
+    return node
+
+
+def list_nodes() -> list[tuple[DicomNode, str]]:
+    """Every registered device with its institution code, by AE title."""
+    s = uow.session()
+    rows = s.execute(
+        select(DicomNode, Institution.code)
+        .join(Institution, Institution.id == DicomNode.institution_id)
+        .order_by(DicomNode.aet, DicomNode.id)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+# -- association authorization -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Authorization:
+    node: NodeInfo | None
+    reason: str | None  # Chinese, for the audit trail; None when authorized
+    code: str | None = None  # machine reason: unknown_aet, wrong_address, disabled, tls_required, certificate, op
+
+
+def _host_matches(host: str, peer_ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(peer_ip)
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return any(info[4][0] == peer_ip for info in infos)
+
+
+def authorize(
+    calling_aet: str,
+    peer_ip: str,
+    op: str | None = None,
+    *,
+    cert_fingerprint: str | None = None,
+    tls: bool = False,
+) -> Authorization:
+    """Decide whether a peer may associate (REQ: DSEC-01, IMG-02): the calling AE title *and* its source address
+    must match an enabled registered device; TLS and the certificate fingerprint when the device requires them;
+    `op`, when given, must be allowed to the device.
+    """
+    s = uow.session()
+    title = (calling_aet or "").strip()
+    rows = s.execute(
+        select(DicomNode, Institution.code)
+        .join(Institution, Institution.id == DicomNode.institution_id)
+        .where(DicomNode.aet == title)
+    ).all()
+    if not rows:
+        return Authorization(None, f"未登记的 AE：{title!r}", "unknown_aet")
+    matching = [(n, code) for n, code in rows if _host_matches(n.host, peer_ip)]
+    if not matching:
+        return Authorization(None, f"AE {title} 来自未登记的地址 {peer_ip}", "wrong_address")
+    enabled = [(n, code) for n, code in matching if n.enabled]
+    if not enabled:
+        return Authorization(None, f"设备 {title} 已停用", "disabled")
+    node, code = enabled[0]
+    if node.tls_required and not tls:
+        return Authorization(None, f"设备 {title} 必须使用 TLS 连接", "tls_required")
+    if node.cert_fingerprint and node.cert_fingerprint != (cert_fingerprint or "").lower():
+        return Authorization(None, f"设备 {title} 的证书与登记的不符", "certificate")
+    info = _info(node, code)
+    if op is not None and not info.allows(op):
+        return Authorization(None, f"设备 {title} 无权执行 {op}", "op")
+    return Authorization(info, None)
+
+
+def record_association(node: NodeInfo, ip: str, called_aet: str) -> None:
+    """Audit an accepted association (DICOM audit EventID 110122 Login / DSEC-10)."""
+    audit.record(
+        node.actor(ip),
+        "dicom_association_accepted",
+        object_type="dicom_node",
+        object_id=node.id,
+        details={"calling_aet": node.aet, "called_aet": called_aet, "dicom_event": "110122"},
+    )
+
+
+def record_rejection(calling_aet: str, ip: str, reason: str, details: dict[str, Any]) -> None:
+    """A refused association or operation: a security alert (REQ: DSEC-01; DICOM audit 110113)."""
+    audit.record(
+        Actor(user_id=None, username=f"dicom:{calling_aet}"[:160], ip=ip),
+        "security_alert",
+        outcome="failure",
+        object_type="dicom_association",
+        object_id=calling_aet,
+        reason=reason,
+        details={**details, "dicom_event": "110113"},
+    )
+
+
+# -- ingest --------------------------------------------------------------------------------------------------------
+@dataclass
+class InstanceMeta:
+    """The few tags indexed at ingest, read with stop_before_pixels (never the pixel data)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    accession_number: str = ""
+    study_description: str = ""
+    study_id: str = ""
+    referring_physician: str = ""
+    modality: str = ""
+    series_number: int | None = None
+    body_part: str = ""
+    series_description: str = ""
+    instance_number: int | None = None
+
+
+@dataclass
+class AssociationState:
+    """What one association remembers between instances: rows it already upserted, studies it already audited."""
+
+    node: NodeInfo
+    ip: str
+    studies: dict[str, int] = field(default_factory=dict)  # StudyInstanceUID -> dicom_study.id
+    series: dict[str, tuple[int, str]] = field(default_factory=dict)  # SeriesInstanceUID -> (id, modality)
+    audited: set[str] = field(default_factory=set)
+    stored: dict[str, int] = field(default_factory=dict)  # StudyInstanceUID -> instances stored
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: str  # STORED | DUPLICATE | CONFLICT
+    instance_id: int | None
+    conflict_id: int | None = None
+
+
+class InvalidInstance(ValidationFailed):
+    """The dataset or command is not acceptable (bad UID, mismatch); nothing is stored (REQ: DSEC-04)."""
+
+
+def check_instance(meta: InstanceMeta, affected_sop_class: object, affected_sop_instance: object) -> InstanceMeta:
+    """Validate and normalise the UIDs of an incoming instance (REQ: DSEC-04).
+
+    Raises:
+        InvalidInstance: a UID does not conform to PS3.5 §9.1, or the command's Affected SOP Class/Instance UID
+            differs from the dataset's.
+    """
+    fields = {
+        "sop_class_uid": meta.sop_class_uid,
+        "sop_instance_uid": meta.sop_instance_uid,
+        "study_instance_uid": meta.study_instance_uid,
+        "series_instance_uid": meta.series_instance_uid,
+        "transfer_syntax_uid": meta.transfer_syntax_uid,
+    }
+    for name, value in fields.items():
+        uid = normalise_uid(value)
+        if uid is None:
+            raise InvalidInstance("invalid_uid", f"UID 不符合 DICOM 规范：{name}", {"field": name})
+        setattr(meta, name, uid)
+    if normalise_uid(affected_sop_instance) != meta.sop_instance_uid:
+        raise InvalidInstance("uid_mismatch", "命令中的 SOP 实例 UID 与数据集不一致", {"field": "sop_instance_uid"})
+    if normalise_uid(affected_sop_class) != meta.sop_class_uid:
+        raise InvalidInstance("uid_mismatch", "命令中的 SOP 类 UID 与数据集不一致", {"field": "sop_class_uid"})
+    return meta
+
+
+def _insert(s: Session) -> Any:
+    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _study_id(s: Session, state: AssociationState, meta: InstanceMeta) -> int:
+    uid = meta.study_instance_uid
+    cached = state.studies.get(uid)
+    if cached is not None:
+        return cached
+    inst_id = state.node.institution_id
+    found = s.execute(select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)).scalar()
+    if found is None:
+        now = utcnow()
+        stmt = (
+            _insert(s)(Study)
+            .values(
+                institution_id=inst_id,
+                study_instance_uid=uid,
+                patient_id=meta.patient_id,
+                patient_name=meta.patient_name,
+                patient_birth_date=meta.patient_birth_date,
+                patient_sex=meta.patient_sex,
+                study_date=meta.study_date,
+                study_time=meta.study_time,
+                accession_number=meta.accession_number,
+                study_description=meta.study_description,
+                study_id=meta.study_id,
+                referring_physician=meta.referring_physician,
+                modalities="",
+                source_node_id=state.node.id,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["institution_id", "study_instance_uid"])
+        )
+        s.execute(stmt)  # a concurrent association may have inserted it: then we read theirs
+        found = s.execute(
+            select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)
+        ).scalar_one()
+    state.studies[uid] = found
+    return found
+
+
+def _series_id(s: Session, state: AssociationState, meta: InstanceMeta, study_id: int) -> int:
+    uid = meta.series_instance_uid
+    cached = state.series.get(uid)
+    if cached is not None:
+        return cached[0]
+    inst_id = state.node.institution_id
+    found = s.execute(
+        select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
+    ).scalar()
+    if found is None:
+        s.execute(
+            _insert(s)(Series)
+            .values(
+                institution_id=inst_id,
+                study_id=study_id,
+                series_instance_uid=uid,
+                modality=meta.modality,
+                series_number=meta.series_number,
+                body_part=meta.body_part,
+                series_description=meta.series_description,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["institution_id", "series_instance_uid"])
+        )
+        found = s.execute(
+            select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
+        ).scalar_one()
+        # ModalitiesInStudy follows the series (recomputed only when a series is new: rare).
+        mods = sorted({m for m in s.execute(select(Series.modality).where(Series.study_id == study_id)).scalars() if m})
+        s.execute(update(Study).where(Study.id == study_id).values(modalities=",".join(mods), updated_at=utcnow()))
+    state.series[uid] = (found, meta.modality)
+    return found
+
+
+_STATEMENTS: dict[str, Any] = {}
+
+
+def _instance_insert(s: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect so its compiled form is cached."""
+    name = s.get_bind().dialect.name
+    stmt = _STATEMENTS.get(name)
+    if stmt is None:
+        table = Instance.__table__
+        stmt = (
+            _insert(s)(table)
+            .on_conflict_do_nothing(index_elements=["institution_id", "sop_instance_uid"])
+            .returning(table.c.id)
+        )
+        _STATEMENTS[name] = stmt
+    return stmt
+
+
+def ingest_instance(state: AssociationState, stored: StoredObject, meta: InstanceMeta) -> IngestResult:
+    """Index one instance whose bytes are already durable under `stored.key` (REQ: DSEC-03, DSEC-05, DSEC-06).
+
+    The institution comes from the association's device, never from the dataset. An identical resend (same
+    digest) succeeds without a new row; a different content under the same SOP Instance UID is kept aside as an
+    InstanceConflict and the original is left untouched. The first instance of each study in an association
+    writes one audit event (not one per instance). The common case — a new instance of a study this association
+    already saw — is a single INSERT.
+    """
+    s = uow.session()
+    node = state.node
+    study_id = _study_id(s, state, meta)
+    series_id = _series_id(s, state, meta, study_id)
+    new_id = s.execute(
+        _instance_insert(s),
+        {
+            "institution_id": node.institution_id,
+            "study_id": study_id,
+            "series_id": series_id,
+            "sop_instance_uid": meta.sop_instance_uid,
+            "sop_class_uid": meta.sop_class_uid,
+            "transfer_syntax_uid": meta.transfer_syntax_uid,
+            "instance_number": meta.instance_number,
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "storage_key": stored.key,
+            "calling_aet": node.aet,
+            "node_id": node.id,
+            "received_at": utcnow(),
+        },
+    ).scalar()
+    if new_id is not None:
+        _audit_study(state, meta, study_id)
+        state.stored[meta.study_instance_uid] = state.stored.get(meta.study_instance_uid, 0) + 1
+        return IngestResult(STORED, new_id)
+    existing = s.execute(
+        select(Instance.id, Instance.sha256).where(
+            Instance.institution_id == node.institution_id, Instance.sop_instance_uid == meta.sop_instance_uid
+        )
+    ).one()
+    if existing.sha256 == stored.sha256:
+        _audit_study(state, meta, study_id)
+        return IngestResult(DUPLICATE, existing.id)
+    conflict = InstanceConflict(
+        institution_id=node.institution_id,
+        instance_id=existing.id,
+        sop_instance_uid=meta.sop_instance_uid,
+        sop_class_uid=meta.sop_class_uid,
+        transfer_syntax_uid=meta.transfer_syntax_uid,
+        size=stored.size,
+        sha256=stored.sha256,
+        storage_key=stored.key,
+        calling_aet=node.aet,
+        node_id=node.id,
+    )
+    s.add(conflict)
+    s.flush()
+    audit.record(
+        node.actor(state.ip),
+        "dicom_instance_conflict",
+        outcome="failure",
+        object_type="dicom_instance",
+        object_id=existing.id,
+        reason="同一 SOP 实例 UID 的内容不同，已另存待核对",
+        details={"conflict_id": conflict.id, "sop_instance_uid": meta.sop_instance_uid, "sha256": stored.sha256},
+    )
+    return IngestResult(CONFLICT, existing.id, conflict.id)
+
+
+def _audit_study(state: AssociationState, meta: InstanceMeta, study_id: int) -> None:
+    uid = meta.study_instance_uid
+    if uid in state.audited:
+        return
+    state.audited.add(uid)
+    audit.record(
+        state.node.actor(state.ip),
+        "dicom_instances_stored",
+        object_type="dicom_study",
+        object_id=study_id,
+        patient_id=meta.patient_id[:64] or None,
+        details={
+            "study_instance_uid": uid,
+            "calling_aet": state.node.aet,
+            "dicom_event": "110104",
+        },
+    )
+
+
+def record_store_failure(state: AssociationState, reason: str, details: dict[str, Any]) -> None:
+    """A refused instance (bad UID, mismatch, no space): audited as a failure (REQ: DSEC-04, DSEC-10)."""
+    audit.record(
+        state.node.actor(state.ip),
+        "dicom_store_failed",
+        outcome="failure",
+        object_type="dicom_node",
+        object_id=state.node.id,
+        reason=reason,
+        details=details,
+    )
+
+
+def referenced_keys(keys: list[str]) -> set[str]:
+    """The subset of storage keys that an instance or conflict row names (for the store's sweeper)."""
+    s = uow.session()
+    found = set(s.execute(select(Instance.storage_key).where(Instance.storage_key.in_(keys))).scalars())
+    found |= set(
+        s.execute(select(InstanceConflict.storage_key).where(InstanceConflict.storage_key.in_(keys))).scalars()
+    )
+    return found
+
+
+def sweep_store(actor: Actor, store: ObjectStore, older_than_min: int) -> int:
+    """Remove orphan files (no instance or conflict row) and stale temp files older than the limit (REQ: DSEC-05).
+
+    Each batch of keys is checked against the index in the current unit of work. Audited when anything was removed.
+    """
+    removed = store.sweep(referenced_keys, older_than_s=older_than_min * 60)
+    if removed:
+        audit.record(actor, "dicom_orphans_swept", details={"removed": removed, "older_than_min": older_than_min})
+    return removed

@@ -1,0 +1,115 @@
+"""The object store (content keys, durability, sweeper) and UID validation, without a network (REQ: DSEC-04/05)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.imaging.storage import ObjectStore, StorageFull, key_for
+from engine.imaging.uids import normalise_uid
+
+# SECURITY.md §C1 "UIDs": each must be refused.
+BAD_UIDS = [
+    "../../../../tmp/pwned",
+    "/etc/cron.d/x",
+    "1.2.3/../x",
+    "1" * 65,
+    "1.2.abc",
+    "1.02.3",
+    "1..2",
+    "1.2.",
+    "",
+    "1.2\x003",
+    "１.２",
+    "١.٢",
+    ".1.2",
+]
+
+
+@pytest.mark.parametrize("uid", BAD_UIDS)
+def test_dsec04_bad_uid_refused(uid: str) -> None:
+    assert normalise_uid(uid) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1.2.3", "1.2.3"), ("1.2.3\x00", "1.2.3"), ("1.2.3 ", "1.2.3"), ("0.1.0", "0.1.0"), ("1" * 64, "1" * 64)],
+)
+def test_dsec04_padding_normalised_not_rejected(raw: str, expected: str) -> None:
+    assert normalise_uid(raw) == expected
+
+
+def test_dsec04_store_keys_are_digests_only(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "dicom")
+    obj = store.write_stream([b"abc", b"def"])
+    assert obj.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+    assert obj.key == key_for(obj.sha256) == f"{obj.sha256[:2]}/{obj.sha256}"
+    assert store.path(obj.key).read_bytes() == b"abcdef"
+    for bad in ["../x", "ab/../../etc/passwd", "/etc/passwd", "ab/" + "0" * 63, "ab/cd/" + "0" * 64]:
+        with pytest.raises(ValueError, match="key"):
+            store.path(bad)
+
+
+def test_dsec05_adopt_renames_received_file_and_is_idempotent(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "dicom")
+    first = store.tmp_dir / "a.part"
+    first.write_bytes(b"x" * 1000)
+    obj = store.adopt(first)
+    assert not first.exists()
+    assert store.verify(obj.key, obj.sha256)
+    assert obj.size == 1000
+    again = store.tmp_dir / "b.part"
+    again.write_bytes(b"x" * 1000)
+    assert store.adopt(again) == obj  # identical content → the same key, nothing new
+    assert list(store.tmp_dir.iterdir()) == []
+    elsewhere = tmp_path / "outside.bin"  # another directory (maybe another filesystem): copied, then removed
+    elsewhere.write_bytes(b"y" * 10)
+    obj2 = store.adopt(elsewhere)
+    assert store.path(obj2.key).read_bytes() == b"y" * 10
+    assert not elsewhere.exists()
+
+
+def test_cry04_verify_detects_a_flipped_byte(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "dicom")
+    obj = store.write_stream([b"0123456789"])
+    path = store.path(obj.key)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[3] ^= 1
+    path.write_bytes(bytes(data))
+    assert not store.verify(obj.key, obj.sha256)
+
+
+def test_dsec05_sweeper_removes_only_old_orphans_and_temp_files(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "dicom")
+    kept = store.write_stream([b"indexed"])
+    orphan = store.write_stream([b"orphan"])
+    young_orphan = store.write_stream([b"young"])
+    stale_tmp = store.tmp_dir / "in-stale.part"
+    stale_tmp.write_bytes(b"half")
+    old = time.time() - 3600
+    for p in (store.path(kept.key), store.path(orphan.key), stale_tmp):
+        os.utime(p, (old, old))
+    asked: list[str] = []
+
+    def referenced(keys: list[str]) -> set[str]:
+        asked.extend(keys)
+        return {k for k in keys if k == kept.key}
+
+    assert store.sweep(referenced, older_than_s=600) == 2
+    assert store.exists(kept.key)
+    assert not store.exists(orphan.key)
+    assert store.exists(young_orphan.key)  # may be a row being committed right now
+    assert not stale_tmp.exists()
+    assert young_orphan.key not in asked
+
+
+def test_rel01_check_space(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "dicom")
+    store.check_space(100.1)
+    with pytest.raises(StorageFull):
+        store.check_space(0.0)
