@@ -328,9 +328,34 @@ def store(peer: Peer, dirs: list[Path], timeout: float = 3600) -> dict[str, Any]
     ]
     outs = [p.communicate(timeout=timeout)[1] for p in procs]
     seconds = time.perf_counter() - t0
-    ok = sum(o.count("Received Store Response (Success)") for o in outs)
+    acked: set[str] = set()
+    for o in outs:
+        current = ""
+        for ln in o.splitlines():
+            if ln.startswith("I: Sending file: "):
+                current = ln[len("I: Sending file: ") :]
+            elif ln.startswith("I: Received Store Response (Success)"):
+                acked.add(current)
     bad = [ln for o in outs for ln in o.splitlines() if ln.startswith(("E:", "F:", "W:"))]
-    return {"seconds": seconds, "ok": ok, "rc": [p.returncode for p in procs], "errors": bad[:5]}
+    return {"seconds": seconds, "ok": len(acked), "acked": acked, "rc": [p.returncode for p in procs], "errors": bad}
+
+
+def store_missing(peer: Peer, dirs: list[Path], acked: set[str], scratch: Path, tries: int = 3) -> tuple[int, int]:
+    """Resend (untimed, 1 association) what `peer` did not acknowledge; returns (resent, still missing)."""
+    missing = [f for d in dirs for f in sorted(d.iterdir()) if str(f) not in acked]
+    resent = len(missing)
+    for attempt in range(tries):
+        if not missing:
+            break
+        retry = scratch / f"retry-{peer.name}-{attempt}"
+        retry.mkdir(parents=True)
+        for f in missing:
+            os.link(f, retry / f.name)
+        res = store(peer, [retry])
+        log(f"  {peer.name}: resent {len(missing)}, acked {res['ok']}; first errors {res['errors'][:3]}")
+        missing = [f for f in missing if str(retry / f.name) not in res["acked"]]
+        shutil.rmtree(retry)
+    return resent, len(missing)
 
 
 def findscu(peer: Peer, query: dict[str, str]) -> tuple[float, int, bool]:
@@ -419,6 +444,7 @@ def echo_wall(peer: Peer, n: int) -> float:
 def throughput(runs: list[dict[str, Any]], count: int, nbytes: int) -> dict[str, Any]:
     secs = [x["seconds"] for x in runs]
     med = statistics.median(secs)
+    errors = [e for x in runs for e in x["errors"]]
     return {
         "instances": count,
         "mb": round(nbytes / 1e6, 1),
@@ -426,6 +452,7 @@ def throughput(runs: list[dict[str, Any]], count: int, nbytes: int) -> dict[str,
         "instances_per_s": round(count / med, 1),
         "mb_per_s": round(nbytes / 1e6 / med, 1),
         "all_acked": all(x["ok"] == count for x in runs),
+        **({"first_errors": errors[:5]} if errors else {}),
     }
 
 
@@ -483,7 +510,7 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                     n = sizes[scenario][0]
                     log(
                         f"  {scenario:8s} {peer.name:8s} {res['seconds']:7.2f}s {n / res['seconds']:7.1f} inst/s "
-                        f"acked {res['ok']}/{n} rc={res['rc']} {res['errors'][:2] if res['errors'] else ''}"
+                        f"acked {res['ok']}/{n} rc={res['rc']} {res['errors'][:2]}"
                     )
             shutil.rmtree(data)
         for peer in peers:
@@ -575,8 +602,11 @@ def find_section(peers: list[Peer], args: argparse.Namespace, shared: Path) -> d
     out: dict[str, Any] = {}
     for peer in peers:
         res = store(peer, dirs)
-        log(f"  load {n} studies into {peer.name}: {res['seconds']:.1f}s acked {res['ok']}/{n}")
+        log(f"  load {n} studies into {peer.name}: {res['seconds']:.1f}s acked {res['ok']}/{n} {res['errors'][:3]}")
         out[peer.name] = {"load": throughput([res], n, nbytes)}
+        if res["ok"] < n:  # C-FIND must search the same studies in both archives
+            resent, lost = store_missing(peer, dirs, res["acked"], studies)
+            out[peer.name]["load"].update(resent=resent, missing=lost, first_errors=res["errors"][:5])
     queries = list(dicom_data.find_queries(args.queries))
     # In-association query latency (pynetdicom SCU, one association per archive, TCP_NODELAY set).
     in_assoc = pynetdicom_find(peers, queries)
