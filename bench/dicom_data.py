@@ -188,13 +188,13 @@ def write_find_studies(out: Path, count: int, chunks: int = 4, seed: int = 20260
 
 
 def find_queries(count: int, seed: int = 99) -> Iterator[dict[str, str]]:
-    """STUDY-level queries: a surname wildcard and a one-year StudyDate range (≈ 25–60 matches at 10,000 studies)."""
+    """STUDY-level queries: a surname wildcard and a one-year StudyDate range (≈ 35–65 matches at 10,000 studies)."""
     rng = random.Random(seed)
     for _ in range(count):
         start = FIRST_DATE + timedelta(days=rng.randrange(DATE_SPAN_DAYS - 365))
         end = start + timedelta(days=364)
         yield {
-            "PatientName": rng.choice(SURNAMES) + "*",
+            "PatientName": rng.choice(SURNAMES) + "^*",  # "LI^*", not "LI*" (which also matches LIU, LIN)
             "StudyDate": f"{start:%Y%m%d}-{end:%Y%m%d}",
         }
 
