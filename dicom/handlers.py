@@ -11,6 +11,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ class Context:
     disk_full_percent: float
     conflict_status: int
     find_limit: int
+    sealer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="dicom-seal"))
 
 
 def _text(value: Any) -> str:
@@ -252,15 +254,25 @@ def handle_store(event: Event, ctx: Context) -> int:
     """Storage (PS3.4 B): validate, make durable, index, then — only then — answer success (REQ: DSEC-04/05/06)."""
     state = _state(event)
     req = event.request
-    path = Path(event.dataset_path)
+    received = getattr(req, "_telerad_received", None)  # dicom/fastpath.py: (path, sha256, size) when streamed
+    path = Path(received[0]) if received else Path(event.dataset_path)
     try:
         if not state.node.allows("store"):
             _refuse_op(ctx, state, "store")
             return status.REFUSED_NOT_AUTHORIZED
+        # Hash + fsync the received file in a helper thread while this one parses and validates the header; it
+        # is published under its content key only once valid (REQ: DSEC-04 nothing stored, DSEC-05 durable first).
+        if received:
+            sealing = ctx.sealer.submit(ctx.store.seal, path, received[1], received[2])
+        else:
+            sealing = ctx.sealer.submit(ctx.store.seal, path)
         try:
-            meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
-            ctx.store.check_space(ctx.disk_full_percent)
-            stored = ctx.store.adopt(path)
+            try:
+                meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
+                ctx.store.check_space(ctx.disk_full_percent)
+            finally:
+                digest, size = sealing.result()
+            stored = ctx.store.publish(path, digest, size)
         except InvalidInstance as exc:
             with ctx.app.app_context(), uow.unit_of_work():
                 services.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import ssl
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -107,6 +108,10 @@ def configure_pynetdicom() -> None:
     # failure status instead of an aborted association); pydicom only reads here, so its per-value validation
     # warnings are noise on the hot path.
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    # Each association is a pipeline of threads (DUL receiver, association reactor, sealer) handing work over
+    # with syscalls; with the default 5 ms switch interval a thread returning from a syscall can wait that long
+    # for the GIL. A short interval bounds the hand-over latency.
+    sys.setswitchinterval(float(os.environ.get("TELERAD_DICOM_SWITCH_INTERVAL", "0.0005")))
 
 
 def build_ae(settings: config.Settings) -> AE:
@@ -154,6 +159,7 @@ class Running:
         for srv in self.servers:
             srv.shutdown()
         self.ae.shutdown()
+        self.ctx.sealer.shutdown(wait=True)
 
 
 def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: config.Settings, **kw: Any) -> TeleradServer:
@@ -165,6 +171,7 @@ def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: confi
         evt_handlers=handlers.bind(ctx),
         max_pdu=settings.dicom_max_pdu,
         on_association_end=lambda assoc: handlers.on_association_end(ctx, assoc),
+        rx_dir=str(ctx.store.tmp_dir),
         **kw,
     )
     ae._servers.append(srv)

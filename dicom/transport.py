@@ -32,6 +32,8 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from dicom.fastpath import StreamingDIMSE
+
 PDU_HEADER = 6
 # A PDU may carry a little more than max_pdu (the PDV headers); anything beyond this is a lie or an attack.
 PDU_SLACK = 1024
@@ -183,9 +185,13 @@ class FastSocket(AssociationSocket):
 class FastAssociation(Association):
     """Acceptor association with the event-driven DUL and a reactor that waits on the DIMSE queue."""
 
-    def __init__(self, ae: Any, mode: str, on_end: Callable[[Association], None] | None = None) -> None:
+    def __init__(
+        self, ae: Any, mode: str, on_end: Callable[[Association], None] | None = None, rx_dir: str | None = None
+    ) -> None:
         super().__init__(ae, mode)
         self.dul = FastDUL(self)
+        if rx_dir is not None:
+            self.dimse = StreamingDIMSE(self, rx_dir)
         self.acse_timeout = ae.acse_timeout  # the setter arms the new DUL's ARTIM timer (PS3.8 9.1.5)
         self._on_end = on_end
         self.telerad: Any = None  # per-association state set by dicom/handlers.py
@@ -250,7 +256,7 @@ class FastRequestHandler(RequestHandler):
     def _create_association(self) -> Association:
         ae = self.ae
         srv = self.server
-        assoc = FastAssociation(ae, MODE_ACCEPTOR, on_end=srv.on_association_end)
+        assoc = FastAssociation(ae, MODE_ACCEPTOR, on_end=srv.on_association_end, rx_dir=srv.rx_dir)
         assoc._server = srv
         assoc.name = f"AcceptorThread@{threading.get_ident()}"
         sock = FastSocket(assoc, self.request, srv.max_pdu)  # type: ignore[arg-type]
@@ -283,9 +289,11 @@ class TeleradServer(ThreadedAssociationServer):
         reuse_port: bool = False,
         max_pdu: int = 262144,
         on_association_end: Callable[[Association], None] | None = None,
+        rx_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.reuse_port = reuse_port
+        self.rx_dir = rx_dir
         self.max_pdu = max_pdu
         self._on_end = on_association_end
         kwargs.setdefault("request_handler", FastRequestHandler)

@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import audit, uow
 from engine.accounts.models import Institution
 from engine.actor import Actor
-from engine.db import utcnow
+from engine.db import UTCDateTime, utcnow
 from engine.errors import NotFound, ValidationFailed
 from engine.imaging.models import NODE_OPERATIONS, DicomNode, Instance, InstanceConflict, Series, Study
 from engine.imaging.storage import ObjectStore, StoredObject
@@ -458,22 +458,16 @@ def _series_id(s: Session, state: AssociationState, meta: InstanceMeta, study_id
     return found
 
 
-_STATEMENTS: dict[str, Any] = {}
-
-
-def _instance_insert(s: Session) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect so its compiled form is cached."""
-    name = s.get_bind().dialect.name
-    stmt = _STATEMENTS.get(name)
-    if stmt is None:
-        table = Instance.__table__
-        stmt = (
-            _insert(s)(table)
-            .on_conflict_do_nothing(index_elements=["institution_id", "sop_instance_uid"])
-            .returning(table.c.id)
-        )
-        _STATEMENTS[name] = stmt
-    return stmt
+# One textual statement, valid on SQLite (≥ 3.35) and PostgreSQL alike, so its compiled form is cached: the
+# dialect-specific insert() constructs with on_conflict_do_nothing() carry no cache key and were compiled for every
+# instance (measured: ~0.4 ms of ~4 ms per instance).
+_INSTANCE_INSERT = text(
+    "INSERT INTO dicom_instance (institution_id, study_id, series_id, sop_instance_uid, sop_class_uid, "
+    "transfer_syntax_uid, instance_number, size, sha256, storage_key, calling_aet, node_id, received_at) "
+    "VALUES (:institution_id, :study_id, :series_id, :sop_instance_uid, :sop_class_uid, :transfer_syntax_uid, "
+    ":instance_number, :size, :sha256, :storage_key, :calling_aet, :node_id, :received_at) "
+    "ON CONFLICT (institution_id, sop_instance_uid) DO NOTHING RETURNING id"
+).bindparams(bindparam("received_at", type_=UTCDateTime()))
 
 
 def ingest_instance(state: AssociationState, stored: StoredObject, meta: InstanceMeta) -> IngestResult:
@@ -490,7 +484,7 @@ def ingest_instance(state: AssociationState, stored: StoredObject, meta: Instanc
     study_id = _study_id(s, state, meta)
     series_id = _series_id(s, state, meta, study_id)
     new_id = s.execute(
-        _instance_insert(s),
+        _INSTANCE_INSERT,
         {
             "institution_id": node.institution_id,
             "study_id": study_id,

@@ -127,30 +127,57 @@ class ObjectStore:
             tmp.unlink(missing_ok=True)
             raise
 
+    def seal(self, src: Path, digest: str | None = None, size: int | None = None) -> tuple[str, int]:
+        """Hash and fsync a received file in `tmp_dir` (it is still in the page cache); returns (sha256, size).
+
+        When the receiver already hashed the bytes while writing them, pass `digest` and `size`: only the fsync
+        remains. The file stays in `tmp_dir`: `publish` moves it under its key once the caller has validated it.
+        The SCP runs this in a helper thread while it parses the header (hashlib and fsync release the GIL).
+        """
+        if digest is not None and size is not None:
+            fd = os.open(src, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return digest, size
+        h = hashlib.sha256()
+        size = 0
+        with Path(src).open("rb") as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                size += len(chunk)
+            os.fsync(fh.fileno())
+        return h.hexdigest(), size
+
+    def publish(self, src: Path, digest: str, size: int) -> StoredObject:
+        """Rename a sealed file from `tmp_dir` into its content key and fsync the directory (the file is consumed)."""
+        src = Path(src)
+        if src.parent != self.tmp_dir:
+            raise ValueError("only files received into the store's tmp_dir can be published")
+        try:
+            return self._publish(src, digest, size)
+        except BaseException:
+            src.unlink(missing_ok=True)
+            raise
+
     def adopt(self, src: Path, offset: int = 0) -> StoredObject:
         """Make a received file durable under its content key (the file is consumed).
 
-        The file is hashed (it is still in the page cache), fsynced and renamed when it is on the store's filesystem
-        (the SCP receives into `tmp_dir`); elsewhere it is copied through `write_stream`. `offset` skips a prefix
-        that is not part of the object.
+        A file in `tmp_dir` (where the SCP receives) is sealed and renamed; elsewhere it is copied through
+        `write_stream`. `offset` skips a prefix that is not part of the object.
         """
         src = Path(src)
         if offset == 0 and src.parent == self.tmp_dir:
-            h = hashlib.sha256()
-            with src.open("rb") as fh:
-                size = 0
-                while True:
-                    chunk = fh.read(_CHUNK)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    size += len(chunk)
-                os.fsync(fh.fileno())
             try:
-                return self._publish(src, h.hexdigest(), size)
+                digest, size = self.seal(src)
             except BaseException:
                 src.unlink(missing_ok=True)
                 raise
+            return self.publish(src, digest, size)
         try:
             with src.open("rb") as fh:
                 fh.seek(offset)

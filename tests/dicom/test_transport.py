@@ -25,6 +25,10 @@ def test_pinned_pynetdicom_version_and_internals() -> None:
     assert "_run_loop_delay" in DULServiceProvider.__init__.__code__.co_names
     assert "to_provider_queue" in DULServiceProvider.__init__.__code__.co_names
     assert "_run_reactor" in Association.__dict__
+    # dicom/fastpath.py: messages become primitives through message_to_primitive, which copies _data_set_path.
+    from pynetdicom.dimse_messages import DIMSEMessage
+
+    assert "_data_set_path" in DIMSEMessage.message_to_primitive.__code__.co_names
     assert "run_reactor" in Association.__dict__
 
 
@@ -72,3 +76,55 @@ def test_idle_association_thread_blocks_instead_of_polling(app: Flask, scp: Runn
         assert threading.active_count() < 50
     finally:
         assoc.release()
+
+
+def test_fastpath_response_command_set_decodes_as_pynetdicom_would() -> None:
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import decode
+
+    from dicom.fastpath import store_response_pdata
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 7
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    rsp.AffectedSOPInstanceUID = "1.2.3.45"
+    rsp.Status = 0xA700
+    (context_id, pdv) = store_response_pdata(rsp, 5).presentation_data_value_list[0]
+    assert context_id == 5
+    assert pdv[0] == 0x03  # command, last fragment
+    cs = decode(BytesIO(pdv[1:]), True, True)
+    assert cs.CommandGroupLength == len(pdv) - 1 - 12
+    assert (cs.CommandField, cs.MessageIDBeingRespondedTo, cs.CommandDataSetType) == (0x8001, 7, 0x0101)
+    assert (cs.Status, cs.AffectedSOPClassUID, cs.AffectedSOPInstanceUID) == (
+        0xA700,
+        rsp.AffectedSOPClassUID,
+        "1.2.3.45",
+    )
+
+
+def test_fastpath_stored_file_meta_and_digest(app: Flask, scp: Running, modality: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from pydicom import dcmread
+    from sqlalchemy import select
+
+    from engine.imaging.models import Instance
+    from tests.dicom import synthetic
+    from tests.dicom.conftest import rows, store
+
+    src = synthetic.ct(tmp_path / "a.dcm")
+    assert store(scp.port, modality, [src]) == [status.SUCCESS]
+    key, digest, size = rows(app, select(Instance.storage_key, Instance.sha256, Instance.size))[0]
+    path = scp.ctx.store.path(key)
+    raw = path.read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == digest  # hashed while written, equals the file
+    assert len(raw) == size
+    meta = dcmread(path).file_meta
+    ds = dcmread(src)
+    assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    assert meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
+    assert meta.SourceApplicationEntityTitle == modality
+    assert meta.ImplementationVersionName == "TELERAD_1"

@@ -1,0 +1,214 @@
+"""C-STORE fast path for pynetdicom 3.0.4's DIMSE layer: stream the data set to the store, hash while writing.
+
+pynetdicom's chunked receive (STORE_RECV_CHUNKED_DATASET) opens a NamedTemporaryFile, builds and encodes the File
+Meta Information with pydicom, and flushes after every PDV; the handler then re-reads the file to hash it, and every
+C-STORE-RSP command set is encoded through pydicom. Measured on this machine that was ~2 ms of ~5 ms per small
+instance. Here (subclasses only; pinned version, checked by tests/dicom/test_transport.py):
+
+- the received data set is written with `os.write` into a file in the object store's `tmp/` (same filesystem, so
+  the later rename is atomic), behind a hand-encoded preamble + File Meta Information (PS3.10 §7.1), and hashed
+  (SHA-256 of the whole file) while it is written; the handler gets the digest and size with the request;
+- C-STORE-RSP command sets are encoded by hand (PS3.7 §9.3.1.2, implicit VR little endian).
+
+Everything else (C-FIND, C-ECHO, other messages) goes through pynetdicom unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import _MESSAGE_TYPES, C_STORE_RQ, DIMSEMessage
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import decode
+from pynetdicom.pdu_primitives import P_DATA
+
+IMPLEMENTATION_VERSION = b"TELERAD_1"
+
+
+def _explicit(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    return struct.pack("<HH", group, elem) + vr + struct.pack("<H", len(value)) + value
+
+
+def _ui(value: Any, pad: bytes = b"\0") -> bytes:
+    raw = str(value or "").encode("ascii", "replace")[:64]  # validated later; never longer than a UID may be
+    return raw + pad if len(raw) % 2 else raw
+
+
+def file_header(sop_class: Any, sop_instance: Any, transfer_syntax: Any, source_aet: str) -> bytes:
+    """128-byte preamble, "DICM" and the File Meta Information group (explicit VR little endian)."""
+    body = b"".join(
+        [
+            struct.pack("<HH", 0x0002, 0x0001) + b"OB\0\0" + struct.pack("<I", 2) + b"\0\1",
+            _explicit(0x0002, 0x0002, b"UI", _ui(sop_class)),
+            _explicit(0x0002, 0x0003, b"UI", _ui(sop_instance)),
+            _explicit(0x0002, 0x0010, b"UI", _ui(transfer_syntax)),
+            _explicit(0x0002, 0x0012, b"UI", _ui(PYNETDICOM_IMPLEMENTATION_UID)),
+            _explicit(
+                0x0002, 0x0013, b"SH", IMPLEMENTATION_VERSION + (b" " if len(IMPLEMENTATION_VERSION) % 2 else b"")
+            ),
+            _explicit(0x0002, 0x0016, b"AE", _ui(source_aet.strip(), b" ")),
+        ]
+    )
+    group_length = _explicit(0x0002, 0x0000, b"UL", struct.pack("<I", len(body)))
+    return b"\0" * 128 + b"DICM" + group_length + body
+
+
+class ReceivedFile:
+    """The data set of one C-STORE-RQ being written to the store's tmp directory, hashed as it is written."""
+
+    def __init__(self, directory: str, header: bytes) -> None:
+        self.fd, self.path = _mkstemp(directory)
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+        self.write(header)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.sha256.update(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.size += len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+    def discard(self) -> None:
+        self.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _mkstemp(directory: str) -> tuple[int, str]:
+    return tempfile.mkstemp(dir=directory, prefix="rx-", suffix=".dcm")
+
+
+class StreamingMessage(DIMSEMessage):
+    """A DIMSE message being decoded; a C-STORE-RQ data set goes straight to a ReceivedFile (PS3.8 Annex E)."""
+
+    def __init__(self, directory: str) -> None:  # not super(): DIMSEMessage's init keys on the class name
+        self.context_id: int | None = None
+        self.encoded_command_set = BytesIO()
+        self.data_set: BytesIO | None = BytesIO()
+        self.command_set = Dataset()
+        self._data_set_path: Any = None
+        self._data_set_file: Any = None
+        self._directory = directory
+        self._target: type[DIMSEMessage] | None = None
+        self.received: ReceivedFile | None = None
+
+    def decode_msg(self, primitive: P_DATA, assoc: Any = None) -> bool:
+        for context_id, data in primitive.presentation_data_value_list:
+            control = data[0]
+            if control & 1:  # command fragment
+                self.encoded_command_set.write(data[1:])
+                if control & 2:
+                    self.context_id = context_id
+                    self.command_set = decode(self.encoded_command_set, True, True)
+                    self._target = _MESSAGE_TYPES[int(self.command_set.CommandField)][1]
+                    if self.command_set.CommandDataSetType == 0x0101:
+                        self.__class__ = self._target
+                        return True
+                    if self._target is C_STORE_RQ:
+                        cs = self.command_set
+                        cx = assoc._accepted_cx[context_id]
+                        header = file_header(
+                            cs.AffectedSOPClassUID,
+                            cs.AffectedSOPInstanceUID,
+                            cx.transfer_syntax[0],
+                            str(assoc.requestor.ae_title),
+                        )
+                        self.received = ReceivedFile(self._directory, header)
+                        self._data_set_path = self.received.path
+            else:  # data set fragment
+                if self.received is not None:
+                    self.received.write(memoryview(data)[1:])
+                else:
+                    self.data_set.write(data[1:])  # type: ignore[union-attr]
+                if control & 2:
+                    if self.received is not None:
+                        self.received.close()
+                    if self._target is None:
+                        raise ValueError("data set received before its command set")
+                    self.__class__ = self._target
+                    return True
+        return False
+
+
+class StreamingDIMSE(DIMSEServiceProvider):
+    """DIMSE provider using StreamingMessage for received messages and hand-encoded C-STORE responses."""
+
+    def __init__(self, assoc: Any, directory: str) -> None:
+        super().__init__(assoc)
+        self._directory = directory
+
+    def receive_primitive(self, primitive: P_DATA) -> None:
+        if self.message is None:
+            self.message = StreamingMessage(self._directory)
+        message = self.message
+        try:
+            complete = message.decode_msg(primitive, self.assoc)
+        except Exception:
+            received = getattr(message, "received", None)
+            if received is not None:
+                received.discard()
+            raise
+        if not complete:
+            return
+        received = getattr(message, "received", None)
+        self.message = None
+        context_id = int(message.context_id or 0)
+        try:
+            d_primitive = message.message_to_primitive()
+        except Exception:
+            if received is not None:
+                received.discard()
+            self.dul.event_queue.put("Evt19")
+            return
+        if received is not None:
+            d_primitive._telerad_received = (received.path, received.sha256.hexdigest(), received.size)
+        if d_primitive.__class__.__name__ == "C_CANCEL" and len(self.cancel_req) < 10:
+            self.cancel_req[int(d_primitive.MessageIDBeingRespondedTo)] = d_primitive  # type: ignore[arg-type]
+            return
+        self.msg_queue.put((context_id, d_primitive))  # type: ignore[arg-type]
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
+            self.dul.send_pdu(store_response_pdata(primitive, context_id))
+            return
+        super().send_msg(primitive, context_id)
+
+
+def _implicit(elem: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0x0000, elem, len(value)) + value
+
+
+def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
+    """The C-STORE-RSP command set (PS3.7 Table 9.3-2) in one last-fragment command PDV."""
+    body = b"".join(
+        [
+            _implicit(0x0002, _ui(rsp.AffectedSOPClassUID)),
+            _implicit(0x0100, struct.pack("<H", 0x8001)),
+            _implicit(0x0120, struct.pack("<H", int(rsp.MessageIDBeingRespondedTo or 0))),
+            _implicit(0x0800, struct.pack("<H", 0x0101)),
+            _implicit(0x0900, struct.pack("<H", int(rsp.Status or 0))),
+            _implicit(0x1000, _ui(rsp.AffectedSOPInstanceUID)),
+        ]
+    )
+    command = _implicit(0x0000, struct.pack("<I", len(body))) + body
+    pdata = P_DATA()
+    pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
+    return pdata
