@@ -13,7 +13,6 @@ import os
 import signal
 import ssl
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,12 +183,11 @@ def start(
 ) -> Running:
     """Start the SCP in this process (non-blocking; the listeners run in daemon threads).
 
-    `port=0` picks a free port (tests). The object store's temp directory becomes the process's temp directory so
-    pynetdicom's chunked receive writes on the store's filesystem and the final rename is atomic.
+    `port=0` picks a free port (tests). Received data sets are written into the object store's `tmp/` (same
+    filesystem, so the final rename is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()
     store = ObjectStore(settings.storage_dir / "dicom")
-    tempfile.tempdir = str(store.tmp_dir)
     ae = build_ae(settings)
     ctx = handlers.Context(
         app=app,

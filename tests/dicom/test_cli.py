@@ -1,0 +1,93 @@
+"""The fixed CLI interface (issue 4): `telerad dicom node add|list` and `telerad dicom --processes N` serving on one
+port (SO_REUSEPORT), as real subprocesses against the per-test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import select
+
+from dicom import status
+from engine import config
+from engine.imaging.models import DicomNode, Instance
+from tests.conftest import TEST_SECRET
+from tests.dicom import synthetic
+from tests.dicom.conftest import count, echo_ok, rows, store
+
+TELERAD = Path(sys.executable).with_name("telerad")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(settings: config.Settings, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TELERAD_MODE": "test",
+        "TELERAD_INSTANCE_DIR": str(settings.instance_dir),
+        "TELERAD_STORAGE_DIR": str(settings.storage_dir),
+        "TELERAD_DATABASE_URL": settings.database_url,
+        "TELERAD_SECRET_KEY": TEST_SECRET,
+        "TELERAD_DICOM_PORT": str(port),
+        "TELERAD_DICOM_HOST": "127.0.0.1",
+    }
+
+
+def test_img02_node_add_and_list(app: Flask, settings: config.Settings) -> None:
+    env = _env(settings, _free_port())
+    fp = "AB:" * 31 + "AB"
+    res = subprocess.run(
+        [str(TELERAD), "dicom", "node", "add", "--aet", "CT01", "--host", "10.1.2.3", "--port", "104",
+         "--institution", "M02", "--allow", "echo,store,find", "--tls", "--cert-fingerprint", fp],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    cols = (DicomNode.aet, DicomNode.host, DicomNode.port, DicomNode.allowed_ops, DicomNode.tls_required)
+    node = rows(app, select(*cols, DicomNode.cert_fingerprint))[0]
+    assert tuple(node) == ("CT01", "10.1.2.3", 104, "echo,store,find", True, "ab" * 32)
+    listed = subprocess.run([str(TELERAD), "dicom", "node", "list"], env=env, capture_output=True, text=True)
+    for text in ("CT01", "M02", "echo,store,find"):
+        assert text in listed.stdout
+    bad = subprocess.run(
+        [str(TELERAD), "dicom", "node", "add", "--aet", "X", "--host", "h", "--institution", "M02", "--allow", "rm"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "未知的操作" in bad.stderr
+
+
+def test_dicom_serves_with_several_processes_on_one_port(app: Flask, settings: config.Settings, tmp_path: Path) -> None:
+    port = _free_port()
+    env = _env(settings, port)
+    subprocess.run(
+        [str(TELERAD), "dicom", "node", "add", "--aet", "MODALITY1", "--host", "127.0.0.1", "--institution", "M01"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    proc = subprocess.Popen([str(TELERAD), "dicom", "--processes", "2"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not echo_ok(port, "MODALITY1"):
+            assert time.monotonic() < deadline, "SCP did not start"
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.3)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2  # two receiver processes share the port
+        files = [synthetic.ct(tmp_path / f"{i}.dcm") for i in range(6)]
+        for f in files:  # one association each: the kernel spreads them over both receivers
+            assert store(port, "MODALITY1", [f]) == [status.SUCCESS]
+        assert count(app, Instance) == 6
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
