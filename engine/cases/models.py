@@ -28,6 +28,7 @@ from engine.workflow.models import ProcessDeployment
 # UX.md R2: the fixed exam status set, in display order, with Chinese labels.
 EXAM_STATUSES: dict[str, str] = {
     "registered": "已登记",
+    "in_progress": "检查中",  # REQ: DCM-05 — MPPS IN PROGRESS from the modality
     "examined": "已检查",
     "awaiting": "待诊断",
     "preliminary": "初步报告",
@@ -41,7 +42,10 @@ EXAM_STATUSES: dict[str, str] = {
 
 # Legal transitions; anything else is refused (you cannot report before images arrive, nor review before a report).
 EXAM_TRANSITIONS: dict[str, frozenset[str]] = {
-    "registered": frozenset({"examined"}),
+    # REQ: DCM-05: MPPS N-CREATE → 检查中, N-SET COMPLETED → 已检查, DISCONTINUED → back to 已登记; images
+    # matched to a registered exam (IMG-06) still move it straight to 已检查.
+    "registered": frozenset({"in_progress", "examined"}),
+    "in_progress": frozenset({"examined", "registered"}),
     "examined": frozenset({"awaiting"}),
     "awaiting": frozenset({"preliminary"}),
     "preliminary": frozenset({"pending_review", "review_rejected"}),
@@ -78,6 +82,8 @@ class Exam(Base):
     """One imaging exam (检查) with its status (UX.md R2)."""
 
     __tablename__ = "exam"
+    # The Modality Worklist reads registered exams of one institution by scheduled time (REQ: DCM-05).
+    __table_args__ = (Index("ix_exam_inst_status_time", "institution_id", "status", "exam_time"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
@@ -89,6 +95,8 @@ class Exam(Base):
     exam_item: Mapped[str] = mapped_column(String(128))
     exam_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(32), default="registered")
+    # Modality Worklist: the AE title of the modality the exam is scheduled on (ScheduledStationAETitle).
+    scheduled_station_aet: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
