@@ -22,9 +22,10 @@ from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
 from pynetdicom.presentation import PresentationContext, build_context
 
-from dicom import handlers
+from dicom import handlers, tls
 from dicom.transport import TeleradServer
-from engine import config
+from engine import config, uow
+from engine.imaging import services
 from engine.imaging.storage import ObjectStore
 
 log = logging.getLogger("telerad.dicom")
@@ -128,18 +129,9 @@ def build_ae(settings: config.Settings) -> AE:
 
 def tls_context(settings: config.Settings) -> ssl.SSLContext | None:
     """Server TLS for member-hospital links (REQ: CRY-02, CLOUD-03): TLS ≥ 1.2 and a client certificate from the
-    configured CA; the certificate's fingerprint is then bound to the device (handlers.handle_requested)."""
-    cert = settings.extra.get("dicom_tls_cert") or os.environ.get("TELERAD_DICOM_TLS_CERT")
-    key = settings.extra.get("dicom_tls_key") or os.environ.get("TELERAD_DICOM_TLS_KEY")
-    ca = settings.extra.get("dicom_tls_ca") or os.environ.get("TELERAD_DICOM_TLS_CA")
-    if not (settings.dicom_tls_port and cert and key and ca):
-        return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_cert_chain(cert, key)
-    ctx.load_verify_locations(ca)
-    return ctx
+    configured CA; the certificate's fingerprint is then bound to the device (handlers.handle_requested).
+    See dicom/tls.py; a TLS port without certificate, key and CA refuses to start."""
+    return tls.server_context(settings)
 
 
 @dataclass
@@ -162,7 +154,7 @@ class Running:
 
 
 def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: config.Settings, **kw: Any) -> TeleradServer:
-    srv = TeleradServer(
+    srv = tls.GuardedServer(  # TLS handshake off the accept loop, plain-port networks (REQ: CRY-02)
         ae,
         (host, port),
         settings.dicom_aet,
@@ -174,6 +166,12 @@ def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: confi
         **kw,
     )
     ae._servers.append(srv)
+def _audit_refused(ctx: handlers.Context, ip: str, code: str, reason: str, details: dict[str, Any]) -> None:
+    """A connection refused before any association (TLS handshake, plain-port network): a security alert."""
+    with ctx.app.app_context(), uow.unit_of_work():
+        services.record_rejection("", ip, reason, {**details, "code": code})
+
+
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="dicom-server").start()
     return srv
 
@@ -184,6 +182,8 @@ def start(
     """Start the SCP in this process (non-blocking; the listeners run in daemon threads).
 
     `port=0` picks a free port (tests). Received data sets are written into the object store's `tmp/` (same
+        allowed_networks=tls.parse_networks(settings.dicom_plain_networks),
+        on_refused=lambda ip, code, reason, details: _audit_refused(ctx, ip, code, reason, details),
     filesystem, so the final rename is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()

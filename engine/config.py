@@ -58,6 +58,13 @@ class Settings:
     # DICOM SCP (REQ: DSEC-07): limits and timeouts are set deliberately, never pynetdicom's defaults.
     dicom_host: str = "0.0.0.0"  # noqa: S104 - modalities connect from the hospital network; TLS/VPN per CRY-02
     dicom_tls_port: int = 0  # 0 = no TLS listener
+    # DICOM TLS (REQ: CRY-02, CLOUD-03): server certificate + key, and the CA whose client certificates are accepted.
+    dicom_tls_cert: str = ""
+    dicom_tls_key: str = ""
+    dicom_tls_ca: str = ""
+    # Source networks allowed on the plain (non-TLS) port, comma-separated CIDRs; empty = any (CRY-02: restrict the
+    # plain port to localhost/VPN, e.g. "127.0.0.0/8,::1/128,10.8.0.0/16").
+    dicom_plain_networks: str = ""
     dicom_max_associations: int = 60
     dicom_max_associations_per_ae: int = 8
     dicom_acse_timeout: float = 30.0
@@ -134,6 +141,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.dicom_aet = env.get("TELERAD_DICOM_AET", "TELERAD")
     s.dicom_host = env.get("TELERAD_DICOM_HOST", s.dicom_host)
     s.dicom_tls_port = _int(env, "TELERAD_DICOM_TLS_PORT", s.dicom_tls_port)
+    s.dicom_tls_cert = env.get("TELERAD_DICOM_TLS_CERT", s.dicom_tls_cert)
+    s.dicom_tls_key = env.get("TELERAD_DICOM_TLS_KEY", s.dicom_tls_key)
+    s.dicom_tls_ca = env.get("TELERAD_DICOM_TLS_CA", s.dicom_tls_ca)
+    s.dicom_plain_networks = env.get("TELERAD_DICOM_PLAIN_NETWORKS", s.dicom_plain_networks)
     s.dicom_max_associations = _int(env, "TELERAD_DICOM_MAX_ASSOCIATIONS", s.dicom_max_associations)
     s.dicom_max_associations_per_ae = _int(
         env, "TELERAD_DICOM_MAX_ASSOCIATIONS_PER_AE", s.dicom_max_associations_per_ae

@@ -275,6 +275,14 @@ def authorize(
         return Authorization(None, f"设备 {title} 必须使用 TLS 连接", "tls_required")
     if node.cert_fingerprint and node.cert_fingerprint != (cert_fingerprint or "").lower():
         return Authorization(None, f"设备 {title} 的证书与登记的不符", "certificate")
+    if tls and not node.cert_fingerprint and cert_fingerprint:
+        # REQ: CRY-02 — a certificate bound to another device never authenticates this one, even when this one
+        # has no fingerprint of its own registered.
+        owner = s.execute(
+            select(DicomNode.aet).where(DicomNode.cert_fingerprint == cert_fingerprint.lower(), DicomNode.id != node.id)
+        ).first()
+        if owner is not None:
+            return Authorization(None, f"设备 {title} 使用了登记给 {owner[0]} 的证书", "certificate")
     info = _info(node, code)
     if op is not None and not info.allows(op):
         return Authorization(None, f"设备 {title} 无权执行 {op}", "op")
