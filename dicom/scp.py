@@ -153,6 +153,12 @@ class Running:
         self.ctx.sealer.shutdown(wait=True)
 
 
+def _audit_refused(ctx: handlers.Context, ip: str, code: str, reason: str, details: dict[str, Any]) -> None:
+    """A connection refused before any association (TLS handshake, plain-port network): a security alert."""
+    with ctx.app.app_context(), uow.unit_of_work():
+        services.record_rejection("", ip, reason, {**details, "code": code})
+
+
 def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: config.Settings, **kw: Any) -> TeleradServer:
     srv = tls.GuardedServer(  # TLS handshake off the accept loop, plain-port networks (REQ: CRY-02)
         ae,
@@ -163,15 +169,11 @@ def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: confi
         max_pdu=settings.dicom_max_pdu,
         on_association_end=lambda assoc: handlers.on_association_end(ctx, assoc),
         rx_dir=str(ctx.store.tmp_dir),
+        allowed_networks=tls.parse_networks(settings.dicom_plain_networks),
+        on_refused=lambda ip, code, reason, details: _audit_refused(ctx, ip, code, reason, details),
         **kw,
     )
     ae._servers.append(srv)
-def _audit_refused(ctx: handlers.Context, ip: str, code: str, reason: str, details: dict[str, Any]) -> None:
-    """A connection refused before any association (TLS handshake, plain-port network): a security alert."""
-    with ctx.app.app_context(), uow.unit_of_work():
-        services.record_rejection("", ip, reason, {**details, "code": code})
-
-
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="dicom-server").start()
     return srv
 
@@ -182,8 +184,6 @@ def start(
     """Start the SCP in this process (non-blocking; the listeners run in daemon threads).
 
     `port=0` picks a free port (tests). Received data sets are written into the object store's `tmp/` (same
-        allowed_networks=tls.parse_networks(settings.dicom_plain_networks),
-        on_refused=lambda ip, code, reason, details: _audit_refused(ctx, ip, code, reason, details),
     filesystem, so the final rename is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()
