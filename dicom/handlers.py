@@ -24,7 +24,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-from dicom import status
+from dicom import header, status
 from engine import uow
 from engine.imaging import queries, services
 from engine.imaging.services import AssociationState, InstanceMeta, InvalidInstance
@@ -120,39 +120,47 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _meta(get: Any, transfer_syntax: str) -> InstanceMeta:
+    return InstanceMeta(
+        sop_class_uid=_text(get("SOPClassUID")),
+        sop_instance_uid=_text(get("SOPInstanceUID")),
+        study_instance_uid=_text(get("StudyInstanceUID")),
+        series_instance_uid=_text(get("SeriesInstanceUID")),
+        transfer_syntax_uid=transfer_syntax,
+        patient_id=_text(get("PatientID"))[:64],
+        patient_name=_text(get("PatientName"))[:324],
+        patient_birth_date=_text(get("PatientBirthDate"))[:8],
+        patient_sex=_text(get("PatientSex"))[:16],
+        study_date=_text(get("StudyDate"))[:8],
+        study_time=_text(get("StudyTime"))[:16],
+        accession_number=_text(get("AccessionNumber"))[:64],
+        study_description=_text(get("StudyDescription"))[:256],
+        study_id=_text(get("StudyID"))[:16],
+        referring_physician=_text(get("ReferringPhysicianName"))[:324],
+        modality=_text(get("Modality"))[:16],
+        series_number=_int(get("SeriesNumber")),
+        body_part=_text(get("BodyPartExamined"))[:64],
+        series_description=_text(get("SeriesDescription"))[:256],
+        instance_number=_int(get("InstanceNumber")),
+    )
+
+
 def read_meta(path: Path) -> InstanceMeta:
     """The indexed tags of a received Part-10 file, read without the pixel data.
+
+    dicom/header.py scans the header directly; anything it does not expect is parsed by pydicom instead.
 
     Raises:
         InvalidInstance: the file cannot be parsed.
     """
     try:
+        fast = header.read_header(path)
+        if fast is not None:
+            syntax, values = fast
+            return _meta(values.get, syntax)
         with open(path, "rb") as fh:  # parse the header only up to the last indexed tag, never the pixel data
             ds = read_partial(fh, stop_when=_past_meta_tags, specific_tags=_META_TAGS, defer_size=4096)
-        g = ds.get
-        ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
-        return InstanceMeta(
-            sop_class_uid=_text(g("SOPClassUID")),
-            sop_instance_uid=_text(g("SOPInstanceUID")),
-            study_instance_uid=_text(g("StudyInstanceUID")),
-            series_instance_uid=_text(g("SeriesInstanceUID")),
-            transfer_syntax_uid=ts,
-            patient_id=_text(g("PatientID"))[:64],
-            patient_name=_text(g("PatientName"))[:324],
-            patient_birth_date=_text(g("PatientBirthDate"))[:8],
-            patient_sex=_text(g("PatientSex"))[:16],
-            study_date=_text(g("StudyDate"))[:8],
-            study_time=_text(g("StudyTime"))[:16],
-            accession_number=_text(g("AccessionNumber"))[:64],
-            study_description=_text(g("StudyDescription"))[:256],
-            study_id=_text(g("StudyID"))[:16],
-            referring_physician=_text(g("ReferringPhysicianName"))[:324],
-            modality=_text(g("Modality"))[:16],
-            series_number=_int(g("SeriesNumber")),
-            body_part=_text(g("BodyPartExamined"))[:64],
-            series_description=_text(g("SeriesDescription"))[:256],
-            instance_number=_int(g("InstanceNumber")),
-        )
+        return _meta(ds.get, str(ds.file_meta.get("TransferSyntaxUID", "")))
     except InvalidInstance:
         raise
     except Exception as exc:  # any parse error of untrusted bytes is a refusal, never a crash (DSEC-08)
@@ -304,6 +312,11 @@ def _value(keyword: str, value: Any) -> Any:
 
 def handle_find(event: Event, ctx: Context) -> Iterator[tuple[int, Dataset | None]]:
     """Query (PS3.4 C) at PATIENT/STUDY/SERIES/IMAGE, only within the device's institution (REQ: AC-08)."""
+    if str(event.request.AffectedSOPClassUID) == "1.2.840.10008.5.1.4.31":  # Modality Worklist (REQ: DCM-05)
+        from dicom import worklist  # here, not at the top: dicom/worklist.py imports this module
+
+        yield from worklist.handle_worklist_find(event, ctx)
+        return
     state = _state(event)
     if not state.node.allows("find"):
         _refuse_op(ctx, state, "find")
@@ -351,4 +364,12 @@ def bind(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:
         (evt.EVT_C_ECHO, handle_echo, [ctx]),
         (evt.EVT_C_STORE, handle_store, [ctx]),
         (evt.EVT_C_FIND, handle_find, [ctx]),
+        *_retrieve_worklist_mpps(ctx),
     ]
+
+
+def _retrieve_worklist_mpps(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:
+    """C-MOVE/C-GET (dicom/qr.py) and MPPS N-CREATE/N-SET (dicom/worklist.py); they import this module."""
+    from dicom import qr, worklist
+
+    return [*qr.bindings(ctx), *worklist.bindings(ctx)]
