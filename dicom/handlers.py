@@ -24,7 +24,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
-from dicom import header, status
+from dicom import faults, header, status
 from engine import uow
 from engine.imaging import queries, services
 from engine.imaging.services import AssociationState, InstanceMeta, InvalidInstance
@@ -270,6 +270,7 @@ def handle_store(event: Event, ctx: Context) -> int:
             return status.REFUSED_NOT_AUTHORIZED
         # Hash + fsync the received file in a helper thread while this one parses and validates the header; it
         # is published under its content key only once valid (REQ: DSEC-04 nothing stored, DSEC-05 durable first).
+        faults.hit("after_receive")  # REQ: DSEC-05 crash test (inert unless TELERAD_DICOM_FAULT is set)
         if received:
             sealing = ctx.sealer.submit(ctx.store.seal, path, received[1], received[2])
         else:
@@ -280,7 +281,9 @@ def handle_store(event: Event, ctx: Context) -> int:
                 ctx.store.check_space(ctx.disk_full_percent)
             finally:
                 digest, size = sealing.result()
+            faults.hit("after_fsync")
             stored = ctx.store.publish(path, digest, size)
+            faults.hit("after_rename")
         except InvalidInstance as exc:
             with ctx.app.app_context(), uow.unit_of_work():
                 services.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
@@ -291,6 +294,8 @@ def handle_store(event: Event, ctx: Context) -> int:
             return status.STORE_OUT_OF_RESOURCES
         with ctx.app.app_context(), uow.unit_of_work():
             result = services.ingest_instance(state, stored, meta)
+            faults.hit("after_db_insert")
+        faults.hit("before_response")
         if result.outcome == services.CONFLICT:
             return ctx.conflict_status
         return status.SUCCESS
