@@ -89,6 +89,14 @@ STORAGE_SOP_CLASSES = {
 VERIFICATION = "1.2.840.10008.1.1"
 PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+RETRIEVE_SOP_CLASSES = (
+    "1.2.840.10008.5.1.4.1.2.1.2",  # Patient Root Q/R MOVE
+    "1.2.840.10008.5.1.4.1.2.1.3",  # Patient Root Q/R GET
+    "1.2.840.10008.5.1.4.1.2.2.2",  # Study Root Q/R MOVE
+    "1.2.840.10008.5.1.4.1.2.2.3",  # Study Root Q/R GET
+)
+MWL_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
+MPPS = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step
 
 
 def supported_contexts() -> list[PresentationContext]:
@@ -96,6 +104,11 @@ def supported_contexts() -> list[PresentationContext]:
     contexts = [build_context(VERIFICATION, QUERY_TRANSFER_SYNTAXES)]
     contexts += [build_context(uid, STORAGE_TRANSFER_SYNTAXES) for uid in STORAGE_SOP_CLASSES]
     contexts += [build_context(uid, QUERY_TRANSFER_SYNTAXES) for uid in (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)]
+    # C-MOVE/C-GET (dicom/qr.py), Modality Worklist and MPPS (dicom/worklist.py); REQ: DCM-04, DCM-05.
+    contexts += [build_context(uid, QUERY_TRANSFER_SYNTAXES) for uid in (*RETRIEVE_SOP_CLASSES, MWL_FIND, MPPS)]
+    for cx in contexts:  # C-GET: accept the SCU's SCP/SCU role selection for storage, so we can send over it
+        if cx.abstract_syntax in STORAGE_SOP_CLASSES:
+            cx.scu_role = cx.scp_role = True
     return contexts
 
 

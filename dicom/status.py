@@ -23,6 +23,17 @@ FIND_OUT_OF_RESOURCES = 0xA700
 FIND_IDENTIFIER_MISMATCH = 0xA900
 FIND_UNABLE_TO_PROCESS = 0xC000
 
+# Retrieve (PS3.4 C.4.2.1.5, C.4.3.1.4; REQ: AC-08)
+MOVE_DESTINATION_UNKNOWN = 0xA801
+RETRIEVE_IDENTIFIER_MISMATCH = 0xA900
+RETRIEVE_SUBOPERATIONS_FAILED = 0xA702
+
+# N-CREATE / N-SET (PS3.7 C; MPPS PS3.4 F.7.2)
+NO_SUCH_SOP_INSTANCE = 0x0112
+MISSING_ATTRIBUTE = 0x0120
+INVALID_ATTRIBUTE_VALUE = 0x0106
+MPPS_NO_LONGER_UPDATABLE = 0xA710  # the step is already COMPLETED or DISCONTINUED
+
 NAMES = {
     SUCCESS: "Success",
     CANCEL: "Cancel",
@@ -34,4 +45,10 @@ NAMES = {
     STORE_OUT_OF_RESOURCES: "Out of resources",
     STORE_DATASET_MISMATCH: "Data set does not match SOP class",
     STORE_CANNOT_UNDERSTAND: "Cannot understand",
+    MOVE_DESTINATION_UNKNOWN: "Move destination unknown",
+    RETRIEVE_SUBOPERATIONS_FAILED: "Unable to perform sub-operations",
+    NO_SUCH_SOP_INSTANCE: "No such SOP instance",
+    MISSING_ATTRIBUTE: "Missing attribute",
+    INVALID_ATTRIBUTE_VALUE: "Invalid attribute value",
+    MPPS_NO_LONGER_UPDATABLE: "Performed Procedure Step may no longer be updated",
 }

@@ -81,6 +81,13 @@ EVENT_TYPES: dict[str, str] = {
     "dicom_store_failed": "影像接收失败",
     "dicom_query": "影像查询",
     "dicom_orphans_swept": "清理孤立影像文件",
+    # Retrieve, worklist/MPPS and image matching (REQ: DCM-04, DCM-05, IMG-06, DSEC-10)
+    "dicom_instances_retrieved": "调阅影像",
+    "dicom_mpps_created": "设备报告检查开始",
+    "dicom_mpps_updated": "设备更新检查状态",
+    "dicom_study_matched": "影像匹配检查",
+    "dicom_study_unmatched": "影像未匹配检查",
+    "exam_status_changed": "检查状态变更",
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")

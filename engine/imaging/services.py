@@ -424,10 +424,14 @@ def _study_id(s: Session, state: AssociationState, meta: InstanceMeta) -> int:
             )
             .on_conflict_do_nothing(index_elements=["institution_id", "study_instance_uid"])
         )
-        s.execute(stmt)  # a concurrent association may have inserted it: then we read theirs
+        inserted = s.execute(stmt).rowcount  # a concurrent association may have inserted it: then we read theirs
         found = s.execute(
             select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)
         ).scalar_one()
+        if inserted:  # REQ: IMG-06 — a new study is matched to its exam once, here (not per instance)
+            from engine.imaging import matching  # here, not at the top: matching imports this module
+
+            matching.match_new_study(state.node, state.ip, found, meta)
     state.studies[uid] = found
     return found
 

@@ -1,0 +1,143 @@
+"""Image matching (REQ: IMG-06): a newly received study is linked to its exam, or queued as unmatched.
+
+Called once per new study from the ingest transaction (engine/imaging/services.py), inside a savepoint so that a
+matching problem never fails the C-STORE: by AccessionNumber, else by PatientID (the institution's patient_no) +
+modality + study date — always among the exams of the sending device's institution (REQ: AC-08, DSEC-03).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from engine import audit, uow
+from engine.cases.models import Exam, Patient
+from engine.db import utcnow
+from engine.imaging.exam_models import UnmatchedStudy
+from engine.imaging.models import Study
+from engine.imaging.services import InstanceMeta, NodeInfo
+from engine.imaging.worklist import LOCAL_TZ, local_day_window, move_exam
+
+log = logging.getLogger("telerad.dicom")
+
+# DICOM Modality → the exam categories it satisfies (the case engine registers DR for plain radiography).
+_MODALITY_ALIASES: dict[str, tuple[str, ...]] = {
+    "DX": ("DX", "DR", "CR"),
+    "CR": ("CR", "DR", "DX"),
+    "DR": ("DR", "DX", "CR"),
+    "PT": ("PT", "NM"),
+}
+
+
+def _modalities(modality: str) -> tuple[str, ...]:
+    m = modality.strip().upper()
+    return _MODALITY_ALIASES.get(m, (m,))
+
+
+def _best(exams: list[Exam]) -> Exam | None:
+    """Prefer an exam still waiting for images (已登记/检查中), then the newest."""
+    if not exams:
+        return None
+    waiting = [e for e in exams if e.status in ("registered", "in_progress")]
+    return max(waiting or exams, key=lambda e: e.id)
+
+
+def find_exam(institution_id: int, meta: InstanceMeta) -> tuple[Exam | None, str, str]:
+    """The exam a study belongs to: (exam, how, reason-if-none). `how` is accession | patient_modality_date."""
+    s = uow.session()
+    accession = meta.accession_number.strip()
+    if accession:
+        exams = list(
+            s.execute(select(Exam).where(Exam.institution_id == institution_id, Exam.accession_no == accession))
+            .unique()
+            .scalars()
+        )
+        exam = _best(exams)
+        if exam is not None:
+            return exam, "accession", ""
+    patient_no = meta.patient_id.strip()
+    if not patient_no or not meta.modality or not meta.study_date:
+        return None, "", "检查号无匹配，且缺少患者 ID、设备类型或检查日期"
+    try:
+        day = datetime.strptime(meta.study_date[:8], "%Y%m%d").replace(tzinfo=LOCAL_TZ).date()
+    except ValueError:
+        return None, "", f"检查日期无效：{meta.study_date!r}"
+    start, end = local_day_window(day)
+    when = Exam.exam_time
+    exams = list(
+        s.execute(
+            select(Exam)
+            .join(Patient, Patient.id == Exam.patient_id)
+            .where(
+                Exam.institution_id == institution_id,
+                Patient.institution_id == institution_id,
+                Patient.patient_no == patient_no,
+                Exam.modality.in_(_modalities(meta.modality)),
+                # an exam without a scheduled time matches on the day it was registered
+                ((when >= start) & (when < end))
+                | (when.is_(None) & (Exam.created_at >= start) & (Exam.created_at < end)),
+            )
+        )
+        .unique()
+        .scalars()
+    )
+    exam = _best(exams)
+    if exam is not None:
+        return exam, "patient_modality_date", ""
+    return (
+        None,
+        "",
+        f"未找到匹配的检查（检查号 {accession or '无'}，患者 ID {patient_no}，{meta.modality}，{meta.study_date}）",
+    )
+
+
+def match_new_study(node: NodeInfo, ip: str | None, study_id: int, meta: InstanceMeta) -> int | None:
+    """Link a study that ingest has just created to its exam, or queue it as unmatched (REQ: IMG-06).
+
+    A matched exam still waiting for images (已登记/检查中) moves to 已检查. Runs in a savepoint of the ingest
+    transaction; any error is logged and leaves the study unmatched rather than failing the store. Returns the
+    exam id or None.
+    """
+    s = uow.session()
+    try:
+        with s.begin_nested():
+            return _match(node, ip, study_id, meta)
+    except Exception:  # never fail a C-STORE because of matching
+        log.exception("image matching failed for study %s", study_id)
+        return None
+
+
+def _match(node: NodeInfo, ip: str | None, study_id: int, meta: InstanceMeta) -> int | None:
+    s = uow.session()
+    exam, how, reason = find_exam(node.institution_id, meta)
+    if exam is None:
+        s.add(
+            UnmatchedStudy(
+                institution_id=node.institution_id, study_id=study_id, reason="no_exam", details=reason[:256]
+            )
+        )
+        s.flush()
+        audit.record(
+            node.actor(ip),
+            "dicom_study_unmatched",
+            object_type="dicom_study",
+            object_id=study_id,
+            patient_id=meta.patient_id[:64] or None,
+            reason=reason[:256],
+            details={"study_instance_uid": meta.study_instance_uid, "accession_number": meta.accession_number},
+        )
+        return None
+    s.execute(update(Study).where(Study.id == study_id).values(exam_id=exam.id, updated_at=utcnow()))
+    if exam.status in ("registered", "in_progress"):
+        move_exam(exam, "examined", node, ip, "影像已到达")
+    audit.record(
+        node.actor(ip),
+        "dicom_study_matched",
+        object_type="dicom_study",
+        object_id=study_id,
+        patient_id=meta.patient_id[:64] or None,
+        details={"exam_id": exam.id, "exam_no": exam.exam_no, "by": how, "study_instance_uid": meta.study_instance_uid},
+    )
+    return exam.id
