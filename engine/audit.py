@@ -88,6 +88,14 @@ EVENT_TYPES: dict[str, str] = {
     "dicom_study_matched": "影像匹配检查",
     "dicom_study_unmatched": "影像未匹配检查",
     "exam_status_changed": "检查状态变更",
+    # DICOM administration and SCU actions from the API/CLI (REQ: IMG-02, DCM-03/04, DCM-06, DSEC-10)
+    "dicom_study_viewed": "查看影像检查",
+    "dicom_sr_viewed": "查看结构化报告",
+    "dicom_conflict_resolved": "处理影像冲突",
+    "dicom_scu_echo": "DICOM连通测试",
+    "dicom_scu_find": "查询远程节点",
+    "dicom_scu_retrieve": "从远程节点调阅影像",
+    "dicom_scu_send": "向远程节点发送影像",
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")

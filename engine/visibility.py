@@ -20,6 +20,8 @@ from engine.attachments.models import Attachment
 from engine.audit import AuditEvent
 from engine.cases.models import Case, CaseEvent, WorkGroup, WorkGroupMember
 from engine.errors import NotFound
+from engine.imaging.exam_models import UnmatchedStudy
+from engine.imaging.models import DicomNode, Instance, InstanceConflict, Study
 from engine.workflow.models import HumanTask
 
 T = TypeVar("T")
@@ -180,3 +182,44 @@ def _tasks(actor: Actor) -> ColumnElement[bool]:
     worked = exists().where(CaseEvent.case_id == HumanTask.case_id, CaseEvent.actor_id == actor.user_id)
     # The row itself first: a task the actor holds or could take makes its case visible without a subquery.
     return or_(HumanTask.assignee_id == actor.user_id, open_candidate(actor), holds, worked)
+
+
+# --- DICOM archive (issue 4; REQ: IMG-02, AC-02, AC-08) -------------------------------------------
+
+
+@rule(DicomNode)
+def _dicom_nodes(actor: Actor) -> ColumnElement[bool]:
+    """Device administrators see the central hospital's and, at a member hospital, their own devices."""
+    if not (actor.has("dicom.node.read") or actor.has("dicom.node.manage") or actor.has("dicom.scu")):
+        return false()
+    return institution_ids_clause(actor, DicomNode.institution_id)
+
+
+@rule(Study)
+def _dicom_studies(actor: Actor) -> ColumnElement[bool]:
+    """Member hospitals see only their own institution's studies; the central hospital every study."""
+    if not (actor.has("image.read") or actor.has("dicom.scu")):
+        return false()
+    return institution_ids_clause(actor, Study.institution_id)
+
+
+@rule(Instance)
+def _dicom_instances(actor: Actor) -> ColumnElement[bool]:
+    if not (actor.has("image.read") or actor.has("dicom.scu")):
+        return false()
+    return institution_ids_clause(actor, Instance.institution_id)
+
+
+@rule(InstanceConflict)
+def _dicom_conflicts(actor: Actor) -> ColumnElement[bool]:
+    if not actor.has("dicom.conflict.manage"):
+        return false()
+    return institution_ids_clause(actor, InstanceConflict.institution_id)
+
+
+@rule(UnmatchedStudy)
+def _unmatched_studies(actor: Actor) -> ColumnElement[bool]:
+    """The queue of received studies no exam matched (IMG-06): a member hospital sees its own."""
+    if not actor.has("dicom.unmatched.read"):
+        return false()
+    return institution_ids_clause(actor, UnmatchedStudy.institution_id)

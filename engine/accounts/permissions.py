@@ -48,6 +48,20 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("menu.processes", "流程管理", "menu", None, "process"),
     PermissionDef("process.read", "查看流程", "function", "menu.processes", "process"),
     PermissionDef("process.deploy", "发布与迁移流程", "function", "menu.processes", "process"),
+    # DICOM devices and archive (issue 4; REQ: IMG-02, DCM-03/04, DSEC-06): device management is a 系统管理员 duty.
+    PermissionDef("menu.dicom_nodes", "设备管理", "menu", None, "sys"),
+    PermissionDef("dicom.node.read", "查看DICOM设备", "function", "menu.dicom_nodes", "sys"),
+    PermissionDef("dicom.node.manage", "登记/编辑/停用DICOM设备", "function", "menu.dicom_nodes", "sys"),
+    PermissionDef("dicom.scu", "连通测试、查询、调阅与发送影像", "function", "menu.dicom_nodes", "sys"),
+    PermissionDef("menu.dicom_routing", "路由与转发", "menu", None, "sys"),
+    PermissionDef("dicom.routing.read", "查看路由规则与转发队列", "function", "menu.dicom_routing", "sys"),
+    PermissionDef("dicom.routing.manage", "编辑路由规则、重试转发", "function", "menu.dicom_routing", "sys"),
+    PermissionDef("menu.dicom_conflicts", "影像冲突", "menu", None, "sys"),
+    PermissionDef("dicom.conflict.manage", "查看与处理影像冲突", "function", "menu.dicom_conflicts", "sys"),
+    PermissionDef("menu.dicom_unmatched", "未匹配检查", "menu", None, "sys"),
+    PermissionDef("dicom.unmatched.read", "查看未匹配的影像检查", "function", "menu.dicom_unmatched", "sys"),
+    PermissionDef("menu.imaging", "影像检查", "menu", None, "clinical"),
+    PermissionDef("image.read", "查看影像检查与结构化报告", "function", "menu.imaging", "clinical"),
 )
 
 BY_CODE = {p.code: p for p in CATALOGUE}
@@ -65,7 +79,27 @@ class RoleDef:
     permissions: frozenset[str]
 
 
-_SYS = frozenset({"menu.users", "user.read", "user.manage"})
+_SYS = frozenset(
+    {
+        "menu.users",
+        "user.read",
+        "user.manage",
+        # DICOM devices, routing, forwarding, conflicts and unmatched studies (REQ: IMG-02, DCM-02/03/04)
+        "menu.dicom_nodes",
+        "dicom.node.read",
+        "dicom.node.manage",
+        "dicom.scu",
+        "menu.dicom_routing",
+        "dicom.routing.read",
+        "dicom.routing.manage",
+        "menu.dicom_conflicts",
+        "dicom.conflict.manage",
+        "menu.dicom_unmatched",
+        "dicom.unmatched.read",
+        "menu.imaging",
+        "image.read",
+    }
+)
 _SEC = frozenset(
     {
         "menu.account_review",
@@ -83,8 +117,20 @@ _SEC = frozenset(
 )
 _AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
 
-_REQUEST = frozenset({"menu.cases", "case.create", "case.read", "report.print"})
-_READ = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.claim", "report.write"})
+_REQUEST = frozenset({"menu.cases", "case.create", "case.read", "report.print", "menu.imaging", "image.read"})
+_READ = frozenset(
+    {
+        "menu.tasks",
+        "menu.pool",
+        "menu.cases",
+        "case.read",
+        "task.read",
+        "task.claim",
+        "report.write",
+        "menu.imaging",
+        "image.read",
+    }
+)
 # task.claim: the dispatcher completes the 人工分配 (assign_case) task of the manual dispatch mode.
 _DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.claim", "task.assign"})
 _PROCESS = frozenset({"menu.processes", "process.read", "process.deploy"})

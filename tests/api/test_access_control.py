@@ -56,7 +56,15 @@ ALLOWED_KEYS = set(
     "exam_item exam_time status_name sex age patient_no current_tasks report_status printed clinical_info "
     "dispatch_mode target_group report deployment incident voided lock holder expires_at released_at printed_at "
     "print_count seq level author signed findings impression recommendation positive note changes event "
-    "task_title active completed schema ui_schema data task lock_token members field before after".split()
+    "task_title active completed schema ui_schema data task lock_token members field before after "
+    # DICOM devices and archive (issue 4: IMG-02, DCM-03/04/06, DSEC-06, IMG-06)
+    "aet host port allow tls_required cert_fingerprint updated_at study_instance_uid patient_id patient_sex "
+    "patient_birth_date study_date study_time accession_number study_description modalities series_count "
+    "instance_count exam_id referring_physician source_aet series series_instance_uid series_number "
+    "series_description instances sop_instance_uid sop_class_uid sop_class_name transfer_syntax_uid "
+    "instance_number size received_at is_sr sha256 calling_aet original_size original_sha256 "
+    "original_received_at study_id resolved_by resolved_at instance_id completion_flag verification_flag content "
+    "relationship value_type concept text children elapsed_ms truncated failed warning reason_name study".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}
