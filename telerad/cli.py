@@ -350,5 +350,163 @@ def dicom_sweep() -> None:
     click.echo(f"已清理 {n} 个孤立文件")
 
 
+# -- telerad as an SCU (REQ: DCM-03/04) -----------------------------------------------------------------------------
+def _peer_options(fn):  # type: ignore[no-untyped-def]
+    fn = click.option("--port", type=int, required=True, help="对方端口")(fn)
+    fn = click.option("--host", required=True, help="对方主机地址")(fn)
+    fn = click.option("--aet", required=True, help="对方 AE 名称（被叫 AE）")(fn)
+    return click.option("--calling-aet", default=None, help="本方 AE 名称（默认 TELERAD_DICOM_AET）")(fn)
+
+
+def _peer(aet: str, host: str, port: int, calling_aet: str | None):  # type: ignore[no-untyped-def]
+    from dicom import scu_cli
+
+    s = _settings()
+    return scu_cli.Peer(aet=aet, host=host, port=port, calling_aet=calling_aet or s.dicom_aet)
+
+
+def _finish(result) -> None:  # type: ignore[no-untyped-def]
+    click.echo(result.message, err=not result.ok)
+    if not result.ok:
+        sys.exit(1)
+
+
+@dicom.command("echo")
+@_peer_options
+def dicom_echo(aet: str, host: str, port: int, calling_aet: str | None) -> None:
+    """连通性测试（C-ECHO）。"""
+    from dicom import scu_cli
+
+    result = scu_cli.echo(_peer(aet, host, port, calling_aet))
+    click.echo(f"{result.elapsed_ms} ms")
+    _finish(result)
+
+
+@dicom.command("find")
+@_peer_options
+@click.option("--level", type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"]), default="STUDY")
+@click.option("-k", "--key", "keys", multiple=True, help="查询条件，如 PatientName=LI* 或 StudyDate=20260101-")
+@click.option("--limit", type=int, default=100, show_default=True)
+def dicom_find(
+    aet: str, host: str, port: int, calling_aet: str | None, level: str, keys: tuple[str, ...], limit: int
+) -> None:
+    """查询远程节点（C-FIND），每行输出一个匹配（制表符分隔）。"""
+    from dicom import scu_cli
+
+    filters: dict[str, str] = {}
+    for item in keys:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"查询条件须为 关键字=值：{item!r}", param_hint="--key")
+        filters[name.strip()] = value
+    result = scu_cli.find(_peer(aet, host, port, calling_aet), level, filters, limit)
+    columns = list(scu_cli.RETURN_KEYS[level].values())
+    click.echo("\t".join(columns))
+    for match in result.items:
+        row = [match.get(c) for c in columns]
+        click.echo("\t".join("\\".join(v) if isinstance(v, list) else "" if v is None else str(v) for v in row))
+    _finish(result)
+
+
+@dicom.command("retrieve")
+@_peer_options
+@click.option("--study", "study_uid", required=True, help="StudyInstanceUID")
+@click.option("--series", "series_uid", default=None, help="SeriesInstanceUID（只调阅一个序列）")
+@click.option("--method", type=click.Choice(["move", "get"]), default="move", show_default=True)
+@click.option("--dest", default=None, help="C-MOVE 目标 AE（默认本系统 TELERAD_DICOM_AET）")
+def dicom_retrieve(
+    aet: str,
+    host: str,
+    port: int,
+    calling_aet: str | None,
+    study_uid: str,
+    series_uid: str | None,
+    method: str,
+    dest: str | None,
+) -> None:
+    """从远程节点调阅检查到本系统归档：C-MOVE（对方发到本系统 SCP）或 C-GET（须为已登记设备）。"""
+    from dicom import scu_cli
+
+    peer = _peer(aet, host, port, calling_aet)
+    if method == "move":
+        _finish(scu_cli.move(peer, dest or _settings().dicom_aet, study_uid, series_uid))
+        return
+    app = _app()
+    with app.app_context():
+        from sqlalchemy import select
+
+        from engine import uow
+        from engine.accounts.models import Institution
+        from engine.imaging import services as imaging
+        from engine.imaging.models import DicomNode
+        from engine.imaging.storage import ObjectStore
+
+        with uow.unit_of_work() as s:
+            row = s.execute(
+                select(DicomNode, Institution.code)
+                .join(Institution, Institution.id == DicomNode.institution_id)
+                .where(DicomNode.aet == aet.strip(), DicomNode.host == host, DicomNode.enabled.is_(True))
+            ).first()
+            if row is None:
+                click.echo(f"C-GET 须先登记设备 {aet}@{host}（影像归属其所属机构）", err=True)
+                sys.exit(1)
+            node, code = row
+            info = imaging.NodeInfo(
+                id=node.id,
+                aet=node.aet,
+                host=node.host,
+                port=node.port,
+                institution_id=node.institution_id,
+                institution_code=code,
+                operations=node.operations,
+                tls_required=node.tls_required,
+                cert_fingerprint=node.cert_fingerprint,
+                enabled=node.enabled,
+            )
+        result = scu_cli.get(peer, ObjectStore(config.current().storage_dir / "dicom"), study_uid, series_uid)
+        with uow.unit_of_work():
+            indexed, refused = scu_cli.ingest_received(info, host, result.received)
+    click.echo(f"已入库 {indexed} 个实例" + (f"，{refused} 个无法解析" if refused else ""))
+    _finish(result)
+
+
+@dicom.command("send")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=True, path_type=Path))
+@click.option("--node", "node_aet", required=True, help="目标设备的 AE 名称（已登记、已启用、有端口）")
+@click.option("--host", default=None, help="同一 AE 登记了多个地址时指定主机")
+@click.option("--calling-aet", default=None, help="本方 AE 名称（默认 TELERAD_DICOM_AET）")
+def dicom_send(files: tuple[Path, ...], node_aet: str, host: str | None, calling_aet: str | None) -> None:
+    """把 DICOM 文件（或目录下的全部文件）按原样发送到已登记的节点（C-STORE）。"""
+    from dicom import scu_cli
+
+    app = _app()
+    with app.app_context():
+        from sqlalchemy import select
+
+        from engine import uow
+        from engine.imaging.models import DicomNode
+
+        with uow.unit_of_work() as s:
+            stmt = select(DicomNode).where(DicomNode.aet == node_aet.strip(), DicomNode.enabled.is_(True))
+            if host:
+                stmt = stmt.where(DicomNode.host == host)
+            nodes = [n for n in s.execute(stmt).scalars() if n.port]
+            if len(nodes) != 1:
+                why = "未找到已启用且登记了端口的设备" if not nodes else "该 AE 登记了多个地址，请用 --host 指定"
+                click.echo(f"{why}：{node_aet}", err=True)
+                sys.exit(1)
+            target = nodes[0]
+            peer = _peer(target.aet, target.host, int(target.port or 0), calling_aet)
+    paths: list[Path] = []
+    for f in files:
+        paths += sorted(p for p in f.rglob("*") if p.is_file()) if f.is_dir() else [f]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 100 == 0:
+            click.echo(f"{done}/{total}")
+
+    _finish(scu_cli.send(peer, paths, progress))
+
+
 if __name__ == "__main__":
     main()
