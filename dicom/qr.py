@@ -101,11 +101,11 @@ def handle_move(event: Event, ctx: Context) -> Iterator[Any]:
         return
     pairs = sorted({(i.sop_class_uid, i.transfer_syntax_uid) for i in items})[:_MAX_CONTEXTS]
     contexts = [build_context(sop_class, [ts]) for sop_class, ts in pairs]
+    with ctx.app.app_context(), uow.unit_of_work():  # before the transfer: pynetdicom stops at 0 sub-operations
+        retrieve.record_retrieve(state.node, state.ip, "move", level, items, dest.aet, {})
     yield dest.host, dest.port, {"contexts": contexts} if contexts else {}
     yield len(items)
     yield from _sub_operations(event, ctx, items)
-    with ctx.app.app_context(), uow.unit_of_work():
-        retrieve.record_retrieve(state.node, state.ip, "move", level, items, dest.aet, {})
 
 
 def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
@@ -123,10 +123,10 @@ def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
         yield 1
         yield status.RETRIEVE_IDENTIFIER_MISMATCH, None
         return
-    yield len(items)
-    yield from _sub_operations(event, ctx, items)
     with ctx.app.app_context(), uow.unit_of_work():
         retrieve.record_retrieve(state.node, state.ip, "get", level, items, None, {})
+    yield len(items)
+    yield from _sub_operations(event, ctx, items)
 
 
 def bindings(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:

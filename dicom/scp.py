@@ -24,6 +24,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 
 from dicom import handlers, tls
 from dicom.transport import TeleradServer
+from dicom.writegate import WriteGate
 from engine import config, uow
 from engine.imaging import services
 from engine.imaging.storage import ObjectStore
@@ -106,9 +107,6 @@ def supported_contexts() -> list[PresentationContext]:
     contexts += [build_context(uid, QUERY_TRANSFER_SYNTAXES) for uid in (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)]
     # C-MOVE/C-GET (dicom/qr.py), Modality Worklist and MPPS (dicom/worklist.py); REQ: DCM-04, DCM-05.
     contexts += [build_context(uid, QUERY_TRANSFER_SYNTAXES) for uid in (*RETRIEVE_SOP_CLASSES, MWL_FIND, MPPS)]
-    for cx in contexts:  # C-GET: accept the SCU's SCP/SCU role selection for storage, so we can send over it
-        if cx.abstract_syntax in STORAGE_SOP_CLASSES:
-            cx.scu_role = cx.scp_role = True
     return contexts
 
 
@@ -137,6 +135,9 @@ def build_ae(settings: config.Settings) -> AE:
     ae.maximum_pdu_size = settings.dicom_max_pdu
     ae.require_called_aet = True  # REQ: DSEC-02
     ae.supported_contexts = supported_contexts()
+    for cx in ae.supported_contexts:  # C-GET: accept the SCU's SCP/SCU role selection for storage (DCM-04); set
+        if cx.abstract_syntax in STORAGE_SOP_CLASSES:  # here, as the supported_contexts setter drops roles
+            cx.scu_role = cx.scp_role = True
     return ae
 
 
@@ -210,6 +211,9 @@ def start(
         disk_full_percent=settings.dicom_disk_full_percent,
         conflict_status=settings.dicom_conflict_status,
         find_limit=settings.dicom_find_limit,
+        write_gate=WriteGate(settings.instance_dir / "dicom-ingest.lock")
+        if settings.database_url.startswith("sqlite")
+        else None,
     )
     bind_host = settings.dicom_host if host is None else host
     servers = [

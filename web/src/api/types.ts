@@ -212,6 +212,7 @@ export interface AuditVerifyResult {
 /** UX.md R2 exam status set (fixed labels and colours, see utils/examStatus.ts). */
 export type ExamStatus =
   | 'registered'
+  | 'in_progress'
   | 'examined'
   | 'awaiting'
   | 'preliminary'

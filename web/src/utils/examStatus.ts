@@ -8,6 +8,7 @@ import type { ExamStatus } from '@/api/types'
  */
 export const EXAM_STATUS_ORDER: readonly ExamStatus[] = [
   'registered',
+  'in_progress', // 检查中: the modality reported MPPS IN PROGRESS (DCM-05)
   'examined',
   'awaiting',
   'preliminary',
@@ -21,6 +22,7 @@ export const EXAM_STATUS_ORDER: readonly ExamStatus[] = [
 
 export const EXAM_STATUS_COLORS: Readonly<Record<ExamStatus, string>> = {
   registered: '#909399', // grey
+  in_progress: '#409eff', // light blue: being scanned
   examined: '#1f5fa8', // blue: images have arrived
   awaiting: '#e6a23c', // amber: waiting for a doctor
   preliminary: '#13a8a8', // teal
