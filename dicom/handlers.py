@@ -12,6 +12,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from dicom import faults, header, status
+from dicom.writegate import WriteGate
 from engine import uow
 from engine.imaging import queries, services
 from engine.imaging.services import AssociationState, InstanceMeta, InvalidInstance
@@ -102,6 +104,7 @@ class Context:
     disk_full_percent: float
     conflict_status: int
     find_limit: int
+    write_gate: WriteGate | None = None  # SQLite: one ingest transaction at a time (dicom/writegate.py)
     sealer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="dicom-seal"))
 
 
@@ -292,7 +295,7 @@ def handle_store(event: Event, ctx: Context) -> int:
             with ctx.app.app_context(), uow.unit_of_work():
                 services.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
             return status.STORE_OUT_OF_RESOURCES
-        with ctx.app.app_context(), uow.unit_of_work():
+        with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
             result = services.ingest_instance(state, stored, meta)
             faults.hit("after_db_insert")
         faults.hit("before_response")

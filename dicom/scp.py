@@ -24,6 +24,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 
 from dicom import handlers, tls
 from dicom.transport import TeleradServer
+from dicom.writegate import WriteGate
 from engine import config, uow
 from engine.imaging import services
 from engine.imaging.storage import ObjectStore
@@ -210,6 +211,9 @@ def start(
         disk_full_percent=settings.dicom_disk_full_percent,
         conflict_status=settings.dicom_conflict_status,
         find_limit=settings.dicom_find_limit,
+        write_gate=WriteGate(settings.instance_dir / "dicom-ingest.lock")
+        if settings.database_url.startswith("sqlite")
+        else None,
     )
     bind_host = settings.dicom_host if host is None else host
     servers = [
