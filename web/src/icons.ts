@@ -10,7 +10,10 @@ import {
   HomeFilled,
   List,
   Lock,
+  Monitor,
+  Picture,
   Plus,
+  QuestionFilled,
   Refresh,
   Search,
   Stamp,
@@ -18,6 +21,7 @@ import {
   Upload,
   User,
   UserFilled,
+  Warning,
   ZoomIn,
 } from '@element-plus/icons-vue'
 
@@ -33,7 +37,10 @@ export const icons = {
   HomeFilled,
   List,
   Lock,
+  Monitor,
+  Picture,
   Plus,
+  QuestionFilled,
   Refresh,
   Search,
   Stamp,
@@ -41,6 +48,7 @@ export const icons = {
   Upload,
   User,
   UserFilled,
+  Warning,
   ZoomIn,
 }
 

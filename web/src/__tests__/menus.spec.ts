@@ -36,6 +36,10 @@ describe('menu builder', () => {
       'menu.pool': '/pool',
       'menu.cases': '/cases',
       'menu.processes': '/admin/processes',
+      'menu.imaging': '/imaging/studies',
+      'menu.dicom_nodes': '/admin/dicom/nodes',
+      'menu.dicom_conflicts': '/admin/dicom/conflicts',
+      'menu.dicom_unmatched': '/admin/dicom/unmatched',
     }
     expect(Object.fromEntries(MENU_DEFS.map((m) => [m.code, m.path]))).toEqual(expected)
   })

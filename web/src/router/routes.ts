@@ -136,6 +136,30 @@ export const routes: RouteRecordRaw[] = [
         meta: { menu: 'menu.processes', titleKey: 'menu.processes' },
       },
       {
+        path: 'imaging/studies',
+        name: 'imaging-studies',
+        component: () => import('@/views/imaging/StudiesView.vue'),
+        meta: { menu: 'menu.imaging', titleKey: 'menu.imaging' },
+      },
+      {
+        path: 'admin/dicom/nodes',
+        name: 'dicom-nodes',
+        component: () => import('@/views/imaging/DevicesView.vue'),
+        meta: { menu: 'menu.dicom_nodes', titleKey: 'menu.dicomNodes' },
+      },
+      {
+        path: 'admin/dicom/conflicts',
+        name: 'dicom-conflicts',
+        component: () => import('@/views/imaging/ConflictsView.vue'),
+        meta: { menu: 'menu.dicom_conflicts', titleKey: 'menu.dicomConflicts' },
+      },
+      {
+        path: 'admin/dicom/unmatched',
+        name: 'dicom-unmatched',
+        component: () => import('@/views/imaging/UnmatchedView.vue'),
+        meta: { menu: 'menu.dicom_unmatched', titleKey: 'menu.dicomUnmatched' },
+      },
+      {
         path: '403',
         name: 'forbidden',
         component: () => import('@/views/errors/ForbiddenView.vue'),
