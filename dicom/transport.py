@@ -17,12 +17,14 @@ internals relied on here). What they change and why — measured on this machine
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +35,9 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from dicom.fastpath import StreamingDIMSE
+
+_log = logging.getLogger("telerad.dicom")
+A_ABORT_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0x02, 0x00])  # PS3.8 9.3.8: source service provider, reason 0
 
 PDU_HEADER = 6
 # A PDU may carry a little more than max_pdu (the PDV headers); anything beyond this is a lie or an attack.
@@ -105,8 +110,24 @@ class FastDUL(DULServiceProvider):
     def run_reactor(self) -> None:
         try:
             super().run_reactor()
+        except Exception:
+            # REQ: DSEC-08 — pynetdicom's state machine re-raises what it cannot decode (an even presentation context
+            # ID, …) and its thread ends with the socket still open: answer A-ABORT and close instead.
+            _log.warning("DICOM: undecodable PDU from the peer; association aborted", exc_info=True)
+            self.abort_and_close()
         finally:
             self.wake.close()
+            sock = self.socket
+            if sock is not None and sock.socket is not None:
+                sock.close()  # the reactor is gone: nobody reads this connection any more (pynetdicom leaves it open)
+
+    def abort_and_close(self) -> None:
+        """A-ABORT (service provider, reason not specified) then close the connection; best effort."""
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+        self.assoc._kill = True
+        if isinstance(self.socket, FastSocket):
+            self.socket.abort_and_close()
 
 
 class FastSocket(AssociationSocket):
@@ -122,6 +143,7 @@ class FastSocket(AssociationSocket):
         # A peer that stalls inside a PDU (slowloris, a length field larger than what it sends) times out instead
         # of blocking the DUL thread forever (REQ: DSEC-07).
         client_socket.settimeout(assoc.network_timeout)
+        self._opened = time.monotonic()
         self._quickack()
 
     def _quickack(self) -> None:
@@ -164,6 +186,7 @@ class FastSocket(AssociationSocket):
             OSError: the requested length exceeds the negotiated maximum PDU (the DUL then closes the connection).
         """
         if nr_bytes > self.max_read:
+            self.abort_and_close()
             raise OSError(f"PDU length {nr_bytes} exceeds the maximum {self.max_read}")
         sock = self.socket
         if sock is None:
@@ -171,15 +194,51 @@ class FastSocket(AssociationSocket):
         buf = bytearray(nr_bytes)
         view = memoryview(buf)
         got = 0
+        deadline: float | None = None
         while got < nr_bytes:
-            n = sock.recv_into(view[got:], nr_bytes - got)
+            if got and deadline is None:
+                # A partial PDU (rare: usually it is all buffered): the rest must come in time, however it trickles
+                # — one byte per second would otherwise hold this thread and an association slot forever
+                # (REQ: DSEC-07 slowloris). Before the association is established that is the ACSE (ARTIM) limit
+                # counted from the connection, afterwards the network timeout per PDU.
+                deadline = self._pdu_deadline()
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    del view
+                    self.abort_and_close()
+                    raise TimeoutError("PDU not received in time")
+                sock.settimeout(remaining)
+            try:
+                n = sock.recv_into(view[got:], nr_bytes - got)
+            except TimeoutError:
+                del view
+                self.abort_and_close()
+                raise
             if n == 0:
                 del view
                 return buf[:got]
             got += n
         del view
+        if deadline is not None:
+            sock.settimeout(self.assoc.network_timeout)
         self._quickack()
         return buf
+
+    def _pdu_deadline(self) -> float:
+        if not self.assoc.is_established:
+            return self._opened + float(self.assoc.acse_timeout or 30)
+        return time.monotonic() + float(self.assoc.network_timeout or 60)
+
+    def abort_and_close(self) -> None:
+        """A-ABORT (service provider, reason not specified), then close the connection; best effort."""
+        sock = self.socket
+        if sock is not None:
+            try:
+                sock.sendall(A_ABORT_PDU)
+            except OSError:
+                pass
+            self.close()
 
 
 class FastAssociation(Association):
