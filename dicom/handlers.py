@@ -28,7 +28,7 @@ from pynetdicom.events import Event
 from dicom import faults, header, status
 from dicom.writegate import WriteGate
 from engine import uow
-from engine.imaging import queries, services
+from engine.imaging import queries, routing, services
 from engine.imaging.services import AssociationState, InstanceMeta, InvalidInstance
 from engine.imaging.storage import ObjectStore, StorageFull
 
@@ -297,6 +297,7 @@ def handle_store(event: Event, ctx: Context) -> int:
             return status.STORE_OUT_OF_RESOURCES
         with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
             result = services.ingest_instance(state, stored, meta)
+            routing.apply_at_ingest(state.node, meta, result)  # REQ: DCM-02/IMG-08: forwards, placement
             faults.hit("after_db_insert")
         faults.hit("before_response")
         if result.outcome == services.CONFLICT:

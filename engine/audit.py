@@ -78,6 +78,13 @@ EVENT_TYPES: dict[str, str] = {
     "dicom_association_accepted": "DICOM连接建立",
     "dicom_instances_stored": "接收影像",
     "dicom_instance_conflict": "影像内容冲突",
+    # routing, forwarding and storage targets (REQ: DCM-02, IMG-08, IMG-09)
+    "routing_rule_changed": "修改影像路由规则",
+    "dicom_forward_requested": "转发影像",
+    "dicom_forwarded": "影像转发完成",
+    "storage_target_changed": "修改存储目标",
+    "storage_task_created": "创建存储比对/同步/迁移任务",
+    "storage_task_finished": "存储比对/同步/迁移任务完成",
     "dicom_store_failed": "影像接收失败",
     "dicom_query": "影像查询",
     "dicom_orphans_swept": "清理孤立影像文件",

@@ -10,10 +10,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import delete, update
 
+from dicom.scu import Options, StoreTransport
 from engine import audit, config, uow
 from engine.accounts.models import User, UserSession
 from engine.actor import Actor
 from engine.db import utcnow
+from engine.imaging import forwarding, targets
 
 log = logging.getLogger("telerad.worker")
 
@@ -67,12 +69,25 @@ def fire_timers() -> int:
     return fired
 
 
+def forward_queue() -> int:
+    """IMG-08: send due forward jobs, one association per destination batch (state in forward_job)."""
+    transport = StoreTransport(Options(calling_aet=config.current().dicom_aet))
+    return forwarding.run_forward_queue(transport).sent
+
+
+def storage_tasks() -> int:
+    """IMG-09: advance compare / sync / migrate tasks; then placements chosen by routing rules."""
+    return targets.run_storage_tasks() + targets.run_placements()
+
+
 # name → (function, interval in seconds, manages its own units of work?)
 JOBS = {
     "sweep_sessions": (sweep_sessions, 300, False),
     "disable_inactive": (disable_inactive, 3600, False),
     "purge_audit": (purge_audit, 86400, False),
     "fire_timers": (fire_timers, 15, True),
+    "forward_queue": (forward_queue, 5, True),
+    "storage_tasks": (storage_tasks, 10, True),
 }
 
 

@@ -132,6 +132,8 @@ class Instance(Base):
     calling_aet: Mapped[str] = mapped_column(String(16), default="")
     node_id: Mapped[int | None] = mapped_column(ForeignKey("dicom_node.id"))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # REQ: IMG-09: the storage target holding the bytes; NULL = the configured store (engine/imaging/targets.py)
+    storage_target_id: Mapped[int | None] = mapped_column(ForeignKey("storage_target.id"))
 
 
 class InstanceConflict(Base):
