@@ -114,6 +114,8 @@ class StreamingMessage(DIMSEMessage):
         for context_id, data in primitive.presentation_data_value_list:
             control = data[0]
             if control & 1:  # command fragment
+                if self._target is not None:  # REQ: DSEC-08 — a command where the announced data set belongs
+                    raise ValueError("command set received where its data set was expected")
                 self.encoded_command_set.write(data[1:])
                 if control & 2:
                     self.context_id = context_id

@@ -271,6 +271,16 @@ def handle_store(event: Event, ctx: Context) -> int:
         if not state.node.allows("store"):
             _refuse_op(ctx, state, "store")
             return status.REFUSED_NOT_AUTHORIZED
+        if str(req.AffectedSOPClassUID).rstrip("\0 ") != str(event.context.abstract_syntax):
+            # REQ: DSEC-09 — the SOP class allowlist is the negotiated context: an RT Plan (or any class) sent over
+            # an accepted CT context is refused, never stored.
+            with ctx.app.app_context(), uow.unit_of_work():
+                services.record_store_failure(
+                    state,
+                    "命令中的 SOP 类与协商的表示上下文不一致",
+                    {"code": "context_mismatch", "sop_class_uid": str(req.AffectedSOPClassUID)[:64]},
+                )
+            return status.SOP_CLASS_NOT_SUPPORTED
         # Hash + fsync the received file in a helper thread while this one parses and validates the header; it
         # is published under its content key only once valid (REQ: DSEC-04 nothing stored, DSEC-05 durable first).
         faults.hit("after_receive")  # REQ: DSEC-05 crash test (inert unless TELERAD_DICOM_FAULT is set)

@@ -259,6 +259,11 @@ class FastAssociation(Association):
         try:
             super().run_reactor()
         finally:
+            # A data set cut off by A-ABORT, A-RELEASE-RQ, RST or close: its temp file is removed (and its fd
+            # closed), never left half-stored in the store's tmp/ (REQ: DSEC-05, §C1 teardown races).
+            received = getattr(getattr(self.dimse, "message", None), "received", None)
+            if received is not None:
+                received.discard()
             if self._on_end is not None:
                 self._on_end(self)
 

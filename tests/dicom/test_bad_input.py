@@ -7,6 +7,7 @@ test_security.py; this file adds the raw-socket cases and a hypothesis fuzz of t
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import threading
 import time
@@ -264,4 +265,142 @@ def test_c1_dsec07_slowloris_trickle_dropped_while_legitimate_association_succee
     finally:
         for c in conns:
             c.close()
+    healthy(app, scp, tmp_path)
+
+
+# -- DIMSE sequencing and teardown mid-dataset ---------------------------------------------------------------------
+def _store_contexts(scp: Running) -> tuple[RawAssociation, dict[int, int]]:
+    return establish(scp, [(1, VERIFICATION, [IMPLICIT_LE]), (3, CT, [EXPLICIT_LE]), (5, MR, [EXPLICIT_LE])])
+
+
+@pytest.mark.parametrize("how", ["a_abort", "tcp_rst", "a_release", "close"])
+def test_c1_teardown_mid_dataset_leaves_nothing_half_stored(
+    app: Flask, scp: Running, modality: str, tmp_path: Path, how: str
+) -> None:
+    """Half a data set, then A-ABORT, TCP RST, A-RELEASE-RQ or a plain close: no row, no temp file, no object."""
+    ds = ct_dataset()
+    body = rawpdu.dataset_bytes(ds)
+    conn, _ = _store_contexts(scp)
+    conn.send(rawpdu.pdata((3, 0x03, rawpdu.store_rq(CT, str(ds.SOPInstanceUID)))))
+    conn.send(rawpdu.pdata((3, 0x00, body[: len(body) // 2])))  # not the last fragment
+    time.sleep(0.2)  # the SCP has opened its temp file
+    if how == "a_abort":
+        conn.send(rawpdu.pdu(A_ABORT, b"\0\0\0\0"))
+    elif how == "a_release":
+        conn.send(rawpdu.pdu(0x05, b"\0\0\0\0"))
+    elif how == "tcp_rst":
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    assert count(app, Instance) == 0
+    no_half_stored(app, scp)
+    assert [k for k, _ in scp.ctx.store.iter_keys()] == []
+    healthy(app, scp, tmp_path)
+
+
+def test_c1_data_pdv_before_command_pdv(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    ds = ct_dataset()
+    conn, _ = _store_contexts(scp)
+    with conn:
+        conn.send(rawpdu.pdata((3, 0x02, rawpdu.dataset_bytes(ds))))  # a last data fragment, no command yet
+        assert conn.refused()
+    assert count(app, Instance) == 0
+    healthy(app, scp, tmp_path)
+
+
+def test_c1_pdv_for_unknown_context_id(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    ds = ct_dataset()
+    conn, _ = _store_contexts(scp)
+    with conn:
+        send_store(conn, 99, ds)  # context 99 was never proposed
+        assert rawpdu.response_status(conn) is None  # aborted, never answered
+    assert count(app, Instance) == 0
+    healthy(app, scp, tmp_path)
+
+
+def test_c1_wrong_last_fragment_bits(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    """The command set never marked last; its data set then arrives: refused or aborted, never stored."""
+    ds = ct_dataset()
+    conn, _ = _store_contexts(scp)
+    with conn:
+        conn.send(rawpdu.pdata((3, 0x01, rawpdu.store_rq(CT, str(ds.SOPInstanceUID)))))  # command, not last
+        conn.send(rawpdu.pdata((3, 0x02, rawpdu.dataset_bytes(ds))))
+        conn.send(rawpdu.pdu(0x05, b"\0\0\0\0"))  # A-RELEASE-RQ
+        try:
+            while (reply := conn.read()) is not None and reply.kind == P_DATA_TF:
+                pass
+        except TimeoutError:
+            pass
+    assert count(app, Instance) == 0
+    healthy(app, scp, tmp_path)
+
+
+def test_c1_message_id_reuse_within_an_association(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    """Sequential reuse of a MessageID (no asynchronous window negotiated): each request answered once, in order."""
+    first, second = ct_dataset(), ct_dataset()
+    conn, _ = _store_contexts(scp)
+    with conn:
+        send_store(conn, 3, first, message_id=7)
+        assert rawpdu.response_status(conn) == status.SUCCESS
+        send_store(conn, 3, second, message_id=7)
+        assert rawpdu.response_status(conn) == status.SUCCESS
+        conn.send(rawpdu.pdata((1, 0x03, rawpdu.echo_rq(7))))
+        assert rawpdu.response_status(conn) == status.SUCCESS
+    assert count(app, Instance) == 2
+    healthy(app, scp, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("command_class", "dataset_class", "context"),
+    [
+        (MR, CT, 3),  # the command says MR, the data set (on the CT context) says CT
+        (MR, MR, 3),  # command and data set agree on MR, but the context is CT's
+        (synthetic.RT_PLAN, synthetic.RT_PLAN, 3),  # a refused SOP class smuggled over the CT context (DSEC-09)
+    ],
+    ids=["command_vs_dataset", "context_vs_both", "rt_plan_over_ct_context"],
+)
+def test_c1_dsec04_affected_sop_class_must_match_context_and_dataset(
+    app: Flask, scp: Running, modality: str, tmp_path: Path, command_class: str, dataset_class: str, context: int
+) -> None:
+    ds = ct_dataset(SOPClassUID=dataset_class)
+    conn, _ = _store_contexts(scp)
+    with conn:
+        conn.send(rawpdu.pdata((context, 0x03, rawpdu.store_rq(command_class, str(ds.SOPInstanceUID)))))
+        conn.send(rawpdu.pdata((context, 0x02, rawpdu.dataset_bytes(ds))))
+        result = rawpdu.response_status(conn)
+    assert result in (None, status.SOP_CLASS_NOT_SUPPORTED, status.STORE_DATASET_MISMATCH), hex(result or 0)
+    assert count(app, Instance) == 0
+    no_half_stored(app, scp)
+    healthy(app, scp, tmp_path)
+
+
+def test_c1_store_declares_dataset_but_sends_none(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    """A C-STORE-RQ announcing a data set, followed by another command instead: never stored, nothing left."""
+    ds = ct_dataset()
+    conn, _ = _store_contexts(scp)
+    with conn:
+        conn.send(rawpdu.pdata((3, 0x03, rawpdu.store_rq(CT, str(ds.SOPInstanceUID)))))
+        conn.send(rawpdu.pdata((1, 0x03, rawpdu.echo_rq(2))))  # a command where the data set should be
+        conn.send(rawpdu.pdu(0x05, b"\0\0\0\0"))
+        try:
+            while (reply := conn.read()) is not None and reply.kind == P_DATA_TF:
+                pass
+        except TimeoutError:
+            pass
+    assert count(app, Instance) == 0
+    healthy(app, scp, tmp_path)
+
+
+def test_c1_store_declares_no_dataset_but_sends_one(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    ds = ct_dataset()
+    conn, _ = _store_contexts(scp)
+    with conn:
+        cmd = rawpdu.store_rq(CT, str(ds.SOPInstanceUID), has_dataset=False)
+        conn.send(rawpdu.pdata((3, 0x03, cmd)))
+        conn.send(rawpdu.pdata((3, 0x02, rawpdu.dataset_bytes(ds))))
+        try:
+            result = rawpdu.response_status(conn)
+        except TimeoutError:
+            result = None
+        assert result is None or result >= 0xA000
+    assert count(app, Instance) == 0
     healthy(app, scp, tmp_path)
