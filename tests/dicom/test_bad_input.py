@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
 from dicom import status
 from dicom.scp import Running
-from engine.imaging.models import Instance
+from engine.imaging.models import Instance, InstanceConflict
 from tests.dicom import rawpdu, synthetic
 from tests.dicom.conftest import count, echo_ok, rows, store
 from tests.dicom.rawpdu import (
@@ -404,3 +406,79 @@ def test_c1_store_declares_no_dataset_but_sends_one(app: Flask, scp: Running, mo
         assert result is None or result >= 0xA000
     assert count(app, Instance) == 0
     healthy(app, scp, tmp_path)
+
+
+# -- DSEC-08: fuzz of the receive-and-parse path -------------------------------------------------------------------
+_FUZZ_BASE = ct_dataset(
+    SOPInstanceUID="1.2.826.0.1.3680043.8.498.1001",
+    StudyInstanceUID="1.2.826.0.1.3680043.8.498.1002",
+    SeriesInstanceUID="1.2.826.0.1.3680043.8.498.1003",
+    PatientName="Fuzz^Base",
+)
+_FUZZ_BYTES = rawpdu.dataset_bytes(_FUZZ_BASE)
+_ACCEPTABLE = {status.SUCCESS, status.STORE_CANNOT_UNDERSTAND, status.STORE_DATASET_MISMATCH}
+
+
+@st.composite
+def mutated_dataset(draw: st.DrawFn) -> bytes:
+    """The base CT data set with byte flips, a truncation, an inserted run, a lying length field — or plain noise."""
+    kind = draw(st.sampled_from(["flip", "truncate", "insert", "length", "noise"]))
+    data = bytearray(_FUZZ_BYTES)
+    if kind == "noise":
+        return draw(st.binary(min_size=0, max_size=2048))
+    if kind == "truncate":
+        return bytes(data[: draw(st.integers(0, len(data) - 1))])
+    if kind == "insert":
+        at = draw(st.integers(0, len(data)))
+        return bytes(data[:at] + draw(st.binary(min_size=1, max_size=64)) + data[at:])
+    if kind == "length":
+        # Overwrite 2 or 4 bytes at an element boundary-ish offset with a huge or odd length.
+        at = draw(st.integers(0, len(data) - 4))
+        value = draw(st.sampled_from([0xFFFFFFFF, 0xFFFFFFFE, 0x7FFFFFFF, 0x10000, 1, 3]))
+        data[at : at + 4] = struct.pack("<I", value)
+        return bytes(data)
+    for _ in range(draw(st.integers(1, 16))):
+        at = draw(st.integers(0, len(data) - 1))
+        data[at] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+def _fuzz_one(app: Flask, scp: Running, body: bytes) -> None:
+    conn, _ = _store_contexts(scp)
+    with conn:
+        uid = str(_FUZZ_BASE.SOPInstanceUID)
+        conn.send(rawpdu.pdata((3, 0x03, rawpdu.store_rq(CT, uid))))
+        conn.send(rawpdu.pdata((3, 0x02, body)))
+        result = rawpdu.response_status(conn)
+        assert result in _ACCEPTABLE, hex(result) if result is not None else "no response"
+        conn.send(rawpdu.pdu(0x05, b"\0\0\0\0"))  # A-RELEASE-RQ
+        assert conn.read() is not None  # A-RELEASE-RP: the association is still orderly
+    no_half_stored(app, scp)
+
+
+def _fuzz(app: Flask, scp: Running, tmp_path: Path, examples: int) -> None:
+    healthy(app, scp, tmp_path)
+    before = rss_kib()
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(body=mutated_dataset())
+    def run(body: bytes) -> None:
+        _fuzz_one(app, scp, body)
+
+    run()
+    assert rss_kib() - before < 30 * 1024  # no leak per input
+    healthy(app, scp, tmp_path)
+    # Whatever was accepted is one instance under the command's UID (the Affected UID must equal the data set's);
+    # a different content under that UID is a conflict kept aside, never a second row.
+    base = str(_FUZZ_BASE.SOPInstanceUID)
+    assert count(app, Instance, Instance.sop_instance_uid == base) <= 1
+    assert {r[0] for r in rows(app, select(InstanceConflict.sop_instance_uid))} <= {base}
+
+
+def test_dsec08_fuzz_dataset_parse_path(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    _fuzz(app, scp, tmp_path, 50)
+
+
+@pytest.mark.slow
+def test_dsec08_fuzz_dataset_parse_path_long(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
+    _fuzz(app, scp, tmp_path, 3000)
