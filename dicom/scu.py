@@ -8,6 +8,7 @@ opens its own association with explicit timeouts and releases it; nothing here t
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -106,6 +107,7 @@ def associate(
     if not assoc.is_established:
         why = "被拒绝" if assoc.is_rejected else "无法连接"
         raise ScuError(f"与 {node.aet}@{host}:{port} 的连接{why}")
+    _nodelay(assoc)
     try:
         yield assoc
     except BaseException:
@@ -114,6 +116,17 @@ def associate(
     else:
         if assoc.is_established:
             assoc.release()
+
+
+def _nodelay(assoc: Association) -> None:
+    """TCP_NODELAY on our side: a C-STORE goes out as several PDUs, and with Nagle on, each message waits ~40 ms
+    for the peer's delayed ACK (measured: 48 ms per small instance to a pynetdicom peer, issue 4)."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # closed meanwhile: the next send reports it
 
 
 def _status(rsp: Dataset | None) -> int | None:

@@ -115,8 +115,8 @@ def enqueue(instance_ids: Iterable[int], node_id: int, *, rule_id: int | None = 
         set_={"state": "pending", "attempts": 0, "next_attempt_at": now, "last_error": "", "updated_at": now},
         where=ForwardJob.state == "failed",
     )
-    res = s.execute(stmt)
-    return int(res.rowcount or 0)  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: PostgreSQL's driver reports -1 for a multi-row INSERT … ON CONFLICT.
+    return len(s.execute(stmt.returning(ForwardJob.id)).all())
 
 
 def _destination(s: Session, node_id: int) -> DicomNode:
