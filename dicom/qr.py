@@ -66,7 +66,7 @@ def _load(ctx: Context, item: RetrieveItem) -> Dataset:
     """The stored instance, undecoded (raw elements are written back byte for byte). An unreadable file yields a
     data set pynetdicom cannot send, so the sub-operation counts as failed and its UID is listed as failed."""
     try:
-        return dcmread(ctx.store.path(item.storage_key), defer_size=None)
+        return dcmread(item.path or ctx.store.path(item.storage_key), defer_size=None)
     except (OSError, ValueError, EOFError) as exc:
         log.error("retrieve: stored file of %s unreadable: %s", item.sop_instance_uid, exc)
         failed = Dataset()

@@ -22,7 +22,7 @@ from engine.accounts.queries import clamp_page, like_pattern
 from engine.audit import AuditEvent
 from engine.errors import ValidationFailed
 from engine.imaging import services as imaging
-from engine.imaging import sr
+from engine.imaging import sr, targets
 from engine.imaging.exam_models import UnmatchedStudy
 from engine.imaging.models import NODE_OPERATIONS, DicomNode, Instance, InstanceConflict, Series, Study
 from engine.imaging.storage import ObjectStore
@@ -334,7 +334,7 @@ def instance_sr(instance_id: int) -> Any:
     inst = get_visible(actor, Instance, instance_id, object_type="dicom_instance")
     if not sr.is_sr_class(inst.sop_class_uid):
         raise ValidationFailed("not_sr", "该实例不是结构化报告（SR）")
-    doc = sr.read_sr(store().path(inst.storage_key))
+    doc = sr.read_sr(targets.instance_path(inst))
     study = uow.session().get(Study, inst.study_id)
     audit.record(
         actor,
@@ -627,11 +627,12 @@ def send_study(body: dict[str, Any], study_id: int) -> Any:
     study = get_visible(actor, Study, study_id, object_type="dicom_study")
     node = get_visible(actor, DicomNode, body["node_id"], object_type="dicom_node")
     peer = _peer(node)
-    keys = uow.session().execute(
-        select(Instance.storage_key).where(Instance.study_id == study.id).order_by(Instance.series_id, Instance.id)
+    rows = uow.session().execute(
+        select(Instance.storage_target_id, Instance.storage_key)
+        .where(Instance.study_id == study.id)
+        .order_by(Instance.series_id, Instance.id)
     )
-    objects = store()
-    paths = [objects.path(k) for k in keys.scalars()]
+    paths = [targets.path_of(target_id, key) for target_id, key in rows]  # on whichever target holds each
     study_ref = {"study_id": study.id, "study_instance_uid": study.study_instance_uid}
     _release_db()
     result = scu.send(peer, paths)

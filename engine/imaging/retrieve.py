@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from engine import audit, uow
+from engine.imaging import targets
 from engine.imaging.models import DicomNode, Instance, Series, Study
 from engine.imaging.services import NodeInfo, record_rejection
 
@@ -46,6 +47,7 @@ class RetrieveItem:
     storage_key: str
     study_instance_uid: str
     patient_id: str
+    path: str = ""  # the file on whichever storage target holds it (IMG-09 moves instances between targets)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def select_instances(node: NodeInfo, level: str, keys: dict[str, str], *, patien
             Instance.storage_key,
             Study.study_instance_uid,
             Study.patient_id,
+            Instance.storage_target_id,
         )
         .join(Series, Series.id == Instance.series_id)
         .join(Study, Study.id == Instance.study_id)
@@ -97,7 +100,7 @@ def select_instances(node: NodeInfo, level: str, keys: dict[str, str], *, patien
     rows = uow.session().execute(stmt.limit(MAX_SUBOPERATIONS + 1)).all()
     if len(rows) > MAX_SUBOPERATIONS:
         raise RetrieveError(f"匹配的实例超过 {MAX_SUBOPERATIONS} 个，请缩小检索范围")
-    return [RetrieveItem(*row) for row in rows]
+    return [RetrieveItem(*row[:6], path=str(targets.path_of(row[6], row[3]))) for row in rows]
 
 
 def move_destination(node: NodeInfo, ip: str | None, aet: str) -> Destination | None:

@@ -132,6 +132,14 @@ def instance_path(inst: Instance) -> Path:
     return store_for(target).path(inst.storage_key)
 
 
+def path_of(storage_target_id: int | None, storage_key: str) -> Path:
+    """`instance_path` from the two columns (for queries that select columns, not Instance rows)."""
+    s = uow.session()
+    target = s.get(StorageTarget, storage_target_id) if storage_target_id else builtin_target(s)
+    assert target is not None
+    return store_for(target).path(storage_key)
+
+
 def _on_target(target: StorageTarget, builtin_id: int) -> Any:
     if target.id == builtin_id:
         return or_(Instance.storage_target_id.is_(None), Instance.storage_target_id == builtin_id)

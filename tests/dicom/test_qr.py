@@ -213,3 +213,29 @@ def test_dcm04_getscu_series_byte_for_byte_and_ac08(
     assert list(other.iterdir()) == []  # AC-08: M01's study does not exist for M02
     events = audit_events(app, "dicom_instances_retrieved")
     assert sorted((e.details["op"], e.details["instances"]) for e in events) == [("get", 0), ("get", 2)]
+
+
+def test_img09_dcm04_get_after_migration_reads_from_the_new_storage_target(
+    app: Flask, scp: Running, archive: dict[str, bytes], tmp_path: Path
+) -> None:
+    """An instance migrated to another storage target (IMG-09) is still retrieved byte for byte: C-GET reads the
+    file on whichever target holds it, not the default store's path."""
+    from engine.imaging import targets
+
+    with app.app_context(), uow.unit_of_work():
+        targets.create_target(Actor.system("test"), code="cold", name="近线存储", root_path=str(tmp_path / "cold"))
+        targets.create_storage_task(Actor.system("test"), kind="migrate", source="local", target="cold", filter={})
+    with app.app_context():
+        targets.run_storage_tasks()
+    assert not any(scp.ctx.store.exists(key) for _uid, key in rows(app, select(Instance.sop_instance_uid,
+                                                                                   Instance.storage_key)))  # fmt: skip
+    out = tmp_path / "got"
+    out.mkdir()
+    res = dcmtk("getscu", "-S", "-aet", "RETRIEVER", "-aec", "TELERAD", "-od", str(out),
+                "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={STUDY_A}",
+                "127.0.0.1", str(scp.port))  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = sorted(out.iterdir())
+    assert len(got) == 3
+    for path in got:
+        assert dataset_bytes(path) == archive[_uid_of(path)]
