@@ -22,6 +22,7 @@ from engine.cases.models import Case, CaseEvent, WorkGroup, WorkGroupMember
 from engine.errors import NotFound
 from engine.imaging.exam_models import UnmatchedStudy
 from engine.imaging.models import DicomNode, Instance, InstanceConflict, Study
+from engine.imaging.routing_models import ForwardJob
 from engine.workflow.models import HumanTask
 
 T = TypeVar("T")
@@ -223,3 +224,13 @@ def _unmatched_studies(actor: Actor) -> ColumnElement[bool]:
     if not actor.has("dicom.unmatched.read"):
         return false()
     return institution_ids_clause(actor, UnmatchedStudy.institution_id)
+
+
+@rule(ForwardJob)
+def _forward_jobs(actor: Actor) -> ColumnElement[bool]:
+    """The forward queue (IMG-08): a member hospital sees the jobs of its own instances, the central hospital all."""
+    if not (actor.has("dicom.forward.read") or actor.has("dicom.forward.manage")):
+        return false()
+    if actor.is_central:
+        return true()
+    return ForwardJob.instance_id.in_(select(Instance.id).where(Instance.institution_id == actor.institution_id))

@@ -64,7 +64,13 @@ ALLOWED_KEYS = set(
     "series_description instances sop_instance_uid sop_class_uid sop_class_name transfer_syntax_uid "
     "instance_number size received_at is_sr sha256 calling_aet original_size original_sha256 "
     "original_received_at study_id resolved_by resolved_at instance_id completion_flag verification_flag content "
-    "relationship value_type concept text children elapsed_ms truncated failed warning reason_name study".split()
+    "relationship value_type concept text children elapsed_ms truncated failed warning reason_name study "
+    # routing rules, forward queue, storage targets and tasks (issue 4: DCM-02, IMG-03/04/07/08/09)
+    "priority stop node_ids institution_ids modalities body_parts sop_classes study_description_contains "
+    "series_description_contains storage_target_id storage_compression forward_node_ids forward_compression "
+    "lossy root_path is_default instance_count target filter total done percent copied missing mismatched "
+    "last_error created_by started_at finished_at attempts next_attempt_at compression rule_id node counts "
+    "pending sending modality received_before study_ids queued already_sent".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}
