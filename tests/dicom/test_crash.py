@@ -204,13 +204,13 @@ def run_crash_case(
     return observed, tmp_left, swept
 
 
-# The nth instance at which each point fires, spread over the first two thirds of the series.
+# The nth instance at which each point fires, spread over the first half of the series (the resend is whole).
 CASES = [
-    ("after_receive", 120),
-    ("after_fsync", 250),
+    ("after_receive", 100),
+    ("after_fsync", 150),
     ("after_rename", 60),
-    ("after_db_insert", 180),
-    ("before_response", 330),
+    ("after_db_insert", 200),
+    ("before_response", 250),
 ]
 
 
