@@ -82,9 +82,9 @@ class TestCA:
         self.issued = _write(directory, stem, self.cert, self.key)
         self.path = self.issued.cert
 
-    def issue(self, cn: str, *, server: bool = False) -> Issued:
+    def issue(self, cn: str, *, server: bool = False, expired: bool = False) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
+        now = dt.datetime.now(dt.UTC) - (dt.timedelta(days=30) if expired else dt.timedelta(0))
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(cn))

@@ -40,6 +40,8 @@ class PKI:
     hosp_b: Issued
     hosp_c: Issued
     rogue: Issued  # issued by a CA the SCP does not trust
+    self_signed: Issued
+    expired: Issued  # our CA, validity ended
 
 
 @pytest.fixture
@@ -53,6 +55,8 @@ def pki(tmp_path: Path) -> PKI:
         hosp_b=ca.issue("HOSP_B"),
         hosp_c=ca.issue("HOSP_C"),
         rogue=rogue_ca.issue("HOSP_A_FAKE"),
+        self_signed=rogue_ca.issued,
+        expired=ca.issue("HOSP_A_OLD", expired=True),
     )
 
 
@@ -185,11 +189,13 @@ def test_cry02_tls11_client_handshake_fails(app: Flask, tls_scp: Running, hospit
     ok.release()
 
 
-@pytest.mark.parametrize("which", ["no_certificate", "unknown_ca"])
+@pytest.mark.parametrize("which", ["no_certificate", "unknown_ca", "self_signed", "expired"])
 def test_cry02_client_without_trusted_certificate_rejected(
     app: Flask, tls_scp: Running, hospitals: None, pki: PKI, which: str
 ) -> None:
-    client = None if which == "no_certificate" else pki.rogue
+    client = {"no_certificate": None, "unknown_ca": pki.rogue, "self_signed": pki.self_signed, "expired": pki.expired}[
+        which
+    ]
     ctx = client_context(pki.ca.path, client)
     try:
         data = _raw_handshake(tls_port(tls_scp), ctx)
