@@ -177,14 +177,15 @@ def delete_rule(rule_id: int) -> Any:
 
 # --- storage targets (IMG-09) ----------------------------------------------------------------------------------
 def _target_counts() -> dict[int, int]:
+    """Instances per target (NULL = the built-in target); grouped on the column, merged here (PostgreSQL will not
+    group by an expression holding a bound parameter)."""
     s = uow.session()
     builtin_id = targets.builtin_target(s).id
-    rows = s.execute(
-        select(func.coalesce(Instance.storage_target_id, builtin_id), func.count()).group_by(
-            func.coalesce(Instance.storage_target_id, builtin_id)
-        )
-    ).all()
-    return {int(t): int(n) for t, n in rows}
+    out: dict[int, int] = {}
+    for tid, n in s.execute(select(Instance.storage_target_id, func.count()).group_by(Instance.storage_target_id)):
+        key = builtin_id if tid is None else int(tid)
+        out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 def target_out(t: StorageTarget, counts: dict[int, int]) -> dict[str, Any]:
