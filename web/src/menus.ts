@@ -27,6 +27,9 @@ export const MENU_DEFS: readonly MenuDef[] = [
   { code: 'menu.dicom_nodes', path: '/admin/dicom/nodes', labelKey: 'menu.dicomNodes', icon: 'Monitor' },
   { code: 'menu.dicom_conflicts', path: '/admin/dicom/conflicts', labelKey: 'menu.dicomConflicts', icon: 'Warning' },
   { code: 'menu.dicom_unmatched', path: '/admin/dicom/unmatched', labelKey: 'menu.dicomUnmatched', icon: 'QuestionFilled' },
+  { code: 'menu.dicom_routing', path: '/admin/dicom/routing', labelKey: 'menu.dicomRouting', icon: 'Guide' },
+  { code: 'menu.dicom_forward', path: '/admin/dicom/forward', labelKey: 'menu.dicomForward', icon: 'Promotion' },
+  { code: 'menu.dicom_storage', path: '/admin/dicom/storage', labelKey: 'menu.dicomStorage', icon: 'Coin' },
 ]
 
 const BY_CODE = new Map(MENU_DEFS.map((m) => [m.code, m]))

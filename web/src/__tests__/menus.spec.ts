@@ -40,6 +40,9 @@ describe('menu builder', () => {
       'menu.dicom_nodes': '/admin/dicom/nodes',
       'menu.dicom_conflicts': '/admin/dicom/conflicts',
       'menu.dicom_unmatched': '/admin/dicom/unmatched',
+      'menu.dicom_routing': '/admin/dicom/routing',
+      'menu.dicom_forward': '/admin/dicom/forward',
+      'menu.dicom_storage': '/admin/dicom/storage',
     }
     expect(Object.fromEntries(MENU_DEFS.map((m) => [m.code, m.path]))).toEqual(expected)
   })
@@ -72,6 +75,13 @@ describe('menu builder', () => {
     expect(byPath['cases/new'].meta).toMatchObject({ menu: 'menu.cases', perm: 'case.create' })
     expect(byPath['cases/:id(\\d+)'].meta?.anyMenu).toContain('menu.cases')
     expect(byPath['tasks/:id(\\d+)'].meta?.anyMenu).toEqual(['menu.tasks', 'menu.pool'])
+  })
+
+  it('maps the routing, forward-queue and storage menus (DCM-02, IMG-08, IMG-09) with labels and icons', () => {
+    const menus = buildMenus(['menu.dicom_routing', 'menu.dicom_forward', 'menu.dicom_storage'])
+    for (const m of menus) expect(icons).toHaveProperty(m.icon)
+    const zh = createAppI18n('zh-CN').global
+    expect(menus.map((m) => zh.t(m.labelKey))).toEqual(['路由规则', '转发队列', '存储管理'])
   })
 
   it('lands on /home when allowed, else on the first menu', () => {

@@ -262,3 +262,182 @@ export async function listUnmatched(query: {
   const { data } = await http.get<Paged<Unmatched>>('/imaging/unmatched', { params: cleanParams({ ...query }) })
   return data
 }
+
+// ---- routing rules (DCM-02, IMG-03, IMG-07), compression policies (IMG-04) ----
+export interface CompressionPolicy {
+  code: string
+  name: string
+  lossy: boolean
+}
+
+export interface RoutingRuleInput {
+  name: string
+  priority: number
+  enabled: boolean
+  stop: boolean
+  node_ids: number[]
+  institution_ids: number[]
+  modalities: string[]
+  body_parts: string[]
+  sop_classes: string[]
+  study_description_contains: string
+  series_description_contains: string
+  storage_target_id: number | null
+  storage_compression: string
+  forward_node_ids: number[]
+  forward_compression: string
+}
+
+export interface RoutingRule extends RoutingRuleInput {
+  id: number
+  created_at: string
+  updated_at: string
+}
+
+export async function listCompressionPolicies(): Promise<CompressionPolicy[]> {
+  const { data } = await http.get<CompressionPolicy[]>('/imaging/compression-policies')
+  return data
+}
+
+export async function listRules(): Promise<RoutingRule[]> {
+  const { data } = await http.get<RoutingRule[]>('/imaging/routing/rules')
+  return data
+}
+
+export async function createRule(body: RoutingRuleInput): Promise<RoutingRule> {
+  const { data } = await http.post<RoutingRule>('/imaging/routing/rules', body, { silent: true })
+  return data
+}
+
+export async function updateRule(id: number, patch: Partial<RoutingRuleInput>): Promise<RoutingRule> {
+  const { data } = await http.patch<RoutingRule>(`/imaging/routing/rules/${id}`, patch, { silent: true })
+  return data
+}
+
+export async function deleteRule(id: number): Promise<void> {
+  await http.delete(`/imaging/routing/rules/${id}`)
+}
+
+// ---- forward queue (IMG-08) ----
+export type ForwardState = 'pending' | 'sending' | 'done' | 'failed'
+
+export interface ForwardJob {
+  id: number
+  state: ForwardState
+  attempts: number
+  next_attempt_at: string | null
+  last_error: string
+  compression: string
+  rule_id: number | null
+  node: { id: number; aet: string }
+  instance_id: number
+  sop_instance_uid: string
+  study_id: number | null
+  study_instance_uid: string
+  patient_name: string
+  created_at: string
+  updated_at: string
+}
+
+export interface ForwardJobPage extends Paged<ForwardJob> {
+  counts: Record<ForwardState, number>
+}
+
+export async function listForwardJobs(query: {
+  state?: '' | ForwardState
+  node_id?: number | null
+  page?: number
+  page_size?: number
+}): Promise<ForwardJobPage> {
+  const { data } = await http.get<ForwardJobPage>('/imaging/forward/jobs', { params: cleanParams({ ...query }) })
+  return data
+}
+
+export async function retryForwardJob(id: number): Promise<ForwardJob> {
+  const { data } = await http.post<ForwardJob>(`/imaging/forward/jobs/${id}/retry`)
+  return data
+}
+
+export interface ForwardResult {
+  instances: number
+  queued: number
+  already_sent: number
+}
+
+export async function forwardStudy(id: number, nodeId: number, compression = ''): Promise<ForwardResult> {
+  const { data } = await http.post<ForwardResult>(`/imaging/studies/${id}/forward`, { node_id: nodeId, compression })
+  return data
+}
+
+// ---- storage targets and tasks (IMG-09) ----
+export interface StorageTarget {
+  id: number
+  code: string
+  name: string
+  kind: string
+  root_path: string
+  enabled: boolean
+  is_default: boolean
+  builtin: boolean
+  instance_count: number
+  created_at: string
+}
+
+export type StorageTaskKind = 'compare' | 'sync' | 'migrate'
+export type StorageTaskState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled'
+
+export interface StorageTask {
+  id: number
+  kind: StorageTaskKind
+  source: { id: number; code: string; name: string } | null
+  target: { id: number; code: string; name: string } | null
+  filter: Record<string, unknown>
+  state: StorageTaskState
+  total: number
+  done: number
+  percent: number
+  copied: number
+  missing: number
+  mismatched: number
+  errors: number
+  last_error: string
+  created_by: string
+  created_at: string
+  started_at: string | null
+  finished_at: string | null
+}
+
+export async function listStorageTargets(): Promise<StorageTarget[]> {
+  const { data } = await http.get<StorageTarget[]>('/imaging/storage/targets')
+  return data
+}
+
+export async function createStorageTarget(body: {
+  code: string
+  name: string
+  root_path: string
+  is_default: boolean
+}): Promise<StorageTarget> {
+  const { data } = await http.post<StorageTarget>('/imaging/storage/targets', body, { silent: true })
+  return data
+}
+
+export async function setDefaultStorageTarget(id: number): Promise<StorageTarget> {
+  const { data } = await http.post<StorageTarget>(`/imaging/storage/targets/${id}/default`)
+  return data
+}
+
+export async function listStorageTasks(): Promise<StorageTask[]> {
+  const { data } = await http.get<StorageTask[]>('/imaging/storage/tasks')
+  return data
+}
+
+export async function createStorageTask(body: {
+  kind: StorageTaskKind
+  source_id: number
+  target_id: number
+  filter?: { modality?: string; institution_id?: number }
+}): Promise<StorageTask> {
+  const { data } = await http.post<StorageTask>('/imaging/storage/tasks', body, { silent: true })
+  return data
+}

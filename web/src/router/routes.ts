@@ -160,6 +160,24 @@ export const routes: RouteRecordRaw[] = [
         meta: { menu: 'menu.dicom_unmatched', titleKey: 'menu.dicomUnmatched' },
       },
       {
+        path: 'admin/dicom/routing',
+        name: 'dicom-routing',
+        component: () => import('@/views/imaging/RoutingRulesView.vue'),
+        meta: { menu: 'menu.dicom_routing', titleKey: 'menu.dicomRouting' },
+      },
+      {
+        path: 'admin/dicom/forward',
+        name: 'dicom-forward',
+        component: () => import('@/views/imaging/ForwardQueueView.vue'),
+        meta: { menu: 'menu.dicom_forward', titleKey: 'menu.dicomForward' },
+      },
+      {
+        path: 'admin/dicom/storage',
+        name: 'dicom-storage',
+        component: () => import('@/views/imaging/StorageView.vue'),
+        meta: { menu: 'menu.dicom_storage', titleKey: 'menu.dicomStorage' },
+      },
+      {
         path: '403',
         name: 'forbidden',
         component: () => import('@/views/errors/ForbiddenView.vue'),
