@@ -8,7 +8,9 @@ instance. Here (subclasses only; pinned version, checked by tests/dicom/test_tra
 - the received data set is written with `os.write` into a file in the object store's `tmp/` (same filesystem, so
   the later rename is atomic), behind a hand-encoded preamble + File Meta Information (PS3.10 §7.1), and hashed
   (SHA-256 of the whole file) while it is written; the handler gets the digest and size with the request;
-- C-STORE-RSP command sets are encoded by hand (PS3.7 §9.3.1.2, implicit VR little endian).
+- C-STORE-RSP command sets are encoded by hand (PS3.7 §9.3.1.2, implicit VR little endian);
+- a streamed C-STORE-RQ is served in the DUL thread that decoded it and its response written straight to the
+  socket (`StreamingDIMSE._store_inline`), instead of two thread hand-offs (to the reactor and back to the DUL).
 
 Everything else (C-FIND, C-ECHO, other messages) goes through pynetdicom unchanged.
 """
@@ -16,6 +18,7 @@ Everything else (C-FIND, C-ECHO, other messages) goes through pynetdicom unchang
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
 import tempfile
@@ -23,12 +26,16 @@ from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, evt
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import _MESSAGE_TYPES, C_STORE_RQ, DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
+
+_log = logging.getLogger("telerad.dicom")
 
 IMPLEMENTATION_VERSION = b"TELERAD_1"
 
@@ -185,7 +192,52 @@ class StreamingDIMSE(DIMSEServiceProvider):
         if d_primitive.__class__.__name__ == "C_CANCEL" and len(self.cancel_req) < 10:
             self.cancel_req[int(d_primitive.MessageIDBeingRespondedTo)] = d_primitive  # type: ignore[arg-type]
             return
+        if received is not None and self._store_inline(context_id, d_primitive):
+            return
         self.msg_queue.put((context_id, d_primitive))  # type: ignore[arg-type]
+
+    def _store_inline(self, context_id: int, req: Any) -> bool:
+        """Serve a streamed C-STORE-RQ here, in the DUL thread, and write its response straight to the socket.
+
+        pynetdicom hands every message to the association's reactor thread (a queue and a thread switch), whose
+        response goes back through the DUL's send queue, a wake-up and the state machine (another switch): ~0.5 ms
+        of a ~4 ms instance. Without asynchronous operations the peer waits for this response before it sends
+        anything else, so nothing is lost by not reading meanwhile. Same checks and outcome as
+        `Association._serve_request` + `StorageServiceClass.SCP` (the handler bound to EVT_C_STORE is called the
+        same way, an exception in it answers 0xC211); anything unusual — release under way, a message already
+        queued, extended negotiation, a non-storage class, the DUL not in Sta6 — takes pynetdicom's path (False).
+        """
+        assoc = self.assoc
+        if not isinstance(req, C_STORE) or req.MessageIDBeingRespondedTo is not None:
+            return False
+        if assoc._sent_release or not assoc.is_established or self.msg_queue.queue:
+            return False
+        sop_class = req.AffectedSOPClassUID
+        if sop_class in assoc.acceptor.accepted_common_extended:
+            return False
+        cx = assoc._accepted_cx.get(context_id)
+        if cx is None or uid_to_service_class(sop_class) is not StorageServiceClass:
+            return False
+        try:
+            result = evt.trigger(assoc, evt.EVT_C_STORE, {"request": req, "context": cx.as_tuple})
+            status = int(getattr(result, "Status", result))
+        except Exception:
+            _log.exception("Exception in handler bound to 'evt.EVT_C_STORE'")
+            status = 0xC211
+        if not assoc.is_established:  # the handler aborted or released the association
+            return True
+        command = store_response_command(sop_class, req.MessageID, status, req.AffectedSOPInstanceUID)
+        peer_max = int(assoc.requestor.maximum_length or 0)
+        dul = self.dul
+        if (peer_max and len(command) + 6 > peer_max) or dul.state_machine.current_state != "Sta6":
+            pdata = P_DATA()
+            pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
+            dul.send_pdu(pdata)
+            return True
+        # P-DATA-TF (PS3.8 9.3.5): one PDV, last command fragment; the DUL thread is the only one writing here.
+        item_length = len(command) + 2
+        dul.socket.send(struct.pack(">BBLLBB", 0x04, 0, item_length + 4, item_length, context_id, 0x03) + command)
+        return True
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
         if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
@@ -198,19 +250,26 @@ def _implicit(elem: int, value: bytes) -> bytes:
     return struct.pack("<HHI", 0x0000, elem, len(value)) + value
 
 
-def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
-    """The C-STORE-RSP command set (PS3.7 Table 9.3-2) in one last-fragment command PDV."""
+def store_response_command(sop_class: Any, message_id: Any, status: int, sop_instance: Any) -> bytes:
+    """The C-STORE-RSP command set (PS3.7 Table 9.3-2), implicit VR little endian."""
     body = b"".join(
         [
-            _implicit(0x0002, _ui(rsp.AffectedSOPClassUID)),
+            _implicit(0x0002, _ui(sop_class)),
             _implicit(0x0100, struct.pack("<H", 0x8001)),
-            _implicit(0x0120, struct.pack("<H", int(rsp.MessageIDBeingRespondedTo or 0))),
+            _implicit(0x0120, struct.pack("<H", int(message_id or 0))),
             _implicit(0x0800, struct.pack("<H", 0x0101)),
-            _implicit(0x0900, struct.pack("<H", int(rsp.Status or 0))),
-            _implicit(0x1000, _ui(rsp.AffectedSOPInstanceUID)),
+            _implicit(0x0900, struct.pack("<H", int(status or 0))),
+            _implicit(0x1000, _ui(sop_instance)),
         ]
     )
-    command = _implicit(0x0000, struct.pack("<I", len(body))) + body
+    return _implicit(0x0000, struct.pack("<I", len(body))) + body
+
+
+def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
+    """The C-STORE-RSP command set in one last-fragment command PDV."""
+    command = store_response_command(
+        rsp.AffectedSOPClassUID, rsp.MessageIDBeingRespondedTo, int(rsp.Status or 0), rsp.AffectedSOPInstanceUID
+    )
     pdata = P_DATA()
     pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
     return pdata

@@ -11,6 +11,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 
 from dicom import faults, header, status
+from dicom.groupcommit import GroupCommit
 from dicom.writegate import WriteGate
 from engine import uow
 from engine.imaging import queries, routing, services
 from engine.imaging.services import AssociationState, InstanceMeta, InvalidInstance
-from engine.imaging.storage import ObjectStore, StorageFull
+from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_for
 
 log = logging.getLogger("telerad.dicom")
 
@@ -105,6 +107,7 @@ class Context:
     conflict_status: int
     find_limit: int
     write_gate: WriteGate | None = None  # SQLite: one ingest transaction at a time (dicom/writegate.py)
+    committer: GroupCommit | None = None  # group commit of C-STORE index rows (dicom/groupcommit.py)
     sealer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="dicom-seal"))
 
 
@@ -281,13 +284,12 @@ def handle_store(event: Event, ctx: Context) -> int:
                     {"code": "context_mismatch", "sop_class_uid": str(req.AffectedSOPClassUID)[:64]},
                 )
             return status.SOP_CLASS_NOT_SUPPORTED
-        # Hash + fsync the received file in a helper thread while this one parses and validates the header; it
-        # is published under its content key only once valid (REQ: DSEC-04 nothing stored, DSEC-05 durable first).
         faults.hit("after_receive")  # REQ: DSEC-05 crash test (inert unless TELERAD_DICOM_FAULT is set)
         if received:
-            sealing = ctx.sealer.submit(ctx.store.seal, path, received[1], received[2])
-        else:
-            sealing = ctx.sealer.submit(ctx.store.seal, path)
+            return _store_pipelined(ctx, state, req, path, received[1], received[2])
+        # Not streamed by dicom/fastpath.py: hash + fsync in a helper thread while this one parses and validates
+        # the header; published under its content key only once valid (REQ: DSEC-04 nothing stored, DSEC-05).
+        sealing = ctx.sealer.submit(ctx.store.seal, path)
         try:
             try:
                 meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
@@ -297,27 +299,98 @@ def handle_store(event: Event, ctx: Context) -> int:
             faults.hit("after_fsync")
             stored = ctx.store.publish(path, digest, size)
             faults.hit("after_rename")
-        except InvalidInstance as exc:
-            with ctx.app.app_context(), uow.unit_of_work():
-                services.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
-            return status.STORE_DATASET_MISMATCH if exc.code == "uid_mismatch" else status.STORE_CANNOT_UNDERSTAND
-        except StorageFull:
-            with ctx.app.app_context(), uow.unit_of_work():
-                services.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
-            return status.STORE_OUT_OF_RESOURCES
+        except (InvalidInstance, StorageFull) as exc:
+            return _store_refused(ctx, state, exc)
         with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
             result = services.ingest_instance(state, stored, meta)
             routing.apply_at_ingest(state.node, meta, result)  # REQ: DCM-02/IMG-08: forwards, placement
             faults.hit("after_db_insert")
         faults.hit("before_response")
-        if result.outcome == services.CONFLICT:
-            return ctx.conflict_status
-        return status.SUCCESS
+        return ctx.conflict_status if result.outcome == services.CONFLICT else status.SUCCESS
     except OSError:
         log.exception("C-STORE: storage error")
         return status.STORE_OUT_OF_RESOURCES
     finally:
         path.unlink(missing_ok=True)
+
+
+class _Gate:
+    """The validation verdict handed to the helper thread: publish (True) or not (False)."""
+
+    __slots__ = ("_event", "ok")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.ok = False
+
+    def open(self) -> None:
+        self.ok = True
+        self._event.set()
+
+    def close(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+
+    def wait(self) -> bool:
+        self._event.wait()
+        return self.ok
+
+
+def _seal_and_publish(store: ObjectStore, path: Path, digest: str, size: int, gate: _Gate) -> StoredObject | None:
+    """Helper thread: fsync the received file; once the header is validated, rename it under its key and fsync the
+    directory (REQ: DSEC-05 durable first, DSEC-04 nothing stored when invalid). None when refused."""
+    store.seal(path, digest, size)
+    faults.hit("after_fsync")
+    if not gate.wait():
+        return None
+    stored = store.publish(path, digest, size)
+    faults.hit("after_rename")
+    return stored
+
+
+def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path, digest: str, size: int) -> int:
+    """A streamed data set (digest and size known): the file's fsync, rename and directory fsync run in a helper
+    thread while this one validates the header and executes the index INSERT; the transaction commits only after
+    the file is durable under its key (REQ: DSEC-05: never a row without its file, never a success before both)."""
+    gate = _Gate()
+    publishing = ctx.sealer.submit(_seal_and_publish, ctx.store, path, digest, size, gate)
+    try:
+        try:
+            meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
+            ctx.store.check_space(ctx.disk_full_percent)
+        except (InvalidInstance, StorageFull) as exc:
+            gate.close()
+            publishing.result()  # the fsync's errors too; nothing was renamed
+            return _store_refused(ctx, state, exc)
+        gate.open()
+        stored = StoredObject(key_for(digest), digest, size)
+
+        def index() -> services.IngestResult:
+            result = services.ingest_instance(state, stored, meta)
+            routing.apply_at_ingest(state.node, meta, result)  # REQ: DCM-02/IMG-08: forwards, placement
+            return result
+
+        if ctx.committer is not None:  # dicom/groupcommit.py: commits after `publishing`, maybe with other rows
+            result = ctx.committer.run(index, publishing, state)
+        else:
+            with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
+                result = index()
+                publishing.result()  # durable under its key before the commit; an OSError rolls the row back
+                faults.hit("after_db_insert")
+        faults.hit("before_response")
+        return ctx.conflict_status if result.outcome == services.CONFLICT else status.SUCCESS
+    finally:
+        gate.close()
+        futures.wait([publishing])  # never unlink (in handle_store) under a rename still in progress
+
+
+def _store_refused(ctx: Context, state: AssociationState, exc: Exception) -> int:
+    with ctx.app.app_context(), uow.unit_of_work():
+        if isinstance(exc, InvalidInstance):
+            services.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
+            return status.STORE_DATASET_MISMATCH if exc.code == "uid_mismatch" else status.STORE_CANNOT_UNDERSTAND
+        services.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
+        return status.STORE_OUT_OF_RESOURCES
 
 
 # -- C-FIND --------------------------------------------------------------------------------------------------------

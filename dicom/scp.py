@@ -23,6 +23,7 @@ from pynetdicom import AE, _config
 from pynetdicom.presentation import PresentationContext, build_context
 
 from dicom import handlers, tls
+from dicom.groupcommit import GroupCommit
 from dicom.transport import TeleradServer
 from dicom.writegate import WriteGate
 from engine import config, uow
@@ -203,6 +204,8 @@ def start(
     configure_pynetdicom()
     store = ObjectStore(settings.storage_dir / "dicom")
     ae = build_ae(settings)
+    sqlite = settings.database_url.startswith("sqlite")
+    write_gate = WriteGate(settings.instance_dir / "dicom-ingest.lock") if sqlite else None
     ctx = handlers.Context(
         app=app,
         store=store,
@@ -211,9 +214,8 @@ def start(
         disk_full_percent=settings.dicom_disk_full_percent,
         conflict_status=settings.dicom_conflict_status,
         find_limit=settings.dicom_find_limit,
-        write_gate=WriteGate(settings.instance_dir / "dicom-ingest.lock")
-        if settings.database_url.startswith("sqlite")
-        else None,
+        write_gate=write_gate,
+        committer=GroupCommit(app, write_gate),
     )
     bind_host = settings.dicom_host if host is None else host
     servers = [

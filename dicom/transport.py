@@ -32,6 +32,7 @@ from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.timer import Timer
 from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from dicom.fastpath import StreamingDIMSE
@@ -43,6 +44,7 @@ PDU_HEADER = 6
 # A PDU may carry a little more than max_pdu (the PDV headers); anything beyond this is a lie or an attack.
 PDU_SLACK = 1024
 _SELECT_TIMEOUT = 0.05
+_REACTOR_WAIT = 0.02
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -90,6 +92,19 @@ class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
         self._wake.set()
 
 
+class _NotifyQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DUL's to-user queue: putting an ACSE primitive (A-RELEASE, A-ABORT) also wakes the association reactor,
+    which otherwise only notices it when its wait on the DIMSE queue times out."""
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        super().__init__()
+        self._notify = notify
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._notify()
+
+
 class FastDUL(DULServiceProvider):
     """DUL without polling sleeps: waits in `select` until the peer sends or a primitive is queued."""
 
@@ -97,7 +112,18 @@ class FastDUL(DULServiceProvider):
         super().__init__(assoc)
         self.wake = _Wake()
         self.to_provider_queue = _WakeQueue(self.wake)
+        self.to_user_queue = _NotifyQueue(self._notify_reactor)
         self._run_loop_delay = 0  # time.sleep(0): only yields; the blocking happens in FastSocket.ready
+        # pynetdicom's Association applies network_timeout to the idle timer of the DUL it created itself; this one
+        # replaces that DUL, so it takes the (configured) value here instead of keeping Timer(60).
+        self._idle_timer = Timer(assoc.network_timeout)
+
+    def _notify_reactor(self) -> None:
+        dimse = getattr(self.assoc, "dimse", None)
+        cond = getattr(getattr(dimse, "msg_queue", None), "not_empty", None)
+        if cond is not None:
+            with cond:
+                cond.notify_all()
 
     def kill_dul(self) -> None:
         super().kill_dul()
@@ -162,8 +188,12 @@ class FastSocket(AssociationSocket):
             return True
         dul = self.assoc.dul
         wake = getattr(dul, "wake", None)
-        # Something queued for sending: report "no data" at once so the DUL loop sends it.
-        if getattr(dul, "to_provider_queue", None) is not None and dul.to_provider_queue.queue:
+        # Something queued for sending, or an event the state machine has not processed yet (the A-ASSOCIATE-RQ
+        # read in the same loop as the connection's Evt5): report "no data" at once so the DUL loop handles it.
+        # Waiting here instead held every association request for the full select timeout (50 ms).
+        if dul.event_queue.queue or (
+            getattr(dul, "to_provider_queue", None) is not None and dul.to_provider_queue.queue
+        ):
             timeout = 0.0
         else:
             timeout = _SELECT_TIMEOUT
@@ -271,12 +301,22 @@ class FastAssociation(Association):
         # Same checks as pynetdicom's loop (association.py), but it blocks on the DIMSE queue instead of sleeping.
         self._is_paused = False
         msg_queue = self.dimse.msg_queue
+        user_queue = self.dul.to_user_queue
+        last_head: Any = None
         while not self._kill:
             self._is_paused = True
             self._reactor_checkpoint.wait()
             self._is_paused = False
+            # Wait for a DIMSE message; an ACSE primitive from the DUL (release, abort) wakes this wait too
+            # (FastDUL._notify_reactor), so the timeout only bounds how late _kill and a dead DUL are noticed. A
+            # primitive already queued is looked at once without waiting (it may have come before this wait).
+            with msg_queue.not_empty:
+                head = user_queue.queue[0] if user_queue.queue else None
+                if not msg_queue.queue and (head is None or head is last_head):
+                    msg_queue.not_empty.wait(_REACTOR_WAIT)
+                last_head = head
             try:
-                context_id, msg = msg_queue.get(block=True, timeout=0.005)
+                context_id, msg = msg_queue.get(block=False)
             except queue.Empty:
                 msg = None
             if msg:

@@ -1,0 +1,138 @@
+"""Group commit of the C-STORE index rows of one receiver process (REQ: DSEC-05; issue 4 "group commit across
+associations is fine as long as no success is sent before its commit").
+
+Leader/follower, no extra thread: an association's thread that has a row to index queues it; the first one that
+finds no commit in progress becomes the leader, takes every queued row (its own and those queued by the other
+associations meanwhile), runs them in one transaction, waits until each row's file is durable under its key, commits
+once and wakes the followers, whose rows were committed with it. With one association this is exactly one
+transaction per instance (no hand-off); with several, one BEGIN/COMMIT — on SQLite one write-gate turn and one WAL
+sync, on PostgreSQL one WAL flush — serves a whole batch.
+
+A success is answered only by the thread that queued the row, after `run` returned, i.e. after the commit. When a
+row fails (its work raises, or its file could not be made durable), the batch is rolled back and every other row is
+run again alone, so one bad instance never costs the others their success. The per-association caches that an
+ingest fills (study/series ids, audited studies) are restored on rollback: an id from a rolled-back transaction
+must never be reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from dicom import faults
+from engine import uow
+
+MAX_BATCH = 64
+_CACHES = ("studies", "series", "audited", "stored")
+
+
+class _Item:
+    __slots__ = ("work", "durable", "state", "result", "error", "done", "committed")
+
+    def __init__(self, work: Callable[[], Any], durable: Future[Any] | None, state: Any) -> None:
+        self.work = work
+        self.durable = durable
+        self.state = state
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.committed = False
+
+
+class GroupCommit:
+    """Batches ingest transactions across the associations of this process; see the module docstring."""
+
+    def __init__(self, app: Any, write_gate: AbstractContextManager[Any] | None = None, max_batch: int = MAX_BATCH):
+        self._app = app
+        self._gate = write_gate
+        self._max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Item] = []
+        self._leading = False
+
+    def run(self, work: Callable[[], Any], durable: Future[Any] | None = None, state: Any = None) -> Any:
+        """Run `work` (index writes through `uow.session()`) in a transaction that commits only after `durable`
+        (the file's fsync/rename/directory fsync) has completed; returns its result once committed.
+
+        `state` is the AssociationState the work updates (its caches are restored if the batch rolls back).
+        Raises what `work` or `durable` raised, or the commit's error.
+        """
+        item = _Item(work, durable, state)
+        with self._cond:
+            self._queue.append(item)
+        while True:
+            with self._cond:
+                while not item.done and self._leading:
+                    self._cond.wait()
+                if item.done:
+                    return _outcome(item)
+                self._leading = True  # lead: our row is still queued (FIFO), in this batch or a later one
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+            try:
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    for it in batch:
+                        if not it.committed and it.error is None:
+                            it.error = RuntimeError("ingest transaction not committed")
+                        it.done = True
+                    self._leading = False
+                    self._cond.notify_all()
+
+    # -- leader ------------------------------------------------------------------------------------------------
+    def _commit(self, batch: list[_Item]) -> None:
+        saved = _snapshot(batch)
+        try:
+            self._transaction(batch)
+            return
+        except Exception as exc:  # re-run alone below; each row gets its own outcome
+            failure: BaseException = exc
+        _restore(saved)
+        if len(batch) == 1:
+            batch[0].error = failure
+            return
+        for it in batch:
+            single = _snapshot([it])
+            try:
+                self._transaction([it])
+            except Exception as exc:  # reported to that row's thread
+                _restore(single)
+                it.error = exc
+
+    def _transaction(self, batch: list[_Item]) -> None:
+        with self._gate or nullcontext(), self._app.app_context(), uow.unit_of_work():
+            for it in batch:
+                it.result = it.work()
+            for it in batch:
+                if it.durable is not None:
+                    it.durable.result()  # durable under its key before the commit (DSEC-05)
+                faults.hit("after_db_insert")  # DSEC-05 crash test: row inserted, file published, not committed
+        for it in batch:
+            it.committed = True
+
+
+def _outcome(item: _Item) -> Any:
+    if item.error is not None:
+        raise item.error
+    return item.result
+
+
+def _snapshot(batch: list[_Item]) -> list[tuple[Any, dict[str, Any]]]:
+    seen: dict[int, tuple[Any, dict[str, Any]]] = {}
+    for it in batch:
+        st = it.state
+        if st is not None and id(st) not in seen:
+            seen[id(st)] = (st, {name: copy.copy(getattr(st, name)) for name in _CACHES if hasattr(st, name)})
+    return list(seen.values())
+
+
+def _restore(saved: list[tuple[Any, dict[str, Any]]]) -> None:
+    for st, values in saved:
+        for name, value in values.items():
+            setattr(st, name, value)
