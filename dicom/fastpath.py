@@ -17,10 +17,12 @@ Everything else (C-FIND, C-ECHO, other messages) goes through pynetdicom unchang
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
 import struct
+import sys
 import tempfile
 from io import BytesIO
 from typing import Any
@@ -75,6 +77,7 @@ class ReceivedFile:
         self.fd, self.path = _mkstemp(directory)
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._flushed = 0
         self.closed = False
         self.write(header)
 
@@ -85,6 +88,11 @@ class ReceivedFile:
             n = os.write(self.fd, view)
             view = view[n:]
         self.size += len(data)
+        if self.size - self._flushed >= WRITEBACK_BYTES:
+            # Start writing back what is already here while the rest of the data set arrives, so the fsync before
+            # the rename (handlers.py) only waits for the tail; asynchronous, it does not make anything durable.
+            _start_writeback(self.fd, self._flushed, self.size - self._flushed)
+            self._flushed = self.size
 
     def close(self) -> None:
         if not self.closed:
@@ -97,6 +105,29 @@ class ReceivedFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+WRITEBACK_BYTES = 128 * 1024
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: initiate write-out of dirty pages, do not wait
+
+
+def _libc_sync_file_range() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _libc_sync_file_range() if sys.platform.startswith("linux") else None
+
+
+def _start_writeback(fd: int, offset: int, nbytes: int) -> None:
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)  # best effort: errors surface at fsync
 
 
 def _mkstemp(directory: str) -> tuple[int, str]:
@@ -218,17 +249,21 @@ class StreamingDIMSE(DIMSEServiceProvider):
         cx = assoc._accepted_cx.get(context_id)
         if cx is None or uid_to_service_class(sop_class) is not StorageServiceClass:
             return False
+        dul = self.dul
+        dul.serving += 1  # the reactor's idle check skips while a request is served (transport.py)
         try:
             result = evt.trigger(assoc, evt.EVT_C_STORE, {"request": req, "context": cx.as_tuple})
             status = int(getattr(result, "Status", result))
         except Exception:
             _log.exception("Exception in handler bound to 'evt.EVT_C_STORE'")
             status = 0xC211
+        finally:
+            dul.serving -= 1
+            dul._idle_timer.restart()
         if not assoc.is_established:  # the handler aborted or released the association
             return True
         command = store_response_command(sop_class, req.MessageID, status, req.AffectedSOPInstanceUID)
         peer_max = int(assoc.requestor.maximum_length or 0)
-        dul = self.dul
         if (peer_max and len(command) + 6 > peer_max) or dul.state_machine.current_state != "Sta6":
             pdata = P_DATA()
             pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]

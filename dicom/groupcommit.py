@@ -54,6 +54,8 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._queue: list[_Item] = []
         self._leading = False
+        self.transactions = 0  # statistics: transactions run and rows they carried
+        self.rows = 0
 
     def run(self, work: Callable[[], Any], durable: Future[Any] | None = None, state: Any = None) -> Any:
         """Run `work` (index writes through `uow.session()`) in a transaction that commits only after `durable`
@@ -106,6 +108,8 @@ class GroupCommit:
                 it.error = exc
 
     def _transaction(self, batch: list[_Item]) -> None:
+        self.transactions += 1
+        self.rows += len(batch)
         with self._gate or nullcontext(), self._app.app_context(), uow.unit_of_work():
             for it in batch:
                 it.result = it.work()

@@ -21,6 +21,7 @@ from typing import Any
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
 from pynetdicom.presentation import PresentationContext, build_context
+from sqlalchemy import event as sa_event
 
 from dicom import handlers, tls
 from dicom.groupcommit import GroupCommit
@@ -126,6 +127,30 @@ def configure_pynetdicom() -> None:
     sys.setswitchinterval(float(os.environ.get("TELERAD_DICOM_SWITCH_INTERVAL", "0.0005")))
 
 
+def durable_sqlite_commits(app: Any) -> None:
+    """SQLite: `PRAGMA synchronous=FULL` on this receiver's connections (REQ: DSEC-05).
+
+    engine/db.py opens SQLite in WAL mode with synchronous=NORMAL, where a commit is not synced: it survives a
+    process crash but may be rolled back by a power loss or an OS crash. A C-STORE success promises that the
+    instance is durable, index row included, so the receiver's commits sync the WAL (FULL). Group commit
+    (dicom/groupcommit.py) spreads that sync over the rows committed together. PostgreSQL keeps synchronous_commit
+    on (its default) and needs nothing here.
+    """
+    with app.app_context():
+        engine = uow.session().get_bind().engine
+    if engine.dialect.name != "sqlite" or getattr(engine, "_telerad_full_sync", False):
+        return
+
+    @sa_event.listens_for(engine, "connect")
+    def _full_sync(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    engine._telerad_full_sync = True  # type: ignore[attr-defined]
+    engine.dispose()  # connections opened before the listener reconnect with it
+
+
 def build_ae(settings: config.Settings) -> AE:
     ae = AE(ae_title=settings.dicom_aet)
     ae.maximum_associations = settings.dicom_max_associations
@@ -202,6 +227,7 @@ def start(
     filesystem, so the final rename is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()
+    durable_sqlite_commits(app)
     store = ObjectStore(settings.storage_dir / "dicom")
     ae = build_ae(settings)
     sqlite = settings.database_url.startswith("sqlite")

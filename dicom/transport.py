@@ -105,6 +105,27 @@ class _NotifyQueue(queue.Queue):  # type: ignore[type-arg]
         self._notify()
 
 
+class MonotonicTimer(Timer):
+    """pynetdicom's Timer on the monotonic clock: it measures with time.time(), so a wall-clock step (NTP, a VM
+    resuming) expired the idle and ARTIM timers of every open association at once — a silent A-ABORT."""
+
+    @property
+    def remaining(self) -> float:
+        if self.timeout is None:
+            return 1
+        if self._start_time is None:
+            return self.timeout
+        end = time.monotonic() if self._end_time is None else self._end_time
+        return self.timeout - (end - self._start_time)
+
+    def start(self) -> None:
+        self._start_time = time.monotonic()
+        self._end_time = None
+
+    def stop(self) -> None:
+        self._end_time = time.monotonic()
+
+
 class FastDUL(DULServiceProvider):
     """DUL without polling sleeps: waits in `select` until the peer sends or a primitive is queued."""
 
@@ -115,8 +136,12 @@ class FastDUL(DULServiceProvider):
         self.to_user_queue = _NotifyQueue(self._notify_reactor)
         self._run_loop_delay = 0  # time.sleep(0): only yields; the blocking happens in FastSocket.ready
         # pynetdicom's Association applies network_timeout to the idle timer of the DUL it created itself; this one
-        # replaces that DUL, so it takes the (configured) value here instead of keeping Timer(60).
-        self._idle_timer = Timer(assoc.network_timeout)
+        # replaces that DUL, so it takes the (configured) value here instead of keeping Timer(60). FastAssociation
+        # sets the ARTIM timeout (acse_timeout) after this.
+        self._idle_timer = MonotonicTimer(assoc.network_timeout)
+        self.artim_timer = MonotonicTimer(self.artim_timer.timeout)
+        # A request being served (here or in the reactor) is not peer idleness: the peer waits for our response.
+        self.serving = 0
 
     def _notify_reactor(self) -> None:
         dimse = getattr(self.assoc, "dimse", None)
@@ -320,7 +345,12 @@ class FastAssociation(Association):
             except queue.Empty:
                 msg = None
             if msg:
-                self._serve_request(msg, context_id)
+                self.dul.serving += 1
+                try:
+                    self._serve_request(msg, context_id)
+                finally:
+                    self.dul.serving -= 1
+                    self.dul._idle_timer.restart()
                 continue
             if self.is_established and self.acse.is_release_requested():
                 self.acse.send_release(is_response=True)
@@ -339,7 +369,10 @@ class FastAssociation(Association):
             if not self.dul.is_alive():
                 self.kill()
                 return
-            if self.dul.idle_timer_expired():
+            if self.dul.idle_timer_expired() and not self.dul.serving:
+                # The network timeout counts the peer's silence only: the time spent serving its last request (a
+                # long fsync, a lock wait) used to count too, and a handler slower than the timeout was followed by
+                # a silent A-ABORT.
                 self.abort()
                 self.kill()
                 return
