@@ -98,6 +98,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.cases.views import blp as cases_blp
     from api.health import blp as health_blp
     from api.imaging.routing_views import blp as imaging_routing_blp
+    from api.imaging.scu_views import blp as imaging_scu_blp
     from api.imaging.views import blp as imaging_blp
     from api.processes.views import blp as processes_blp
     from api.tasks.views import blp as tasks_blp
@@ -105,6 +106,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     for blp in (health_blp, auth_blp, accounts_blp, audit_blp, cases_blp, tasks_blp, processes_blp, imaging_blp):
         api.register_blueprint(blp)
     api.register_blueprint(imaging_routing_blp)
+    api.register_blueprint(imaging_scu_blp)
     security.mark_public(app, "api-docs.openapi_json")
 
 

@@ -79,6 +79,12 @@ def _info(node: DicomNode, institution_code: str) -> NodeInfo:
     )
 
 
+def node_info(node: DicomNode) -> NodeInfo:
+    """The plain-value view of a node (with its institution's code) that DICOM work carries outside a session."""
+    inst = uow.session().get(Institution, node.institution_id)
+    return _info(node, inst.code if inst else "")
+
+
 # -- devices -------------------------------------------------------------------------------------------------------
 def validate_aet(value: str) -> str:
     """An AE title: 1–16 printable ASCII characters, no backslash, not only spaces (PS3.5 §6.2 AE).
