@@ -1,15 +1,24 @@
-"""DICOM SCU helpers: C-ECHO, C-FIND, C-MOVE, C-GET and C-STORE to a remote node (REQ: DCM-03, DCM-04, IMG-08).
+"""telerad as a DICOM SCU (REQ: DCM-03, DCM-04, IMG-08, VIEW-14 backend): C-ECHO, C-FIND, C-MOVE / C-GET into our
+archive and C-STORE to a node.
 
-Used by the forwarding worker (engine/imaging/forwarding.py), the admin API and `telerad dicom echo|find|retrieve|
-send`. A node is anything with `aet`, `host` and `port` (a DicomNode row, a NodeInfo, or `Remote`). Every call
-opens its own association with explicit timeouts and releases it; nothing here touches the database.
+- `echo`, `find`, `move`, `get` and `send` serve the API (`/api/imaging/nodes/<id>/…`) and the CLI (`telerad dicom
+  echo|find|retrieve|send`): they return a `Result` with a Chinese message and do not raise for network trouble.
+- `StoreTransport` serves the forwarding worker (engine/imaging/forwarding.py): one association per batch; it raises
+  `ScuError` when the association cannot be opened or breaks.
+
+A node is anything with `aet`, `host` and `port` (a DicomNode row, a NodeInfo, or `Remote`); `Options` carries our
+AE title, timeouts, PDU size and TLS. Every call opens its own association (TCP_NODELAY) and releases it; nothing
+here touches the database except `ingest_received` (C-GET), which the caller runs inside its unit of work.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import socket
 import ssl
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,95 +27,184 @@ from typing import Any, Protocol
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pydicom.multival import MultiValue
+from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
-from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
 
 from dicom import status
+from dicom.scp import (
+    PATIENT_ROOT_FIND,
+    QUERY_TRANSFER_SYNTAXES,
+    STORAGE_SOP_CLASSES,
+    STORAGE_TRANSFER_SYNTAXES,
+    STUDY_ROOT_FIND,
+    VERIFICATION,
+)
+from engine.imaging.compression import UNCOMPRESSED
+from engine.imaging.storage import ObjectStore, StoredObject
 
-log = logging.getLogger("telerad.dicom.scu")
-
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-UNCOMPRESSED = [EXPLICIT_VR_LE, IMPLICIT_VR_LE]
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: presentation context IDs are odd numbers 1..255
-# C-STORE response statuses that mean "the destination has it" (PS3.4 B.2.3: success and the warnings).
-STORE_OK = {status.SUCCESS, 0xB000, 0xB007, 0xB006}
+CONNECT_TIMEOUT = 10.0  # interactive calls (API, CLI): an unreachable node is reported quickly
+
+# Return keys requested at each level (empty values), mapped to the snake_case names the API answers with.
+RETURN_KEYS: dict[str, dict[str, str]] = {
+    "PATIENT": {
+        "PatientID": "patient_id",
+        "PatientName": "patient_name",
+        "PatientSex": "patient_sex",
+        "PatientBirthDate": "patient_birth_date",
+    },
+    "STUDY": {
+        "PatientID": "patient_id",
+        "PatientName": "patient_name",
+        "PatientSex": "patient_sex",
+        "PatientBirthDate": "patient_birth_date",
+        "StudyInstanceUID": "study_instance_uid",
+        "StudyDate": "study_date",
+        "StudyTime": "study_time",
+        "AccessionNumber": "accession_number",
+        "StudyDescription": "study_description",
+        "ModalitiesInStudy": "modalities",
+        "NumberOfStudyRelatedSeries": "series_count",
+        "NumberOfStudyRelatedInstances": "instance_count",
+    },
+    "SERIES": {
+        "StudyInstanceUID": "study_instance_uid",
+        "SeriesInstanceUID": "series_instance_uid",
+        "Modality": "modality",
+        "SeriesNumber": "series_number",
+        "SeriesDescription": "series_description",
+        "NumberOfSeriesRelatedInstances": "instance_count",
+    },
+    "IMAGE": {
+        "StudyInstanceUID": "study_instance_uid",
+        "SeriesInstanceUID": "series_instance_uid",
+        "SOPInstanceUID": "sop_instance_uid",
+        "SOPClassUID": "sop_class_uid",
+        "InstanceNumber": "instance_number",
+    },
+}
+# API/CLI filter names → DICOM keywords.
+FILTER_KEYS = {
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "accession_number": "AccessionNumber",
+    "study_date": "StudyDate",
+    "modality": "ModalitiesInStudy",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+}
+_INT_KEYS = {"series_number", "instance_number", "series_count", "instance_count"}
+
+# Chinese names of the statuses a peer commonly answers (PS3.4 Annex B/C, PS3.7 Annex C).
+STATUS_ZH = {
+    0x0124: "对方未授权本系统执行此操作",
+    0x0122: "对方不支持该 SOP 类",
+    0x0110: "对方处理失败",
+    0xA700: "对方资源不足",
+    0xA701: "对方资源不足，无法计算匹配数",
+    0xA702: "对方资源不足，无法执行子操作",
+    0xA801: "对方不认识调阅目标 AE（请在对方登记本系统的 AE 名称）",
+    0xA900: "标识与 SOP 类不符",
+    0xB000: "部分子操作失败",
+    0xC000: "对方无法处理请求",
+    0xFE00: "已取消",
+}
 
 
 class NodeLike(Protocol):
-    aet: str
-    host: str
-    port: int | None
+    @property
+    def aet(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
 class Remote:
+    """A node given by address only (the CLI's --aet/--host/--port, or a DicomNode read before a commit)."""
+
     aet: str
     host: str
     port: int
 
 
-class ScuError(Exception):
-    """No association (refused, rejected, unreachable) or the association broke."""
-
-
 @dataclass
 class Options:
+    """Our side of the association: calling AE title, timeouts, maximum PDU size and TLS."""
+
     calling_aet: str = "TELERAD"
-    timeout: float = 30.0
+    timeout: float = 30.0  # ACSE, DIMSE and network timeouts
+    connect_timeout: float | None = None  # TCP connect, at most `timeout`; None: `timeout`
     tls: ssl.SSLContext | None = None
     max_pdu: int = 262144
 
 
+class ScuError(Exception):
+    """No association (refused, rejected, unreachable) or the association broke; the message is Chinese."""
+
+
+@dataclass
+class Result:
+    """The outcome of an API/CLI SCU call."""
+
+    ok: bool
+    status: int | None
+    message: str
+    elapsed_ms: int = 0
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    items: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False
+    received: list[tuple[StoredObject, Path]] = field(default_factory=list)  # C-GET: stored objects to index
+
+
+# -- associations ----------------------------------------------------------------------------------------------------
 def _ae(opts: Options) -> AE:
     ae = AE(ae_title=opts.calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = opts.timeout
-    ae.connection_timeout = opts.timeout
+    ae.connection_timeout = min(opts.timeout, opts.connect_timeout or opts.timeout)
     ae.maximum_pdu_size = opts.max_pdu
     return ae
 
 
 def _target(node: NodeLike) -> tuple[str, int]:
-    if not node.port:
+    if node.port is None:
         raise ScuError(f"节点 {node.aet} 未配置端口")
     return node.host, int(node.port)
 
 
+def _no_association(node: NodeLike, host: str, port: int, assoc: Association) -> str:
+    if assoc.is_rejected:
+        return f"{node.aet}@{host}:{port} 拒绝了连接（请确认对方已登记本系统的 AE 名称与地址）"
+    # pynetdicom reports a refused TCP connection as an abort too
+    return f"无法连接 {node.aet}@{host}:{port}，或连接被中止（请检查地址、端口与网络）"
+
+
 @contextmanager
 def associate(
-    node: NodeLike,
-    contexts: Iterable[PresentationContext | tuple[str, list[str]]],
-    opts: Options | None = None,
-    **kw: Any,
+    node: NodeLike, contexts: Iterable[tuple[str, list[str]]], opts: Options | None = None, **kw: Any
 ) -> Iterator[Association]:
-    """An established association to `node` (released on exit, aborted on error).
+    """An established association to `node` proposing (abstract syntax, transfer syntaxes) `contexts`; released on
+    exit, aborted on error. `kw` goes to `AE.associate` (ext_neg, evt_handlers).
 
     Raises:
         ScuError: the association was rejected, aborted or could not be opened.
     """
     opts = opts or Options()
     ae = _ae(opts)
-    for ctx in contexts:
-        if isinstance(ctx, PresentationContext):
-            ae.add_requested_context(ctx.abstract_syntax, ctx.transfer_syntax)
-        else:
-            ae.add_requested_context(ctx[0], ctx[1])
+    for abstract_syntax, syntaxes in contexts:
+        ae.add_requested_context(abstract_syntax, syntaxes)
     host, port = _target(node)
     tls_args = (opts.tls, host) if opts.tls else None
     assoc = ae.associate(host, port, ae_title=node.aet, tls_args=tls_args, **kw)
     if not assoc.is_established:
-        why = "被拒绝" if assoc.is_rejected else "无法连接"
-        raise ScuError(f"与 {node.aet}@{host}:{port} 的连接{why}")
+        raise ScuError(_no_association(node, host, port, assoc))
     _nodelay(assoc)
     try:
         yield assoc
@@ -129,172 +227,6 @@ def _nodelay(assoc: Association) -> None:
             pass  # closed meanwhile: the next send reports it
 
 
-def _status(rsp: Dataset | None) -> int | None:
-    return int(rsp.Status) if rsp is not None and "Status" in rsp else None
-
-
-# -- C-ECHO --------------------------------------------------------------------------------------------------------
-def echo(node: NodeLike, opts: Options | None = None) -> int:
-    """C-ECHO (PS3.4 A); returns the status (0x0000 = success).
-
-    Raises:
-        ScuError: no association or no response.
-    """
-    with associate(node, [(Verification, UNCOMPRESSED)], opts) as assoc:
-        st = _status(assoc.send_c_echo())
-    if st is None:
-        raise ScuError("C-ECHO 无响应")
-    return st
-
-
-# -- C-FIND --------------------------------------------------------------------------------------------------------
-def _identifier(level: str, keys: dict[str, Any]) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level.upper()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    for kw, value in keys.items():
-        setattr(ds, kw, value)
-    return ds
-
-
-def _model(level: str, find: str, patient: str) -> str:
-    return patient if level.upper() == "PATIENT" else find
-
-
-def find(node: NodeLike, level: str, keys: dict[str, Any], opts: Options | None = None) -> list[Dataset]:
-    """C-FIND (PS3.4 C) at PATIENT (Patient Root) or STUDY/SERIES/IMAGE (Study Root); the matches.
-
-    `keys` maps element keywords to match values ("" = return key).
-
-    Raises:
-        ScuError: no association, or the peer answered with a failure status.
-    """
-    model = _model(level, StudyRootQueryRetrieveInformationModelFind, PatientRootQueryRetrieveInformationModelFind)
-    out: list[Dataset] = []
-    with associate(node, [(model, UNCOMPRESSED)], opts) as assoc:
-        for rsp, ident in assoc.send_c_find(_identifier(level, keys), model):
-            st = _status(rsp)
-            if st is None:
-                raise ScuError("C-FIND 无响应")
-            if st in (status.PENDING, 0xFF01) and ident is not None:
-                out.append(ident)
-            elif st not in (status.SUCCESS, status.PENDING, 0xFF01):
-                raise ScuError(f"C-FIND 失败：0x{st:04X}")
-    return out
-
-
-# -- C-MOVE / C-GET ------------------------------------------------------------------------------------------------
-@dataclass
-class RetrieveResult:
-    status: int
-    completed: int = 0
-    failed: int = 0
-    warning: int = 0
-    files: list[Path] = field(default_factory=list)
-
-
-def _counts(result: RetrieveResult, rsp: Dataset) -> None:
-    result.completed = int(rsp.get("NumberOfCompletedSuboperations", result.completed) or 0)
-    result.failed = int(rsp.get("NumberOfFailedSuboperations", result.failed) or 0)
-    result.warning = int(rsp.get("NumberOfWarningSuboperations", result.warning) or 0)
-
-
-def move(
-    node: NodeLike, keys: dict[str, Any], dest_aet: str, level: str = "STUDY", opts: Options | None = None
-) -> RetrieveResult:
-    """C-MOVE (PS3.4 C.4.2): ask `node` to send the matches to `dest_aet` (usually our own AE title).
-
-    Raises:
-        ScuError: no association or no final response.
-    """
-    model = _model(level, StudyRootQueryRetrieveInformationModelMove, PatientRootQueryRetrieveInformationModelMove)
-    result = RetrieveResult(status=-1)
-    with associate(node, [(model, UNCOMPRESSED)], opts) as assoc:
-        for rsp, _ident in assoc.send_c_move(_identifier(level, keys), dest_aet, model):
-            st = _status(rsp)
-            if st is None:
-                raise ScuError("C-MOVE 无响应")
-            _counts(result, rsp)
-            result.status = st
-    return result
-
-
-def get(
-    node: NodeLike,
-    keys: dict[str, Any],
-    dest_dir: Path,
-    level: str = "STUDY",
-    opts: Options | None = None,
-    on_file: Callable[[Path], None] | None = None,
-) -> RetrieveResult:
-    """C-GET (PS3.4 C.4.3): receive the matches over this association into `dest_dir` (one Part-10 file each).
-
-    `on_file(path)` is called for each received file (e.g. to ingest it). Storage SOP classes are offered with the
-    SCP role (PS3.7 D.3.3.4), uncompressed only.
-
-    Raises:
-        ScuError: no association or no final response.
-    """
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    model = _model(level, StudyRootQueryRetrieveInformationModelGet, PatientRootQueryRetrieveInformationModelGet)
-    result = RetrieveResult(status=-1)
-
-    def on_store(event: Any) -> int:
-        ds = event.dataset
-        ds.file_meta = event.file_meta
-        path = dest_dir / f"{len(result.files):06d}.dcm"  # never a UID as a file name
-        ds.save_as(path, enforce_file_format=True)
-        result.files.append(path)
-        if on_file is not None:
-            on_file(path)
-        return status.SUCCESS
-
-    storage = [c for c in StoragePresentationContexts][: MAX_CONTEXTS - 1]
-    contexts: list[tuple[str, list[str]]] = [(model, UNCOMPRESSED)]
-    contexts += [(c.abstract_syntax, UNCOMPRESSED) for c in storage]
-    roles = [build_role(c.abstract_syntax, scp_role=True) for c in storage]
-    with associate(node, contexts, opts, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
-        for rsp, _ident in assoc.send_c_get(_identifier(level, keys), model):
-            st = _status(rsp)
-            if st is None:
-                raise ScuError("C-GET 无响应")
-            _counts(result, rsp)
-            result.status = st
-    return result
-
-
-# -- C-STORE -------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StoreOutcome:
-    path: Path
-    sop_instance_uid: str
-    status: int | None  # None: no response (association broke)
-    transfer_syntax_uid: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status in STORE_OK
-
-
-def contexts_for(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    """Presentation contexts for (SOP class, transfer syntax) pairs (PS3.8 §9.3.2.2).
-
-    A compressed syntax is proposed in a context of its own, and every SOP class also gets an uncompressed
-    context, so a destination that refuses the compressed syntax can still be served (decompressed first).
-    """
-    out: list[tuple[str, list[str]]] = []
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    for sop_class, ts in sorted(set(pairs)):
-        for syntaxes in ([ts], UNCOMPRESSED) if ts not in UNCOMPRESSED else (UNCOMPRESSED,):
-            key = (sop_class, tuple(syntaxes))
-            if key not in seen:
-                seen.add(key)
-                out.append((sop_class, list(syntaxes)))
-    if len(out) > MAX_CONTEXTS:
-        raise ValueError("too many presentation contexts for one association")
-    return out
-
-
 def accepted_syntaxes(assoc: Association, sop_class: str) -> set[str]:
     """The transfer syntaxes the peer accepted for `sop_class` on this association."""
     return {
@@ -304,47 +236,333 @@ def accepted_syntaxes(assoc: Association, sop_class: str) -> set[str]:
     }
 
 
-def send_file(assoc: Association, path: Path) -> StoreOutcome:
-    """C-STORE one Part-10 file over an open association (its transfer syntax must have been accepted, or an
-    uncompressed one when the file is uncompressed: pynetdicom converts implicit/explicit VR).
-
-    Raises:
-        ScuError: the association broke (no response).
-    """
-    ds = dcmread(path)
-    uid = str(ds.SOPInstanceUID)
-    ts = str(ds.file_meta.TransferSyntaxUID)
-    if not assoc.is_established:
-        raise ScuError("连接已断开")
-    rsp = assoc.send_c_store(ds)
-    st = _status(rsp)
-    if st is None:
-        raise ScuError("C-STORE 无响应（连接中断）")
-    return StoreOutcome(path, uid, st, ts)
+# -- statuses and results --------------------------------------------------------------------------------------------
+def _status(rsp: Dataset | None) -> int | None:
+    return int(rsp.Status) if rsp is not None and "Status" in rsp else None
 
 
-def store(node: NodeLike, paths: Iterable[Path], opts: Options | None = None) -> list[StoreOutcome]:
-    """C-STORE files to `node` over one association, as stored (PS3.4 B). Files whose syntax the node refused
-    are reported with status SOP_CLASS_NOT_SUPPORTED; the caller may transcode and retry.
+def _status_text(code: int | None) -> str:
+    if code is None:
+        return "对方未应答（超时或连接中断）"
+    if code == status.SUCCESS:
+        return "成功"
+    name = STATUS_ZH.get(code) or status.NAMES.get(code, "")
+    return f"失败（状态 0x{code:04X}{'：' + name if name else ''}）"
 
-    Raises:
-        ScuError: no association, or the association broke (outcomes so far are lost with it).
-    """
-    files = [Path(p) for p in paths]
-    metas = [dcmread(p, stop_before_pixels=True) for p in files]
-    pairs = [(str(m.SOPClassUID), str(m.file_meta.TransferSyntaxUID)) for m in metas]
-    out: list[StoreOutcome] = []
-    with associate(node, contexts_for(pairs), opts) as assoc:
-        for path, meta, (sop_class, ts) in zip(files, metas, pairs, strict=True):
-            accepted = accepted_syntaxes(assoc, sop_class)
-            if ts not in accepted and not (ts in UNCOMPRESSED and accepted & set(UNCOMPRESSED)):
-                out.append(StoreOutcome(path, str(meta.SOPInstanceUID), status.SOP_CLASS_NOT_SUPPORTED, ts))
-                continue
-            out.append(send_file(assoc, path))
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _unreachable(exc: ScuError, started: float) -> Result:
+    return Result(False, None, str(exc), _ms(started))
+
+
+# -- C-ECHO --------------------------------------------------------------------------------------------------------
+def echo(node: NodeLike, opts: Options | None = None) -> Result:
+    """Verification (C-ECHO, PS3.4 A) against a node."""
+    started = time.monotonic()
+    try:
+        with associate(node, [(VERIFICATION, QUERY_TRANSFER_SYNTAXES)], opts) as assoc:
+            code = _status(assoc.send_c_echo())
+    except ScuError as exc:
+        return _unreachable(exc, started)
+    ok = code == status.SUCCESS
+    return Result(ok, code, "连通测试成功" if ok else f"连通测试{_status_text(code)}", _ms(started))
+
+
+# -- C-FIND --------------------------------------------------------------------------------------------------------
+def _identifier(level: str, filters: dict[str, str]) -> Dataset:
+    if level not in LEVELS:
+        raise ValueError(f"unknown query level {level!r}")
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: Chinese names are matched as typed
+    for keyword in RETURN_KEYS[level]:
+        setattr(ds, keyword, "")
+    for name, value in filters.items():
+        if value in (None, ""):
+            continue
+        keyword = FILTER_KEYS.get(name, name)
+        if keyword == "ModalitiesInStudy" and level in ("SERIES", "IMAGE"):
+            keyword = "Modality"
+        setattr(ds, keyword, value)
+    return ds
+
+
+def _match(level: str, ds: Dataset) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for keyword, name in RETURN_KEYS[level].items():
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        if name == "modalities":
+            out[name] = (
+                [str(v) for v in value] if isinstance(value, MultiValue) else [m for m in str(value).split("\\") if m]
+            )
+        elif name in _INT_KEYS:
+            try:
+                out[name] = int(value) if str(value).strip() else None
+            except (TypeError, ValueError):
+                out[name] = None
+        else:
+            out[name] = str(value)
     return out
 
 
+def find(node: NodeLike, level: str, filters: dict[str, str], limit: int = 100, opts: Options | None = None) -> Result:
+    """C-FIND (PS3.4 C; Study Root, Patient Root at PATIENT level); at most `limit` matches are kept, then the
+    association is aborted. `filters` maps FILTER_KEYS names (or DICOM keywords) to match values."""
+    started = time.monotonic()
+    model = PATIENT_ROOT_FIND if level == "PATIENT" else STUDY_ROOT_FIND
+    ds = _identifier(level, filters)
+    items: list[dict[str, Any]] = []
+    final: int | None = None
+    truncated = False
+    try:
+        with associate(node, [(model, QUERY_TRANSFER_SYNTAXES)], opts) as assoc:
+            for rsp, identifier in assoc.send_c_find(ds, model):
+                code = _status(rsp)
+                if code in (status.PENDING, 0xFF01) and identifier is not None:
+                    if len(items) >= limit:
+                        truncated = True
+                        break
+                    items.append(_match(level, identifier))
+                else:
+                    final = code
+            if truncated:
+                assoc.abort()
+    except ScuError as exc:
+        return _unreachable(exc, started)
+    if truncated:
+        return Result(
+            True, status.SUCCESS, f"结果超过 {limit} 条，仅显示前 {limit} 条", _ms(started), items=items, truncated=True
+        )
+    ok = final == status.SUCCESS
+    msg = f"查询完成，共 {len(items)} 条" if ok else f"查询{_status_text(final)}"
+    return Result(ok, final, msg, _ms(started), items=items)
+
+
+# -- C-MOVE / C-GET ------------------------------------------------------------------------------------------------
+def _retrieve_identifier(study_uid: str, series_uid: str | None) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    ds.StudyInstanceUID = study_uid
+    if series_uid:
+        ds.SeriesInstanceUID = series_uid
+    return ds
+
+
+def _final(responses: Iterable[tuple[Dataset | None, Dataset | None]]) -> tuple[int | None, Dataset | None]:
+    """The final status of a C-MOVE / C-GET and the last response (None, … when the peer stopped answering)."""
+    final: int | None = None
+    last: Dataset | None = None
+    for rsp, _ident in responses:
+        final = _status(rsp)
+        if final is None:
+            break
+        last = rsp
+    return final, last
+
+
+def _sub_counts(rsp: Dataset | None) -> tuple[int, int, int]:
+    if rsp is None:
+        return 0, 0, 0
+    return (
+        int(rsp.get("NumberOfCompletedSuboperations", 0) or 0),
+        int(rsp.get("NumberOfFailedSuboperations", 0) or 0),
+        int(rsp.get("NumberOfWarningSuboperations", 0) or 0),
+    )
+
+
+def _transfer_result(final: int | None, last: Dataset | None, started: float, verb: str) -> Result:
+    completed, failed, warning = _sub_counts(last)
+    ok = final in (status.SUCCESS, 0xB000) and failed == 0
+    if ok:
+        msg = f"{verb}完成：成功 {completed} 个实例" + (f"，警告 {warning} 个" if warning else "")
+    else:
+        msg = f"{verb}{_status_text(final)}：成功 {completed}，失败 {failed}"
+    return Result(ok, final, msg, _ms(started), completed=completed, failed=failed, warning=warning)
+
+
+def move(
+    node: NodeLike,
+    destination_aet: str,
+    study_uid: str,
+    series_uid: str | None = None,
+    opts: Options | None = None,
+) -> Result:
+    """C-MOVE (PS3.4 C.4.2) a study (or series) from the node to `destination_aet` (normally our own archive)."""
+    started = time.monotonic()
+    model = STUDY_ROOT_MOVE
+    try:
+        with associate(node, [(model, QUERY_TRANSFER_SYNTAXES)], opts) as assoc:
+            final, last = _final(assoc.send_c_move(_retrieve_identifier(study_uid, series_uid), destination_aet, model))
+    except ScuError as exc:
+        return _unreachable(exc, started)
+    return _transfer_result(final, last, started, "调阅")
+
+
+def get(
+    node: NodeLike,
+    store: ObjectStore,
+    study_uid: str,
+    series_uid: str | None = None,
+    opts: Options | None = None,
+) -> Result:
+    """C-GET (PS3.4 C.4.3) a study (or series) from the node on one association; each received instance is made
+    durable in the object store here (its index rows are written by `ingest_received` in the caller's unit of work).
+    Storage SOP classes are offered with the SCP role (PS3.7 D.3.3.4) and the syntaxes our SCP accepts."""
+    started = time.monotonic()
+    received: list[tuple[StoredObject, Path]] = []
+    lock = threading.Lock()
+
+    def on_store(event: Any) -> int:
+        fd, name = tempfile.mkstemp(prefix="get-", dir=store.tmp_dir)
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                src = getattr(event, "dataset_path", None)
+                if src:
+                    with open(src, "rb") as inp:
+                        while chunk := inp.read(1024 * 1024):
+                            fh.write(chunk)
+                else:
+                    fh.write(event.encoded_dataset(include_meta=True))
+            stored = store.adopt(tmp)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            return status.STORE_OUT_OF_RESOURCES
+        with lock:
+            received.append((stored, store.path(stored.key)))
+        return status.SUCCESS
+
+    model = STUDY_ROOT_GET
+    classes = list(STORAGE_SOP_CLASSES)[: MAX_CONTEXTS - 1]
+    contexts = [(model, QUERY_TRANSFER_SYNTAXES)] + [(uid, STORAGE_TRANSFER_SYNTAXES) for uid in classes]
+    roles = [build_role(uid, scp_role=True) for uid in classes]
+    try:
+        with associate(node, contexts, opts, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
+            final, last = _final(assoc.send_c_get(_retrieve_identifier(study_uid, series_uid), model))
+    except ScuError as exc:
+        return _unreachable(exc, started)
+    result = _transfer_result(final, last, started, "获取")
+    result.received = received
+    return result
+
+
+def ingest_received(node: Any, ip: str, received: list[tuple[StoredObject, Path]]) -> tuple[int, int]:
+    """Index instances received by `get` under the node's institution (never from tags, DSEC-03), in the caller's
+    unit of work. Returns (indexed, refused); a refused file stays an orphan for the sweeper (DSEC-05)."""
+    from dicom.handlers import read_meta
+    from engine.imaging import services
+
+    state = services.AssociationState(node=node, ip=ip)
+    indexed = refused = 0
+    for stored, path in received:
+        try:
+            meta = read_meta(path)
+            meta = services.check_instance(meta, meta.sop_class_uid, meta.sop_instance_uid)
+        except services.InvalidInstance as exc:
+            services.record_store_failure(state, exc.message, {"code": exc.code, "via": "c-get"})
+            refused += 1
+            continue
+        services.ingest_instance(state, stored, meta)
+        indexed += 1
+    return indexed, refused
+
+
+# -- C-STORE -------------------------------------------------------------------------------------------------------
+def _file_contexts(paths: list[Path]) -> list[tuple[Path, str, str]]:
+    out = []
+    for p in paths:
+        meta = dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        sop_class = str(meta.file_meta.get("MediaStorageSOPClassUID", "") or meta.get("SOPClassUID", ""))
+        out.append((p, sop_class, str(meta.file_meta.TransferSyntaxUID)))
+    return out
+
+
+def send(
+    node: NodeLike,
+    files: Iterable[Path],
+    progress: Callable[[int, int], None] | None = None,
+    opts: Options | None = None,
+) -> Result:
+    """C-STORE (PS3.4 B) Part-10 files to the node, each as stored (no transcoding), in associations of ≤ 128
+    contexts. A file whose syntax the node refused counts as failed (0x0122)."""
+    started = time.monotonic()
+    try:
+        items = _file_contexts([Path(f) for f in files])
+    except (OSError, ValueError, AttributeError) as exc:
+        return Result(False, None, f"文件无法读取：{type(exc).__name__}", _ms(started))
+    if not items:
+        return Result(True, status.SUCCESS, "没有需要发送的实例", _ms(started))
+    completed = failed = warning = 0
+    last_code: int | None = status.SUCCESS
+    batches: list[list[tuple[Path, str, str]]] = []
+    contexts: set[tuple[str, str]] = set()
+    for item in items:
+        pair = (item[1], item[2])
+        if pair not in contexts and len(contexts) >= MAX_CONTEXTS:
+            contexts = set()
+            batches.append([])
+        if not batches:
+            batches.append([])
+        contexts.add(pair)
+        batches[-1].append(item)
+    done = 0
+    for batch in batches:
+        try:
+            with associate(node, [(c, [t]) for c, t in sorted({(c, t) for _p, c, t in batch})], opts) as assoc:
+                for path, sop_class, ts in batch:
+                    if ts in accepted_syntaxes(assoc, sop_class):
+                        code = _status(assoc.send_c_store(str(path)))  # streamed from the file
+                    else:
+                        code = status.SOP_CLASS_NOT_SUPPORTED
+                    last_code = code
+                    if code == status.SUCCESS:
+                        completed += 1
+                    elif code is not None and (code & 0xF000) == 0xB000:
+                        warning += 1
+                    else:
+                        failed += 1
+                        if code is None:
+                            break
+                    done += 1
+                    if progress:
+                        progress(done, len(items))
+        except ScuError as exc:
+            failed += len(items) - done
+            return Result(False, None, str(exc), _ms(started), completed, failed, warning)
+    ok = failed == 0
+    msg = (
+        f"发送完成：成功 {completed} 个实例"
+        if ok
+        else f"发送{_status_text(last_code)}：成功 {completed}，失败 {failed}"
+    )
+    return Result(ok, last_code if not ok else status.SUCCESS, msg, _ms(started), completed, failed, warning)
+
+
 # -- the forwarding worker's transport (engine/imaging/forwarding.py Transport protocol) -----------------------------
+def contexts_for(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """Presentation contexts for (SOP class, transfer syntax) pairs (PS3.8 §9.3.2.2).
+
+    A compressed syntax is proposed in a context of its own, and every SOP class also gets an uncompressed
+    context, so a destination that refuses the compressed syntax can still be served (decompressed first).
+    """
+    out: list[tuple[str, list[str]]] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for sop_class, ts in sorted(set(pairs)):
+        for syntaxes in ((ts,), UNCOMPRESSED) if ts not in UNCOMPRESSED else (UNCOMPRESSED,):
+            key = (sop_class, tuple(syntaxes))
+            if key not in seen:
+                seen.add(key)
+                out.append((sop_class, list(syntaxes)))
+    if len(out) > MAX_CONTEXTS:
+        raise ValueError("too many presentation contexts for one association")
+    return out
+
+
 class Channel:
     """One open association of a forward batch."""
 
@@ -355,10 +573,19 @@ class Channel:
         return accepted_syntaxes(self.assoc, sop_class)
 
     def send(self, path: Path) -> int:
-        """C-STORE one file; its status. Raises ScuError when the association broke."""
-        outcome = send_file(self.assoc, path)
-        assert outcome.status is not None
-        return outcome.status
+        """C-STORE one Part-10 file (its transfer syntax accepted, or an uncompressed one when the file is
+        uncompressed: pynetdicom converts implicit/explicit VR); its status.
+
+        Raises:
+            ScuError: the association broke (no response).
+        """
+        ds = dcmread(path)
+        if not self.assoc.is_established:
+            raise ScuError("连接已断开")
+        code = _status(self.assoc.send_c_store(ds))
+        if code is None:
+            raise ScuError("C-STORE 无响应（连接中断）")
+        return code
 
 
 class StoreTransport:

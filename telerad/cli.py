@@ -359,10 +359,11 @@ def _peer_options(fn):  # type: ignore[no-untyped-def]
 
 
 def _peer(aet: str, host: str, port: int, calling_aet: str | None):  # type: ignore[no-untyped-def]
-    from dicom import scu_cli
+    """The node to dial and our side of the association (the SCU's (node, opts) pair)."""
+    from dicom import scu
 
-    s = _settings()
-    return scu_cli.Peer(aet=aet, host=host, port=port, calling_aet=calling_aet or s.dicom_aet)
+    opts = scu.Options(calling_aet=calling_aet or _settings().dicom_aet, connect_timeout=scu.CONNECT_TIMEOUT)
+    return scu.Remote(aet=aet, host=host, port=port), opts
 
 
 def _finish(result) -> None:  # type: ignore[no-untyped-def]
@@ -375,9 +376,9 @@ def _finish(result) -> None:  # type: ignore[no-untyped-def]
 @_peer_options
 def dicom_echo(aet: str, host: str, port: int, calling_aet: str | None) -> None:
     """连通性测试（C-ECHO）。"""
-    from dicom import scu_cli
+    from dicom import scu
 
-    result = scu_cli.echo(_peer(aet, host, port, calling_aet))
+    result = scu.echo(*_peer(aet, host, port, calling_aet))
     click.echo(f"{result.elapsed_ms} ms")
     _finish(result)
 
@@ -391,7 +392,7 @@ def dicom_find(
     aet: str, host: str, port: int, calling_aet: str | None, level: str, keys: tuple[str, ...], limit: int
 ) -> None:
     """查询远程节点（C-FIND），每行输出一个匹配（制表符分隔）。"""
-    from dicom import scu_cli
+    from dicom import scu
 
     filters: dict[str, str] = {}
     for item in keys:
@@ -399,8 +400,9 @@ def dicom_find(
         if not sep or not name.strip():
             raise click.BadParameter(f"查询条件须为 关键字=值：{item!r}", param_hint="--key")
         filters[name.strip()] = value
-    result = scu_cli.find(_peer(aet, host, port, calling_aet), level, filters, limit)
-    columns = list(scu_cli.RETURN_KEYS[level].values())
+    node, opts = _peer(aet, host, port, calling_aet)
+    result = scu.find(node, level, filters, limit, opts=opts)
+    columns = list(scu.RETURN_KEYS[level].values())
     click.echo("\t".join(columns))
     for match in result.items:
         row = [match.get(c) for c in columns]
@@ -425,11 +427,11 @@ def dicom_retrieve(
     dest: str | None,
 ) -> None:
     """从远程节点调阅检查到本系统归档：C-MOVE（对方发到本系统 SCP）或 C-GET（须为已登记设备）。"""
-    from dicom import scu_cli
+    from dicom import scu
 
-    peer = _peer(aet, host, port, calling_aet)
+    peer, opts = _peer(aet, host, port, calling_aet)
     if method == "move":
-        _finish(scu_cli.move(peer, dest or _settings().dicom_aet, study_uid, series_uid))
+        _finish(scu.move(peer, dest or _settings().dicom_aet, study_uid, series_uid, opts=opts))
         return
     app = _app()
     with app.app_context():
@@ -463,9 +465,9 @@ def dicom_retrieve(
                 cert_fingerprint=node.cert_fingerprint,
                 enabled=node.enabled,
             )
-        result = scu_cli.get(peer, ObjectStore(config.current().storage_dir / "dicom"), study_uid, series_uid)
+        result = scu.get(peer, ObjectStore(config.current().storage_dir / "dicom"), study_uid, series_uid, opts=opts)
         with uow.unit_of_work():
-            indexed, refused = scu_cli.ingest_received(info, host, result.received)
+            indexed, refused = scu.ingest_received(info, host, result.received)
     click.echo(f"已入库 {indexed} 个实例" + (f"，{refused} 个无法解析" if refused else ""))
     _finish(result)
 
@@ -477,7 +479,7 @@ def dicom_retrieve(
 @click.option("--calling-aet", default=None, help="本方 AE 名称（默认 TELERAD_DICOM_AET）")
 def dicom_send(files: tuple[Path, ...], node_aet: str, host: str | None, calling_aet: str | None) -> None:
     """把 DICOM 文件（或目录下的全部文件）按原样发送到已登记的节点（C-STORE）。"""
-    from dicom import scu_cli
+    from dicom import scu
 
     app = _app()
     with app.app_context():
@@ -496,7 +498,7 @@ def dicom_send(files: tuple[Path, ...], node_aet: str, host: str | None, calling
                 click.echo(f"{why}：{node_aet}", err=True)
                 sys.exit(1)
             target = nodes[0]
-            peer = _peer(target.aet, target.host, int(target.port or 0), calling_aet)
+            peer, opts = _peer(target.aet, target.host, int(target.port or 0), calling_aet)
     paths: list[Path] = []
     for f in files:
         paths += sorted(p for p in f.rglob("*") if p.is_file()) if f.is_dir() else [f]
@@ -505,7 +507,7 @@ def dicom_send(files: tuple[Path, ...], node_aet: str, host: str | None, calling
         if done == total or done % 100 == 0:
             click.echo(f"{done}/{total}")
 
-    _finish(scu_cli.send(peer, paths, progress))
+    _finish(scu.send(peer, paths, progress, opts=opts))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api.imaging import schemas as sch
 from api.security import current_actor, requires
-from dicom import scu_cli as scu
+from dicom import scu
 from engine import audit, config, uow
 from engine.errors import ValidationFailed
 from engine.imaging import services as imaging
@@ -32,14 +32,16 @@ def store() -> ObjectStore:
 
 
 # --- SCU actions (DCM-03/04, VIEW-14 backend) ------------------------------------------------------------------
-def _peer(node: DicomNode) -> scu.Peer:
-    """The node as an SCU target: enabled and with a port. Only registered nodes are ever dialled (WEB-09)."""
+def _peer(node: DicomNode) -> tuple[scu.Remote, scu.Options]:
+    """The node as an SCU target (enabled and with a port; read into plain values) and our side of the association.
+    Only registered nodes are ever dialled (WEB-09)."""
     if not node.enabled:
         raise ValidationFailed("node_disabled", f"设备 {node.aet} 已停用")
     if not node.port:
         raise ValidationFailed("node_no_port", f"设备 {node.aet} 未登记端口，不能主动连接")
     s = config.current()
-    return scu.Peer(aet=node.aet, host=node.host, port=node.port, calling_aet=s.dicom_aet, timeout=s.dicom_acse_timeout)
+    opts = scu.Options(calling_aet=s.dicom_aet, timeout=s.dicom_acse_timeout, connect_timeout=scu.CONNECT_TIMEOUT)
+    return scu.Remote(aet=node.aet, host=node.host, port=node.port), opts
 
 
 def _release_db() -> None:
@@ -79,9 +81,9 @@ def _transfer_out(result: scu.Result) -> dict[str, Any]:
 def echo_node(node_id: int) -> Any:
     """连通性测试（C-ECHO），返回结果与耗时。"""
     node = get_visible(current_actor(), DicomNode, node_id, object_type="dicom_node")
-    peer = _peer(node)
+    peer, opts = _peer(node)
     _release_db()
-    result = scu.echo(peer)
+    result = scu.echo(peer, opts)
     _audit_scu("dicom_scu_echo", node, result)
     return {"ok": result.ok, "status": result.status, "message": result.message, "elapsed_ms": result.elapsed_ms}
 
@@ -94,9 +96,9 @@ def find_node(body: dict[str, Any], node_id: int) -> Any:
     """查询远程节点（C-FIND：患者/检查/序列/图像级），用于从医院自己的 PACS 调阅。"""
     node = get_visible(current_actor(), DicomNode, node_id, object_type="dicom_node")
     level, limit = body.pop("level"), body.pop("limit")
-    peer = _peer(node)
+    peer, opts = _peer(node)
     _release_db()
-    result = scu.find(peer, level, body, limit)
+    result = scu.find(peer, level, body, limit, opts=opts)
     _audit_scu("dicom_scu_find", node, result, level=level, keys=body, matches=len(result.items), dicom_event="110112")
     return {
         "ok": result.ok,
@@ -114,12 +116,12 @@ def find_node(body: dict[str, Any], node_id: int) -> Any:
 def retrieve_from_node(body: dict[str, Any], node_id: int) -> Any:
     """从远程节点调阅检查到本系统归档：C-MOVE（对方发送到本系统 AE）或 C-GET（同一连接接收）。"""
     node = get_visible(current_actor(), DicomNode, node_id, object_type="dicom_node")
-    peer = _peer(node)
+    peer, opts = _peer(node)
     study_uid, series_uid = body["study_instance_uid"], body.get("series_instance_uid")
     info, our_aet = imaging.node_info(node), config.current().dicom_aet
     _release_db()
     if body["method"] == "get":
-        result = scu.get(peer, store(), study_uid, series_uid)
+        result = scu.get(peer, store(), study_uid, series_uid, opts=opts)
         indexed, refused = scu.ingest_received(info, info.host, result.received)
         if refused:
             result.failed += refused
@@ -127,7 +129,7 @@ def retrieve_from_node(body: dict[str, Any], node_id: int) -> Any:
             result.message += f"；{refused} 个实例无法解析，未入库"
         extra: dict[str, Any] = {"indexed": indexed}
     else:
-        result = scu.move(peer, our_aet, study_uid, series_uid)
+        result = scu.move(peer, our_aet, study_uid, series_uid, opts=opts)
         extra = {"destination": our_aet}
     _audit_scu(
         "dicom_scu_retrieve",
@@ -152,7 +154,7 @@ def send_study(body: dict[str, Any], study_id: int) -> Any:
     actor = current_actor()
     study = get_visible(actor, Study, study_id, object_type="dicom_study")
     node = get_visible(actor, DicomNode, body["node_id"], object_type="dicom_node")
-    peer = _peer(node)
+    peer, opts = _peer(node)
     rows = uow.session().execute(
         select(Instance.storage_target_id, Instance.storage_key)
         .where(Instance.study_id == study.id)
@@ -161,7 +163,7 @@ def send_study(body: dict[str, Any], study_id: int) -> Any:
     paths = [targets.path_of(target_id, key) for target_id, key in rows]  # on whichever target holds each
     study_ref = {"study_id": study.id, "study_instance_uid": study.study_instance_uid}
     _release_db()
-    result = scu.send(peer, paths)
+    result = scu.send(peer, paths, opts=opts)
     _audit_scu(
         "dicom_scu_send",
         node,
