@@ -7,6 +7,8 @@ institution's id answers 404 with a security alert, AC-02). Every administrative
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask_smorest import Blueprint
@@ -80,6 +82,27 @@ def _check_unique(aet: str, host: str, exclude: int | None = None) -> None:
         )
 
 
+# The engine's device checks answer without a field; the form shows each message next to the field it is about.
+_NODE_FIELDS = {
+    "invalid_aet": "aet",
+    "invalid_host": "host",
+    "invalid_port": "port",
+    "invalid_fingerprint": "cert_fingerprint",
+    "invalid_operation": "allow",
+}
+
+
+@contextmanager
+def _node_field_errors() -> Iterator[None]:
+    try:
+        yield
+    except ValidationFailed as exc:
+        field = _NODE_FIELDS.get(exc.code)
+        if field and not exc.details:
+            exc.details = {"fields": {field: [exc.message]}}
+        raise
+
+
 @blp.route("/operations", methods=["GET"])
 @blp.response(200, sch.OperationSchema(many=True))
 @requires("dicom.node.read")
@@ -123,18 +146,19 @@ def create_node(body: dict[str, Any]) -> Any:
     inst = get_visible(actor, Institution, body["institution_id"], object_type="institution")
     host = _check_host(body["host"])
     _check_unique(body["aet"], host)
-    node = imaging.create_node(
-        actor,
-        aet=body["aet"],
-        host=host,
-        port=body["port"],
-        institution_code=inst.code,
-        allow=body.get("allow") or ["echo", "store"],
-        tls_required=body["tls_required"],
-        cert_fingerprint=body["cert_fingerprint"],
-        description=body["description"],
-        enabled=body["enabled"],
-    )
+    with _node_field_errors():
+        node = imaging.create_node(
+            actor,
+            aet=body["aet"],
+            host=host,
+            port=body["port"],
+            institution_code=inst.code,
+            allow=body.get("allow") or ["echo", "store"],
+            tls_required=body["tls_required"],
+            cert_fingerprint=body["cert_fingerprint"],
+            description=body["description"],
+            enabled=body["enabled"],
+        )
     return _node_detail(node)
 
 
@@ -160,7 +184,9 @@ def update_node(body: dict[str, Any], node_id: int) -> Any:
         _check_unique(body.get("aet", node.aet), body.get("host", node.host), exclude=node.id)
     if not body:
         return _node_detail(node)
-    return _node_detail(imaging.update_node(actor, node.id, **body))
+    with _node_field_errors():
+        updated = imaging.update_node(actor, node.id, **body)
+    return _node_detail(updated)
 
 
 # --- studies ---------------------------------------------------------------------------------------------------
