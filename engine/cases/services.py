@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import lazyload
 
 from engine import audit, uow
@@ -242,11 +243,12 @@ def signed_by(report: Report | None, levels: tuple[str, ...]) -> set[int]:
     return set(uow.session().execute(stmt).scalars())
 
 
-def report_and_signers(case_id: int) -> tuple[Report | None, dict[str, set[int]]]:
-    """The current report and who signed it at each level in any round, in one statement (every step asks)."""
+@lru_cache(maxsize=1)
+def _report_and_signers_stmt() -> Any:
+    """Built once: building this statement cost more than running it (bench/bench_engine.py, cProfile)."""
     current = (
         select(Report.id)
-        .where(Report.case_id == case_id, Report.voided.is_(False))
+        .where(Report.case_id == bindparam("case_id"), Report.voided.is_(False))
         .order_by(Report.version.desc())
         .limit(1)
         .scalar_subquery()
@@ -259,12 +261,17 @@ def report_and_signers(case_id: int) -> tuple[Report | None, dict[str, set[int]]
         .distinct()
         .subquery()
     )
-    rows = uow.session().execute(
+    return (
         select(Report, signed.c.level, signed.c.author_id)
         .outerjoin(signed, signed.c.report_id == Report.id)
         .where(Report.id == current)
         .options(lazyload("*"))
     )
+
+
+def report_and_signers(case_id: int) -> tuple[Report | None, dict[str, set[int]]]:
+    """The current report and who signed it at each level in any round, in one statement (every step asks)."""
+    rows = uow.session().execute(_report_and_signers_stmt(), {"case_id": case_id})
     report, signers = None, {"l1": set(), "l2": set(), "l3": set()}
     for row, level, author in rows.unique():
         report = row
@@ -453,14 +460,17 @@ def batch_assign(actor: Actor, task_ids: list[int], user_id: int | None, group_c
     return n
 
 
+@lru_cache(maxsize=1)
+def _lock_case_stmt() -> Any:
+    # OF remote_case: PostgreSQL refuses FOR UPDATE on the nullable side of the eager-loaded outer joins.
+    stmt = select(Case).where(Case.id == bindparam("case_id")).with_for_update(of=Case)
+    # One statement per step: the requester/institution/exam graph loads only if the caller touches it.
+    return stmt.options(lazyload("*")).execution_options(populate_existing=True)
+
+
 def lock_case(case_id: int) -> Case:
     """Lock the case row before loading its workflow (STYLE.md §3). SQLite already serialises writers."""
-    s = uow.session()
-    # OF remote_case: PostgreSQL refuses FOR UPDATE on the nullable side of the eager-loaded outer joins.
-    stmt = select(Case).where(Case.id == case_id).with_for_update(of=Case).execution_options(populate_existing=True)
-    # One statement per step: the requester/institution/exam graph loads only if the caller touches it.
-    stmt = stmt.options(lazyload("*"))
-    case = s.execute(stmt).unique().scalar_one_or_none()
+    case = uow.session().execute(_lock_case_stmt(), {"case_id": case_id}).unique().scalar_one_or_none()
     if case is None:
         raise NotFound()
     return case

@@ -217,12 +217,13 @@ def latest(process_id: str) -> ProcessDeployment:
 
 
 @lru_cache(maxsize=64)
-def _spec_cache(deployment_id: int, digest: str) -> dict[str, Any]:
+def _spec_cache(deployment_id: int, digest: str) -> spiff.CompiledSpec:
     row = uow.session().get(ProcessDeployment, deployment_id)
     assert row is not None
-    return row.spec
+    return spiff.CompiledSpec(row.spec)
 
 
-def spec_of(deployment_id: int, digest: str) -> dict[str, Any]:
-    """The stored spec dict of a deployment, cached (a deployment never changes; `restore` copies it)."""
+def spec_of(deployment_id: int, digest: str) -> spiff.CompiledSpec:
+    """A deployment's spec restored once and cached: a deployment never changes (its content hash is part of
+    the key), and its spec objects are shared by all its workflows (spiff.CompiledSpec)."""
     return _spec_cache(deployment_id, digest)

@@ -20,10 +20,15 @@ import pickle
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.script_engine.python_environment import (  # type: ignore[import-untyped]
     BasePythonScriptEngineEnvironment,
+)
+from SpiffWorkflow.bpmn.serializer.default.workflow import (  # type: ignore[import-untyped]
+    BpmnWorkflowConverter,
+    WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition  # type: ignore[import-untyped]
@@ -37,7 +42,7 @@ from engine.workflow import expressions
 
 ServiceCaller = Callable[[str, dict[str, Any], dict[str, Any]], Any]
 
-__all__ = ["BpmnWorkflow", "SpiffTask", "TaskState", "make_script_engine", "parse", "serializer"]
+__all__ = ["BpmnWorkflow", "CompiledSpec", "SpiffTask", "TaskState", "make_script_engine", "parse", "serializer"]
 
 
 class SafeEnvironment(BasePythonScriptEngineEnvironment):  # type: ignore[misc]
@@ -86,13 +91,40 @@ def parse(bpmn: Mapping[str, str], dmn: Mapping[str, str], process_id: str) -> t
     return spec, subs
 
 
+class StateOnlyWorkflowConverter(BpmnWorkflowConverter):  # type: ignore[misc]
+    """The stock workflow converter without the spec: `to_dict` leaves it out (it is stored once per deployment)
+    and `from_dict` takes the deployment's already restored spec objects. Converting the spec to dicts and back
+    was most of a step's engine time (bench/bench_engine.py, cProfile): ~40 task specs rebuilt on every load,
+    and converted on every save only to be dropped."""
+
+    def to_dict(self, workflow: Any) -> dict[str, Any]:
+        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict[str, Any], spec: Any = None, subprocess_specs: Any = None) -> Any:
+        if spec is None:  # a full document (spec included), as the stock converter reads it
+            return super().from_dict(dct)
+        dct.pop("spec", None)
+        dct.pop("subprocess_specs", None)
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
 _serializer: Any = None
 
 
 def serializer() -> Any:
     global _serializer
     if _serializer is None:
-        _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
+        config = {**SPIFF_CONFIG, BpmnWorkflow: StateOnlyWorkflowConverter}
+        _serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
     return _serializer
 
 
@@ -102,11 +134,26 @@ def spec_to_dict(spec: Any, subs: dict[str, Any]) -> dict[str, Any]:
     return {"spec": reg.convert(spec), "subprocess_specs": {k: reg.convert(v) for k, v in subs.items()}}
 
 
+class CompiledSpec:
+    """A deployment's spec restored to SpiffWorkflow objects once, shared by every workflow of that deployment.
+
+    Task specs hold no per-instance state (a workflow's state lives in its tasks), so one set of spec objects
+    serves any number of workflows and threads; `dict` keeps the stored JSON form."""
+
+    def __init__(self, spec_dict: Mapping[str, Any]) -> None:
+        reg = serializer().registry
+        self.dict = spec_dict
+        self.spec = reg.restore(_copy(spec_dict["spec"]))
+        self.subprocess_specs = {k: reg.restore(_copy(v)) for k, v in spec_dict["subprocess_specs"].items()}
+
+
+def compile_spec(spec: Mapping[str, Any] | CompiledSpec) -> CompiledSpec:
+    return spec if isinstance(spec, CompiledSpec) else CompiledSpec(spec)
+
+
 def state_to_dict(workflow: Any) -> dict[str, Any]:
     """State-only JSON: the spec is stored once per deployment, not per case."""
     dct: dict[str, Any] = serializer().to_dict(workflow)
-    dct.pop("spec", None)
-    dct.pop("subprocess_specs", None)
     return dct
 
 
@@ -115,20 +162,17 @@ def _copy(value: Any) -> Any:
     return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 — our own bytes, just made
 
 
-def restore(spec_dict: Mapping[str, Any], state: Mapping[str, Any], engine: Any) -> Any:
-    dct = _copy(dict(state))  # the converters pop keys: never hand them the cached spec itself
-    dct["spec"] = _copy(spec_dict["spec"])
-    dct["subprocess_specs"] = _copy(spec_dict["subprocess_specs"])
-    wf = serializer().from_dict(dct)
+def restore(spec: Mapping[str, Any] | CompiledSpec, state: Mapping[str, Any], engine: Any) -> Any:
+    compiled = compile_spec(spec)
+    dct = _copy(dict(state))  # the converters pop keys: never hand them the stored state itself
+    wf = serializer().from_dict(dct, spec=compiled.spec, subprocess_specs=compiled.subprocess_specs)
     wf.script_engine = engine  # the script engine is not serialised: set it after every load
     return wf
 
 
-def new_workflow(spec_dict: Mapping[str, Any], engine: Any) -> Any:
-    reg = serializer().registry
-    spec = reg.restore(_copy(spec_dict["spec"]))
-    subs = {k: reg.restore(_copy(v)) for k, v in spec_dict["subprocess_specs"].items()}
-    return BpmnWorkflow(spec, subs, script_engine=engine)
+def new_workflow(spec: Mapping[str, Any] | CompiledSpec, engine: Any) -> Any:
+    compiled = compile_spec(spec)
+    return BpmnWorkflow(compiled.spec, compiled.subprocess_specs, script_engine=engine)
 
 
 def is_timer(task: Any) -> bool:
