@@ -39,6 +39,8 @@ def task_query(
             stmt = stmt.where(HumanTask.assignee_id.is_not(None))
         elif claimed is False:
             stmt = stmt.where(HumanTask.assignee_id.is_(None))
+    elif not actor.has("task.assign"):  # all: a doctor's task lists never offer a task they are excluded from (AC-06)
+        stmt = stmt.where(not_excluded)
     if emergency is not None:
         stmt = stmt.where(HumanTask.emergency.is_(emergency))
     if q:

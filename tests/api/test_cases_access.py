@@ -61,9 +61,11 @@ def test_ac06_the_author_cannot_take_or_complete_the_next_level(app: Flask) -> N
     ok(dual.post(f"/api/tasks/{draft.id}/claim"))
     ok(complete(dual, draft.id, REPORT))
     l2 = the_task(app, case_id, "report_level2")
-    for scope in ("mine", "group", "pool"):
+    for scope in ("mine", "group", "pool", "all"):  # all: the case stays visible (dual worked on it), the task not
         assert l2.id not in task_ids(dual, scope)
     assert l2.id in task_ids(team.l2, "group")
+    assert l2.id in task_ids(team.l2, "all")
+    assert ok(dual.get(f"/api/cases/{case_id}"))["id"] == case_id
     refused(dual.post(f"/api/tasks/{l2.id}/claim"), 403, "not_candidate")
     refused(complete(dual, l2.id, APPROVE), 403, "not_candidate")
     refused(dispatcher.post(f"/api/tasks/{l2.id}/assign", json={"user_id": dual.user.id}), 403, "separation_of_duties")
