@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import lazyload
 
 from engine import uow
@@ -136,6 +138,20 @@ _CLOSE_TASKS = (
 )
 
 
+@lru_cache(maxsize=2)
+def _arm_timers(dialect: str) -> Any:
+    """Insert a waiting timer, or re-arm its row (task_guid is unique): a row with the same due time is that
+    very instance (already armed, or already fired), any other due time is a new instance. One statement for
+    what took a SELECT of the case's timers and then the writes."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(_TIMER)
+    return stmt.on_conflict_do_update(
+        index_elements=[_TIMER.c.task_guid],
+        set_={"due_at": stmt.excluded.due_at, "task_name": stmt.excluded.task_name, "fired_at": None},
+        where=_TIMER.c.due_at != stmt.excluded.due_at,
+    )
+
+
 def _expire(s: Any, model: type, match: Callable[[dict[str, Any]], bool]) -> None:
     """After a bulk UPDATE/DELETE without session synchronisation (the cheap form on the per-step path), expire
     the few rows of `model` this session already holds that it touched, so nothing reads a stale value. `match`
@@ -160,8 +176,9 @@ def sync_timers(case: CaseLike, wf: Any) -> None:
     """SpiffWorkflow has no scheduler: copy the due time of every waiting timer into `workflow_timer`.
 
     `workflow_timer` holds exactly the timers that were waiting when the workflow was loaded (every save goes
-    through here), so a step that leaves them as they were needs no statement, and one that only ends some of
-    them needs one DELETE; anything else (new, re-armed or moved timers) takes the full comparison below."""
+    through here), so a step that leaves them as they were needs no statement, ended timers take one DELETE
+    and new, moved or re-armed ones one upsert (`_arm_timers`). A workflow not loaded by `load`/`new` takes
+    the full comparison below."""
     s = uow.session()
     waiting = waiting_timers(wf)
     before = getattr(wf, "telerad_timers_at_load", None)
@@ -169,11 +186,19 @@ def sync_timers(case: CaseLike, wf: Any) -> None:
         if waiting == before:
             return
         gone = set(before) - set(waiting)
-        if all(before.get(guid) == value for guid, value in waiting.items()):  # only removals
-            s.flush()
-            s.connection().execute(_END_TIMERS, {"case_id": case.id, "guids": sorted(gone)})
-            _expire(s, WorkflowTimer, lambda r: r.get("case_id") == case.id and r.get("task_guid") in gone)
-            return
+        armed = {guid: value for guid, value in waiting.items() if before.get(guid) != value}
+        s.flush()
+        conn = s.connection()
+        if gone:
+            conn.execute(_END_TIMERS, {"case_id": case.id, "guids": sorted(gone)})
+        if armed:  # new, moved, or re-armed after a 驳回 (the reset task keeps its id; see the full comparison)
+            rows = [
+                {"case_id": case.id, "task_guid": guid, "task_name": name, "due_at": due, "fired_at": None}
+                for guid, (name, due) in sorted(armed.items())
+            ]
+            conn.execute(_arm_timers(conn.dialect.name), rows)
+        _expire(s, WorkflowTimer, lambda r: r.get("case_id") == case.id and r.get("task_guid") in gone | set(armed))
+        return
     rows = list(s.execute(select(WorkflowTimer).where(WorkflowTimer.case_id == case.id)).scalars())
     existing = {r.task_guid: r for r in rows if r.fired_at is None}
     fired = {r.task_guid: r for r in rows if r.fired_at is not None}
