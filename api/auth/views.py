@@ -135,7 +135,7 @@ def me() -> Any:
         "department": user.department,
         "roles": [r for r in user.roles if r.enabled],
         "permissions": sorted(perms),
-        "menus": menus_of(perms),
+        "menus": menus_of(perms, central=user.institution is not None and user.institution.kind == "central"),
         "state": sess.state,
         "csrf_token": sess.csrf_token,
         "mfa_enrolled": user.totp_enabled,

@@ -49,8 +49,17 @@ def effective_permissions(user: User) -> frozenset[str]:
     return frozenset(perms)
 
 
-def menus_of(permissions: frozenset[str]) -> list[str]:
-    return [p.code for p in CATALOGUE if p.kind == "menu" and p.code in permissions]
+# Alliance-wide configuration kept by the central hospital (api/imaging/routing_views.py answers central_only to a
+# member hospital): a member's administrator holding the same role does not get these menus.
+CENTRAL_ONLY_MENUS = frozenset({"menu.dicom_routing", "menu.dicom_storage"})
+
+
+def menus_of(permissions: frozenset[str], *, central: bool = True) -> list[str]:
+    return [
+        p.code
+        for p in CATALOGUE
+        if p.kind == "menu" and p.code in permissions and (central or p.code not in CENTRAL_ONLY_MENUS)
+    ]
 
 
 def list_users(

@@ -147,6 +147,12 @@ def test_ac03_doctors_and_member_admins_cannot_touch_routing_or_storage(app: Fla
         r = getattr(m01_admin, method)(url, json=body)
         assert (r.status_code, r.get_json()["code"]) == (403, "central_only"), url
         assert "中心医院" in r.get_json()["message"]
+    # ... so their sidebar does not offer those pages; the central administrator's does
+    member_menus = m01_admin.get("/api/auth/me").get_json()["menus"]
+    assert "menu.dicom_nodes" in member_menus
+    assert not {"menu.dicom_routing", "menu.dicom_storage"} & set(member_menus)
+    central_menus = as_user(app, "sys_admin").get("/api/auth/me").get_json()["menus"]
+    assert {"menu.dicom_routing", "menu.dicom_storage"} <= set(central_menus)
     assert count(app, routing.RoutingRule) == 0
 
 
