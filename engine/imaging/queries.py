@@ -165,7 +165,8 @@ def _study_counts(study_ids: list[int]) -> tuple[dict[int, int], dict[int, int]]
     return series, instances
 
 
-def _study_row(st: Study) -> dict[str, Any]:
+def _study_row(st: Any) -> dict[str, Any]:
+    """The STUDY keys of a `Study`, or of a row of `_STUDY_COLUMNS` (same attribute names)."""
     return {
         "PatientID": st.patient_id,
         "PatientName": st.patient_name,
@@ -178,7 +179,7 @@ def _study_row(st: Study) -> dict[str, Any]:
         "StudyDescription": st.study_description,
         "StudyID": st.study_id,
         "ReferringPhysicianName": st.referring_physician,
-        "ModalitiesInStudy": st.modality_list,
+        "ModalitiesInStudy": [m for m in st.modalities.split(",") if m],
     }
 
 
@@ -214,17 +215,36 @@ def _find_patients(node: NodeInfo, keys: dict[str, str], limit: int, want: set[s
     ]
 
 
+# STUDY level selects these columns, not `Study` entities: building an ORM object per match cost more than the
+# SQL (measured: bench/bench_dicom.py find section, see the commit message).
+_STUDY_COLUMNS = (
+    Study.id,
+    Study.patient_id,
+    Study.patient_name,
+    Study.patient_birth_date,
+    Study.patient_sex,
+    Study.study_instance_uid,
+    Study.study_date,
+    Study.study_time,
+    Study.accession_number,
+    Study.study_description,
+    Study.study_id,
+    Study.referring_physician,
+    Study.modalities,
+)
+
+
 def _find_studies(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
     s = uow.session()
-    stmt = select(Study).where(Study.institution_id == node.institution_id)
+    stmt = select(*_STUDY_COLUMNS).where(Study.institution_id == node.institution_id)
     stmt = _apply(stmt, "STUDY", keys).order_by(Study.study_date.desc(), Study.id).limit(limit)
-    studies = list(s.execute(stmt).scalars())
-    rows = [_study_row(st) for st in studies]
-    if want & {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"} and studies:
-        n_series, n_inst = _study_counts([st.id for st in studies])
-        for st, row in zip(studies, rows, strict=True):
-            row["NumberOfStudyRelatedSeries"] = n_series.get(st.id, 0)
-            row["NumberOfStudyRelatedInstances"] = n_inst.get(st.id, 0)
+    found = s.execute(stmt).all()
+    rows = [_study_row(r) for r in found]
+    if want & {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"} and found:
+        n_series, n_inst = _study_counts([r.id for r in found])
+        for r, row in zip(found, rows, strict=True):
+            row["NumberOfStudyRelatedSeries"] = n_series.get(r.id, 0)
+            row["NumberOfStudyRelatedInstances"] = n_inst.get(r.id, 0)
     return rows
 
 

@@ -142,6 +142,33 @@ def test_dcm04_modalities_in_study_and_counts(archive: Running, tmp_path: Path) 
     assert sorted(d.StudyInstanceUID for d in multi) == [STUDY_A, STUDY_B]
 
 
+def test_dcm04_study_level_every_return_key_and_pn_case(archive: Running, tmp_path: Path) -> None:
+    """The benchmark's query shape (surname wildcard + StudyDate range) answers every STUDY key with the indexed
+    values; PN matching ignores case (PS3.4 C.2.2.2.1 allows it for PN), other keys do not."""
+    keys = ("StudyInstanceUID", "PatientID", "PatientBirthDate", "PatientSex", "StudyTime", "AccessionNumber",
+            "StudyDescription", "StudyID", "ReferringPhysicianName", "ModalitiesInStudy")  # fmt: skip
+    found = findscu(archive, tmp_path, "-S", "QueryRetrieveLevel=STUDY", "PatientName=ZHANG^*",
+                    "StudyDate=20250101-20251231", *keys)  # fmt: skip
+    assert len(found) == 1  # not M02's Zhang^Wei (DSEC-03), not 张^三
+    d = found[0]
+    assert (d.StudyInstanceUID, str(d.PatientName), d.PatientID, d.StudyDate) == (
+        STUDY_A,
+        "Zhang^San",
+        "P001",
+        "20250115",
+    )
+    assert (d.PatientBirthDate, d.PatientSex, d.StudyTime, d.StudyID) == ("19700101", "O", "120000", "1")
+    assert (d.AccessionNumber, d.StudyDescription, str(d.ReferringPhysicianName)) == ("ACC-A", "Chest CT", "")
+    assert sorted(d.ModalitiesInStudy) == ["CT", "SR"]
+    lower = findscu(archive, tmp_path, "-S", "QueryRetrieveLevel=STUDY", "PatientName=li^*", "StudyInstanceUID")
+    assert [x.StudyInstanceUID for x in lower] == [STUDY_B]
+    assert findscu(archive, tmp_path, "-S", "QueryRetrieveLevel=STUDY", "AccessionNumber=acc-a",
+                   "StudyInstanceUID") == []  # fmt: skip
+    zh = findscu(archive, tmp_path, "-S", "SpecificCharacterSet=ISO_IR 192", "QueryRetrieveLevel=STUDY",
+                 "PatientName=张^*", "StudyDate=20250101-20251231", "StudyInstanceUID")  # fmt: skip
+    assert [x.StudyInstanceUID for x in zh] == [STUDY_ZH_UTF8]
+
+
 def test_dcm04_series_and_image_levels(archive: Running, tmp_path: Path) -> None:
     series = findscu(archive, tmp_path, "-S", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={STUDY_A}",
                      "SeriesInstanceUID", "Modality", "SeriesNumber", "NumberOfSeriesRelatedInstances")  # fmt: skip
