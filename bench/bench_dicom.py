@@ -318,26 +318,64 @@ def dir_bytes(dirs: list[Path]) -> tuple[int, int]:
     return len(files), sum(f.stat().st_size for f in files)
 
 
-def store(peer: Peer, dirs: list[Path], timeout: float = 3600) -> dict[str, Any]:
-    """One storescu per directory, all in parallel (one association each); wall time until the last exits."""
+def store(peer: Peer, dirs: list[Path], label: str, timeout: float = 3600) -> dict[str, Any]:
+    """One storescu per directory, all in parallel (one association each); wall time until the last exits.
+
+    Each storescu's stderr (`-v`, ~240 bytes per file) goes to a file in the peer's work directory
+    (storescu/<label>-<peer>-<i>.log), never to a pipe: pipes read one after the other (`communicate()` in turn) fill
+    up at 64 KiB, ~270 files into an association, and the storescu behind them then blocks in a log write, silent in
+    the middle of its association until the processes before it have exited — longer than the SCP's network
+    timeout on the 10,000-study load, which dropped the 3rd and 4th association (tests/dicom/test_association_drop.py).
+    Every association that did not end cleanly (exit code, E:/F: lines, files sent without a success response) is
+    reported in `failures` and logged, so a dropped association is never silent.
+    """
     cmd = ["storescu", "-v", "-aet", SCU_AET, "-aec", peer.aet, "+sd", "127.0.0.1", str(peer.port)]
+    log_dir = peer.workdir / "storescu"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    paths = [log_dir / f"{label}-{peer.name}-{i}.log" for i in range(len(dirs))]
     t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen([*cmd, str(d)], env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for d in dirs
-    ]
-    outs = [p.communicate(timeout=timeout)[1] for p in procs]
+    procs = []
+    for d, path in zip(dirs, paths, strict=True):
+        with path.open("w") as fh:
+            procs.append(
+                subprocess.Popen([*cmd, str(d)], env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=fh, text=True)
+            )
+    for p in procs:
+        p.wait(timeout=timeout)
     seconds = time.perf_counter() - t0
     acked: set[str] = set()
-    for o in outs:
-        current = ""
-        for ln in o.splitlines():
+    bad: list[str] = []
+    failures: list[dict[str, Any]] = []
+    for d, path, p in zip(dirs, paths, procs, strict=True):
+        current, sent, ok = "", 0, 0
+        errors: list[str] = []
+        for ln in path.read_text(errors="replace").splitlines():
             if ln.startswith("I: Sending file: "):
                 current = ln[len("I: Sending file: ") :]
+                sent += 1
             elif ln.startswith("I: Received Store Response (Success)"):
                 acked.add(current)
-    bad = [ln for o in outs for ln in o.splitlines() if ln.startswith(("E:", "F:", "W:"))]
-    return {"seconds": seconds, "ok": len(acked), "acked": acked, "rc": [p.returncode for p in procs], "errors": bad}
+                ok += 1
+            elif ln.startswith(("E:", "F:", "W:")):
+                errors.append(ln)
+        bad.extend(errors)
+        if p.returncode != 0 or ok < sent or any(e.startswith(("E:", "F:")) for e in errors):
+            failures.append(
+                {"dir": d.name, "rc": p.returncode, "sent": sent, "acked": ok, "errors": errors[:8], "log": str(path)}
+            )
+    for f in failures:
+        log(
+            f"  !! {label} {peer.name}: storescu {f['dir']} rc={f['rc']} acked {f['acked']}/{f['sent']} sent "
+            f"({f['log']}): " + " | ".join(f["errors"])
+        )
+    return {
+        "seconds": seconds,
+        "ok": len(acked),
+        "acked": acked,
+        "rc": [p.returncode for p in procs],
+        "errors": bad,
+        "failures": failures,
+    }
 
 
 def store_missing(peer: Peer, dirs: list[Path], acked: set[str], scratch: Path, tries: int = 3) -> tuple[int, int]:
@@ -351,7 +389,7 @@ def store_missing(peer: Peer, dirs: list[Path], acked: set[str], scratch: Path, 
         retry.mkdir(parents=True)
         for f in missing:
             os.link(f, retry / f.name)
-        res = store(peer, [retry])
+        res = store(peer, [retry], f"retry{attempt}")
         log(f"  {peer.name}: resent {len(missing)}, acked {res['ok']}; first errors {res['errors'][:3]}")
         missing = [f for f in missing if str(retry / f.name) not in res["acked"]]
         shutil.rmtree(retry)
@@ -453,6 +491,7 @@ def throughput(runs: list[dict[str, Any]], count: int, nbytes: int) -> dict[str,
         "mb_per_s": round(nbytes / 1e6 / med, 1),
         "all_acked": all(x["ok"] == count for x in runs),
         **({"first_errors": errors[:5]} if errors else {}),
+        **({"storescu_failures": failures} if (failures := [f for x in runs for f in x["failures"]]) else {}),
     }
 
 
@@ -505,7 +544,7 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                 sizes[scenario] = dir_bytes(dirs)
                 for peer in order:
                     time.sleep(0.5)
-                    res = store(peer, dirs)
+                    res = store(peer, dirs, f"r{rnd}-{scenario}")
                     runs[peer.name][scenario].append(res)
                     n = sizes[scenario][0]
                     log(
@@ -531,7 +570,7 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                 idle = tree_rss_kib(peer.pid) / 1024
                 sampler = RssSampler(peer.pid)
                 sampler.start()
-                res = store(peer, [_single(mf)])
+                res = store(peer, [_single(mf)], "one_gb")
                 peak = sampler.stop()
                 size = mf.stat().st_size
                 out[peer.name]["one_gb"] = {
@@ -539,6 +578,7 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                     "seconds": round(res["seconds"], 2),
                     "mb_per_s": round(size / 1e6 / res["seconds"], 1),
                     "acked": res["ok"] == 1,
+                    **({"storescu_failures": res["failures"]} if res["failures"] else {}),
                     "rss_mb_idle": round(idle, 1),
                     "rss_mb_peak": round(peak, 1),
                     "rss_samples": sampler.samples,
@@ -601,7 +641,7 @@ def find_section(peers: list[Peer], args: argparse.Namespace, shared: Path) -> d
     n, nbytes = dir_bytes(dirs)
     out: dict[str, Any] = {}
     for peer in peers:
-        res = store(peer, dirs)
+        res = store(peer, dirs, "find_load")
         log(f"  load {n} studies into {peer.name}: {res['seconds']:.1f}s acked {res['ok']}/{n} {res['errors'][:3]}")
         out[peer.name] = {"load": throughput([res], n, nbytes)}
         if res["ok"] < n:  # C-FIND must search the same studies in both archives

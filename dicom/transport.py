@@ -32,6 +32,7 @@ from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 from pynetdicom.timer import Timer
 from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler, ThreadedAssociationServer
 
@@ -46,6 +47,33 @@ PDU_SLACK = 1024
 _SELECT_TIMEOUT = 0.05
 _REACTOR_WAIT = 0.02
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _peer_description(assoc: Any) -> str:
+    """`AE title from address:port` of the association's requestor, as far as it is known."""
+    req = getattr(assoc, "requestor", None)
+    aet = ""
+    try:
+        aet = str(getattr(req.primitive, "calling_ae_title", "") or req.ae_title or "").strip()
+    except Exception:  # noqa: S110 - before the A-ASSOCIATE-RQ there is no AE title yet
+        pass
+    try:
+        where = f"{req.address}:{req.port}"
+    except Exception:
+        where = "?"
+    return f"calling AE {aet or '?'} from {where}"
+
+
+def association_lost(assoc: Any, reason: str, *, exc_info: bool = False) -> None:
+    """Log (warning, once per association) that an association ended other than by A-RELEASE or a rejection:
+    an abort by us or by the peer, a timeout, a closed connection. A dropped association is never silent."""
+    if getattr(assoc, "_telerad_lost", False):
+        return
+    try:
+        assoc._telerad_lost = True
+    except AttributeError:
+        pass
+    _log.warning("DICOM association (%s) ended abnormally: %s", _peer_description(assoc), reason, exc_info=exc_info)
 
 
 class _Wake:
@@ -164,7 +192,7 @@ class FastDUL(DULServiceProvider):
         except Exception:
             # REQ: DSEC-08 — pynetdicom's state machine re-raises what it cannot decode (an even presentation context
             # ID, …) and its thread ends with the socket still open: answer A-ABORT and close instead.
-            _log.warning("DICOM: undecodable PDU from the peer; association aborted", exc_info=True)
+            association_lost(self.assoc, "undecodable PDU from the peer; A-ABORT sent", exc_info=True)
             self.abort_and_close()
         finally:
             self.wake.close()
@@ -227,7 +255,8 @@ class FastSocket(AssociationSocket):
             fds.append(wake.fd)
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            association_lost(self.assoc, f"connection unusable ({type(exc).__name__}: {exc}); closed")
             self.event_queue.put("Evt17")
             return False
         if wake is not None and wake.fd in readable:
@@ -241,6 +270,7 @@ class FastSocket(AssociationSocket):
             OSError: the requested length exceeds the negotiated maximum PDU (the DUL then closes the connection).
         """
         if nr_bytes > self.max_read:
+            association_lost(self.assoc, f"PDU length {nr_bytes} exceeds the maximum {self.max_read}; A-ABORT sent")
             self.abort_and_close()
             raise OSError(f"PDU length {nr_bytes} exceeds the maximum {self.max_read}")
         sock = self.socket
@@ -261,6 +291,7 @@ class FastSocket(AssociationSocket):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     del view
+                    association_lost(self.assoc, f"PDU not completed in time ({got} of {nr_bytes} bytes); A-ABORT sent")
                     self.abort_and_close()
                     raise TimeoutError("PDU not received in time")
                 sock.settimeout(remaining)
@@ -268,6 +299,11 @@ class FastSocket(AssociationSocket):
                 n = sock.recv_into(view[got:], nr_bytes - got)
             except TimeoutError:
                 del view
+                association_lost(
+                    self.assoc,
+                    f"no data from the peer for {self.assoc.network_timeout} s inside a PDU ({got} of {nr_bytes} "
+                    "bytes; network timeout); A-ABORT sent",
+                )
                 self.abort_and_close()
                 raise
             if n == 0:
@@ -319,6 +355,8 @@ class FastAssociation(Association):
             received = getattr(getattr(self.dimse, "message", None), "received", None)
             if received is not None:
                 received.discard()
+            if self.is_aborted:  # aborted on a path that did not say why (pynetdicom's DUL error handling, …)
+                association_lost(self, "association aborted")
             if self._on_end is not None:
                 self._on_end(self)
 
@@ -360,22 +398,35 @@ class FastAssociation(Association):
                 self.kill()
                 return
             if self.acse.is_aborted():
-                self.dul.receive_pdu(wait=False)
+                association_lost(self, _abort_reason(self.dul.receive_pdu(wait=False)))
                 self.is_aborted = True
                 self.is_established = False
                 evt.trigger(self, evt.EVT_ABORTED, {})
                 self.kill()
                 return
             if not self.dul.is_alive():
+                association_lost(self, "the DUL thread stopped (connection closed or DUL error)")
                 self.kill()
                 return
             if self.dul.idle_timer_expired() and not self.dul.serving:
                 # The network timeout counts the peer's silence only: the time spent serving its last request (a
                 # long fsync, a lock wait) used to count too, and a handler slower than the timeout was followed by
                 # a silent A-ABORT.
+                association_lost(
+                    self, f"no data from the peer for {self.network_timeout} s (network timeout); A-ABORT sent"
+                )
                 self.abort()
                 self.kill()
                 return
+
+
+def _abort_reason(primitive: Any) -> str:
+    """Why the DUL delivered an A-ABORT (the peer's) or an A-P-ABORT (the provider's: connection closed, …)."""
+    if isinstance(primitive, A_ABORT):
+        return f"A-ABORT received from the peer (abort source {primitive.abort_source})"
+    if isinstance(primitive, A_P_ABORT):
+        return f"connection lost without A-RELEASE (A-P-ABORT, provider reason {primitive.provider_reason})"
+    return f"aborted ({type(primitive).__name__})"
 
 
 class FastRequestHandler(RequestHandler):
