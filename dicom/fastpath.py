@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, evt
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import _MESSAGE_TYPES, C_STORE_RQ, DIMSEMessage
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_FIND, C_STORE
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
@@ -278,6 +278,11 @@ class StreamingDIMSE(DIMSEServiceProvider):
         if isinstance(primitive, C_STORE) and primitive.MessageIDBeingRespondedTo is not None:
             self.dul.send_pdu(store_response_pdata(primitive, context_id))
             return
+        if isinstance(primitive, C_FIND) and primitive.MessageIDBeingRespondedTo is not None:
+            pdata = find_response_pdata(primitive, context_id, int(self.assoc.requestor.maximum_length or 0))
+            if pdata is not None:
+                self.dul.send_pdu(pdata)
+                return
         super().send_msg(primitive, context_id)
 
 
@@ -298,6 +303,33 @@ def store_response_command(sop_class: Any, message_id: Any, status: int, sop_ins
         ]
     )
     return _implicit(0x0000, struct.pack("<I", len(body))) + body
+
+
+def find_response_pdata(rsp: C_FIND, context_id: int, peer_max: int) -> P_DATA | None:
+    """A C-FIND-RSP (PS3.7 Table 9.1-3) in one P-DATA-TF: the command set (encoded here, not by pynetdicom's
+    primitive_to_message/encode_msg, which encode it twice) and the identifier as two last-fragment PDVs. None when
+    it would not fit the peer's maximum PDU: pynetdicom then fragments it."""
+    if getattr(rsp, "ErrorComment", None) or getattr(rsp, "OffendingElement", None):
+        return None  # a failure with details: pynetdicom encodes the optional elements
+    ident = rsp.Identifier.getvalue() if rsp.Identifier is not None else b""
+    body = b"".join(
+        [
+            _implicit(0x0002, _ui(rsp.AffectedSOPClassUID)),
+            _implicit(0x0100, struct.pack("<H", 0x8020)),
+            _implicit(0x0120, struct.pack("<H", int(rsp.MessageIDBeingRespondedTo or 0))),
+            _implicit(0x0800, struct.pack("<H", 0x0001 if ident else 0x0101)),
+            _implicit(0x0900, struct.pack("<H", int(rsp.Status or 0))),
+        ]
+    )
+    command = _implicit(0x0000, struct.pack("<I", len(body))) + body
+    pdvs = [[context_id, b"\x03" + command]]
+    if ident:
+        pdvs.append([context_id, b"\x02" + ident])
+    if peer_max and sum(len(v) + 5 for _, v in pdvs) > peer_max:
+        return None
+    pdata = P_DATA()
+    pdata.presentation_data_value_list = pdvs
+    return pdata
 
 
 def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:

@@ -117,6 +117,10 @@ def configure_pynetdicom() -> None:
     _config.STORE_RECV_CHUNKED_DATASET = True  # stream each received data set to a file: bounded memory
     _config.UNRESTRICTED_STORAGE_SERVICE = False  # only the allowlisted SOP classes
     _config.LOG_HANDLER_LEVEL = "none"  # no per-PDU debug formatting on the hot path
+    # C-FIND: pynetdicom formats every request and response identifier (pretty_dataset) even when the log level
+    # drops the lines: ~0.04 ms per match.
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
     # UIDs are validated by engine.imaging.uids (stricter than ENFORCE_UID_CONFORMANCE, and answered with a
     # failure status instead of an aborted association); pydicom only reads here, so its per-value validation
     # warnings are noise on the hot path.

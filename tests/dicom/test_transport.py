@@ -119,6 +119,42 @@ def test_fastpath_response_command_set_decodes_as_pynetdicom_would() -> None:
     )
 
 
+def test_fastpath_find_response_matches_pynetdicoms_encoding() -> None:
+    """C-FIND-RSP sent in one P-DATA-TF by the fast path: the command set decodes to what pynetdicom would send,
+    the identifier follows unchanged; too big for the peer's PDU, or a failure with details, falls back (None)."""
+    from io import BytesIO
+
+    from pydicom.dataset import Dataset
+    from pynetdicom.dimse_primitives import C_FIND
+    from pynetdicom.dsutils import decode, encode
+
+    from dicom.fastpath import find_response_pdata
+
+    ident = Dataset()
+    ident.PatientName, ident.StudyInstanceUID, ident.QueryRetrieveLevel = "张^三", "1.2.3.4", "STUDY"
+    ident.SpecificCharacterSet = "ISO_IR 192"
+    raw = encode(ident, True, True)
+    rsp = C_FIND()
+    rsp.MessageIDBeingRespondedTo, rsp.AffectedSOPClassUID, rsp.Status = 9, "1.2.840.10008.5.1.4.1.2.2.1", 0xFF00
+    rsp.Identifier = BytesIO(raw)
+    pdvs = find_response_pdata(rsp, 3, 16384).presentation_data_value_list  # type: ignore[union-attr]
+    assert [(c, v[0]) for c, v in pdvs] == [(3, 0x03), (3, 0x02)]  # command then data set, each last fragment
+    cs = decode(BytesIO(pdvs[0][1][1:]), True, True)
+    assert cs.CommandGroupLength == len(pdvs[0][1]) - 1 - 12
+    assert (cs.CommandField, cs.MessageIDBeingRespondedTo, cs.CommandDataSetType, cs.Status) == (0x8020, 9, 1, 0xFF00)
+    assert cs.AffectedSOPClassUID == rsp.AffectedSOPClassUID
+    assert pdvs[1][1][1:] == raw
+    assert find_response_pdata(rsp, 3, len(raw) // 2) is None  # over the peer's maximum PDU: pynetdicom fragments
+    final = C_FIND()
+    final.MessageIDBeingRespondedTo, final.AffectedSOPClassUID, final.Status = 9, rsp.AffectedSOPClassUID, 0x0000
+    (only,) = find_response_pdata(final, 3, 0).presentation_data_value_list  # type: ignore[union-attr]
+    assert decode(BytesIO(only[1][1:]), True, True).CommandDataSetType == 0x0101  # no identifier
+    failed = C_FIND()
+    failed.MessageIDBeingRespondedTo, failed.AffectedSOPClassUID, failed.Status = 9, rsp.AffectedSOPClassUID, 0xA900
+    failed.ErrorComment = "bad query"
+    assert find_response_pdata(failed, 3, 0) is None
+
+
 def test_fastpath_stored_file_meta_and_digest(app: Flask, scp: Running, modality: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import hashlib
 
