@@ -28,6 +28,7 @@ from pynetdicom.events import Event
 
 from dicom import faults, header, status
 from dicom.groupcommit import GroupCommit
+from dicom.shared_limits import SharedCounts
 from dicom.writegate import WriteGate
 from engine import uow
 from engine.imaging import queries, routing, services
@@ -77,8 +78,11 @@ class Limits:
     per_ae: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     by_node: dict[int, int] = field(default_factory=dict)
+    shared: SharedCounts | None = None  # several receiver processes: the per-device count is theirs together
 
     def acquire(self, node_id: int) -> bool:
+        if self.shared is not None:
+            return self.shared.acquire(node_id, self.per_ae)
         with self.lock:
             n = self.by_node.get(node_id, 0)
             if n >= self.per_ae:
@@ -87,6 +91,9 @@ class Limits:
             return True
 
     def release(self, node_id: int) -> None:
+        if self.shared is not None:
+            self.shared.release(node_id)
+            return
         with self.lock:
             n = self.by_node.get(node_id, 0) - 1
             if n <= 0:

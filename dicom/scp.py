@@ -25,6 +25,7 @@ from sqlalchemy import event as sa_event
 
 from dicom import handlers, tls
 from dicom.groupcommit import GroupCommit
+from dicom.shared_limits import SharedCounts
 from dicom.transport import TeleradServer
 from dicom.writegate import WriteGate
 from engine import config, uow
@@ -223,7 +224,13 @@ def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: confi
 
 
 def start(
-    app: Any, settings: config.Settings, *, host: str | None = None, port: int | None = None, reuse_port: bool = False
+    app: Any,
+    settings: config.Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    reuse_port: bool = False,
+    shared: SharedCounts | None = None,
 ) -> Running:
     """Start the SCP in this process (non-blocking; the listeners run in daemon threads).
 
@@ -240,7 +247,7 @@ def start(
         app=app,
         store=store,
         aet=settings.dicom_aet,
-        limits=handlers.Limits(per_ae=settings.dicom_max_associations_per_ae),
+        limits=handlers.Limits(per_ae=settings.dicom_max_associations_per_ae, shared=shared),
         disk_full_percent=settings.dicom_disk_full_percent,
         conflict_status=settings.dicom_conflict_status,
         find_limit=settings.dicom_find_limit,
@@ -263,9 +270,11 @@ def start(
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def _child(app_factory: Callable[[], Any]) -> None:
+def _child(app_factory: Callable[[], Any], shared: SharedCounts, index: int) -> None:
     app = app_factory()  # after the fork: each receiver has its own database engine and pool
-    start(app, config.current(), reuse_port=True)
+    settings = config.current()
+    shared.bind(index, settings.instance_dir / "dicom-associations.lock")
+    start(app, settings, reuse_port=True, shared=shared)
     signal.sigwait(_STOP_SIGNALS)
     os._exit(0)
 
@@ -283,13 +292,15 @@ def serve(app_factory: Callable[[], Any], processes: int = 1) -> None:
     stopping = threading.Event()
     children: list[Any] = []
 
-    def spawn() -> Any:
-        p = mp.Process(target=_child, args=(app_factory,), daemon=False)
+    shared = SharedCounts(processes)  # per-device association counts across the receivers (DSEC-07)
+
+    def spawn(index: int) -> Any:
+        p = mp.Process(target=_child, args=(app_factory, shared, index), daemon=False)
         p.start()
         return p
 
-    for _ in range(processes):
-        children.append(spawn())
+    for index in range(processes):
+        children.append(spawn(index))
 
     def watch() -> None:
         while not stopping.is_set():
@@ -297,7 +308,7 @@ def serve(app_factory: Callable[[], Any], processes: int = 1) -> None:
                 p.join(timeout=0.2)
                 if not p.is_alive() and not stopping.is_set():
                     log.warning("DICOM receiver %s exited (%s); restarting", p.pid, p.exitcode)
-                    children[i] = spawn()
+                    children[i] = spawn(i)
 
     threading.Thread(target=watch, daemon=True).start()
     signal.sigwait(_STOP_SIGNALS)

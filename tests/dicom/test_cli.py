@@ -91,3 +91,40 @@ def test_dicom_serves_with_several_processes_on_one_port(app: Flask, settings: c
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def test_dsec07_per_device_limit_holds_across_receiver_processes(app: Flask, settings: config.Settings) -> None:
+    """With `--processes 2` a device may still hold only its configured number of associations: the receivers
+    share the per-device count (dicom/shared_limits.py); before, each receiver counted alone (2 × the limit)."""
+    from pynetdicom import AE
+
+    port = _free_port()
+    env = {**_env(settings, port), "TELERAD_DICOM_MAX_ASSOCIATIONS_PER_AE": "1"}
+    subprocess.run(
+        [str(TELERAD), "dicom", "node", "add", "--aet", "MODALITY1", "--host", "127.0.0.1", "--institution", "M01"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    proc = subprocess.Popen([str(TELERAD), "dicom", "--processes", "2"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    try:
+        deadline = time.monotonic() + 30
+        while not echo_ok(port, "MODALITY1"):
+            assert time.monotonic() < deadline, "SCP did not start"
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.3)
+        for _ in range(2):  # twice: the first round's counts are released with its associations
+            # Eight connections, each from a new source port: the kernel spreads them over both receivers.
+            held = [ae.associate("127.0.0.1", port, ae_title="TELERAD") for _ in range(8)]
+            accepted = [a for a in held if a.is_established]
+            assert len(accepted) == 1, [a.is_established for a in held]
+            assert all(a.is_rejected for a in held if not a.is_established)
+            for a in accepted:
+                a.release()
+            time.sleep(0.5)  # the receivers see the release
+    finally:
+        ae.shutdown()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
