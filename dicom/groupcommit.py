@@ -28,7 +28,7 @@ from dicom import faults
 from engine import uow
 
 MAX_BATCH = 64
-_CACHES = ("studies", "series", "audited", "stored")
+_CACHES = ("studies", "series", "audited", "stored", "modalities")
 
 
 class _Item:

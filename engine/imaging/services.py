@@ -356,6 +356,7 @@ class AssociationState:
     series: dict[str, tuple[int, str]] = field(default_factory=dict)  # SeriesInstanceUID -> (id, modality)
     audited: set[str] = field(default_factory=set)
     stored: dict[str, int] = field(default_factory=dict)  # StudyInstanceUID -> instances stored
+    modalities: dict[int, str] = field(default_factory=dict)  # study id -> its only modality, for studies created here
 
 
 @dataclass(frozen=True)
@@ -399,6 +400,28 @@ def _insert(s: Session) -> Any:
     return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+# New studies and series as textual statements (valid on SQLite ≥ 3.35 and PostgreSQL alike, compiled once, id
+# returned by the INSERT itself), as the instance insert below: the dialect insert() constructs were compiled for
+# every new study and series, and each insert was followed by a SELECT for its id. A new one-instance study (DX/DR)
+# cost ~5.7 ms of index work, ~10× a new instance of a known study (bench/bench_dicom.py's C-FIND load).
+_STUDY_INSERT = text(
+    "INSERT INTO dicom_study (institution_id, study_instance_uid, patient_id, patient_name, patient_birth_date, "
+    "patient_sex, study_date, study_time, accession_number, study_description, study_id, referring_physician, "
+    "modalities, source_node_id, created_at, updated_at) "
+    "VALUES (:institution_id, :study_instance_uid, :patient_id, :patient_name, :patient_birth_date, :patient_sex, "
+    ":study_date, :study_time, :accession_number, :study_description, :study_id, :referring_physician, "
+    ":modalities, :source_node_id, :created_at, :created_at) "
+    "ON CONFLICT (institution_id, study_instance_uid) DO NOTHING RETURNING id"
+).bindparams(bindparam("created_at", type_=UTCDateTime()))
+_SERIES_INSERT = text(
+    "INSERT INTO dicom_series (institution_id, study_id, series_instance_uid, modality, series_number, body_part, "
+    "series_description, created_at) "
+    "VALUES (:institution_id, :study_id, :series_instance_uid, :modality, :series_number, :body_part, "
+    ":series_description, :created_at) "
+    "ON CONFLICT (institution_id, series_instance_uid) DO NOTHING RETURNING id"
+).bindparams(bindparam("created_at", type_=UTCDateTime()))
+
+
 def _study_id(s: Session, state: AssociationState, meta: InstanceMeta) -> int:
     uid = meta.study_instance_uid
     cached = state.studies.get(uid)
@@ -407,37 +430,35 @@ def _study_id(s: Session, state: AssociationState, meta: InstanceMeta) -> int:
     inst_id = state.node.institution_id
     found = s.execute(select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)).scalar()
     if found is None:
-        now = utcnow()
-        stmt = (
-            _insert(s)(Study)
-            .values(
-                institution_id=inst_id,
-                study_instance_uid=uid,
-                patient_id=meta.patient_id,
-                patient_name=meta.patient_name,
-                patient_birth_date=meta.patient_birth_date,
-                patient_sex=meta.patient_sex,
-                study_date=meta.study_date,
-                study_time=meta.study_time,
-                accession_number=meta.accession_number,
-                study_description=meta.study_description,
-                study_id=meta.study_id,
-                referring_physician=meta.referring_physician,
-                modalities="",
-                source_node_id=state.node.id,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["institution_id", "study_instance_uid"])
-        )
-        inserted = s.execute(stmt).rowcount  # a concurrent association may have inserted it: then we read theirs
         found = s.execute(
-            select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)
-        ).scalar_one()
-        if inserted:  # REQ: IMG-06 — a new study is matched to its exam once, here (not per instance)
+            _STUDY_INSERT,
+            {
+                "institution_id": inst_id,
+                "study_instance_uid": uid,
+                "patient_id": meta.patient_id,
+                "patient_name": meta.patient_name,
+                "patient_birth_date": meta.patient_birth_date,
+                "patient_sex": meta.patient_sex,
+                "study_date": meta.study_date,
+                "study_time": meta.study_time,
+                "accession_number": meta.accession_number,
+                "study_description": meta.study_description,
+                "study_id": meta.study_id,
+                "referring_physician": meta.referring_physician,
+                "modalities": meta.modality,  # its first series' (ModalitiesInStudy; _series_id keeps it current)
+                "source_node_id": state.node.id,
+                "created_at": utcnow(),
+            },
+        ).scalar()
+        if found is not None:  # REQ: IMG-06 — a new study is matched to its exam once, here (not per instance)
+            state.modalities[found] = meta.modality
             from engine.imaging import matching  # here, not at the top: matching imports this module
 
             matching.match_new_study(state.node, state.ip, found, meta)
+        else:  # a concurrent association inserted it first: use theirs
+            found = s.execute(
+                select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)
+            ).scalar_one()
     state.studies[uid] = found
     return found
 
@@ -452,26 +473,31 @@ def _series_id(s: Session, state: AssociationState, meta: InstanceMeta, study_id
         select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
     ).scalar()
     if found is None:
-        s.execute(
-            _insert(s)(Series)
-            .values(
-                institution_id=inst_id,
-                study_id=study_id,
-                series_instance_uid=uid,
-                modality=meta.modality,
-                series_number=meta.series_number,
-                body_part=meta.body_part,
-                series_description=meta.series_description,
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["institution_id", "series_instance_uid"])
-        )
         found = s.execute(
-            select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
-        ).scalar_one()
-        # ModalitiesInStudy follows the series (recomputed only when a series is new: rare).
-        mods = sorted({m for m in s.execute(select(Series.modality).where(Series.study_id == study_id)).scalars() if m})
-        s.execute(update(Study).where(Study.id == study_id).values(modalities=",".join(mods), updated_at=utcnow()))
+            _SERIES_INSERT,
+            {
+                "institution_id": inst_id,
+                "study_id": study_id,
+                "series_instance_uid": uid,
+                "modality": meta.modality,
+                "series_number": meta.series_number,
+                "body_part": meta.body_part,
+                "series_description": meta.series_description,
+                "created_at": utcnow(),
+            },
+        ).scalar()
+        if found is None:  # a concurrent association inserted it first
+            found = s.execute(
+                select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
+            ).scalar_one()
+        # ModalitiesInStudy follows the series (recomputed only when a series is new: rare). A study this
+        # association created with this series' modality already says so: nothing to recompute.
+        if state.modalities.get(study_id) != meta.modality:
+            mods = sorted(
+                {m for m in s.execute(select(Series.modality).where(Series.study_id == study_id)).scalars() if m}
+            )
+            s.execute(update(Study).where(Study.id == study_id).values(modalities=",".join(mods), updated_at=utcnow()))
+            state.modalities.pop(study_id, None)  # several modalities now: recompute for every new series
     state.series[uid] = (found, meta.modality)
     return found
 

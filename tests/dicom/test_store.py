@@ -169,6 +169,30 @@ def test_dcm02_many_instances_one_association_one_audit_per_study(
     assert events[0].institution_code == "M01"
 
 
+def test_dcm04_modalities_in_study_follow_new_series_in_and_across_associations(
+    app: Flask, scp: Running, modality: str, tmp_path: Path
+) -> None:
+    """ModalitiesInStudy: a new study carries its first series' modality from the insert; a series of another
+    modality (same association or a later one) adds it; another series of a known modality changes nothing."""
+    study_uid = "1.2.826.0.1.3680043.8.498.200"
+
+    def one(name: str, mod: str) -> Path:
+        return fresh_copy(sample_file("CT_small.dcm"), tmp_path / name, StudyInstanceUID=study_uid, Modality=mod)
+
+    def modalities() -> str:
+        return str(scalar(app, select(Study.modalities).where(Study.study_instance_uid == study_uid)))
+
+    assert store(scp.port, modality, [one("a.dcm", "CT")]) == [status.SUCCESS]
+    assert modalities() == "CT"
+    assert (
+        store(scp.port, modality, [one("b.dcm", "CT"), one("c.dcm", "OT"), one("d.dcm", "CT")]) == [status.SUCCESS] * 3
+    )
+    assert modalities() == "CT,OT"
+    assert store(scp.port, modality, [one("e.dcm", "MR")]) == [status.SUCCESS]
+    assert modalities() == "CT,MR,OT"
+    assert count(app, Series) == 5
+
+
 def test_dsec06_identical_resend_is_idempotent(app: Flask, scp: Running, modality: str, tmp_path: Path) -> None:
     f = fresh_copy(sample_file("CT_small.dcm"), tmp_path / "a.dcm")
     assert store(scp.port, modality, [f]) == [status.SUCCESS]
