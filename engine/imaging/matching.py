@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from engine import audit, uow
 from engine.cases.models import Exam, Patient
@@ -44,16 +46,37 @@ def _best(exams: list[Exam]) -> Exam | None:
     return max(waiting or exams, key=lambda e: e.id)
 
 
+@lru_cache(maxsize=1)
+def _by_accession() -> Any:
+    return select(Exam).where(Exam.institution_id == bindparam("inst"), Exam.accession_no == bindparam("accession"))
+
+
+@lru_cache(maxsize=1)
+def _by_patient_modality_day() -> Any:
+    """Built once, like the other per-study statements of ingest (engine/imaging/services.py): building it cost
+    about as much as running it, once per new study."""
+    when = Exam.exam_time
+    start, end = bindparam("start", type_=Exam.created_at.type), bindparam("end", type_=Exam.created_at.type)
+    return (
+        select(Exam)
+        .join(Patient, Patient.id == Exam.patient_id)
+        .where(
+            Exam.institution_id == bindparam("inst"),
+            Patient.institution_id == bindparam("inst"),
+            Patient.patient_no == bindparam("patient_no"),
+            Exam.modality.in_(bindparam("modalities", expanding=True)),
+            # an exam without a scheduled time matches on the day it was registered
+            ((when >= start) & (when < end)) | (when.is_(None) & (Exam.created_at >= start) & (Exam.created_at < end)),
+        )
+    )
+
+
 def find_exam(institution_id: int, meta: InstanceMeta) -> tuple[Exam | None, str, str]:
     """The exam a study belongs to: (exam, how, reason-if-none). `how` is accession | patient_modality_date."""
     s = uow.session()
     accession = meta.accession_number.strip()
     if accession:
-        exams = list(
-            s.execute(select(Exam).where(Exam.institution_id == institution_id, Exam.accession_no == accession))
-            .unique()
-            .scalars()
-        )
+        exams = list(s.execute(_by_accession(), {"inst": institution_id, "accession": accession}).unique().scalars())
         exam = _best(exams)
         if exam is not None:
             return exam, "accession", ""
@@ -65,24 +88,14 @@ def find_exam(institution_id: int, meta: InstanceMeta) -> tuple[Exam | None, str
     except ValueError:
         return None, "", f"检查日期无效：{meta.study_date!r}"
     start, end = local_day_window(day)
-    when = Exam.exam_time
-    exams = list(
-        s.execute(
-            select(Exam)
-            .join(Patient, Patient.id == Exam.patient_id)
-            .where(
-                Exam.institution_id == institution_id,
-                Patient.institution_id == institution_id,
-                Patient.patient_no == patient_no,
-                Exam.modality.in_(_modalities(meta.modality)),
-                # an exam without a scheduled time matches on the day it was registered
-                ((when >= start) & (when < end))
-                | (when.is_(None) & (Exam.created_at >= start) & (Exam.created_at < end)),
-            )
-        )
-        .unique()
-        .scalars()
-    )
+    params = {
+        "inst": institution_id,
+        "patient_no": patient_no,
+        "modalities": list(_modalities(meta.modality)),
+        "start": start,
+        "end": end,
+    }
+    exams = list(s.execute(_by_patient_modality_day(), params).unique().scalars())
     exam = _best(exams)
     if exam is not None:
         return exam, "patient_modality_date", ""
