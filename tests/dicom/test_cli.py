@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask
@@ -66,14 +68,15 @@ def test_img02_node_add_and_list(app: Flask, settings: config.Settings) -> None:
     assert "未知的操作" in bad.stderr
 
 
-def test_dicom_serves_with_several_processes_on_one_port(app: Flask, settings: config.Settings, tmp_path: Path) -> None:
-    port = _free_port()
-    env = _env(settings, port)
+@contextmanager
+def _serving(env: dict[str, str], port: int, processes: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`telerad dicom --processes N` as a real process with MODALITY1 registered, until it answers C-ECHO; it
+    must stop cleanly on SIGTERM."""
     subprocess.run(
         [str(TELERAD), "dicom", "node", "add", "--aet", "MODALITY1", "--host", "127.0.0.1", "--institution", "M01"],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
-    proc = subprocess.Popen([str(TELERAD), "dicom", "--processes", "2"], env=env, start_new_session=True,
+    proc = subprocess.Popen([str(TELERAD), "dicom", "--processes", str(processes)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -81,16 +84,22 @@ def test_dicom_serves_with_several_processes_on_one_port(app: Flask, settings: c
             assert time.monotonic() < deadline, "SCP did not start"
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.3)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_dicom_serves_with_several_processes_on_one_port(app: Flask, settings: config.Settings, tmp_path: Path) -> None:
+    port = _free_port()
+    with _serving(_env(settings, port), port, 2) as proc:
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 2  # two receiver processes share the port
         files = [synthetic.ct(tmp_path / f"{i}.dcm") for i in range(6)]
         for f in files:  # one association each: the kernel spreads them over both receivers
             assert store(port, "MODALITY1", [f]) == [status.SUCCESS]
         assert count(app, Instance) == 6
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    assert proc.returncode == 0
 
 
 def test_dsec07_per_device_limit_holds_across_receiver_processes(app: Flask, settings: config.Settings) -> None:
@@ -100,31 +109,18 @@ def test_dsec07_per_device_limit_holds_across_receiver_processes(app: Flask, set
 
     port = _free_port()
     env = {**_env(settings, port), "TELERAD_DICOM_MAX_ASSOCIATIONS_PER_AE": "1"}
-    subprocess.run(
-        [str(TELERAD), "dicom", "node", "add", "--aet", "MODALITY1", "--host", "127.0.0.1", "--institution", "M01"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    proc = subprocess.Popen([str(TELERAD), "dicom", "--processes", "2"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     ae = AE(ae_title="MODALITY1")
     ae.add_requested_context("1.2.840.10008.1.1")
     try:
-        deadline = time.monotonic() + 30
-        while not echo_ok(port, "MODALITY1"):
-            assert time.monotonic() < deadline, "SCP did not start"
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.3)
-        for _ in range(2):  # twice: the first round's counts are released with its associations
-            # Eight connections, each from a new source port: the kernel spreads them over both receivers.
-            held = [ae.associate("127.0.0.1", port, ae_title="TELERAD") for _ in range(8)]
-            accepted = [a for a in held if a.is_established]
-            assert len(accepted) == 1, [a.is_established for a in held]
-            assert all(a.is_rejected for a in held if not a.is_established)
-            for a in accepted:
-                a.release()
-            time.sleep(0.5)  # the receivers see the release
+        with _serving(env, port, 2):
+            for _ in range(2):  # twice: the first round's counts are released with its associations
+                # Eight connections, each from a new source port: the kernel spreads them over both receivers.
+                held = [ae.associate("127.0.0.1", port, ae_title="TELERAD") for _ in range(8)]
+                accepted = [a for a in held if a.is_established]
+                assert len(accepted) == 1, [a.is_established for a in held]
+                assert all(a.is_rejected for a in held if not a.is_established)
+                for a in accepted:
+                    a.release()
+                time.sleep(0.5)  # the receivers see the release
     finally:
         ae.shutdown()
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    assert proc.returncode == 0
