@@ -294,18 +294,17 @@ def handle_store(event: Event, ctx: Context) -> int:
         faults.hit("after_receive")  # REQ: DSEC-05 crash test (inert unless TELERAD_DICOM_FAULT is set)
         if received:
             return _store_pipelined(ctx, state, req, path, received[1], received[2])
-        # Not streamed by dicom/fastpath.py: hash + fsync in a helper thread while this one parses and validates
-        # the header; published under its content key only once valid (REQ: DSEC-04 nothing stored, DSEC-05).
-        sealing = ctx.sealer.submit(ctx.store.seal, path)
+        # Not streamed by dicom/fastpath.py: hashed in a helper thread while this one parses and validates the
+        # header; placed under its content key and made durable only once valid (REQ: DSEC-04 nothing stored,
+        # DSEC-05).
+        hashing = ctx.sealer.submit(ctx.store.digest_of, path)
         try:
             try:
                 meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
                 ctx.store.check_space(ctx.disk_full_percent)
             finally:
-                digest, size = sealing.result()
-            faults.hit("after_fsync")
-            stored = ctx.store.publish(path, digest, size)
-            faults.hit("after_rename")
+                digest, size = hashing.result()
+            stored = _place_durably(ctx.store, path, digest, size)
         except (InvalidInstance, StorageFull) as exc:
             return _store_refused(ctx, state, exc)
         with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
@@ -321,55 +320,32 @@ def handle_store(event: Event, ctx: Context) -> int:
         path.unlink(missing_ok=True)
 
 
-class _Gate:
-    """The validation verdict handed to the helper thread: publish (True) or not (False)."""
-
-    __slots__ = ("_event", "ok")
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.ok = False
-
-    def open(self) -> None:
-        self.ok = True
-        self._event.set()
-
-    def close(self) -> None:
-        if not self._event.is_set():
-            self._event.set()
-
-    def wait(self) -> bool:
-        self._event.wait()
-        return self.ok
-
-
-def _seal_and_publish(store: ObjectStore, path: Path, digest: str, size: int, gate: _Gate) -> StoredObject | None:
-    """Helper thread: fsync the received file; once the header is validated, rename it under its key and fsync the
-    directory (REQ: DSEC-05 durable first, DSEC-04 nothing stored when invalid). None when refused."""
-    store.seal(path, digest, size)
-    faults.hit("after_fsync")
-    if not gate.wait():
-        return None
-    stored = store.publish(path, digest, size)
-    faults.hit("after_rename")
+def _place_durably(store: ObjectStore, path: Path, digest: str, size: int) -> StoredObject:
+    """Link a validated file under its content key, then fsync it and its directory: one journal commit for the
+    name and the data (engine/imaging/storage.py). The file in tmp/ is consumed, also on failure."""
+    try:
+        stored = store.place(path, digest, size)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    faults.hit("after_rename")  # REQ: DSEC-05 crash test: under its key, not durable, no row
+    store.make_durable(stored)
+    faults.hit("after_fsync")  # durable under its key, no row
     return stored
 
 
 def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path, digest: str, size: int) -> int:
-    """A streamed data set (digest and size known): the file's fsync, rename and directory fsync run in a helper
-    thread while this one validates the header and executes the index INSERT; the transaction commits only after
-    the file is durable under its key (REQ: DSEC-05: never a row without its file, never a success before both)."""
-    gate = _Gate()
-    publishing = ctx.sealer.submit(_seal_and_publish, ctx.store, path, digest, size, gate)
+    """A streamed data set (digest and size known): once this thread has validated the header, a helper thread
+    places the file under its key and fsyncs it and its directory while this one executes the index INSERT; the
+    transaction commits only after the file is durable under its key (REQ: DSEC-05: never a row without its file,
+    never a success before both)."""
     try:
-        try:
-            meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
-            ctx.store.check_space(ctx.disk_full_percent)
-        except (InvalidInstance, StorageFull) as exc:
-            gate.close()
-            publishing.result()  # the fsync's errors too; nothing was renamed
-            return _store_refused(ctx, state, exc)
-        gate.open()
+        meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
+        ctx.store.check_space(ctx.disk_full_percent)
+    except (InvalidInstance, StorageFull) as exc:
+        return _store_refused(ctx, state, exc)
+    publishing = ctx.sealer.submit(_place_durably, ctx.store, path, digest, size)
+    try:
         stored = StoredObject(key_for(digest), digest, size)
 
         def index() -> services.IngestResult:
@@ -387,8 +363,7 @@ def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path
         faults.hit("before_response")
         return ctx.conflict_status if result.outcome == services.CONFLICT else status.SUCCESS
     finally:
-        gate.close()
-        futures.wait([publishing])  # never unlink (in handle_store) under a rename still in progress
+        futures.wait([publishing])  # never unlink (in handle_store) under a link still in progress
 
 
 def _store_refused(ctx: Context, state: AssociationState, exc: Exception) -> int:
