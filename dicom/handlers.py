@@ -31,8 +31,8 @@ from dicom.groupcommit import GroupCommit
 from dicom.shared_limits import SharedCounts
 from dicom.writegate import WriteGate
 from engine import uow
-from engine.imaging import queries, routing, services
-from engine.imaging.services import AssociationState, InstanceMeta, InvalidInstance
+from engine.imaging import ingest, queries, routing, services
+from engine.imaging.ingest import AssociationState, InstanceMeta, InvalidInstance
 from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_for
 
 log = logging.getLogger("telerad.dicom")
@@ -285,7 +285,7 @@ def handle_store(event: Event, ctx: Context) -> int:
             # REQ: DSEC-09 — the SOP class allowlist is the negotiated context: an RT Plan (or any class) sent over
             # an accepted CT context is refused, never stored.
             with ctx.app.app_context(), uow.unit_of_work():
-                services.record_store_failure(
+                ingest.record_store_failure(
                     state,
                     "命令中的 SOP 类与协商的表示上下文不一致",
                     {"code": "context_mismatch", "sop_class_uid": str(req.AffectedSOPClassUID)[:64]},
@@ -300,7 +300,7 @@ def handle_store(event: Event, ctx: Context) -> int:
         hashing = ctx.sealer.submit(ctx.store.digest_of, path)
         try:
             try:
-                meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
+                meta = ingest.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
                 ctx.store.check_space(ctx.disk_full_percent)
             finally:
                 digest, size = hashing.result()
@@ -308,11 +308,11 @@ def handle_store(event: Event, ctx: Context) -> int:
         except (InvalidInstance, StorageFull) as exc:
             return _store_refused(ctx, state, exc)
         with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
-            result = services.ingest_instance(state, stored, meta)
+            result = ingest.ingest_instance(state, stored, meta)
             routing.apply_at_ingest(state.node, meta, result)  # REQ: DCM-02/IMG-08: forwards, placement
             faults.hit("after_db_insert")
         faults.hit("before_response")
-        return ctx.conflict_status if result.outcome == services.CONFLICT else status.SUCCESS
+        return ctx.conflict_status if result.outcome == ingest.CONFLICT else status.SUCCESS
     except OSError:
         log.exception("C-STORE: storage error")
         return status.STORE_OUT_OF_RESOURCES
@@ -340,7 +340,7 @@ def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path
     transaction commits only after the file is durable under its key (REQ: DSEC-05: never a row without its file,
     never a success before both)."""
     try:
-        meta = services.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
+        meta = ingest.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
         ctx.store.check_space(ctx.disk_full_percent)
     except (InvalidInstance, StorageFull) as exc:
         return _store_refused(ctx, state, exc)
@@ -348,8 +348,8 @@ def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path
     try:
         stored = StoredObject(key_for(digest), digest, size)
 
-        def index() -> services.IngestResult:
-            result = services.ingest_instance(state, stored, meta)
+        def index() -> ingest.IngestResult:
+            result = ingest.ingest_instance(state, stored, meta)
             routing.apply_at_ingest(state.node, meta, result)  # REQ: DCM-02/IMG-08: forwards, placement
             return result
 
@@ -361,7 +361,7 @@ def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path
                 publishing.result()  # durable under its key before the commit; an OSError rolls the row back
                 faults.hit("after_db_insert")
         faults.hit("before_response")
-        return ctx.conflict_status if result.outcome == services.CONFLICT else status.SUCCESS
+        return ctx.conflict_status if result.outcome == ingest.CONFLICT else status.SUCCESS
     finally:
         futures.wait([publishing])  # never unlink (in handle_store) under a link still in progress
 
@@ -369,9 +369,9 @@ def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path
 def _store_refused(ctx: Context, state: AssociationState, exc: Exception) -> int:
     with ctx.app.app_context(), uow.unit_of_work():
         if isinstance(exc, InvalidInstance):
-            services.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
+            ingest.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
             return status.STORE_DATASET_MISMATCH if exc.code == "uid_mismatch" else status.STORE_CANNOT_UNDERSTAND
-        services.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
+        ingest.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
         return status.STORE_OUT_OF_RESOURCES
 
 

@@ -3,8 +3,7 @@ archive and C-STORE to a node.
 
 - `echo`, `find`, `move`, `get` and `send` serve the API (`/api/imaging/nodes/<id>/…`) and the CLI (`telerad dicom
   echo|find|retrieve|send`): they return a `Result` with a Chinese message and do not raise for network trouble.
-- `StoreTransport` serves the forwarding worker (engine/imaging/forwarding.py): one association per batch; it raises
-  `ScuError` when the association cannot be opened or breaks.
+- `StoreTransport` (dicom/forward_transport.py) serves the forwarding worker with the associations opened here.
 
 A node is anything with `aet`, `host` and `port` (a DicomNode row, a NodeInfo, or `Remote`); `Options` carries our
 AE title, timeouts, PDU size and TLS. Every call opens its own association (TCP_NODELAY) and releases it; nothing
@@ -40,7 +39,6 @@ from dicom.scp import (
     STUDY_ROOT_FIND,
     VERIFICATION,
 )
-from engine.imaging.compression import UNCOMPRESSED
 from engine.imaging.storage import ObjectStore, StoredObject
 
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -237,7 +235,7 @@ def accepted_syntaxes(assoc: Association, sop_class: str) -> set[str]:
 
 
 # -- statuses and results --------------------------------------------------------------------------------------------
-def _status(rsp: Dataset | None) -> int | None:
+def response_status(rsp: Dataset | None) -> int | None:
     return int(rsp.Status) if rsp is not None and "Status" in rsp else None
 
 
@@ -264,7 +262,7 @@ def echo(node: NodeLike, opts: Options | None = None) -> Result:
     started = time.monotonic()
     try:
         with associate(node, [(VERIFICATION, QUERY_TRANSFER_SYNTAXES)], opts) as assoc:
-            code = _status(assoc.send_c_echo())
+            code = response_status(assoc.send_c_echo())
     except ScuError as exc:
         return _unreachable(exc, started)
     ok = code == status.SUCCESS
@@ -322,7 +320,7 @@ def find(node: NodeLike, level: str, filters: dict[str, str], limit: int = 100, 
     try:
         with associate(node, [(model, QUERY_TRANSFER_SYNTAXES)], opts) as assoc:
             for rsp, identifier in assoc.send_c_find(ds, model):
-                code = _status(rsp)
+                code = response_status(rsp)
                 if code in (status.PENDING, 0xFF01) and identifier is not None:
                     if len(items) >= limit:
                         truncated = True
@@ -358,7 +356,7 @@ def _final(responses: Iterable[tuple[Dataset | None, Dataset | None]]) -> tuple[
     final: int | None = None
     last: Dataset | None = None
     for rsp, _ident in responses:
-        final = _status(rsp)
+        final = response_status(rsp)
         if final is None:
             break
         last = rsp
@@ -455,19 +453,19 @@ def ingest_received(node: Any, ip: str, received: list[tuple[StoredObject, Path]
     """Index instances received by `get` under the node's institution (never from tags, DSEC-03), in the caller's
     unit of work. Returns (indexed, refused); a refused file stays an orphan for the sweeper (DSEC-05)."""
     from dicom.handlers import read_meta
-    from engine.imaging import services
+    from engine.imaging import ingest
 
-    state = services.AssociationState(node=node, ip=ip)
+    state = ingest.AssociationState(node=node, ip=ip)
     indexed = refused = 0
     for stored, path in received:
         try:
             meta = read_meta(path)
-            meta = services.check_instance(meta, meta.sop_class_uid, meta.sop_instance_uid)
-        except services.InvalidInstance as exc:
-            services.record_store_failure(state, exc.message, {"code": exc.code, "via": "c-get"})
+            meta = ingest.check_instance(meta, meta.sop_class_uid, meta.sop_instance_uid)
+        except ingest.InvalidInstance as exc:
+            ingest.record_store_failure(state, exc.message, {"code": exc.code, "via": "c-get"})
             refused += 1
             continue
-        services.ingest_instance(state, stored, meta)
+        ingest.ingest_instance(state, stored, meta)
         indexed += 1
     return indexed, refused
 
@@ -516,7 +514,7 @@ def send(
             with associate(node, [(c, [t]) for c, t in sorted({(c, t) for _p, c, t in batch})], opts) as assoc:
                 for path, sop_class, ts in batch:
                     if ts in accepted_syntaxes(assoc, sop_class):
-                        code = _status(assoc.send_c_store(str(path)))  # streamed from the file
+                        code = response_status(assoc.send_c_store(str(path)))  # streamed from the file
                     else:
                         code = status.SOP_CLASS_NOT_SUPPORTED
                     last_code = code
@@ -541,60 +539,3 @@ def send(
         else f"发送{_status_text(last_code)}：成功 {completed}，失败 {failed}"
     )
     return Result(ok, last_code if not ok else status.SUCCESS, msg, _ms(started), completed, failed, warning)
-
-
-# -- the forwarding worker's transport (engine/imaging/forwarding.py Transport protocol) -----------------------------
-def contexts_for(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    """Presentation contexts for (SOP class, transfer syntax) pairs (PS3.8 §9.3.2.2).
-
-    A compressed syntax is proposed in a context of its own, and every SOP class also gets an uncompressed
-    context, so a destination that refuses the compressed syntax can still be served (decompressed first).
-    """
-    out: list[tuple[str, list[str]]] = []
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    for sop_class, ts in sorted(set(pairs)):
-        for syntaxes in ((ts,), UNCOMPRESSED) if ts not in UNCOMPRESSED else (UNCOMPRESSED,):
-            key = (sop_class, tuple(syntaxes))
-            if key not in seen:
-                seen.add(key)
-                out.append((sop_class, list(syntaxes)))
-    if len(out) > MAX_CONTEXTS:
-        raise ValueError("too many presentation contexts for one association")
-    return out
-
-
-class Channel:
-    """One open association of a forward batch."""
-
-    def __init__(self, assoc: Association) -> None:
-        self.assoc = assoc
-
-    def accepted(self, sop_class: str) -> set[str]:
-        return accepted_syntaxes(self.assoc, sop_class)
-
-    def send(self, path: Path) -> int:
-        """C-STORE one Part-10 file (its transfer syntax accepted, or an uncompressed one when the file is
-        uncompressed: pynetdicom converts implicit/explicit VR); its status.
-
-        Raises:
-            ScuError: the association broke (no response).
-        """
-        ds = dcmread(path)
-        if not self.assoc.is_established:
-            raise ScuError("连接已断开")
-        code = _status(self.assoc.send_c_store(ds))
-        if code is None:
-            raise ScuError("C-STORE 无响应（连接中断）")
-        return code
-
-
-class StoreTransport:
-    """Opens one association per forward batch (REQ: IMG-08)."""
-
-    def __init__(self, opts: Options | None = None) -> None:
-        self.opts = opts or Options()
-
-    @contextmanager
-    def open(self, node: NodeLike, pairs: Iterable[tuple[str, str]]) -> Iterator[Channel]:
-        with associate(node, contexts_for(pairs), self.opts) as assoc:
-            yield Channel(assoc)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -46,6 +47,11 @@ class Base(DeclarativeBase):
     """The one declarative base; Flask-SQLAlchemy binds it with SQLAlchemy(model_class=Base)."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def upsert_insert(dialect_name: str) -> Any:
+    """The `insert()` with ON CONFLICT clauses of a dialect: PostgreSQL's, else SQLite's (the two telerad runs on)."""
+    return postgresql.insert if dialect_name == "postgresql" else sqlite.insert
 
 
 def tune_engine(engine: Engine) -> None:

@@ -341,12 +341,12 @@ def dicom_sweep() -> None:
     with app.app_context():
         from engine import uow
         from engine.actor import Actor
-        from engine.imaging import services as imaging
+        from engine.imaging import ingest
         from engine.imaging.storage import ObjectStore
 
         s = config.current()
         with uow.unit_of_work():
-            n = imaging.sweep_store(Actor.system("cli"), ObjectStore(s.storage_dir / "dicom"), s.dicom_orphan_age_min)
+            n = ingest.sweep_store(Actor.system("cli"), ObjectStore(s.storage_dir / "dicom"), s.dicom_orphan_age_min)
     click.echo(f"已清理 {n} 个孤立文件")
 
 

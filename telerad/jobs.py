@@ -10,7 +10,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import delete, update
 
-from dicom.scu import Options, StoreTransport
+from dicom.forward_transport import StoreTransport
+from dicom.scu import Options
 from engine import audit, config, uow
 from engine.accounts.models import User, UserSession
 from engine.actor import Actor

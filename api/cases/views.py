@@ -12,7 +12,7 @@ from api.security import current_actor, requires
 from engine import audit, uow
 from engine.accounts import auth
 from engine.actor import Actor
-from engine.cases import completion, queries, services
+from engine.cases import completion, queries, services, tasks
 from engine.cases.models import Case
 from engine.errors import Forbidden, NotFound
 from engine.reports import services as reports
@@ -200,8 +200,8 @@ def _level_of(actor: Actor, report: Report, *, take: bool = False) -> str:
             return LEVELS[task.task_name]
     if take:
         for task in open_tasks:
-            if task.task_name in LEVELS and task.assignee_id is None and services.can_take(actor, task):
-                services.claim(actor, task.id)
+            if task.task_name in LEVELS and task.assignee_id is None and tasks.can_take(actor, task):
+                tasks.claim(actor, task.id)
                 return LEVELS[task.task_name]
     raise Forbidden("not_holder", "只有领取了报告任务的医生可以编辑报告")
 

@@ -11,7 +11,8 @@ from api.cases.schemas import CaseDetailSchema, ReportSchema, UserRefSchema
 from api.cases.views import case_detail, report_out
 from api.schemas import InstitutionRefSchema, PageQuery, StrictSchema
 from api.security import current_actor, requires
-from engine.cases import completion, queries, services
+from engine.cases import completion, queries
+from engine.cases import tasks as task_ops
 
 blp = Blueprint("tasks", __name__, url_prefix="/api", description="任务与抢单池")
 
@@ -132,7 +133,7 @@ def tasks(args: dict[str, Any]) -> Any:
 @requires("task.claim")
 def claim(task_id: int) -> Any:
     """抢单（领取任务）；并发领取时只有一人成功，其余得到 409。"""
-    return _item(services.claim(current_actor(), task_id))
+    return _item(task_ops.claim(current_actor(), task_id))
 
 
 @blp.route("/tasks/<int:task_id>/release", methods=["POST"])
@@ -140,7 +141,7 @@ def claim(task_id: int) -> Any:
 @requires("task.claim")
 def release(task_id: int) -> Any:
     """取消领取，任务退回抢单池或工作组（DISP-04）。"""
-    return _item(services.release(current_actor(), task_id))
+    return _item(task_ops.release(current_actor(), task_id))
 
 
 @blp.route("/tasks/<int:task_id>/assign", methods=["POST"])
@@ -149,7 +150,7 @@ def release(task_id: int) -> Any:
 @requires("task.assign")
 def assign(body: dict[str, Any], task_id: int) -> Any:
     """调度员指派任务给医生。"""
-    return _item(services.assign_to(current_actor(), task_id, body["user_id"]))
+    return _item(task_ops.assign_to(current_actor(), task_id, body["user_id"]))
 
 
 @blp.route("/tasks/<int:task_id>/consult", methods=["POST"])
@@ -158,7 +159,7 @@ def assign(body: dict[str, Any], task_id: int) -> Any:
 @requires("task.claim")
 def consult(body: dict[str, Any], task_id: int) -> Any:
     """会诊：任务持有人将任务转给另一位医生（REC-05）。"""
-    return _item(services.assign_to(current_actor(), task_id, body["user_id"], consult=True))
+    return _item(task_ops.assign_to(current_actor(), task_id, body["user_id"], consult=True))
 
 
 @blp.route("/tasks/batch-assign", methods=["POST"])
@@ -167,7 +168,7 @@ def consult(body: dict[str, Any], task_id: int) -> Any:
 @requires("task.assign")
 def batch_assign(body: dict[str, Any]) -> Any:
     """批量申请上级医生诊断：指派给一位医生或一个工作组（REC-06）。"""
-    return {"assigned": services.batch_assign(current_actor(), body["task_ids"], body["user_id"], body["group_code"])}
+    return {"assigned": task_ops.batch_assign(current_actor(), body["task_ids"], body["user_id"], body["group_code"])}
 
 
 @blp.route("/tasks/<int:task_id>/form", methods=["GET"])

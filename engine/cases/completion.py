@@ -11,16 +11,14 @@ from engine.actor import Actor
 from engine.cases.models import Case
 from engine.cases.services import (
     assign,
-    can_take,
-    candidate_task,
     current_report,
     event,
-    get_task,
     lock_case,
     released_report,
     set_exam_status,
     signed_by,
 )
+from engine.cases.tasks import can_take, candidate_task, get_task
 from engine.db import utcnow
 from engine.errors import Conflict, Forbidden, ValidationFailed
 from engine.reports import services as reports

@@ -1,4 +1,5 @@
-"""Remote-diagnosis requests: create, dispatch, claim/release/assign/consult (REQ: REG-12, DISP-01..05, REC-05/06)."""
+"""Remote-diagnosis requests: create and dispatch (REQ: REG-12, DISP-01..05); the task list operations (claim,
+release, assign, consult) are engine/cases/tasks.py."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import lazyload
 
 from engine import audit, uow
-from engine.accounts.models import Institution, User
+from engine.accounts.models import Institution
 from engine.accounts.permissions import BUILTIN_ROLES
 from engine.actor import Actor
 from engine.cases.models import (
@@ -23,7 +24,6 @@ from engine.cases.models import (
     Exam,
     Patient,
     WorkGroup,
-    WorkGroupMember,
 )
 from engine.crypto import FieldCipher, mask_id_number, mask_phone
 from engine.db import utcnow
@@ -31,7 +31,7 @@ from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.reports.models import Report, ReportRevision
 from engine.visibility import get_visible
 from engine.workflow import runner, specs
-from engine.workflow.models import HumanTask, WorkflowTimer
+from engine.workflow.models import WorkflowTimer
 from engine.workflow.runner import Assignment, ReadyTask
 
 PROCESS_ID = "remote_diagnosis"
@@ -229,7 +229,7 @@ def released_report(case_id: int) -> Report | None:
     return uow.session().execute(stmt).scalar()
 
 
-def _group_exists(code: str | None) -> bool:
+def group_exists(code: str | None) -> bool:
     return bool(code) and uow.session().execute(select(WorkGroup.id).where(WorkGroup.code == code)).first() is not None
 
 
@@ -299,7 +299,7 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
             return Assignment(role, assignee_id=int(r.data["assignee_id"]))
         if mode == "directed" and r.data.get("target_user"):
             return Assignment(role, assignee_id=int(r.data["target_user"]))
-        if mode in ("directed", "rule") and _group_exists(r.data.get("target_group")):
+        if mode in ("directed", "rule") and group_exists(r.data.get("target_group")):
             return Assignment(role, group_code=r.data["target_group"])
         return Assignment(role, in_pool=True)
     if r.name == "report_level2":
@@ -311,153 +311,6 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
     if r.name == "review_level3":
         return Assignment(role, exclude={u for u in (l1, l2) if u} | signers["l1"] | signers["l2"])
     return Assignment(role)
-
-
-# --- task list operations -----------------------------------------------------------------------
-
-
-def user_groups(user_id: int) -> list[str]:
-    return list(
-        uow.session()
-        .execute(
-            select(WorkGroup.code)
-            .join(WorkGroupMember, WorkGroupMember.group_id == WorkGroup.id)
-            .where(WorkGroupMember.user_id == user_id)
-        )
-        .scalars()
-    )
-
-
-def can_take(actor: Actor, task: HumanTask, *, ignore_assignee: bool = False) -> bool:
-    """Candidate check: holds the lane role, in the group if any, not excluded (AC-06)."""
-    if task.role_code not in actor.roles or not actor.is_central:
-        return False
-    if any(x.user_id == actor.user_id for x in task.exclusions):
-        return False
-    if task.assignee_id is not None and not ignore_assignee:
-        return task.assignee_id == actor.user_id
-    if task.group_code and task.group_code not in user_groups(actor.user_id or 0):
-        return False
-    return True
-
-
-def get_task(actor: Actor, task_id: int) -> HumanTask:
-    return get_visible(actor, HumanTask, task_id, object_type="human_task")
-
-
-def candidate_task(actor: Actor, task_id: int) -> HumanTask | None:
-    """The task when the actor holds its lane role and could take it were it unassigned, loaded without the
-    visibility rule: a doctor who loses a claim or completion race (the case just became invisible to them) gets
-    a 409, not the 404 and security alert of an intruder (WF-01/02). Everyone else goes through get_task."""
-    task = uow.session().get(HumanTask, task_id)
-    if task is None or not actor.has("task.read") or not can_take(actor, task, ignore_assignee=True):
-        return None
-    return task
-
-
-def claim(actor: Actor, task_id: int) -> HumanTask:
-    """Grab a task: one conditional UPDATE, so of twenty simultaneous clicks exactly one wins (DISP-04, WF-01)."""
-    task = candidate_task(actor, task_id) or get_task(actor, task_id)
-    if task.completed_at is not None:
-        raise Conflict("task_not_ready", "任务已完成")
-    if not can_take(actor, task, ignore_assignee=True):
-        raise Forbidden("not_candidate", "您不能领取该任务")
-    s = uow.session()
-    res = s.execute(
-        update(HumanTask)
-        .where(HumanTask.id == task.id, HumanTask.assignee_id.is_(None), HumanTask.completed_at.is_(None))
-        .values(assignee_id=actor.user_id, claimed_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if res.rowcount != 1:  # type: ignore[attr-defined]
-        audit.record(actor, "claim_conflict", outcome="failure", object_type="human_task", object_id=task.id)
-        raise Conflict("already_claimed", "抢单失败：该任务已被他人领取")
-    s.refresh(task)
-    case = s.get(Case, task.case_id)
-    assert case is not None
-    event(case, actor, "claimed", task.task_name)  # REC-04: who took it, and it stays visible to them afterwards
-    audit.record(actor, "task_claimed", object_type="human_task", object_id=task.id)
-    return task
-
-
-def release(actor: Actor, task_id: int) -> HumanTask:
-    """Cancel a claim: the task returns to the pool or its group (DISP-04)."""
-    task = get_task(actor, task_id)
-    s = uow.session()
-    res = s.execute(
-        update(HumanTask)
-        .where(HumanTask.id == task.id, HumanTask.assignee_id == actor.user_id, HumanTask.completed_at.is_(None))
-        .values(assignee_id=None, claimed_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    if res.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict("not_holder", "只能释放自己领取的任务")
-    s.refresh(task)
-    case = s.get(Case, task.case_id)
-    assert case is not None
-    event(case, actor, "released_claim", task.task_name)
-    audit.record(actor, "task_released", object_type="human_task", object_id=task.id)
-    return task
-
-
-def _doctor(user_id: int, role: str) -> User:
-    user = uow.session().get(User, user_id)
-    if (
-        user is None
-        or not user.enabled
-        or user.review_status != "approved"
-        or role not in user.role_codes
-        or user.institution.kind != "central"
-    ):
-        raise ValidationFailed("not_qualified", "所选医生没有该步骤所需的角色")
-    return user
-
-
-def assign_to(actor: Actor, task_id: int, user_id: int, *, consult: bool = False) -> HumanTask:
-    """A dispatcher assigns (or the holder hands over for 会诊, REC-05) a task to a qualified doctor."""
-    task = get_task(actor, task_id)
-    if task.completed_at is not None:
-        raise Conflict("task_not_ready", "任务已完成")
-    if consult and task.assignee_id != actor.user_id:
-        raise Forbidden("not_holder", "只有任务持有人可以发起会诊转派")
-    if not consult and not actor.has("task.assign"):
-        raise Forbidden("forbidden", "没有权限执行此操作")
-    doctor = _doctor(user_id, task.role_code)
-    if any(x.user_id == doctor.id for x in task.exclusions):
-        raise Forbidden("separation_of_duties", "该医生已参与本报告的前一级，不能担任本级")
-    task.assignee_id, task.claimed_at, task.in_pool = doctor.id, utcnow(), False
-    case = uow.session().get(Case, task.case_id)
-    assert case is not None
-    event(case, actor, "consulted" if consult else "assigned", task.task_name, to=doctor.full_name)
-    audit.record(
-        actor,
-        "task_consulted" if consult else "task_assigned",
-        object_type="human_task",
-        object_id=task.id,
-        details={"to_user_id": doctor.id},
-    )
-    return task
-
-
-def batch_assign(actor: Actor, task_ids: list[int], user_id: int | None, group_code: str | None) -> int:
-    """REC-06: send several open tasks to one doctor or one work group."""
-    if (user_id is None) == (group_code is None):
-        raise ValidationFailed("validation_error", "请选择一位医生或一个工作组")
-    if group_code and not _group_exists(group_code):
-        raise NotFound("group_not_found", "工作组不存在")
-    n = 0
-    for tid in sorted(set(task_ids))[:200]:
-        if user_id is not None:
-            assign_to(actor, tid, user_id)
-        else:
-            task = get_task(actor, tid)
-            if task.completed_at is None:
-                task.group_code, task.assignee_id, task.in_pool, task.claimed_at = group_code, None, False, None
-                audit.record(
-                    actor, "task_assigned", object_type="human_task", object_id=task.id, details={"group": group_code}
-                )
-        n += 1
-    return n
 
 
 @lru_cache(maxsize=1)

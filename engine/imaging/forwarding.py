@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine import audit, uow
 from engine.actor import Actor
-from engine.db import utcnow
+from engine.db import upsert_insert, utcnow
 from engine.errors import NotFound, ValidationFailed
 from engine.imaging import compression, targets
 from engine.imaging.models import DicomNode, Instance, Study
@@ -74,7 +73,7 @@ class RunResult:
 
 
 def _insert(s: Session) -> Any:
-    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return upsert_insert(s.get_bind().dialect.name)
 
 
 def backoff_delay(attempts: int, cfg: Settings) -> float:

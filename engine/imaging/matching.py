@@ -18,8 +18,9 @@ from engine import audit, uow
 from engine.cases.models import Exam, Patient
 from engine.db import utcnow
 from engine.imaging.exam_models import UnmatchedStudy
+from engine.imaging.ingest import InstanceMeta
 from engine.imaging.models import Study
-from engine.imaging.services import InstanceMeta, NodeInfo
+from engine.imaging.services import NodeInfo
 from engine.imaging.worklist import LOCAL_TZ, local_day_window, move_exam
 
 log = logging.getLogger("telerad.dicom")

@@ -22,9 +22,10 @@ from engine.actor import Actor
 from engine.db import utcnow
 from engine.errors import NotFound, ValidationFailed
 from engine.imaging import compression, forwarding
+from engine.imaging.ingest import STORED, IngestResult, InstanceMeta
 from engine.imaging.models import DicomNode
 from engine.imaging.routing_models import BUILTIN_TARGET_CODE, RoutingRule, StoragePlacement, StorageTarget
-from engine.imaging.services import STORED, IngestResult, InstanceMeta, NodeInfo
+from engine.imaging.services import NodeInfo
 
 RULES_TTL_S = 2.0
 _MEMO_SIZE = 4096

@@ -13,12 +13,10 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import lazyload
 
 from engine import uow
-from engine.db import utcnow
+from engine.db import upsert_insert, utcnow
 from engine.errors import Conflict
 from engine.workflow import service_tasks, specs, spiff
 from engine.workflow.models import HumanTask, HumanTaskExclusion, Incident, ProcessDeployment, WorkflowTimer
@@ -143,8 +141,7 @@ def _arm_timers(dialect: str) -> Any:
     """Insert a waiting timer, or re-arm its row (task_guid is unique): a row with the same due time is that
     very instance (already armed, or already fired), any other due time is a new instance. One statement for
     what took a SELECT of the case's timers and then the writes."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(_TIMER)
+    stmt = upsert_insert(dialect)(_TIMER)
     return stmt.on_conflict_do_update(
         index_elements=[_TIMER.c.task_guid],
         set_={"due_at": stmt.excluded.due_at, "task_name": stmt.excluded.task_name, "fired_at": None},

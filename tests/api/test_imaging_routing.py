@@ -12,7 +12,8 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from dicom import scp as scp_mod
-from dicom.scu import Options, StoreTransport
+from dicom.forward_transport import StoreTransport
+from dicom.scu import Options
 from engine import uow
 from engine.actor import Actor
 from engine.imaging import forwarding, routing, targets

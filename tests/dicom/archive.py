@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from engine import config, uow
+from engine.imaging import ingest as imaging_ingest
 from engine.imaging import services, targets
 from engine.imaging.storage import ObjectStore
 from tests.dicom import synthetic
@@ -38,8 +39,8 @@ def node_info(app: Flask, node_id: int) -> services.NodeInfo:
     raise LookupError(node_id)
 
 
-def _meta(ds: Dataset) -> services.InstanceMeta:
-    return services.InstanceMeta(
+def _meta(ds: Dataset) -> imaging_ingest.InstanceMeta:
+    return imaging_ingest.InstanceMeta(
         sop_class_uid=str(ds.SOPClassUID),
         sop_instance_uid=str(ds.SOPInstanceUID),
         study_instance_uid=str(ds.StudyInstanceUID),
@@ -62,14 +63,14 @@ def ingest(app: Flask, node_id: int, datasets: list[Dataset], route: bool = Fals
     ids: list[int] = []
     with app.app_context():
         store = ObjectStore(config.current().storage_dir / "dicom")
-        state = services.AssociationState(node=node, ip="127.0.0.1")
+        state = imaging_ingest.AssociationState(node=node, ip="127.0.0.1")
         with uow.unit_of_work():
             for ds in datasets:
                 buf = BytesIO()
                 ds.save_as(buf, enforce_file_format=True)
                 stored = store.write_stream([buf.getvalue()])
                 meta = _meta(ds)
-                result = services.ingest_instance(state, stored, meta)
+                result = imaging_ingest.ingest_instance(state, stored, meta)
                 if route:
                     routing.apply_at_ingest(node, meta, result)
                 assert result.instance_id is not None

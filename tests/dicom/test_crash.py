@@ -30,7 +30,7 @@ from dicom import faults, status
 from dicom.scp import Running
 from engine import config, uow
 from engine.actor import Actor
-from engine.imaging import services
+from engine.imaging import ingest
 from engine.imaging.models import Instance, InstanceConflict
 from engine.imaging.storage import ObjectStore
 from tests.conftest import TEST_SECRET
@@ -160,7 +160,7 @@ def sweep(settings: config.Settings) -> str:
 
 def sweep_in_process(app: Flask, store: ObjectStore) -> int:
     with app.app_context(), uow.unit_of_work():
-        return services.sweep_store(Actor.system("test"), store, 0)
+        return ingest.sweep_store(Actor.system("test"), store, 0)
 
 
 def run_crash_case(

@@ -13,7 +13,8 @@ from flask import Flask
 from pydicom import dcmread
 from sqlalchemy import select, update
 
-from dicom.scu import Options, StoreTransport
+from dicom.forward_transport import StoreTransport
+from dicom.scu import Options
 from engine import uow
 from engine.actor import Actor
 from engine.db import utcnow

@@ -39,7 +39,7 @@ from engine.accounts.models import User
 from engine.accounts.queries import effective_permissions
 from engine.actor import Actor
 from engine.audit import AuditEvent
-from engine.cases import services
+from engine.cases import services, tasks
 from engine.cases.completion import complete_task
 from engine.cases.models import Case, CaseEvent, Exam, WorkGroup, WorkGroupMember, case_exam
 from engine.db import utcnow
@@ -178,7 +178,7 @@ class ReviewMachine(RuleBasedStateMachine):
     def claim_by_anyone(self, who: int) -> None:
         if self.task is not None:
             task_id = self.task.id
-            if self.act(lambda: services.claim(self.doctor(who), task_id)) is not None:
+            if self.act(lambda: tasks.claim(self.doctor(who), task_id)) is not None:
                 self.claims += 1
 
     @precondition(lambda self: self.task is not None and self.task.assignee_id is None)
@@ -186,7 +186,7 @@ class ReviewMachine(RuleBasedStateMachine):
     def claim_qualified(self, k: int) -> None:
         assert self.task is not None
         task_id, actor = self.task.id, self.qualified(k)
-        if self.act(lambda: services.claim(actor, task_id)) is not None:
+        if self.act(lambda: tasks.claim(actor, task_id)) is not None:
             self.claims += 1
 
     @precondition(lambda self: self.task is not None and self.task.assignee_id is not None)
@@ -196,7 +196,7 @@ class ReviewMachine(RuleBasedStateMachine):
         task_id = self.task.id
         actor = self.holder() if by_other == len(POOL) else self.doctor(by_other)
         assert actor is not None
-        self.act(lambda: services.release(actor, task_id))
+        self.act(lambda: tasks.release(actor, task_id))
 
     @precondition(lambda self: self.task is not None and self.task.assignee_id is not None)
     @rule()
