@@ -258,11 +258,24 @@ def start(
     servers = [
         _server(ae, ctx, bind_host, settings.dicom_port if port is None else port, settings, reuse_port=reuse_port)
     ]
-    tls = tls_context(settings)
-    if tls is not None:
-        servers.append(
-            _server(ae, ctx, bind_host, settings.dicom_tls_port, settings, reuse_port=reuse_port, ssl_context=tls)
-        )
+    try:
+        tls_ctx = tls_context(settings)
+        if tls_ctx is not None:
+            servers.append(
+                _server(
+                    ae,
+                    ctx,
+                    bind_host,
+                    settings.dicom_tls_port,
+                    settings,
+                    reuse_port=reuse_port,
+                    ssl_context=tls_ctx,
+                    tls_contexts=tls.ServerContexts(settings, tls_ctx),
+                )
+            )
+    except BaseException:  # never a half-started SCP: the plain listener goes too (e.g. the TLS port is taken)
+        Running(ae, servers, ctx).stop()
+        raise
     log.info("DICOM SCP %s listening on %s:%s", settings.dicom_aet, bind_host, servers[0].server_address[1])
     return Running(ae, servers, ctx)
 

@@ -2,7 +2,9 @@
 
 - `server_context`: PS3.15 BCP 195 profile — TLS ≥ 1.2 only, the SCP's certificate, and client certificates
   required and verified against the configured hospital CA. The client certificate's SHA-256 fingerprint is then
-  bound to the device by `services.authorize` (`telerad dicom node add --tls --cert-fingerprint`).
+  bound to the device by `services.authorize` (`telerad dicom node add --tls --cert-fingerprint`). With
+  `TELERAD_DICOM_TLS_CRL`, revoked client certificates fail the handshake; a changed CRL file is picked up by the next
+  connection (`ServerContexts`).
 - `GuardedServer`: pynetdicom's `AssociationServer.get_request` performs the TLS handshake in the accept loop with no
   timeout, so one peer that connects to the TLS port and sends nothing (or plain DICOM) would stall every other TLS
   connection. Here the accept loop only wraps the socket; the handshake runs in the connection's own thread,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -63,7 +66,54 @@ def server_context(settings: config.Settings) -> ssl.SSLContext | None:
         ctx.load_verify_locations(ca)
     except (OSError, ssl.SSLError) as exc:
         raise TLSConfigError(f"DICOM TLS 证书或密钥无法读取：{exc}") from exc
+    if settings.dicom_tls_crl:
+        # REQ: CRY-02 revocation: the client certificate is checked against the CA's CRL; with a CRL configured, a
+        # certificate whose issuer has no CRL there fails too (fail closed).
+        try:
+            ctx.load_verify_locations(settings.dicom_tls_crl)
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSConfigError(f"DICOM TLS 证书吊销列表（CRL）无法读取：{exc}") from exc
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return ctx
+
+
+def _crl_stamp(settings: config.Settings) -> tuple[int, int] | None:
+    if not settings.dicom_tls_crl:
+        return None
+    try:
+        st = os.stat(settings.dicom_tls_crl)
+    except OSError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)
+
+
+class ServerContexts:
+    """The TLS listener's context, rebuilt when the CRL file changes: a certificate revoked by publishing a new CRL
+    is refused from the next connection on, without a restart. A new CRL that cannot be read leaves the last good
+    context in use (logged as an error), so a botched CRL update does not take the TLS port down."""
+
+    def __init__(self, settings: config.Settings, context: ssl.SSLContext) -> None:
+        self._settings = settings
+        self._context = context
+        self._stamp = _crl_stamp(settings)
+        self._lock = threading.Lock()
+
+    def current(self) -> ssl.SSLContext:
+        stamp = _crl_stamp(self._settings)
+        if stamp == self._stamp:
+            return self._context
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    fresh = server_context(self._settings)
+                except TLSConfigError as exc:
+                    log.error("DICOM TLS: the changed CRL was not loaded, the previous one stays in use: %s", exc)
+                else:
+                    if fresh is not None:
+                        self._context = fresh
+                        log.info("DICOM TLS: CRL %s reloaded", self._settings.dicom_tls_crl)
+                self._stamp = stamp
+            return self._context
 
 
 def parse_networks(value: str) -> list[Network]:
@@ -122,8 +172,10 @@ class GuardedServer(TeleradServer):
         *args: Any,
         allowed_networks: list[Network] | None = None,
         on_refused: Refusal | None = None,
+        tls_contexts: ServerContexts | None = None,
         **kwargs: Any,
     ) -> None:
+        self.tls_contexts = tls_contexts  # not `contexts`: pynetdicom's server keeps its presentation contexts there
         self.allowed_networks = list(allowed_networks or [])
         self.on_refused = on_refused
         self._throttle = _AlertThrottle()
@@ -142,7 +194,8 @@ class GuardedServer(TeleradServer):
         assert self.socket is not None
         client_socket, address = self.socket.accept()
         if self.ssl_context:
-            client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True, do_handshake_on_connect=False)
+            ctx = self.tls_contexts.current() if self.tls_contexts is not None else self.ssl_context
+            client_socket = ctx.wrap_socket(client_socket, server_side=True, do_handshake_on_connect=False)
         return client_socket, address
 
     def verify_request(self, request: Any, client_address: Any) -> bool:

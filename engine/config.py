@@ -62,6 +62,7 @@ class Settings:
     dicom_tls_cert: str = ""
     dicom_tls_key: str = ""
     dicom_tls_ca: str = ""
+    dicom_tls_crl: str = ""  # PEM CRL(s) of the hospital CA: revoked client certificates fail the handshake
     # Source networks allowed on the plain (non-TLS) port, comma-separated CIDRs; empty = any (CRY-02: restrict the
     # plain port to localhost/VPN, e.g. "127.0.0.0/8,::1/128,10.8.0.0/16").
     dicom_plain_networks: str = ""
@@ -144,6 +145,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.dicom_tls_cert = env.get("TELERAD_DICOM_TLS_CERT", s.dicom_tls_cert)
     s.dicom_tls_key = env.get("TELERAD_DICOM_TLS_KEY", s.dicom_tls_key)
     s.dicom_tls_ca = env.get("TELERAD_DICOM_TLS_CA", s.dicom_tls_ca)
+    s.dicom_tls_crl = env.get("TELERAD_DICOM_TLS_CRL", s.dicom_tls_crl)
     s.dicom_plain_networks = env.get("TELERAD_DICOM_PLAIN_NETWORKS", s.dicom_plain_networks)
     s.dicom_max_associations = _int(env, "TELERAD_DICOM_MAX_ASSOCIATIONS", s.dicom_max_associations)
     s.dicom_max_associations_per_ae = _int(

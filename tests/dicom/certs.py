@@ -109,6 +109,29 @@ class TestCA:
         cert = builder.sign(self.key, hashes.SHA256())
         return _write(self.directory, cn.lower(), cert, key)
 
+    def crl(self, path: Path, revoked: list[Issued] = ()) -> Path:  # type: ignore[assignment]
+        """Write a CRL of this CA (PEM) listing `revoked`; returns `path`."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=1))
+        )
+        for issued in revoked:
+            serial = x509.load_pem_x509_certificate(issued.cert.read_bytes()).serial_number
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(now - dt.timedelta(minutes=1))
+                .build()
+            )
+        crl = builder.sign(self.key, hashes.SHA256())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        tmp.replace(path)  # the SCP never reads a half-written CRL
+        return path
+
 
 def client_context(
     ca: Path,

@@ -4,6 +4,7 @@ with ssl contexts against the SCP's TLS listener."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import time
@@ -66,18 +67,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_tls(app: Flask, settings: config.Settings, pki: PKI, **extra: Any) -> Running:
+    """The SCP with its plain listener on a free port and the TLS listener on another. The plain port is picked by
+    the kernel at bind time and may be the one `free_port` just returned: then both are picked again."""
+    for _ in range(5):
+        s = replace(
+            settings,
+            dicom_tls_port=free_port(),
+            dicom_tls_cert=str(pki.server.cert),
+            dicom_tls_key=str(pki.server.key),
+            dicom_tls_ca=str(pki.ca.path),
+            **extra,
+        )
+        try:
+            running = scp_mod.start(app, s, host="127.0.0.1", port=0)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            continue  # scp.start has closed the listener it had already opened
+        assert len(running.servers) == 2
+        return running
+    raise AssertionError("no free pair of ports")
+
+
 @pytest.fixture
 def tls_scp(app: Flask, settings: config.Settings, pki: PKI) -> Iterator[Running]:
     """The SCP with its plain listener on a free port and the TLS listener on another (REQ: CRY-02)."""
-    s = replace(
-        settings,
-        dicom_tls_port=free_port(),
-        dicom_tls_cert=str(pki.server.cert),
-        dicom_tls_key=str(pki.server.key),
-        dicom_tls_ca=str(pki.ca.path),
-    )
-    running = scp_mod.start(app, s, host="127.0.0.1", port=0)
-    assert len(running.servers) == 2
+    running = start_tls(app, settings, pki)
     yield running
     running.stop()
 
@@ -337,3 +353,56 @@ def test_cry02_plain_port_limited_to_configured_networks(
     plain.allowed_networks = tls.parse_networks("127.0.0.0/8,::1")
     assert echo_ok(tls_scp.port, "LOCAL1")
     assert store(tls_scp.port, "LOCAL1", [synthetic.ct(tmp_path / "a.dcm")]) == [status.SUCCESS]
+
+
+# -- revocation (CRL) ----------------------------------------------------------------------------------------------
+def test_cry02_revoked_certificate_refused_from_the_next_connection_without_restart(
+    app: Flask, settings: config.Settings, hospitals: None, pki: PKI, tmp_path: Path
+) -> None:
+    """TELERAD_DICOM_TLS_CRL: HOSP_A connects while its certificate is good; the CA publishes a CRL revoking it and
+    the next TLS connection fails the handshake (audited), without restarting the SCP; HOSP_B is unaffected."""
+    crl = pki.ca.crl(tmp_path / "hospital-ca.crl")
+    running = start_tls(app, settings, pki, dicom_tls_crl=str(crl))
+    try:
+        assoc = tls_associate(running, "HOSP_A", client_context(pki.ca.path, pki.hosp_a))
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == status.SUCCESS
+        assoc.release()
+
+        time.sleep(0.01)  # a distinct mtime even on coarse clocks
+        pki.ca.crl(crl, revoked=[pki.hosp_a])
+        refused = tls_associate(running, "HOSP_A", client_context(pki.ca.path, pki.hosp_a))
+        assert not refused.is_established
+        assert wait_for(lambda: len(alerts(app, "tls_handshake")) == 1)
+        assert "revoked" in alerts(app, "tls_handshake")[0].details["detail"]
+
+        other = tls_associate(running, "HOSP_B", client_context(pki.ca.path, pki.hosp_b))
+        assert other.is_established
+        other.release()
+
+        # A CRL update that cannot be read keeps the last good one (HOSP_A stays refused, HOSP_B served).
+        crl.write_text("not a CRL")
+        assert not tls_associate(running, "HOSP_A", client_context(pki.ca.path, pki.hosp_a)).is_established
+        still = tls_associate(running, "HOSP_B", client_context(pki.ca.path, pki.hosp_b))
+        assert still.is_established
+        still.release()
+    finally:
+        running.stop()
+
+
+def test_cry02_unreadable_crl_refuses_to_start(settings: config.Settings, pki: PKI, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.crl"
+    bad.write_text("garbage")
+    s = replace(
+        settings,
+        dicom_tls_port=free_port(),
+        dicom_tls_cert=str(pki.server.cert),
+        dicom_tls_key=str(pki.server.key),
+        dicom_tls_ca=str(pki.ca.path),
+        dicom_tls_crl=str(bad),
+    )
+    with pytest.raises(tls.TLSConfigError, match="CRL"):
+        tls.server_context(s)
+    ctx = tls.server_context(replace(s, dicom_tls_crl=str(pki.ca.crl(tmp_path / "ok.crl"))))
+    assert ctx is not None
+    assert ctx.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
