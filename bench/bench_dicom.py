@@ -20,7 +20,9 @@ Figures, telerad and Orthanc alternating (the first of each pair changes every r
   STUDY-level findscu queries (surname wildcard + one-year StudyDate range, < 100 matches so Orthanc's
   LimitFindResults does not cut) alternating between the archives: per query the findscu wall time (association,
   query, release) and, net of the association, minus the median echoscu wall time. Match counts are compared.
-- rss_mb_1gb: peak RSS summed over the SCP's process tree (/proc, every 50 ms) while one native multi-frame
+- rss_mb_1gb: peak memory of the SCP's process tree — PSS summed over its processes (/proc/<pid>/smaps_rollup, every
+  50 ms; with one process that is its RSS; forked receivers share pages that summed RSS would count N times, so the
+  summed RSS and the largest single process are reported beside it) — while one native multi-frame
   instance of `--gb-frames` × 512×512×16 bit (≈1 GB at 2,000 frames) is received (Orthanc's too, for reference).
 Ratios are telerad/Orthanc: throughput ratios (higher is better for telerad) and `find_ratio` as latency (lower
 is better). `--peer-cmd` replaces telerad's SCP by any command (e.g. dcmtk's storescp) to check the harness.
@@ -113,39 +115,57 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def tree_rss_kib(root: int) -> int:
-    total = 0
+def _kib(path: str, field: str) -> int | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def tree_memory_kib(root: int) -> tuple[int, int, int]:
+    """(summed RSS, summed PSS, largest single RSS) of a process tree, in KiB.
+
+    Receivers forked from one parent (`telerad dicom --processes N`) share their interpreter and libraries
+    copy-on-write, and RSS counts those pages in every process: summed RSS overstates the tree's memory N-fold.
+    PSS (/proc/<pid>/smaps_rollup) divides each shared page among its sharers, so its sum is what the tree uses.
+    """
+    rss = pss = largest = 0
     for pid in descendants(root):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    break
-        except OSError:
-            continue
-    return total
+        one = _kib(f"/proc/{pid}/status", "VmRSS:") or 0
+        rss += one
+        largest = max(largest, one)
+        pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:") or one
+    return rss, pss, largest
 
 
 class RssSampler(threading.Thread):
-    """Samples the summed RSS of a process tree every `interval` seconds; `peak_mb` after `stop()`."""
+    """Samples a process tree's memory every `interval` seconds (tree_memory_kib); the peaks after `stop()`."""
 
     def __init__(self, root: int, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.root, self.interval = root, interval
-        self.peak_kib = 0
+        self.peak_kib = 0  # summed RSS
+        self.peak_pss_kib = 0
+        self.peak_single_kib = 0
         self.samples = 0
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak_kib = max(self.peak_kib, tree_rss_kib(self.root))
+            rss, pss, single = tree_memory_kib(self.root)
+            self.peak_kib = max(self.peak_kib, rss)
+            self.peak_pss_kib = max(self.peak_pss_kib, pss)
+            self.peak_single_kib = max(self.peak_single_kib, single)
             self.samples += 1
             self._halt.wait(self.interval)
 
     def stop(self) -> float:
         self._halt.set()
         self.join()
-        return self.peak_kib / 1024
+        return self.peak_pss_kib / 1024
 
 
 # --- the two archives ---------------------------------------------------------------------------------------
@@ -567,7 +587,7 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                 os.sync()
             for peer in peers:
                 time.sleep(1)
-                idle = tree_rss_kib(peer.pid) / 1024
+                idle_rss, idle_pss, _ = tree_memory_kib(peer.pid)
                 sampler = RssSampler(peer.pid)
                 sampler.start()
                 res = store(peer, [_single(mf)], "one_gb")
@@ -579,11 +599,19 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                     "mb_per_s": round(size / 1e6 / res["seconds"], 1),
                     "acked": res["ok"] == 1,
                     **({"storescu_failures": res["failures"]} if res["failures"] else {}),
-                    "rss_mb_idle": round(idle, 1),
-                    "rss_mb_peak": round(peak, 1),
+                    "processes": len(descendants(peer.pid)),
+                    "pss_mb_idle": round(idle_pss / 1024, 1),
+                    "pss_mb_peak": round(peak, 1),
+                    "rss_mb_idle_summed": round(idle_rss / 1024, 1),
+                    "rss_mb_peak_summed": round(sampler.peak_kib / 1024, 1),
+                    "rss_mb_peak_largest_process": round(sampler.peak_single_kib / 1024, 1),
                     "rss_samples": sampler.samples,
                 }
-                log(f"  1GB {peer.name:8s} {res['seconds']:.2f}s acked={res['ok']} peak RSS {peak:.1f} MB")
+                summed, largest = sampler.peak_kib / 1024, sampler.peak_single_kib / 1024
+                log(
+                    f"  1GB {peer.name:8s} {res['seconds']:.2f}s acked={res['ok']} peak PSS {peak:.1f} MB "
+                    f"(summed RSS {summed:.1f} MB, largest process {largest:.1f} MB)"
+                )
         for peer in peers:
             out[peer.name]["info"] = peer.info
         if isinstance(orthanc, OrthancPeer):
@@ -613,7 +641,7 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
         "find_findscu_ratio": (
             r(out["telerad"]["findscu"]["median_ms"] / out["orthanc"]["findscu"]["median_ms"], 3) if find_ok else None
         ),
-        "rss_mb_1gb": out["telerad"].get("one_gb", {}).get("rss_mb_peak"),
+        "rss_mb_1gb": out["telerad"].get("one_gb", {}).get("pss_mb_peak"),
         "rounds": args.rounds,
         **out,
     }
