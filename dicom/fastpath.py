@@ -6,8 +6,9 @@ C-STORE-RSP command set is encoded through pydicom. Measured on this machine tha
 instance. Here (subclasses only; pinned version, checked by tests/dicom/test_transport.py):
 
 - the received data set is written with `os.write` into a file in the object store's `tmp/` (same filesystem, so
-  the later rename is atomic), behind a hand-encoded preamble + File Meta Information (PS3.10 §7.1), and hashed
-  (SHA-256 of the whole file) while it is written; the handler gets the digest and size with the request;
+  linking it under its content key later is atomic), behind a hand-encoded preamble + File Meta Information
+  (PS3.10 §7.1), and hashed (SHA-256 of the whole file) while it is written; the handler gets the digest and size
+  with the request;
 - C-STORE-RSP command sets are encoded by hand (PS3.7 §9.3.1.2, implicit VR little endian);
 - a streamed C-STORE-RQ is served in the DUL thread that decoded it and its response written straight to the
   socket (`StreamingDIMSE._store_inline`), instead of two thread hand-offs (to the reactor and back to the DUL).
@@ -89,8 +90,8 @@ class ReceivedFile:
             view = view[n:]
         self.size += len(data)
         if self.size - self._flushed >= WRITEBACK_BYTES:
-            # Start writing back what is already here while the rest of the data set arrives, so the fsync before
-            # the rename (handlers.py) only waits for the tail; asynchronous, it does not make anything durable.
+            # Start writing back what is already here while the rest of the data set arrives, so the fsync once it
+            # is linked under its key (handlers.py) only waits for the tail; asynchronous, nothing is durable yet.
             _start_writeback(self.fd, self._flushed, self.size - self._flushed)
             self._flushed = self.size
 

@@ -5,8 +5,9 @@ with `os._exit(9)` — no cleanup, no commit, no response, as a power cut or `ki
 order (dicom/handlers.handle_store):
 
     after_receive    the data set is in the store's tmp/ (not yet fsynced)
-    after_fsync      the file is fsynced (not yet renamed into its content key)
-    after_rename     the file is under its content key (no index row yet)
+    after_rename     the file is linked under its content key, not yet fsynced (SECURITY.md's name for the step;
+                     engine/imaging/storage.py links instead of renaming)
+    after_fsync      the file and its directory are fsynced (no index row yet)
     after_db_insert  the index row is inserted (not committed)
     before_response  the row is committed (the C-STORE-RSP is not sent)
 

@@ -59,7 +59,7 @@ class GroupCommit:
 
     def run(self, work: Callable[[], Any], durable: Future[Any] | None = None, state: Any = None) -> Any:
         """Run `work` (index writes through `uow.session()`) in a transaction that commits only after `durable`
-        (the file's fsync/rename/directory fsync) has completed; returns its result once committed.
+        (the file linked under its key, it and its directory fsynced) has completed; returns its result once committed.
 
         `state` is the AssociationState the work updates (its caches are restored if the batch rolls back).
         Raises what `work` or `durable` raised, or the commit's error.

@@ -235,7 +235,7 @@ def start(
     """Start the SCP in this process (non-blocking; the listeners run in daemon threads).
 
     `port=0` picks a free port (tests). Received data sets are written into the object store's `tmp/` (same
-    filesystem, so the final rename is atomic; see dicom/fastpath.py).
+    filesystem, so linking them under their content key is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()
     durable_sqlite_commits(app)

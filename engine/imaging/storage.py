@@ -59,7 +59,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 class ObjectStore:
-    """The filesystem store. Thread- and process-safe: writers never share a temp file, renames are atomic."""
+    """The filesystem store. Thread- and process-safe: writers never share a temp file, links are atomic."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

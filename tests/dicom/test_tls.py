@@ -67,18 +67,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def tls_settings(settings: config.Settings, pki: PKI, **extra: Any) -> config.Settings:
+    """`settings` with a TLS listener on a free port, the test server certificate and the test CA."""
+    return replace(
+        settings,
+        dicom_tls_port=free_port(),
+        dicom_tls_cert=str(pki.server.cert),
+        dicom_tls_key=str(pki.server.key),
+        dicom_tls_ca=str(pki.ca.path),
+        **extra,
+    )
+
+
 def start_tls(app: Flask, settings: config.Settings, pki: PKI, **extra: Any) -> Running:
     """The SCP with its plain listener on a free port and the TLS listener on another. The plain port is picked by
     the kernel at bind time and may be the one `free_port` just returned: then both are picked again."""
     for _ in range(5):
-        s = replace(
-            settings,
-            dicom_tls_port=free_port(),
-            dicom_tls_cert=str(pki.server.cert),
-            dicom_tls_key=str(pki.server.key),
-            dicom_tls_ca=str(pki.ca.path),
-            **extra,
-        )
+        s = tls_settings(settings, pki, **extra)
         try:
             running = scp_mod.start(app, s, host="127.0.0.1", port=0)
         except OSError as exc:
@@ -393,14 +398,7 @@ def test_cry02_revoked_certificate_refused_from_the_next_connection_without_rest
 def test_cry02_unreadable_crl_refuses_to_start(settings: config.Settings, pki: PKI, tmp_path: Path) -> None:
     bad = tmp_path / "bad.crl"
     bad.write_text("garbage")
-    s = replace(
-        settings,
-        dicom_tls_port=free_port(),
-        dicom_tls_cert=str(pki.server.cert),
-        dicom_tls_key=str(pki.server.key),
-        dicom_tls_ca=str(pki.ca.path),
-        dicom_tls_crl=str(bad),
-    )
+    s = tls_settings(settings, pki, dicom_tls_crl=str(bad))
     with pytest.raises(tls.TLSConfigError, match="CRL"):
         tls.server_context(s)
     ctx = tls.server_context(replace(s, dicom_tls_crl=str(pki.ca.crl(tmp_path / "ok.crl"))))
