@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+    return {"pool_size": 10, "max_overflow": 10}  # liveness: engine.db.ping_when_idle, not pool_pre_ping
 
 
 def _register_blueprints(app: Flask, api: Api) -> None:

@@ -96,6 +96,18 @@ class GroupCommit:
         except Exception as exc:  # re-run alone below; each row gets its own outcome
             failure: BaseException = exc
         _restore(saved)
+        if _connection_lost(failure):
+            # The database dropped the connection (a restart, an idle timeout): the pool has discarded it
+            # (engine.db.ping_when_idle only pings a connection that sat idle), so the batch runs once more on a new
+            # one instead of answering every row in it with a failure. Ingest is idempotent: had a lost COMMIT
+            # landed after all, the re-run finds the rows (an identical resend, DSEC-06).
+            saved = _snapshot(batch)  # a fresh copy: the restored caches are the old copies themselves
+            try:
+                self._transaction(batch)
+                return
+            except Exception as exc:
+                failure = exc
+            _restore(saved)
         if len(batch) == 1:
             batch[0].error = failure
             return
@@ -119,6 +131,11 @@ class GroupCommit:
                 faults.hit("after_db_insert")  # DSEC-05 crash test: row inserted, file published, not committed
         for it in batch:
             it.committed = True
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """SQLAlchemy marks a DBAPI error that means the connection is gone (`connection_invalidated`)."""
+    return bool(getattr(exc, "connection_invalidated", False))
 
 
 def _outcome(item: _Item) -> Any:

@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -67,6 +68,21 @@ def _pg_admin_exec(sql: str) -> None:
     with eng.connect() as conn:
         conn.execute(text(sql))
     eng.dispose()
+
+
+def terminate_backends(pids: list[int]) -> None:
+    """PostgreSQL: end these server processes, as a database restart or an idle timeout would."""
+    for pid in pids:
+        _pg_admin_exec(f"SELECT pg_terminate_backend({int(pid)})")
+
+
+def database_backends(app: Any) -> list[int]:
+    """PostgreSQL: every server process connected to the app's database (its pooled connections, an SCP's too)."""
+    from engine import uow
+
+    with app.app_context(), uow.unit_of_work():
+        pids = uow.session().execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
+        return [int(p) for p in pids.scalars()]
 
 
 @pytest.fixture(scope="session")

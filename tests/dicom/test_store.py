@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
 from dicom import status
@@ -16,9 +17,11 @@ from dicom.scp import Running
 from engine.accounts.models import Institution
 from engine.imaging.models import Instance, InstanceConflict, Series, Study
 from engine.imaging.storage import ObjectStore
+from tests.conftest import BACKEND, database_backends, terminate_backends
 from tests.dicom import synthetic
 from tests.dicom.conftest import (
     add_node,
+    associate,
     audit_events,
     count,
     dataset_bytes,
@@ -289,3 +292,27 @@ def test_rel01_disk_nearly_full_answers_out_of_resources(
     assert list(scp.ctx.store.tmp_dir.iterdir()) == []
     scp.ctx.disk_full_percent = 100.1
     assert store(scp.port, modality, [f]) == [status.SUCCESS]
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL 专用：SQLite 没有可断开的服务器连接")
+def test_dsec05_store_survives_the_server_dropping_the_receivers_connection(
+    app: Flask, scp: Running, modality: str, tmp_path: Path
+) -> None:
+    src = sample_file("CT_small.dcm")
+    study, series = generate_uid(), generate_uid()
+    files = [
+        fresh_copy(src, tmp_path / f"{i}.dcm", StudyInstanceUID=study, SeriesInstanceUID=series) for i in range(10)
+    ]
+    assoc = associate(scp.port, modality, [(CTImageStorage, [ExplicitVRLittleEndian])])
+    assert assoc.is_established
+    statuses = []
+    try:
+        for i, f in enumerate(files):
+            if i == 5:  # the receiver's connection was used moments ago: it is not pinged, its next use fails
+                terminate_backends(database_backends(app))
+            rsp = assoc.send_c_store(str(f))
+            statuses.append(int(rsp.Status))
+    finally:
+        assoc.release()
+    assert statuses == [status.SUCCESS] * 10
+    assert count(app, Instance, Instance.study_id.isnot(None)) == 10
