@@ -21,11 +21,12 @@ import copy
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Any
 
 from dicom import faults
 from engine import uow
+from engine.db import DEFER_WAL_SYNC
 
 MAX_BATCH = 64
 _CACHES = ("studies", "series", "audited", "stored", "modalities")
@@ -47,10 +48,17 @@ class _Item:
 class GroupCommit:
     """Batches ingest transactions across the associations of this process; see the module docstring."""
 
-    def __init__(self, app: Any, write_gate: AbstractContextManager[Any] | None = None, max_batch: int = MAX_BATCH):
+    def __init__(
+        self,
+        app: Any,
+        write_gate: AbstractContextManager[Any] | None = None,
+        max_batch: int = MAX_BATCH,
+        sync: Callable[[], None] | None = None,
+    ):
         self._app = app
         self._gate = write_gate
         self._max_batch = max_batch
+        self._sync = sync  # SQLite: the WAL sync that makes a commit durable, run after the gate is released
         self._cond = threading.Condition()
         self._queue: list[_Item] = []
         self._leading = False
@@ -122,13 +130,24 @@ class GroupCommit:
     def _transaction(self, batch: list[_Item]) -> None:
         self.transactions += 1
         self.rows += len(batch)
-        with self._gate or nullcontext(), self._app.app_context(), uow.unit_of_work():
-            for it in batch:
-                it.result = it.work()
-            for it in batch:
-                if it.durable is not None:
-                    it.durable.result()  # durable under its key before the commit (DSEC-05)
-                faults.hit("after_db_insert")  # DSEC-05 crash test: row inserted, file published, not committed
+        with self._app.app_context():  # pushed (and popped: session teardown) outside the gate
+            try:
+                with self._gate or nullcontext(), uow.unit_of_work() as session:
+                    for it in batch:
+                        it.result = it.work()
+                    for it in batch:
+                        if it.durable is not None:
+                            it.durable.result()  # durable under its key before the commit (DSEC-05)
+                        faults.hit("after_db_insert")  # DSEC-05 crash test: row inserted, file published, no commit
+                    if self._sync is not None:
+                        session.info[DEFER_WAL_SYNC] = True  # synced below, once the gate is free for the next writer
+            except BaseException:
+                if self._sync is not None:  # the failure audit that a rollback replays and commits (engine.uow)
+                    with suppress(OSError):
+                        self._sync()
+                raise
+            if self._sync is not None:
+                self._sync()  # the commit durable (engine.db.durable_wal_commits) before any success is answered
         for it in batch:
             it.committed = True
 

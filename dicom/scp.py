@@ -21,7 +21,6 @@ from typing import Any
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
 from pynetdicom.presentation import PresentationContext, build_context
-from sqlalchemy import event as sa_event
 
 from dicom import handlers, tls
 from dicom.groupcommit import GroupCommit
@@ -29,6 +28,7 @@ from dicom.shared_limits import SharedCounts
 from dicom.transport import TeleradServer
 from dicom.writegate import WriteGate
 from engine import config, uow
+from engine.db import durable_wal_commits
 from engine.imaging import services
 from engine.imaging.storage import ObjectStore
 
@@ -132,28 +132,23 @@ def configure_pynetdicom() -> None:
     sys.setswitchinterval(float(os.environ.get("TELERAD_DICOM_SWITCH_INTERVAL", "0.0005")))
 
 
-def durable_sqlite_commits(app: Any) -> None:
-    """SQLite: `PRAGMA synchronous=FULL` on this receiver's connections (REQ: DSEC-05).
+def durable_commits(app: Any) -> Callable[[], None] | None:
+    """SQLite: every write this receiver commits is durable before the commit returns (REQ: DSEC-05), by a WAL sync
+    after the commit rather than inside it (engine.db.durable_wal_commits); returns that sync for the group commit,
+    which runs it after releasing the write gate. PostgreSQL keeps synchronous_commit on (its default): None.
 
-    engine/db.py opens SQLite in WAL mode with synchronous=NORMAL, where a commit is not synced: it survives a
-    process crash but may be rolled back by a power loss or an OS crash. A C-STORE success promises that the
-    instance is durable, index row included, so the receiver's commits sync the WAL (FULL). Group commit
-    (dicom/groupcommit.py) spreads that sync over the rows committed together. PostgreSQL keeps synchronous_commit
-    on (its default) and needs nothing here.
+    engine/db.py opens SQLite in WAL mode with synchronous=NORMAL, where a commit survives a process crash but may be
+    rolled back by a power loss or an OS crash; a C-STORE success promises a durable index row.
     """
     with app.app_context():
         engine = uow.session().get_bind().engine
-    if engine.dialect.name != "sqlite" or getattr(engine, "_telerad_full_sync", False):
-        return
-
-    @sa_event.listens_for(engine, "connect")
-    def _full_sync(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.close()
-
-    engine._telerad_full_sync = True  # type: ignore[attr-defined]
-    engine.dispose()  # connections opened before the listener reconnect with it
+    if engine.dialect.name != "sqlite":
+        return None
+    sync = getattr(engine, "_telerad_wal_sync", None)
+    if sync is None:
+        sync = durable_wal_commits(engine)
+        engine._telerad_wal_sync = sync  # type: ignore[attr-defined]
+    return sync
 
 
 def build_ae(settings: config.Settings) -> AE:
@@ -238,7 +233,7 @@ def start(
     filesystem, so linking them under their content key is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()
-    durable_sqlite_commits(app)
+    sync_index = durable_commits(app)
     store = ObjectStore(settings.storage_dir / "dicom")
     ae = build_ae(settings)
     sqlite = settings.database_url.startswith("sqlite")
@@ -252,7 +247,7 @@ def start(
         conflict_status=settings.dicom_conflict_status,
         find_limit=settings.dicom_find_limit,
         write_gate=write_gate,
-        committer=GroupCommit(app, write_gate),
+        committer=GroupCommit(app, write_gate, sync=sync_index),
     )
     bind_host = settings.dicom_host if host is None else host
     servers = [

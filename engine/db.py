@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -113,3 +116,71 @@ def tune_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# -- durable SQLite commits ------------------------------------------------------------------------------------------
+DEFER_WAL_SYNC = "telerad_defer_wal_sync"  # Session.info key: the caller syncs the WAL itself (durable_wal_commits)
+_written = threading.local()  # .sync: the WAL sync owed by this thread's last commit, set between commit and after
+
+
+def durable_wal_commits(engine: Engine) -> Callable[[], None] | None:
+    """SQLite: a write transaction on `engine` committed through a Session is durable when its commit returns — by
+    one fdatasync of the `-wal` file after COMMIT, not during it (`synchronous=FULL`). Returns that sync function;
+    None for PostgreSQL (its commit is durable, synchronous_commit on) or an in-memory database.
+
+    `synchronous=FULL` syncs the WAL inside COMMIT, while SQLite's write lock (and the DICOM write gate around it,
+    dicom/writegate.py) is held: receivers in several processes then wait for each other's flushes one after the
+    other (measured: the gate held 1.3–1.6 ms per instance, 0.5 ms of it the sync). Here the connection stays at
+    NORMAL — COMMIT writes the transaction's frames to the WAL and releases the lock — and the committing thread then
+    fdatasyncs the WAL; several processes' syncs overlap, and one journal flush can carry them all. Equally durable:
+    a transaction is in the WAL before the sync starts; a checkpoint that copies it into the database file first syncs
+    the WAL, then the database file (SQLite's WAL + NORMAL), and a WAL that was reset or removed meanwhile was
+    checkpointed that way. Read-only transactions sync nothing (the connection's total_changes did not move).
+
+    A caller that commits under its own lock sets `Session.info[DEFER_WAL_SYNC]` and calls the returned function
+    after releasing it (dicom/groupcommit.py).
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    wal = os.path.abspath(database) + "-wal"
+
+    def sync_wal() -> None:
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # removed by the last connection's close, after a checkpoint that synced the database file
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    @event.listens_for(engine, "connect")
+    def _normal(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _count(conn: Any) -> None:
+        conn.info["telerad_changes"] = conn.connection.dbapi_connection.total_changes
+
+    @event.listens_for(engine, "commit")
+    def _owe(conn: Any) -> None:
+        if conn.connection.dbapi_connection.total_changes != conn.info.get("telerad_changes"):
+            _written.sync = sync_wal
+
+    if not event.contains(Session, "after_commit", _sync_after_commit):
+        event.listen(Session, "after_commit", _sync_after_commit)
+    engine.dispose()  # pooled connections opened before the listeners reconnect with them
+    return sync_wal
+
+
+def _sync_after_commit(session: Session) -> None:
+    deferred = session.info.pop(DEFER_WAL_SYNC, False)
+    sync = getattr(_written, "sync", None)
+    _written.sync = None
+    if sync is not None and not deferred:
+        sync()

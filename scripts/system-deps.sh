@@ -2,13 +2,15 @@
 # Install the Debian packages telerad's tests and demo need, when missing (root + apt-get only).
 # chromium: browser end-to-end tests; fonts-wqy-microhei: Chinese text in watermarks and PDFs;
 # dcmtk: the DICOM tests' real peers (storescu, findscu, movescu, storescp...); orthanc: bench/bench_dicom.py's
-# reference archive (the benchmark starts its own instance with its own config; the package's service is not used).
+# reference archive (the benchmark starts its own instance with its own config; the package's service is not used);
+# strace: the DICOM durability test watches the receiver's fsync/fdatasync/send order.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } || need+=(orthanc)
 if [ "${1:-}" = "--with-postgres" ]; then
   command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)

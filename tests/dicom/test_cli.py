@@ -4,6 +4,7 @@ port (SO_REUSEPORT), as real subprocesses against the per-test database."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dicom import status
 from engine import config
@@ -58,8 +59,8 @@ def test_img02_node_add_and_list(app: Flask, settings: config.Settings) -> None:
     node = rows(app, select(*cols, DicomNode.cert_fingerprint))[0]
     assert tuple(node) == ("CT01", "10.1.2.3", 104, "echo,store,find", True, "ab" * 32)
     listed = subprocess.run([str(TELERAD), "dicom", "node", "list"], env=env, capture_output=True, text=True)
-    for text in ("CT01", "M02", "echo,store,find"):
-        assert text in listed.stdout
+    for shown in ("CT01", "M02", "echo,store,find"):
+        assert shown in listed.stdout
     bad = subprocess.run(
         [str(TELERAD), "dicom", "node", "add", "--aet", "X", "--host", "h", "--institution", "M02", "--allow", "rm"],
         env=env, capture_output=True, text=True, check=False,
@@ -69,15 +70,17 @@ def test_img02_node_add_and_list(app: Flask, settings: config.Settings) -> None:
 
 
 @contextmanager
-def _serving(env: dict[str, str], port: int, processes: int) -> Iterator[subprocess.Popen[bytes]]:
-    """`telerad dicom --processes N` as a real process with MODALITY1 registered, until it answers C-ECHO; it
-    must stop cleanly on SIGTERM."""
+def _serving(
+    env: dict[str, str], port: int, processes: int, prefix: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`telerad dicom --processes N` (behind `prefix`, e.g. strace) as a real process with MODALITY1 registered,
+    until it answers C-ECHO; it must stop cleanly on SIGTERM."""
     subprocess.run(
         [str(TELERAD), "dicom", "node", "add", "--aet", "MODALITY1", "--host", "127.0.0.1", "--institution", "M01"],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
-    proc = subprocess.Popen([str(TELERAD), "dicom", "--processes", str(processes)], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen([*prefix, str(TELERAD), "dicom", "--processes", str(processes)], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while not echo_ok(port, "MODALITY1"):
@@ -124,3 +127,57 @@ def test_dsec07_per_device_limit_holds_across_receiver_processes(app: Flask, set
                 time.sleep(0.5)  # the receivers see the release
     finally:
         ae.shutdown()
+
+
+_OBJECT = re.compile(r"/dicom/[0-9a-f]{2}/[0-9a-f]{64}>")  # a stored file, by its content key (not tmp/)
+_SYSCALL = re.compile(r"^(\d+)\s+(?:(\w+)\((.*)|<\.\.\. (\w+) resumed>(.*))$")
+
+
+def _syscalls(log: Path) -> list[tuple[str, str]]:
+    """(name, first argument with its `-y` path) of each completed syscall in `strace -f -y` output, in the order they
+    returned; a call another thread interrupted (`<unfinished ...>`) counts where it resumed and returned."""
+    pending: dict[str, tuple[str, str]] = {}
+    out: list[tuple[str, str]] = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _SYSCALL.match(line)
+        if not m:
+            continue
+        pid = m.group(1)
+        if m.group(2):
+            call = (m.group(2), re.split(r", |\) = ", m.group(3), maxsplit=1)[0])
+            if line.endswith("<unfinished ...>"):
+                pending[pid] = call
+            else:
+                out.append(call)
+        elif pid in pending:
+            out.append(pending.pop(pid))
+    return out
+
+
+def test_dsec05_success_only_after_the_index_commit_is_synced(
+    app: Flask, settings: config.Settings, tmp_path: Path
+) -> None:
+    """REQ: DSEC-05 — a C-STORE success promises a durable file and a durable index row. Watched with strace on the
+    real receiver: for every stored instance, the file's fsync, then (SQLite) an fdatasync of the database's WAL, then
+    the response. The WAL sync runs after COMMIT has released SQLite's write lock (engine.db.durable_wal_commits), so
+    no success may overtake it. PostgreSQL: the commit itself waits for the server's WAL flush (synchronous_commit)."""
+    if not settings.database_url.startswith("sqlite"):
+        with app.app_context():
+            from engine import uow
+
+            assert uow.session().execute(text("SHOW synchronous_commit")).scalar() == "on"
+            uow.session().rollback()
+        return
+    port = _free_port()
+    log = tmp_path / "strace.log"
+    prefix = ("strace", "-f", "-y", "-qq", "-s", "4", "-e", "trace=fsync,fdatasync,sendto", "-o", str(log))
+    files = [synthetic.ct(tmp_path / f"{i}.dcm") for i in range(5)]
+    with _serving(_env(settings, port), port, 1, prefix):
+        assert store(port, "MODALITY1", files) == [status.SUCCESS] * 5
+    calls = _syscalls(log)
+    objects = [i for i, (name, arg) in enumerate(calls) if name == "fsync" and _OBJECT.search(arg)]
+    assert len(objects) == 5, calls
+    for i in objects:
+        response = next(j for j in range(i, len(calls)) if calls[j][0] == "sendto" and "socket:" in calls[j][1])
+        wal_syncs = [c for c in calls[i:response] if c[0] == "fdatasync" and c[1].endswith("telerad.db-wal>")]
+        assert wal_syncs, f"response sent without syncing the WAL after the file: {calls[i : response + 1]}"

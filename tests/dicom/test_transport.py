@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from typing import Any
 
 import pynetdicom
 from flask import Flask
@@ -119,6 +120,101 @@ def test_fastpath_response_command_set_decodes_as_pynetdicom_would() -> None:
     )
 
 
+def _store_rq_command(move_originator: bool = False) -> bytes:
+    """A C-STORE-RQ command set as pynetdicom's SCU encodes it."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    prim = C_STORE()
+    prim.MessageID = 7
+    prim.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    prim.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.123"
+    prim.Priority = 2
+    if move_originator:
+        prim.MoveOriginatorApplicationEntityTitle = "MOVESCU"
+        prim.MoveOriginatorMessageID = 3
+    prim.DataSet = BytesIO(b"\x08\x00\x16\x00\x00\x00\x00\x00")
+    msg = C_STORE_RQ()
+    msg.primitive_to_message(prim)
+    raw = encode(msg.command_set, True, True)
+    assert raw is not None
+    return raw
+
+
+def _pynetdicom_primitive(raw: bytes) -> Any:
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dsutils import decode
+
+    msg = C_STORE_RQ()
+    msg.command_set = decode(BytesIO(raw), True, True)
+    msg.data_set = BytesIO()
+    msg.context_id = 1
+    msg._data_set_path = msg._data_set_file = None
+    return msg.message_to_primitive()
+
+
+def test_fastpath_store_command_gives_the_primitive_pynetdicom_would() -> None:
+    """The hand-read C-STORE-RQ command set (dicom/fastpath.store_command) yields the C_STORE primitive that
+    pynetdicom's decode + message_to_primitive yield, with and without the C-MOVE originator."""
+    from io import BytesIO
+    from types import SimpleNamespace
+
+    from dicom.fastpath import store_command, store_primitive
+
+    names = (
+        "MessageID",
+        "AffectedSOPClassUID",
+        "AffectedSOPInstanceUID",
+        "Priority",
+        "MoveOriginatorApplicationEntityTitle",
+        "MoveOriginatorMessageID",
+    )
+    for move in (False, True):
+        raw = _store_rq_command(move)
+        params = store_command(raw)
+        assert params is not None
+        message = SimpleNamespace(data_set=BytesIO(), context_id=1, _data_set_path=None, _data_set_file=None)
+        ours, theirs = store_primitive(message, params), _pynetdicom_primitive(raw)
+        assert [getattr(ours, n) for n in names] == [getattr(theirs, n) for n in names]
+        assert ours.MoveOriginatorApplicationEntityTitle == ("MOVESCU" if move else None)
+
+
+def test_fastpath_store_command_leaves_anything_unusual_to_pydicom() -> None:
+    """REQ: DSEC-08 — only a plain C-STORE-RQ is read by hand; anything else (another command, no data set, an element
+    not in PS3.7 Table 9.3-1 or given twice, a truncated, non-ASCII or multi-valued value) goes to pydicom: None."""
+    import struct
+
+    from dicom.fastpath import store_command
+
+    raw = _store_rq_command()
+
+    def element(elem: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", 0, elem, len(value)) + value
+
+    def replaced(elem: int, value: bytes) -> bytes:
+        out, pos = b"", 0
+        while pos < len(raw):
+            _, e, n = struct.unpack_from("<HHI", raw, pos)
+            out += element(e, value) if e == elem else raw[pos : pos + 8 + n]
+            pos += 8 + n
+        return out
+
+    assert store_command(raw) is not None
+    assert store_command(replaced(0x0100, b"\x30\x00")) is None  # C-ECHO-RQ
+    assert store_command(replaced(0x0800, b"\x01\x01")) is None  # no data set announced
+    assert store_command(raw + element(0x0600, b"AE")) is None  # not a C-STORE-RQ element
+    assert store_command(raw + element(0x0110, b"\x01\x00")) is None  # MessageID twice
+    assert store_command(raw[:-3]) is None  # truncated
+    assert store_command(replaced(0x1000, "1.2.3\u00e9".encode("latin-1") + b"\0")) is None  # non-ASCII
+    assert store_command(replaced(0x1000, b"1.2.3\\1.2.4")) is None  # two values
+    assert store_command(replaced(0x0110, b"\x07")) is None  # a US of one byte
+
+
 def test_fastpath_find_response_matches_pynetdicoms_encoding() -> None:
     """C-FIND-RSP sent in one P-DATA-TF by the fast path: the command set decodes to what pynetdicom would send,
     the identifier follows unchanged; too big for the peer's PDU, or a failure with details, falls back (None)."""
@@ -179,17 +275,3 @@ def test_fastpath_stored_file_meta_and_digest(app: Flask, scp: Running, modality
     assert meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
     assert meta.SourceApplicationEntityTitle == modality
     assert meta.ImplementationVersionName == "TELERAD_1"
-
-
-def test_sqlite_receiver_commits_sync_the_wal(app: Flask, scp: Running) -> None:
-    """REQ: DSEC-05 — a C-STORE success promises a durable index row: WAL + synchronous=FULL (NORMAL survives a
-    process crash but not a power loss)."""
-    from sqlalchemy import text
-
-    from engine import uow
-
-    with app.app_context():
-        s = uow.session()
-        if s.get_bind().dialect.name != "sqlite":
-            return  # PostgreSQL: synchronous_commit stays on (the server's default)
-        assert s.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
