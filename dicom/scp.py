@@ -7,6 +7,7 @@ calling-AE authorization from the device table (handlers.handle_requested) and t
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -287,6 +288,24 @@ def _child(app_factory: Callable[[], Any], shared: SharedCounts, index: int) -> 
     os._exit(0)
 
 
+def _share_before_fork(app_factory: Callable[[], Any]) -> None:
+    """Import what a receiver needs once, in the parent, and keep the garbage collector off those objects, so the
+    forked receivers share those pages instead of each importing (and writing) its own copy.
+
+    An app is built here only for its imports (the blueprints and their modules are imported when an app is built);
+    its database connections are closed before the fork (each receiver builds its own app and pool). `gc.freeze()`
+    moves every object so far out of the collector's reach: a collection in a receiver no longer writes to their
+    headers, which copied the parent's pages into each receiver. Measured idle with 4 receivers (PSS summed over the
+    process tree, bench/bench_dicom.py's memory figure): 349 MB before, 199 MB after.
+    """
+    app = app_factory()
+    with app.app_context():
+        uow.session().get_bind().engine.dispose()
+    del app
+    gc.collect()
+    gc.freeze()
+
+
 def serve(app_factory: Callable[[], Any], processes: int = 1) -> None:
     """`telerad dicom`: serve until SIGTERM/SIGINT, in one process or `processes` receivers sharing the port
     (SO_REUSEPORT; all durable state is in the database and the object store). A receiver that dies is restarted.
@@ -296,6 +315,7 @@ def serve(app_factory: Callable[[], Any], processes: int = 1) -> None:
         start(app_factory(), config.current())
         signal.sigwait(_STOP_SIGNALS)
         return
+    _share_before_fork(app_factory)
     mp = multiprocessing.get_context("fork")
     stopping = threading.Event()
     children: list[Any] = []
