@@ -126,7 +126,8 @@ _written = threading.local()  # .sync: the WAL sync owed by this thread's last c
 def durable_wal_commits(engine: Engine) -> Callable[[], None] | None:
     """SQLite: a write transaction on `engine` committed through a Session is durable when its commit returns — by
     one fdatasync of the `-wal` file after COMMIT, not during it (`synchronous=FULL`). Returns that sync function;
-    None for PostgreSQL (its commit is durable, synchronous_commit on) or an in-memory database.
+    None for PostgreSQL (its commit is durable, synchronous_commit on), and for a database given as a URI or in
+    memory, whose connections get `synchronous=FULL` instead.
 
     `synchronous=FULL` syncs the WAL inside COMMIT, while SQLite's write lock (and the DICOM write gate around it,
     dicom/writegate.py) is held: receivers in several processes then wait for each other's flushes one after the
@@ -144,6 +145,14 @@ def durable_wal_commits(engine: Engine) -> Callable[[], None] | None:
         return None
     database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
+        # No file path to sync (in memory, or a URI whose file this cannot tell): COMMIT syncs, as before.
+        @event.listens_for(engine, "connect")
+        def _full(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+        engine.dispose()
         return None
     wal = os.path.abspath(database) + "-wal"
 
