@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import security
 from api.errors import register_error_handlers
-from api.extensions import db, limiter
+from api.extensions import db, limiter, ratelimit_storage_uri
 from engine import audit as _audit  # noqa: F401
 from engine import config, uow
 from engine import handlers as _handlers  # noqa: F401 — registers service-task handlers
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
-        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
+        RATELIMIT_STORAGE_URI=ratelimit_storage_uri(settings.ratelimit_storage_uri),
         RATELIMIT_DEFAULT=settings.extra.get("api_rate_limit", "600 per minute"),
         RATELIMIT_HEADERS_ENABLED=False,
         JSON_SORT_KEYS=False,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from flask import request
 from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
+from limits.storage import MemoryStorage
 
 from engine.db import Base
 
@@ -17,3 +21,56 @@ def client_ip() -> str:
 
 
 limiter = Limiter(key_func=client_ip)
+
+
+class ThreadSafeMemoryStorage(MemoryStorage):
+    """limits' in-process storage with every operation, and its expiry timer, under one lock.
+
+    limits 5.8.0 (the newest release available here) is not safe across threads: two requests in two waitress
+    threads can both find the expiry timer stopped and start the same Timer twice ("RuntimeError: threads can only be
+    started once", an HTTP 500 seen in CI on an e2e admin page), and two first hits on a key can each create its lock
+    and lose a count. Fixed upstream by alisaifee/limits#352, after 5.8.0. `api/app.py` uses this for `memory://`.
+    """
+
+    STORAGE_SCHEME = ["telerad+memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
+        self._lock = threading.RLock()
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+
+def _locked(name: str) -> Any:
+    unlocked = getattr(MemoryStorage, name)
+
+    def method(self: ThreadSafeMemoryStorage, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return unlocked(self, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = unlocked.__doc__
+    return method
+
+
+# Every method that reads or changes the counters, and the two the base class calls itself (name-mangled): the timer's
+# expiry pass and the timer's restart.
+for _name in (
+    "incr",
+    "decr",
+    "get",
+    "clear",
+    "acquire_entry",
+    "get_expiry",
+    "get_moving_window",
+    "acquire_sliding_window_entry",
+    "get_sliding_window",
+    "clear_sliding_window",
+    "reset",
+    "_MemoryStorage__expire_events",
+    "_MemoryStorage__schedule_expiry",
+):
+    setattr(ThreadSafeMemoryStorage, _name, _locked(_name))
+
+
+def ratelimit_storage_uri(configured: str) -> str:
+    """The limits storage URI for a configured one: `memory://` becomes the thread-safe in-process storage."""
+    return "telerad+memory://" if configured.rstrip("/") in ("memory:", "memory") else configured
