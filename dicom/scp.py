@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
 import os
 import signal
 import ssl
@@ -279,8 +278,10 @@ def start(
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def _child(app_factory: Callable[[], Any], shared: SharedCounts, index: int) -> None:
-    app = app_factory()  # after the fork: each receiver has its own database engine and pool
+def run_receiver(app_factory: Callable[[], Any], shared: SharedCounts, index: int) -> None:
+    """Receiver `index` of `telerad dicom --processes N` (dicom/supervisor.py), in its own process: build its app
+    (its own database engine and pool), serve on the shared port until SIGTERM/SIGINT, exit. Never returns."""
+    app = app_factory()
     settings = config.current()
     shared.bind(index, settings.instance_dir / "dicom-associations.lock")
     start(app, settings, reuse_port=True, shared=shared)
@@ -288,15 +289,15 @@ def _child(app_factory: Callable[[], Any], shared: SharedCounts, index: int) -> 
     os._exit(0)
 
 
-def _share_before_fork(app_factory: Callable[[], Any]) -> None:
-    """Import what a receiver needs once, in the parent, and keep the garbage collector off those objects, so the
-    forked receivers share those pages instead of each importing (and writing) its own copy.
+def share_before_fork(app_factory: Callable[[], Any]) -> None:
+    """In the process the receivers are forked from (dicom/supervisor.py's template): import what a receiver needs
+    once and keep the garbage collector off those objects, so the receivers share those pages instead of each
+    importing (and writing) its own copy.
 
     An app is built here only for its imports (the blueprints and their modules are imported when an app is built);
     its database connections are closed before the fork (each receiver builds its own app and pool). `gc.freeze()`
     moves every object so far out of the collector's reach: a collection in a receiver no longer writes to their
-    headers, which copied the parent's pages into each receiver. Measured idle with 4 receivers (PSS summed over the
-    process tree, bench/bench_dicom.py's memory figure): 349 MB before, 199 MB after.
+    headers, which copied the shared pages into each receiver.
     """
     app = app_factory()
     with app.app_context():
@@ -307,42 +308,15 @@ def _share_before_fork(app_factory: Callable[[], Any]) -> None:
 
 
 def serve(app_factory: Callable[[], Any], processes: int = 1) -> None:
-    """`telerad dicom`: serve until SIGTERM/SIGINT, in one process or `processes` receivers sharing the port
-    (SO_REUSEPORT; all durable state is in the database and the object store). A receiver that dies is restarted.
+    """`telerad dicom`: serve until SIGTERM/SIGINT in this process; with `processes` > 1, receivers sharing the port
+    (SO_REUSEPORT; all durable state is in the database and the object store) under dicom/supervisor.py, which
+    restarts a receiver that dies.
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # before any thread starts, so sigwait gets them
-    if processes <= 1:
-        start(app_factory(), config.current())
-        signal.sigwait(_STOP_SIGNALS)
+    if processes > 1:
+        from dicom import supervisor
+
+        supervisor.serve(app_factory, processes)
         return
-    _share_before_fork(app_factory)
-    mp = multiprocessing.get_context("fork")
-    stopping = threading.Event()
-    children: list[Any] = []
-
-    shared = SharedCounts(processes)  # per-device association counts across the receivers (DSEC-07)
-
-    def spawn(index: int) -> Any:
-        p = mp.Process(target=_child, args=(app_factory, shared, index), daemon=False)
-        p.start()
-        return p
-
-    for index in range(processes):
-        children.append(spawn(index))
-
-    def watch() -> None:
-        while not stopping.is_set():
-            for i, p in enumerate(children):
-                p.join(timeout=0.2)
-                if not p.is_alive() and not stopping.is_set():
-                    log.warning("DICOM receiver %s exited (%s); restarting", p.pid, p.exitcode)
-                    children[i] = spawn(i)
-
-    threading.Thread(target=watch, daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # before any thread starts, so sigwait gets them
+    start(app_factory(), config.current())
     signal.sigwait(_STOP_SIGNALS)
-    stopping.set()
-    for p in children:
-        if p.pid:
-            os.kill(p.pid, signal.SIGTERM)
-    for p in children:
-        p.join(timeout=10)

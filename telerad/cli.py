@@ -256,12 +256,17 @@ def dicom(ctx: click.Context, processes: int | None) -> None:
     """Serve the DICOM SCP (C-ECHO, C-STORE, C-FIND); `node` manages devices."""
     if ctx.invoked_subcommand is not None:
         return
-    from dicom import scp
-
     s = _settings()
     n = processes if processes is not None else s.dicom_processes
     click.echo(f"telerad DICOM {s.dicom_aet} on {s.dicom_host}:{s.dicom_port} ({n} process(es))")
-    scp.serve(_app, processes=max(1, n))
+    if n > 1:  # the parent stays light: the SCP is imported only where the receivers are forked (dicom/supervisor.py)
+        from dicom import supervisor
+
+        supervisor.serve(_app, n)
+        return
+    from dicom import scp
+
+    scp.serve(_app)
 
 
 @dicom.group("node")

@@ -105,6 +105,37 @@ def test_dicom_serves_with_several_processes_on_one_port(app: Flask, settings: c
         assert count(app, Instance) == 6
 
 
+def _receivers(parent: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+    return {int(pid) for pid in out}
+
+
+def test_a_receiver_that_dies_is_restarted(app: Flask, settings: config.Settings, tmp_path: Path) -> None:
+    """The receivers are forked by a template process that exits (dicom/supervisor.py); the parent adopts them
+    (child subreaper), and a receiver killed outright is replaced; the port keeps serving throughout."""
+    port = _free_port()
+    with _serving(_env(settings, port), port, 2) as proc:
+        first = _receivers(proc.pid)
+        assert len(first) == 2  # the receivers are the parent's children; the template is gone
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            now = _receivers(proc.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            assert time.monotonic() < deadline, f"receiver {victim} was not replaced: {now}"
+            time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while not echo_ok(port, "MODALITY1"):  # the replacement is serving (or the survivor answers)
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        files = [synthetic.ct(tmp_path / f"{i}.dcm") for i in range(6)]
+        for f in files:  # one association each: the kernel spreads them over both receivers
+            assert store(port, "MODALITY1", [f]) == [status.SUCCESS]
+        assert count(app, Instance) == 6
+
+
 def test_dsec07_per_device_limit_holds_across_receiver_processes(app: Flask, settings: config.Settings) -> None:
     """With `--processes 2` a device may still hold only its configured number of associations: the receivers
     share the per-device count (dicom/shared_limits.py); before, each receiver counted alone (2 × the limit)."""
