@@ -96,24 +96,21 @@ class Supervisor:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
-        with self._lock:
-            pids = list(self.receivers)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 if not self.receivers:
                     return
             time.sleep(0.05)
+        self._signal_all(signal.SIGKILL)
+
+    def _signal_all(self, sig: int) -> None:
         with self._lock:
             pids = list(self.receivers)
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
 
