@@ -7,8 +7,8 @@ from typing import Any
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from api.cases.presenters import case_detail, report_out
 from api.cases.schemas import CaseDetailSchema, ReportSchema, UserRefSchema
-from api.cases.views import case_detail, report_out
 from api.schemas import InstitutionRefSchema, PageQuery, StrictSchema
 from api.security import current_actor, requires
 from engine.cases import completion, queries
