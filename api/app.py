@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import security
 from api.errors import register_error_handlers
 from api.extensions import db, limiter, ratelimit_storage_uri
+from api.schemas import IdConverter, id_converter_schema
 from engine import audit as _audit  # noqa: F401
 from engine import config, uow
 from engine import handlers as _handlers  # noqa: F401 — registers service-task handlers
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
 
     app = Flask(__name__, static_folder=None)
+    # Every `<int:...>` route parses its id here, before any route is added: 1..2^31−1, else 404 (issue 11 §3).
+    app.url_map.converters["int"] = IdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         DEBUG=False,
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     uow.configure(lambda: db.session)
     limiter.init_app(app)
     api = Api(app)
+    api.register_converter(IdConverter, id_converter_schema)
     register_error_handlers(app)
     security.install(app)
     _register_blueprints(app, api)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
 
-from api.schemas import DepartmentRefSchema, InstitutionRefSchema, PageQuery, StrictSchema
+from api.schemas import DepartmentRefSchema, Id, InstitutionRefSchema, PageQuery, StrictSchema
 
 
 class DepartmentSchema(Schema):
@@ -29,8 +29,8 @@ class RegistrationFormSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(min=3, max=32))
     password = fields.String(required=True, validate=validate.Length(min=1, max=128))
     full_name = fields.String(required=True, validate=_name)
-    institution_id = fields.Integer(required=True)
-    department_id = fields.Integer(load_default=None, allow_none=True)
+    institution_id = Id(required=True)
+    department_id = Id(load_default=None, allow_none=True)
     title = fields.String(load_default="", validate=validate.Length(max=32))
     phone = fields.String(required=True, validate=validate.Length(max=20))
     id_number = fields.String(required=True, validate=validate.Length(max=18))
@@ -40,8 +40,8 @@ class ResubmitFormSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=128))
     full_name = fields.String(validate=_name)
-    institution_id = fields.Integer()
-    department_id = fields.Integer(allow_none=True)
+    institution_id = Id()
+    department_id = Id(allow_none=True)
     title = fields.String(validate=validate.Length(max=32))
     phone = fields.String(validate=validate.Length(max=20))
     id_number = fields.String(validate=validate.Length(max=18))
@@ -100,14 +100,14 @@ class UserPageSchema(Schema):
 
 class UserQuerySchema(PageQuery):
     q = fields.String(validate=validate.Length(max=64))
-    institution_id = fields.Integer()
+    institution_id = Id()
     enabled = fields.Boolean()
 
 
 class ReviewQuerySchema(PageQuery):
     q = fields.String(validate=validate.Length(max=64))
     status = fields.String(load_default="pending", validate=validate.OneOf(["pending", "approved", "rejected"]))
-    institution_id = fields.Integer()
+    institution_id = Id()
 
 
 class ReviewItemSchema(Schema):
@@ -154,7 +154,7 @@ class ReviewDetailSchema(ReviewItemSchema):
 
 
 class ApproveSchema(StrictSchema):
-    role_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1, max=20))
+    role_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=20))
 
 
 class RejectSchema(StrictSchema):
@@ -164,8 +164,8 @@ class RejectSchema(StrictSchema):
 class UserCreateSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(min=3, max=32))
     full_name = fields.String(required=True, validate=_name)
-    institution_id = fields.Integer(required=True)
-    department_id = fields.Integer(load_default=None, allow_none=True)
+    institution_id = Id(required=True)
+    department_id = Id(load_default=None, allow_none=True)
     title = fields.String(load_default="", validate=validate.Length(max=32))
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=20))
     id_number = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=18))
@@ -178,14 +178,14 @@ class UserCreatedSchema(Schema):
 
 class UserUpdateSchema(StrictSchema):
     full_name = fields.String(validate=_name)
-    department_id = fields.Integer(allow_none=True)
+    department_id = Id(allow_none=True)
     title = fields.String(validate=validate.Length(max=32))
     phone = fields.String(validate=validate.Length(max=20))
     enabled = fields.Boolean()
 
 
 class UserRolesSchema(StrictSchema):
-    role_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(max=20))
+    role_ids = fields.List(Id(), required=True, validate=validate.Length(max=20))
 
 
 class TempPasswordSchema(Schema):
@@ -213,7 +213,7 @@ class RoleCreateSchema(StrictSchema):
     code = fields.String(required=True, validate=validate.Length(min=2, max=32))
     name = fields.String(required=True, validate=_name)
     description = fields.String(load_default="", validate=validate.Length(max=500))
-    institution_id = fields.Integer(load_default=None, allow_none=True)
+    institution_id = Id(load_default=None, allow_none=True)
     permissions = fields.List(
         fields.String(validate=validate.Length(max=64)), load_default=list, validate=validate.Length(max=200)
     )

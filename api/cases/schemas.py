@@ -6,7 +6,7 @@ from datetime import date
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas import InstitutionRefSchema, PageQuery, StrictSchema
+from api.schemas import InstitutionRefSchema, Int32, PageQuery, StrictSchema
 from engine.cases.models import EXAM_STATUSES
 
 SEXES = ("M", "F", "U")
@@ -168,7 +168,7 @@ class DiagramSchema(Schema):
 
 
 class LockTokenSchema(StrictSchema):
-    lock_token = fields.Integer(required=True)
+    lock_token = Int32(required=True, min=0)
 
 
 class LockResultSchema(Schema):
@@ -177,7 +177,7 @@ class LockResultSchema(Schema):
 
 
 class DraftSchema(StrictSchema):
-    lock_token = fields.Integer(required=True)
+    lock_token = Int32(required=True, min=0)
     findings = fields.String(load_default="", validate=validate.Length(max=20000))
     impression = fields.String(load_default="", validate=validate.Length(max=20000))
     recommendation = fields.String(load_default="", validate=validate.Length(max=20000))

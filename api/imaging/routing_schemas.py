@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas import PageQuery, StrictSchema
+from api.schemas import Id, Int32, PageQuery, StrictSchema
 from engine.imaging.compression import POLICIES
 from engine.imaging.routing_models import FORWARD_STATES, TASK_KINDS
 
@@ -27,19 +27,19 @@ class CompressionPolicySchema(Schema):
 
 # --- routing rules (DCM-02, IMG-03, IMG-07) --------------------------------------------------------------------
 class _RuleFields(StrictSchema):
-    priority = fields.Integer(validate=validate.Range(min=0, max=100000))
+    priority = Int32(min=0, max=100000)
     enabled = fields.Boolean()
     stop = fields.Boolean()
-    node_ids = fields.List(fields.Integer(), validate=_ids)
-    institution_ids = fields.List(fields.Integer(), validate=_ids)
+    node_ids = fields.List(Id(), validate=_ids)
+    institution_ids = fields.List(Id(), validate=_ids)
     modalities = fields.List(fields.String(validate=_modality), validate=_ids)
     body_parts = fields.List(fields.String(validate=_body_part), validate=_ids)
     sop_classes = fields.List(fields.String(validate=[validate.Length(max=64), _uid]), validate=_ids)
     study_description_contains = fields.String(validate=validate.Length(max=128))
     series_description_contains = fields.String(validate=validate.Length(max=128))
-    storage_target_id = fields.Integer(allow_none=True)
+    storage_target_id = Id(allow_none=True)
     storage_compression = fields.String(validate=_policy)
-    forward_node_ids = fields.List(fields.Integer(), validate=_ids)
+    forward_node_ids = fields.List(Id(), validate=_ids)
     forward_compression = fields.String(validate=_policy)
 
 
@@ -94,16 +94,16 @@ class TargetCreateSchema(StrictSchema):
 
 
 class TaskFilterSchema(StrictSchema):
-    institution_id = fields.Integer()
-    study_ids = fields.List(fields.Integer(), validate=validate.Length(max=1000))
+    institution_id = Id()
+    study_ids = fields.List(Id(), validate=validate.Length(max=1000))
     modality = fields.String(validate=_modality)
     received_before = fields.DateTime()
 
 
 class TaskCreateSchema(StrictSchema):
     kind = fields.String(required=True, validate=validate.OneOf(list(TASK_KINDS)))
-    source_id = fields.Integer(required=True)
-    target_id = fields.Integer(required=True)
+    source_id = Id(required=True)
+    target_id = Id(required=True)
     filter = fields.Nested(TaskFilterSchema, load_default=dict)
 
 
@@ -135,13 +135,13 @@ class TargetRefSchema(Schema):
 
 
 class TaskQuerySchema(StrictSchema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = Int32(load_default=50, min=1, max=200)
 
 
 # --- forward queue (IMG-08) -------------------------------------------------------------------------------------
 class JobQuerySchema(PageQuery):
     state = fields.String(validate=validate.OneOf(list(FORWARD_STATES)))
-    node_id = fields.Integer()
+    node_id = Id()
 
 
 class NodeRefSchema(Schema):
@@ -176,7 +176,7 @@ class JobPageSchema(Schema):
 
 
 class ForwardStudySchema(StrictSchema):
-    node_id = fields.Integer(required=True)
+    node_id = Id(required=True)
     compression = fields.String(load_default="", validate=_policy)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas import InstitutionRefSchema, PageQuery, StrictSchema
+from api.schemas import Id, InstitutionRefSchema, Int32, PageQuery, StrictSchema
 from engine.imaging.models import NODE_OPERATIONS
 
 _aet = validate.Length(min=1, max=16)
@@ -33,15 +33,15 @@ class NodeSchema(Schema):
 
 class NodeQuerySchema(StrictSchema):
     q = fields.String(validate=validate.Length(max=64))
-    institution_id = fields.Integer()
+    institution_id = Id()
     enabled = fields.Boolean()
 
 
 class NodeCreateSchema(StrictSchema):
     aet = fields.String(required=True, validate=_aet)
     host = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    port = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=65535))
-    institution_id = fields.Integer(required=True)
+    port = Int32(load_default=None, allow_none=True, min=1, max=65535)
+    institution_id = Id(required=True)
     allow = _ops
     tls_required = fields.Boolean(load_default=False)
     cert_fingerprint = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
@@ -52,7 +52,7 @@ class NodeCreateSchema(StrictSchema):
 class NodeUpdateSchema(StrictSchema):
     aet = fields.String(validate=_aet)
     host = fields.String(validate=validate.Length(min=1, max=255))
-    port = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=65535))
+    port = Int32(allow_none=True, min=1, max=65535)
     allow = _ops
     tls_required = fields.Boolean()
     cert_fingerprint = fields.String(allow_none=True, validate=validate.Length(max=128))
@@ -71,7 +71,7 @@ class StudyQuerySchema(PageQuery):
     modality = fields.String(validate=validate.Regexp(r"^[A-Za-z]{1,16}$"))
     date_from = fields.String(validate=validate.Regexp(r"^\d{4}-?\d{2}-?\d{2}$"))
     date_to = fields.String(validate=validate.Regexp(r"^\d{4}-?\d{2}-?\d{2}$"))
-    institution_id = fields.Integer()
+    institution_id = Id()
 
 
 class StudySchema(Schema):
@@ -202,7 +202,7 @@ class FindSchema(StrictSchema):
     modality = fields.String(validate=validate.Regexp(r"^[A-Za-z]{1,16}$"))
     study_instance_uid = fields.String(validate=_uid)
     series_instance_uid = fields.String(validate=_uid)
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    limit = Int32(load_default=100, min=1, max=1000)
 
 
 class FindMatchSchema(Schema):
@@ -242,7 +242,7 @@ class RetrieveSchema(StrictSchema):
 
 
 class SendSchema(StrictSchema):
-    node_id = fields.Integer(required=True)
+    node_id = Id(required=True)
 
 
 class TransferResultSchema(Schema):

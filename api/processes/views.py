@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
-from api.schemas import StrictSchema
+from api.schemas import Id, StrictSchema
 from api.security import current_actor, requires
 from engine import uow
 from engine.accounts.models import User
@@ -53,7 +53,7 @@ class ValidateResultSchema(Schema):
 
 
 class MigrateSchema(StrictSchema):
-    case_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1, max=500))
+    case_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=500))
 
 
 class MigratedCountSchema(Schema):

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from api.cases.presenters import case_detail, report_out
 from api.cases.schemas import CaseDetailSchema, ReportSchema, UserRefSchema
-from api.schemas import InstitutionRefSchema, PageQuery, StrictSchema
+from api.schemas import Id, InstitutionRefSchema, Int32, PageQuery, StrictSchema
 from api.security import current_actor, requires
 from engine.cases import completion, queries
 from engine.cases import tasks as task_ops
@@ -65,21 +65,21 @@ class TaskFormSchema(Schema):
 
 class CompleteSchema(StrictSchema):
     data = fields.Dict(required=True)
-    lock_token = fields.Integer(load_default=None, allow_none=True)
+    lock_token = Int32(load_default=None, allow_none=True, min=0)
 
 
 class AssignSchema(StrictSchema):
-    user_id = fields.Integer(required=True)
+    user_id = Id(required=True)
 
 
 class BatchAssignSchema(StrictSchema):
-    task_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1, max=200))
-    user_id = fields.Integer(load_default=None, allow_none=True)
+    task_ids = fields.List(Id(), required=True, validate=validate.Length(min=1, max=200))
+    user_id = Id(load_default=None, allow_none=True)
     group_code = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
 
 
 class DoctorQuerySchema(StrictSchema):
-    institution_id = fields.Integer()
+    institution_id = Id()
     q = fields.String(validate=validate.Length(max=64))
     role = fields.String(validate=validate.OneOf(["report_l1", "report_l2", "report_l3"]))
 
