@@ -10,9 +10,10 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
+from engine.db import ID_MAX
+
 # Primary keys are `integer` on PostgreSQL (32-bit): a larger id names no object on either database, and used to
 # raise in the database driver (HTTP 500). REQ: DAT-01, WEB-05.
-ID_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
 
 

@@ -23,6 +23,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Primary and foreign keys are `integer` on PostgreSQL (32-bit), so an id beyond this names no row on either
+# database — and would raise in the driver if it reached a query (issue 11 §3; api.schemas.Id, api.schemas.IdConverter).
+ID_MAX = 2**31 - 1
+
+
 def utcnow() -> datetime:
     """Aware UTC now. Every timestamp stored by telerad is UTC (REQ: DAT-06)."""
     return datetime.now(UTC)

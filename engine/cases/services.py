@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import lazyload
 
 from engine import audit, uow
-from engine.accounts.models import Institution
+from engine.accounts.models import Institution, User
 from engine.accounts.permissions import BUILTIN_ROLES
 from engine.actor import Actor
 from engine.cases.models import (
@@ -26,7 +26,7 @@ from engine.cases.models import (
     WorkGroup,
 )
 from engine.crypto import FieldCipher, mask_id_number, mask_phone
-from engine.db import utcnow
+from engine.db import ID_MAX, utcnow
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.reports.models import Report, ReportRevision
 from engine.visibility import get_visible
@@ -272,12 +272,33 @@ def _report_and_signers_stmt() -> Any:
 def report_and_signers(case_id: int) -> tuple[Report | None, dict[str, set[int]]]:
     """The current report and who signed it at each level in any round, in one statement (every step asks)."""
     rows = uow.session().execute(_report_and_signers_stmt(), {"case_id": case_id})
-    report, signers = None, {"l1": set(), "l2": set(), "l3": set()}
+    report: Report | None = None
+    signers: dict[str, set[int]] = {"l1": set(), "l2": set(), "l3": set()}
     for row, level, author in rows.unique():
         report = row
         if level is not None:
             signers.setdefault(level, set()).add(author)
     return report, signers
+
+
+def qualified_doctor(user_id: Any, role: str) -> User:
+    """An enabled, approved central-hospital user holding `role`: the only one a task may be assigned to.
+
+    Raises:
+        ValidationFailed: ``not_qualified`` — also for an id that is not an integer in 1..ID_MAX (a form's
+            assignee_id reaches here unbounded; it must not reach the database driver, issue 11 §3).
+    """
+    in_range = isinstance(user_id, int) and not isinstance(user_id, bool) and 1 <= user_id <= ID_MAX
+    user = uow.session().get(User, user_id) if in_range else None
+    if (
+        user is None
+        or not user.enabled
+        or user.review_status != "approved"
+        or role not in user.role_codes
+        or user.institution.kind != "central"
+    ):
+        raise ValidationFailed("not_qualified", "所选医生没有该步骤所需的角色")
+    return user
 
 
 def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
@@ -295,8 +316,8 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
             if original is not None and original.author_l1_id:
                 return Assignment(role, assignee_id=original.author_l1_id)
         mode = r.data.get("dispatch_mode")
-        if mode == "manual" and r.data.get("assignee_id"):
-            return Assignment(role, assignee_id=int(r.data["assignee_id"]))
+        if mode == "manual" and r.data.get("assignee_id"):  # the dispatcher's choice (人工分配, DISP-01)
+            return Assignment(role, assignee_id=qualified_doctor(r.data["assignee_id"], role).id)
         if mode == "directed" and r.data.get("target_user"):
             return Assignment(role, assignee_id=int(r.data["target_user"]))
         if mode in ("directed", "rule") and group_exists(r.data.get("target_group")):

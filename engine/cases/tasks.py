@@ -8,14 +8,13 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from engine import audit, uow
-from engine.accounts.models import User
 from engine.actor import Actor
 from engine.cases.models import (
     Case,
     WorkGroup,
     WorkGroupMember,
 )
-from engine.cases.services import event, group_exists
+from engine.cases.services import event, group_exists, qualified_doctor
 from engine.db import utcnow
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.visibility import get_visible
@@ -106,19 +105,6 @@ def release(actor: Actor, task_id: int) -> HumanTask:
     return task
 
 
-def _doctor(user_id: int, role: str) -> User:
-    user = uow.session().get(User, user_id)
-    if (
-        user is None
-        or not user.enabled
-        or user.review_status != "approved"
-        or role not in user.role_codes
-        or user.institution.kind != "central"
-    ):
-        raise ValidationFailed("not_qualified", "所选医生没有该步骤所需的角色")
-    return user
-
-
 def assign_to(actor: Actor, task_id: int, user_id: int, *, consult: bool = False) -> HumanTask:
     """A dispatcher assigns (or the holder hands over for 会诊, REC-05) a task to a qualified doctor."""
     task = get_task(actor, task_id)
@@ -128,7 +114,7 @@ def assign_to(actor: Actor, task_id: int, user_id: int, *, consult: bool = False
         raise Forbidden("not_holder", "只有任务持有人可以发起会诊转派")
     if not consult and not actor.has("task.assign"):
         raise Forbidden("forbidden", "没有权限执行此操作")
-    doctor = _doctor(user_id, task.role_code)
+    doctor = qualified_doctor(user_id, task.role_code)
     if any(x.user_id == doctor.id for x in task.exclusions):
         raise Forbidden("separation_of_duties", "该医生已参与本报告的前一级，不能担任本级")
     task.assignee_id, task.claimed_at, task.in_pool = doctor.id, utcnow(), False

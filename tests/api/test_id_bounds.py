@@ -19,6 +19,7 @@ from marshmallow import Schema, fields
 from api.schemas import ID_MAX
 from api.security import AUTHENTICATED, PUBLIC, permission_of
 from engine.accounts.permissions import BUILTIN_ROLES
+from tests.api.test_cases_flow import Team, complete, new_case, ok, refused, the_task
 from tests.factories import Session, anon_csrf, as_user
 
 OUT_OF_RANGE = (2**31, 2**63, 2**70)
@@ -195,3 +196,17 @@ def test_web06_every_paginated_list_past_its_last_page_is_empty_and_absurd_pages
             body = r.get_json(silent=True) or {}
             assert (r.status_code, body.get("code")) == (400, "validation_error"), (url, query, r.status_code, body)
             assert all(CJK.search(m) for msgs in body["details"]["fields"].values() for m in msgs), body
+
+
+def test_dat01_manual_assignment_form_ids_are_checked_before_the_database(app):  # type: ignore[no-untyped-def]
+    """The 人工分配 form's assignee_id is JSON-schema data, not a marshmallow field: the engine bounds it and
+    refuses anyone but a qualified central doctor (an unknown id used to fail the foreign key: HTTP 500)."""
+    team = Team(app, "M05")
+    dispatcher = as_user(app, "dispatcher")
+    registrar = as_user(app, "registrar")
+    task = the_task(app, new_case(team.req)["id"], "assign_case")
+    for assignee in (*OUT_OF_RANGE, ID_MAX, 999_999, registrar.user.id):
+        refused(complete(dispatcher, task.id, {"assignee_id": assignee}), 400, "not_qualified")
+    assert the_task(app, task.case_id).id == task.id  # nothing moved
+    ok(complete(dispatcher, task.id, {"assignee_id": team.l1.user.id}))
+    assert the_task(app, task.case_id, "draft_report").assignee_id == team.l1.user.id
