@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -80,7 +81,13 @@ class Settings:
     dicom_orphan_age_min: int = 60  # the sweeper removes store files without an index row older than this
     trusted_proxies: int = 0
     ratelimit_storage_uri: str = "memory://"
-    login_ip_limit: str = "30 per 5 minutes"
+    # Login throttling by source address (REQ: AUTH-04; api/auth/throttle.py). Failures are counted per (address,
+    # username) and per address, so one typist behind a hospital's NAT address no longer locks out the whole hospital;
+    # trusted NAT addresses (comma-separated CIDRs) get a higher per-address ceiling.
+    login_user_ip_limit: str = "10 per 5 minutes"
+    login_ip_limit: str = "100 per 5 minutes"
+    login_trusted_networks: str = ""
+    login_trusted_ip_limit: str = "1000 per 5 minutes"
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     idle_timeout_min: int = 30
@@ -118,6 +125,42 @@ def _instance_secret(instance_dir: Path) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def parse_networks(value: str, key: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated CIDRs or single addresses (`203.0.113.7`, `10.8.0.0/16`, `2001:db8::/48`).
+
+    Raises:
+        ConfigError: an entry is neither.
+    """
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"{key} has an invalid address or network: {item!r}") from exc
+    return nets
+
+
+def _check_login_throttle(s: Settings) -> None:
+    """Refuse to start with a login throttle that would fail at the first login instead (REQ: AUTH-04)."""
+    from limits import parse  # the rate-limit notation flask-limiter uses ("10 per 5 minutes")
+
+    for key, value in (
+        ("TELERAD_LOGIN_USER_IP_LIMIT", s.login_user_ip_limit),
+        ("TELERAD_LOGIN_IP_LIMIT", s.login_ip_limit),
+        ("TELERAD_LOGIN_TRUSTED_IP_LIMIT", s.login_trusted_ip_limit),
+    ):
+        try:
+            ok = parse(value).amount >= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key} must be a rate limit such as '100 per 5 minutes', got {value!r}")
+    parse_networks(s.login_trusted_networks, "TELERAD_LOGIN_TRUSTED_NETWORKS")
 
 
 def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -163,7 +206,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.dicom_orphan_age_min = _int(env, "TELERAD_DICOM_ORPHAN_AGE_MIN", s.dicom_orphan_age_min)
     s.trusted_proxies = _int(env, "TELERAD_TRUSTED_PROXIES", 0)
     s.ratelimit_storage_uri = env.get("TELERAD_RATELIMIT_STORAGE_URI", "memory://")
+    s.login_user_ip_limit = env.get("TELERAD_LOGIN_USER_IP_LIMIT", s.login_user_ip_limit)
     s.login_ip_limit = env.get("TELERAD_LOGIN_IP_LIMIT", s.login_ip_limit)
+    s.login_trusted_networks = env.get("TELERAD_LOGIN_TRUSTED_NETWORKS", s.login_trusted_networks)
+    s.login_trusted_ip_limit = env.get("TELERAD_LOGIN_TRUSTED_IP_LIMIT", s.login_trusted_ip_limit)
     s.argon2_time_cost = _int(env, "TELERAD_ARGON2_TIME_COST", s.argon2_time_cost)
     s.argon2_memory_kib = _int(env, "TELERAD_ARGON2_MEMORY_KIB", s.argon2_memory_kib)
     s.idle_timeout_min = _int(env, "TELERAD_IDLE_TIMEOUT_MIN", s.idle_timeout_min)
@@ -175,6 +221,7 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     secret = env.get("TELERAD_SECRET_KEY", "")
     for key, value in overrides.items():
         setattr(s, key, value)
+    _check_login_throttle(s)
     if s.production:
         if s.debug:
             raise ConfigError("TELERAD_DEBUG must be off in production (WEB-05)")

@@ -9,6 +9,7 @@ from flask import g, jsonify, request
 from flask_smorest import Blueprint
 from sqlalchemy import delete, select
 
+from api.auth import throttle
 from api.auth.schemas import (
     CsrfSchema,
     EnrollSchema,
@@ -40,19 +41,18 @@ blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="登录与
 ALL_STATES = ("active", "mfa_required", "password_change_required")
 
 
-def _login_ip_limit() -> str:
-    return config.current().login_ip_limit
-
-
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginSchema)
 @blp.response(200, LoginResultSchema)
-@limiter.limit(_login_ip_limit, key_func=client_ip, deduct_when=lambda r: r.status_code != 200)  # failures only
+@limiter.exempt  # only failures are limited, per (address, username) and per address: api/auth/throttle.py
 @requires(PUBLIC)
 def login(body: dict[str, Any]) -> Any:
     """登录（用户名 + 密码）。失败时未知用户与错误密码的响应相同。"""
     previous = request.cookies.get(config.current().session_cookie_name)
-    result = auth.login(body["username"], body["password"], current_actor(), previous_token=previous)
+    actor = current_actor()
+    # REQ: AUTH-04 — while throttled the answer is the same 429 whatever the password: it is not looked at.
+    with throttle.attempt(actor, client_ip(), body["username"]):
+        result = auth.login(body["username"], body["password"], actor, previous_token=previous)
     set_session_token(result.token)
     return {
         "csrf_token": result.session.csrf_token,
