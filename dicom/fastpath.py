@@ -246,7 +246,7 @@ class StreamingMessage(DIMSEMessage):
                     self.command_set = decode(self.encoded_command_set, True, True)
                     self._target = _MESSAGE_TYPES[int(self.command_set.CommandField)][1]
                     if self.command_set.CommandDataSetType == 0x0101:
-                        self.__class__ = self._target
+                        self.__class__ = self._target  # type: ignore[assignment]  # deliberate: becomes pynetdicom's message class
                         return True
                     if self._target is C_STORE_RQ:
                         cs = self.command_set
@@ -261,7 +261,7 @@ class StreamingMessage(DIMSEMessage):
                         self.received.close()
                     if self._target is None:
                         raise ValueError("data set received before its command set")
-                    self.__class__ = self._target
+                    self.__class__ = self._target  # type: ignore[assignment]  # deliberate: becomes pynetdicom's message class
                     return True
         return False
 
@@ -297,7 +297,8 @@ class StreamingDIMSE(DIMSEServiceProvider):
         context_id = int(message.context_id or 0)
         try:
             params = getattr(message, "store_params", None)
-            d_primitive = store_primitive(message, params) if params else message.message_to_primitive()
+            # Any: a streamed C-STORE carries the received file as an extra attribute (handlers.handle_store)
+            d_primitive: Any = store_primitive(message, params) if params else message.message_to_primitive()
         except Exception:
             if received is not None:
                 received.discard()
@@ -306,11 +307,11 @@ class StreamingDIMSE(DIMSEServiceProvider):
         if received is not None:
             d_primitive._telerad_received = (received.path, received.sha256.hexdigest(), received.size)
         if d_primitive.__class__.__name__ == "C_CANCEL" and len(self.cancel_req) < 10:
-            self.cancel_req[int(d_primitive.MessageIDBeingRespondedTo)] = d_primitive  # type: ignore[arg-type]
+            self.cancel_req[int(d_primitive.MessageIDBeingRespondedTo)] = d_primitive
             return
         if received is not None and self._store_inline(context_id, d_primitive):
             return
-        self.msg_queue.put((context_id, d_primitive))  # type: ignore[arg-type]
+        self.msg_queue.put((context_id, d_primitive))
 
     def _store_inline(self, context_id: int, req: Any) -> bool:
         """Serve a streamed C-STORE-RQ here, in the DUL thread, and write its response straight to the socket.
@@ -332,12 +333,14 @@ class StreamingDIMSE(DIMSEServiceProvider):
         if sop_class in assoc.acceptor.accepted_common_extended:
             return False
         cx = assoc._accepted_cx.get(context_id)
-        if cx is None or uid_to_service_class(sop_class) is not StorageServiceClass:
+        if cx is None or sop_class is None or uid_to_service_class(sop_class) is not StorageServiceClass:
             return False
-        dul = self.dul
+        dul: Any = self.dul  # transport.FastDUL, which counts the requests being served
         dul.serving += 1  # the reactor's idle check skips while a request is served (transport.py)
         try:
             result = evt.trigger(assoc, evt.EVT_C_STORE, {"request": req, "context": cx.as_tuple})
+            if result is None:
+                raise TypeError("the handler bound to EVT_C_STORE returned no status")
             status = int(getattr(result, "Status", result))
         except Exception:
             _log.exception("Exception in handler bound to 'evt.EVT_C_STORE'")
@@ -350,9 +353,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
         command = store_response_command(sop_class, req.MessageID, status, req.AffectedSOPInstanceUID)
         peer_max = int(assoc.requestor.maximum_length or 0)
         if (peer_max and len(command) + 6 > peer_max) or dul.state_machine.current_state != "Sta6":
-            pdata = P_DATA()
-            pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
-            dul.send_pdu(pdata)
+            dul.send_pdu(_pdata([[context_id, b"\x03" + command]]))
             return True
         # P-DATA-TF (PS3.8 9.3.5): one PDV, last command fragment; the DUL thread is the only one writing here.
         item_length = len(command) + 2
@@ -407,14 +408,12 @@ def find_response_pdata(rsp: C_FIND, context_id: int, peer_max: int) -> P_DATA |
         ]
     )
     command = _implicit(0x0000, struct.pack("<I", len(body))) + body
-    pdvs = [[context_id, b"\x03" + command]]
+    pdvs: list[list[Any]] = [[context_id, b"\x03" + command]]
     if ident:
         pdvs.append([context_id, b"\x02" + ident])
     if peer_max and sum(len(v) + 5 for _, v in pdvs) > peer_max:
         return None
-    pdata = P_DATA()
-    pdata.presentation_data_value_list = pdvs
-    return pdata
+    return _pdata(pdvs)
 
 
 def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
@@ -422,6 +421,12 @@ def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
     command = store_response_command(
         rsp.AffectedSOPClassUID, rsp.MessageIDBeingRespondedTo, int(rsp.Status or 0), rsp.AffectedSOPInstanceUID
     )
+    return _pdata([[context_id, b"\x03" + command]])
+
+
+def _pdata(pdvs: list[list[Any]]) -> P_DATA:
+    """A P-DATA primitive of [context ID, PDV bytes] items: pynetdicom's setter requires lists (its annotation says
+    tuples, which the setter refuses)."""
     pdata = P_DATA()
-    pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
+    pdata.presentation_data_value_list = pdvs  # type: ignore[assignment]  # lists, as the setter checks at runtime
     return pdata

@@ -16,15 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 from pydicom.multival import MultiValue
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from dicom import faults, header, status
 from dicom.groupcommit import GroupCommit
@@ -38,7 +40,7 @@ from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_f
 log = logging.getLogger("telerad.dicom")
 
 # The tags indexed at ingest (read with stop_before_pixels; REQ: DSEC-05 "never decode pixel data").
-_META_TAGS = [
+_META_TAGS: list[BaseTag | int] = [
     Tag(k)
     for k in (
         "SpecificCharacterSet",
@@ -201,7 +203,7 @@ def handle_requested(event: Event, ctx: Context) -> None:
     alert. The device row is read here, once per association, so device changes apply to the next association.
     """
     assoc = event.assoc
-    rq = assoc.requestor.primitive
+    rq = cast(A_ASSOCIATE, assoc.requestor.primitive)  # set from the A-ASSOCIATE-RQ before EVT_REQUESTED
     calling = _text(rq.calling_ae_title)
     called = _text(rq.called_ae_title)
     ip = assoc.requestor.address
@@ -274,7 +276,7 @@ def handle_echo(event: Event, ctx: Context) -> int:
 def handle_store(event: Event, ctx: Context) -> int:
     """Storage (PS3.4 B): validate, make durable, index, then — only then — answer success (REQ: DSEC-04/05/06)."""
     state = _state(event)
-    req = event.request
+    req = cast(C_STORE, event.request)  # EVT_C_STORE carries a C-STORE
     received = getattr(req, "_telerad_received", None)  # dicom/fastpath.py: (path, sha256, size) when streamed
     path = Path(received[0]) if received else Path(event.dataset_path)
     try:

@@ -72,8 +72,8 @@ class Supervisor:
         with os.fdopen(read_end, "rb") as fh:  # EOF once the template has forked them all (or died)
             lines = fh.read().decode().split()
         with self._lock:
-            for pid, index in zip(lines[::2], lines[1::2], strict=True):
-                self.receivers[int(pid)] = int(index)
+            for pid_text, index_text in zip(lines[::2], lines[1::2], strict=True):
+                self.receivers[int(pid_text)] = int(index_text)
         if len(lines) // 2 < len(indices):
             log.error("DICOM receiver template started %s of %s receivers", len(lines) // 2, len(indices))
 

@@ -26,7 +26,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
@@ -51,7 +51,7 @@ _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 def _peer_description(assoc: Any) -> str:
     """`AE title from address:port` of the association's requestor, as far as it is known."""
-    req = getattr(assoc, "requestor", None)
+    req: Any = getattr(assoc, "requestor", None)  # anything: this describes an association in any state
     aet = ""
     try:
         aet = str(getattr(req.primitive, "calling_ae_title", "") or req.ae_title or "").strip()
@@ -364,7 +364,8 @@ class FastAssociation(Association):
         # Same checks as pynetdicom's loop (association.py), but it blocks on the DIMSE queue instead of sleeping.
         self._is_paused = False
         msg_queue = self.dimse.msg_queue
-        user_queue = self.dul.to_user_queue
+        dul = cast(FastDUL, self.dul)  # set in __init__
+        user_queue = dul.to_user_queue
         last_head: Any = None
         while not self._kill:
             self._is_paused = True
@@ -383,12 +384,12 @@ class FastAssociation(Association):
             except queue.Empty:
                 msg = None
             if msg:
-                self.dul.serving += 1
+                dul.serving += 1
                 try:
-                    self._serve_request(msg, context_id)
+                    self._serve_request(msg, cast(int, context_id))  # a message always comes with its context
                 finally:
-                    self.dul.serving -= 1
-                    self.dul._idle_timer.restart()
+                    dul.serving -= 1
+                    dul._idle_timer.restart()
                 continue
             if self.is_established and self.acse.is_release_requested():
                 self.acse.send_release(is_response=True)
@@ -408,7 +409,7 @@ class FastAssociation(Association):
                 association_lost(self, "the DUL thread stopped (connection closed or DUL error)")
                 self.kill()
                 return
-            if self.dul.idle_timer_expired() and not self.dul.serving:
+            if self.dul.idle_timer_expired() and not dul.serving:
                 # The network timeout counts the peer's silence only: the time spent serving its last request (a
                 # long fsync, a lock wait) used to count too, and a handler slower than the timeout was followed by
                 # a silent A-ABORT.
@@ -492,8 +493,9 @@ class TeleradServer(ThreadedAssociationServer):
             self._on_end(assoc)
 
     def server_bind(self) -> None:
+        sock = cast(socket.socket, self.socket)  # made by socketserver.TCPServer.__init__ before server_bind
         if self.reuse_port and hasattr(socket, "SO_REUSEPORT"):
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         AssociationServer.server_bind(self)
         # Accepted sockets must not inherit a timeout from the listening socket: the DUL waits in select.
-        self.socket.settimeout(None)
+        sock.settimeout(None)

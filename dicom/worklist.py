@@ -7,11 +7,12 @@ only its institution's exams. Responses are UTF-8 (ISO_IR 192), so Chinese names
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import N_CREATE, N_SET
 from pynetdicom.events import Event
 
 from dicom import status
@@ -146,7 +147,8 @@ def _mpps_fields(ds: Dataset) -> MppsFields:
 def handle_n_create(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
     """MPPS N-CREATE (PS3.4 F.7.2.1): keep the step; IN PROGRESS marks the exam 检查中 (REQ: DCM-05)."""
     state = _state(event)
-    if str(event.request.AffectedSOPClassUID) != MPPS:
+    request = cast(N_CREATE, event.request)  # EVT_N_CREATE carries an N-CREATE
+    if str(request.AffectedSOPClassUID) != MPPS:
         return status.SOP_CLASS_NOT_SUPPORTED, None
     if not state.node.allows("mpps"):
         _refuse_op(ctx, state, "mpps")
@@ -158,7 +160,7 @@ def handle_n_create(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
         return status.PROCESSING_FAILURE, None
     try:
         with ctx.app.app_context(), uow.unit_of_work():
-            worklist.create_mpps(state.node, state.ip, _text(event.request.AffectedSOPInstanceUID), fields)
+            worklist.create_mpps(state.node, state.ip, _text(request.AffectedSOPInstanceUID), fields)
     except MppsError as exc:
         return _MPPS_STATUS[exc.code], None
     return status.SUCCESS, attrs
@@ -167,7 +169,8 @@ def handle_n_create(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
 def handle_n_set(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
     """MPPS N-SET (PS3.4 F.7.2.2): COMPLETED → 已检查, DISCONTINUED → 已登记 (REQ: DCM-05)."""
     state = _state(event)
-    if str(event.request.RequestedSOPClassUID) != MPPS:
+    request = cast(N_SET, event.request)  # EVT_N_SET carries an N-SET
+    if str(request.RequestedSOPClassUID) != MPPS:
         return status.SOP_CLASS_NOT_SUPPORTED, None
     if not state.node.allows("mpps"):
         _refuse_op(ctx, state, "mpps")
@@ -179,7 +182,7 @@ def handle_n_set(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
         return status.PROCESSING_FAILURE, None
     try:
         with ctx.app.app_context(), uow.unit_of_work():
-            worklist.update_mpps(state.node, state.ip, _text(event.request.RequestedSOPInstanceUID), new_status)
+            worklist.update_mpps(state.node, state.ip, _text(request.RequestedSOPInstanceUID), new_status)
     except MppsError as exc:
         return _MPPS_STATUS[exc.code], None
     return status.SUCCESS, mods

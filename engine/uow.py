@@ -15,7 +15,7 @@ _provider: Callable[[], Session] | None = None
 class _Pending:
     """Work that must survive a rollback: failure audit events, login-failure counters."""
 
-    after_rollback: list[Callable[[Session], None]] = field(default_factory=list)
+    after_rollback: list[Callable[[Session], object]] = field(default_factory=list)
 
 
 _pending_key = "telerad_pending"
@@ -45,7 +45,7 @@ def _pending(s: Session) -> _Pending:
     return p
 
 
-def after_rollback(fn: Callable[[Session], None]) -> None:
+def after_rollback(fn: Callable[[Session], object]) -> None:
     """Run `fn` in a fresh transaction if the current one rolls back (e.g. a security alert, AC-02)."""
     _pending(session()).after_rollback.append(fn)
 

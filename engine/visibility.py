@@ -8,7 +8,7 @@ staff of a member hospital see their own institution's only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
 from sqlalchemy.orm import aliased
@@ -25,7 +25,12 @@ from engine.imaging.models import DicomNode, Instance, InstanceConflict, Study
 from engine.imaging.routing_models import ForwardJob
 from engine.workflow.models import HumanTask
 
-T = TypeVar("T")
+
+class _Identified(Protocol):
+    id: Any  # every model loaded through get_visible has an integer primary key `id`
+
+
+T = TypeVar("T", bound=_Identified)
 
 _RULES: dict[type, Callable[[Actor], ColumnElement[bool]]] = {}
 
@@ -69,7 +74,10 @@ def get_visible(actor: Actor, model: type[T], object_id: Any, *, object_type: st
     exists = s.execute(select(pk).where(pk == object_id)).first() is not None
     if exists:
         audit.security_alert(
-            actor, object_type or getattr(model, "__tablename__", model.__name__), object_id, "访问可见范围之外的对象"
+            actor,
+            object_type or str(getattr(model, "__tablename__", model.__name__)),
+            object_id,
+            "访问可见范围之外的对象",
         )
     raise NotFound()
 

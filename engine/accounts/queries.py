@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from engine import uow
 from engine.accounts.models import Institution, LoginThrottle, Role, User, user_role
@@ -81,7 +81,7 @@ def list_users(
         # so the search scans one short column instead of two (bench/bench_api.py, SQLite p95).
         term = q.strip()
         prefix = normalise_username(term)
-        col = User.username_norm
+        col: InstrumentedAttribute[str] | ColumnElement[str] = User.username_norm
         if uow.session().get_bind().dialect.name == "postgresql":
             col = col.collate("C")  # code-point order, so the range below is exactly "starts with"
         stmt = stmt.where(
@@ -130,9 +130,7 @@ def list_roles(actor: Actor, *, q: str | None = None, enabled: bool | None = Non
         stmt = stmt.where(Role.enabled.is_(enabled))
     s = uow.session()
     roles = s.execute(stmt.order_by(Role.builtin.desc(), Role.id)).unique().scalars().all()
-    counts = dict(
-        s.execute(select(user_role.c.role_id, func.count()).group_by(user_role.c.role_id)).all()  # type: ignore[arg-type]
-    )
+    counts = dict(s.execute(select(user_role.c.role_id, func.count()).group_by(user_role.c.role_id)).tuples().all())
     return [(r, int(counts.get(r.id, 0))) for r in roles]
 
 

@@ -223,7 +223,9 @@ def doctors(actor: Actor, *, institution_id: int | None, q: str | None, role: st
 
 def groups() -> list[dict[str, Any]]:
     s = uow.session()
-    counts = dict(s.execute(select(WorkGroupMember.group_id, func.count()).group_by(WorkGroupMember.group_id)).all())
+    counts = dict(
+        s.execute(select(WorkGroupMember.group_id, func.count()).group_by(WorkGroupMember.group_id)).tuples().all()
+    )
     return [
         {"code": g.code, "name": g.name, "members": int(counts.get(g.id, 0))}
         for g in s.execute(select(WorkGroup).order_by(WorkGroup.code)).scalars()

@@ -153,14 +153,16 @@ def _apply(stmt: Select[Any], level: str, keys: dict[str, str]) -> Select[Any]:
 def _study_counts(study_ids: list[int]) -> tuple[dict[int, int], dict[int, int]]:
     s = uow.session()
     series = dict(
-        s.execute(
-            select(Series.study_id, func.count()).where(Series.study_id.in_(study_ids)).group_by(Series.study_id)
-        ).all()
+        s.execute(select(Series.study_id, func.count()).where(Series.study_id.in_(study_ids)).group_by(Series.study_id))
+        .tuples()
+        .all()
     )
     instances = dict(
         s.execute(
             select(Instance.study_id, func.count()).where(Instance.study_id.in_(study_ids)).group_by(Instance.study_id)
-        ).all()
+        )
+        .tuples()
+        .all()
     )
     return series, instances
 
@@ -263,7 +265,9 @@ def _find_series(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str
         counts = dict(
             s.execute(
                 select(Instance.series_id, func.count()).where(Instance.series_id.in_(ids)).group_by(Instance.series_id)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
     out = []
     for se, st in pairs:

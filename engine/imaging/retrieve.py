@@ -100,7 +100,12 @@ def select_instances(node: NodeInfo, level: str, keys: dict[str, str], *, patien
     rows = uow.session().execute(stmt.limit(MAX_SUBOPERATIONS + 1)).all()
     if len(rows) > MAX_SUBOPERATIONS:
         raise RetrieveError(f"匹配的实例超过 {MAX_SUBOPERATIONS} 个，请缩小检索范围")
-    return [RetrieveItem(*row[:6], path=str(targets.path_of(row[6], row[3]))) for row in rows]
+    return [
+        RetrieveItem(
+            sop_class, sop_instance, syntax, key, study_uid, patient_id, path=str(targets.path_of(target, key))
+        )
+        for sop_class, sop_instance, syntax, key, study_uid, patient_id, target in rows
+    ]
 
 
 def move_destination(node: NodeInfo, ip: str | None, aet: str) -> Destination | None:

@@ -144,7 +144,7 @@ class RuleCache:
     def rules(self) -> list[CompiledRule]:
         now = time.monotonic()
         s = uow.session()
-        bind = str(s.get_bind().url)
+        bind = str(s.get_bind().engine.url)
         if now - self._checked < self.ttl_s and bind == self._bind:
             return self._rules
         version = tuple(

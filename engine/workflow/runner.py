@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import instance_state
 
 from engine import uow
 from engine.db import upsert_insert, utcnow
@@ -119,7 +119,7 @@ def save(case: CaseLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
 # The per-step writes as Core statements built once: an ORM-enabled bulk statement built per call spent more
 # time in SQLAlchemy (clause coercion, cache key, ORM pre-execution) than in the database (bench_engine.py).
 # Both run on the session's connection after a flush; `_expire` keeps the identity map honest.
-_TIMER, _TASK = WorkflowTimer.__table__, HumanTask.__table__
+_TIMER, _TASK = cast(Table, WorkflowTimer.__table__), cast(Table, HumanTask.__table__)
 _END_TIMERS = delete(_TIMER).where(
     _TIMER.c.case_id == bindparam("case_id"),
     _TIMER.c.task_guid.in_(bindparam("guids", expanding=True)),
@@ -155,7 +155,7 @@ def _expire(s: Any, model: type, match: Callable[[dict[str, Any]], bool]) -> Non
     sees the loaded attribute values only: touching an attribute of an already-expired object would reload it
     (two extra SELECTs per step, bench/bench_engine.py), and an expired object reloads on use anyway."""
     for obj in list(s.identity_map.values()):
-        if isinstance(obj, model) and match(sa_inspect(obj).dict):
+        if isinstance(obj, model) and match(instance_state(obj).dict):
             s.expire(obj)
 
 
@@ -196,9 +196,9 @@ def sync_timers(case: CaseLike, wf: Any) -> None:
             conn.execute(_arm_timers(conn.dialect.name), rows)
         _expire(s, WorkflowTimer, lambda r: r.get("case_id") == case.id and r.get("task_guid") in gone | set(armed))
         return
-    rows = list(s.execute(select(WorkflowTimer).where(WorkflowTimer.case_id == case.id)).scalars())
-    existing = {r.task_guid: r for r in rows if r.fired_at is None}
-    fired = {r.task_guid: r for r in rows if r.fired_at is not None}
+    timers = list(s.execute(select(WorkflowTimer).where(WorkflowTimer.case_id == case.id)).scalars())
+    existing = {r.task_guid: r for r in timers if r.fired_at is None}
+    fired = {r.task_guid: r for r in timers if r.fired_at is not None}
     for guid, row in existing.items():
         if guid not in waiting or row.due_at != waiting[guid][1]:
             s.delete(row)  # the timer's task finished or was reset: it must not fire
@@ -349,15 +349,19 @@ def _reject_targets(deployment_id: int, digest: str) -> dict[str, str]:
     for text in dep.bpmn.values():
         root = etree.fromstring(text.encode(), parser=etree.XMLParser(resolve_entities=False, no_network=True))
         flows = {f.get("id"): f for f in root.iterfind(".//bpmn:sequenceFlow", specs.NS)}
-        incoming_of = {}
+        incoming_of: dict[str, list[str]] = {}
         for f in flows.values():
-            incoming_of.setdefault(f.get("targetRef"), []).append(f.get("sourceRef"))
+            source, target = f.get("sourceRef"), f.get("targetRef")
+            if source is not None and target is not None:  # both are required by BPMN 2.0
+                incoming_of.setdefault(target, []).append(source)
         for f in flows.values():
             cond = f.find("bpmn:conditionExpression", specs.NS)
             if cond is not None and "reject" in (cond.text or "") and "decision" in (cond.text or ""):
-                gateway = f.get("sourceRef")
+                gateway, target = f.get("sourceRef"), f.get("targetRef")
+                if gateway is None or target is None:
+                    continue
                 for source in incoming_of.get(gateway, []):
-                    out[source] = f.get("targetRef")
+                    out[source] = target
     return out
 
 
