@@ -5,8 +5,18 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export TELERAD_MODE ?= demo
 PYTEST_ARGS ?=
+# pytest-xdist workers (issue 13): JOBS=1 runs pytest in one process. Tests that must not overlap share the xdist
+# group "serial" (tests/conftest.py SERIAL_TESTS), so --dist loadgroup runs them one at a time on one worker.
+JOBS ?= 2
+XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist loadgroup,)
+PYTEST := $(PY) -m pytest $(XDIST)
+# Every phase of make test is timed on its own line (scripts/phase.sh); pytest's exit 5 (no test) fails it.
+PHASE := bash $(CURDIR)/scripts/phase.sh
+# make test on PostgreSQL: only where the dialect or locking matters (tests/conftest.py POSTGRESQL_PATHS).
+PG_SUBSET := -m "postgresql and not e2e"
+PG_ALL := -m "not e2e"
 
-.PHONY: help setup venv web run test test-python test-sqlite test-postgres test-web test-e2e test-long lint fmt bench clean
+.PHONY: help setup venv web run test test-all-db test-sqlite test-postgres test-web test-long lint fmt bench clean
 
 help: ## 显示帮助 / list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,7 +34,8 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	touch $@
 
 web/dist/index.html: web/node_modules/.installed $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts
-	cd web && npm run build --silent
+	cd web && $(PHASE) setup "type check" npm run typecheck --silent
+	cd web && $(PHASE) setup "vite build" npm run build:only --silent
 
 web: web/dist/index.html ## 构建前端
 
@@ -36,27 +47,46 @@ run: setup ## 一条命令：安装、构建、迁移、加载演示数据并在
 	$(VENV)/bin/telerad demo
 	$(VENV)/bin/telerad run
 
-test: setup ## 运行全部测试（SQLite + PostgreSQL + 前端单元 + 浏览器端到端）
+# The setup steps and test phases of make test each print one "[phase] ..." line with their time, and the summary
+# at the end lists them again with the setup and test totals (scripts/phase-summary.sh).
+test: export TELERAD_PHASES := $(CURDIR)/test-artifacts/phases.tsv
+test: ## 运行全部测试：lint、Vitest、SQLite 上全部 Python 测试、PostgreSQL 上与方言相关的测试、浏览器端到端
+	@mkdir -p test-artifacts && : > $(TELERAD_PHASES)
+	@$(PHASE) setup venv $(MAKE) --no-print-directory venv
+	@$(PHASE) setup "npm ci" $(MAKE) --no-print-directory web/node_modules/.installed
+	@$(MAKE) --no-print-directory web
+	@$(PHASE) setup apt bash scripts/system-deps.sh
+	@$(PHASE) setup postgresql bash scripts/ensure-postgres.sh
+	@$(PHASE) test lint $(MAKE) --no-print-directory lint
+	@$(PHASE) test vitest $(MAKE) --no-print-directory test-web
+	@$(PHASE) test "pytest sqlite" env TELERAD_TEST_DB=sqlite $(PYTEST) $(PYTEST_ARGS)
+	@$(PHASE) test "pytest postgresql" env TELERAD_TEST_DB=postgresql $(PYTEST) $(PG_SUBSET) $(PYTEST_ARGS)
+	@bash scripts/phase-summary.sh $(TELERAD_PHASES)
+
+test-all-db: setup ## 全部 Python 测试在 SQLite 与 PostgreSQL 上各跑一遍（make test 在 PostgreSQL 上只跑方言相关的）
 	bash scripts/ensure-postgres.sh
-	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory test-web
-	TELERAD_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
-	TELERAD_TEST_DB=postgresql $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+	TELERAD_TEST_DB=sqlite $(PYTEST) $(PYTEST_ARGS)
+	TELERAD_TEST_DB=postgresql $(PYTEST) $(PG_ALL) $(PYTEST_ARGS)
 
 test-sqlite: venv ## 仅 SQLite 上的 Python 测试
-	TELERAD_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	TELERAD_TEST_DB=sqlite $(PYTEST) $(PYTEST_ARGS)
 
-test-postgres: venv ## 仅 PostgreSQL 上的 Python 测试
-	TELERAD_TEST_DB=postgresql $(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+test-postgres: venv ## 仅 PostgreSQL 上的全部 Python 测试
+	bash scripts/ensure-postgres.sh
+	TELERAD_TEST_DB=postgresql $(PYTEST) $(PG_ALL) $(PYTEST_ARGS)
 
 test-web: web/node_modules/.installed ## 前端单元测试（Vitest）
 	cd web && npm test --silent
 
-test-long: setup ## 长时间检查（大量 hypothesis 样例等），CI 不运行
-	TELERAD_LONG=1 TELERAD_TEST_DB=sqlite $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+test-long: setup ## 长时间检查（大量 hypothesis 样例等），SQLite 与 PostgreSQL 上全部测试，CI 不运行
+	bash scripts/ensure-postgres.sh
+	TELERAD_LONG=1 TELERAD_TEST_DB=sqlite $(PYTEST) -m "slow or not slow" $(PYTEST_ARGS)
+	TELERAD_LONG=1 TELERAD_TEST_DB=postgresql $(PYTEST) -m "(slow or not slow) and not e2e" $(PYTEST_ARGS)
 
-lint: venv ## ruff 检查
+lint: venv ## ruff、分层约束（import-linter）、类型检查（mypy：engine 与 dicom）
 	$(VENV)/bin/ruff check engine api telerad tests bench alembic dicom
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 fmt: venv ## ruff 格式化
 	$(VENV)/bin/ruff format engine api telerad tests bench dicom

@@ -1,7 +1,13 @@
 """Test fixtures: a freshly migrated database per test, on SQLite or PostgreSQL (TELERAD_TEST_DB).
 
-`make test` runs the suite once per database. PostgreSQL is mandatory when CI=true; elsewhere the
-PostgreSQL run is skipped with a message if 127.0.0.1:5432 does not answer.
+`make test` runs every test on SQLite and, on PostgreSQL, the tests under POSTGRESQL_PATHS (marked `postgresql`
+here); `make test-all-db` and `make test-long` run every test on both. PostgreSQL is mandatory when CI=true;
+elsewhere the PostgreSQL run is skipped with a message if 127.0.0.1:5432 does not answer.
+
+`make` runs pytest with two xdist workers (`-n 2 --dist loadgroup`): the tests under SERIAL_TESTS (or marked
+`serial`) share the xdist group "serial", so they run one at a time on one worker; the browser tests share the
+group "e2e" (one Chromium). Each worker makes its own template database, and every test still gets its own copy
+of it (issue 13 kept that isolation everywhere: see CONTRIBUTING.md "Tests").
 """
 
 from __future__ import annotations
@@ -28,6 +34,48 @@ PG_USER = os.environ.get("TELERAD_TEST_PG_USER", "postgres")
 PG_ADMIN_URL = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789abcdef"
 _counter = itertools.count()
+TESTS = Path(__file__).resolve().parent
+
+# Where the SQL dialect or locking matters (issue 13): `make test` runs these on PostgreSQL as well as on SQLite,
+# everything else on SQLite only. Paths relative to tests/, a directory ending in "/". The one place to change.
+POSTGRESQL_PATHS = (
+    "integration/",  # migrations, audit chain (advisory lock), pool liveness, restart/timer recovery
+    "processes/",  # the whole BPMN flow: case row locks (FOR UPDATE), timer upserts
+    "dicom/test_store.py",  # ingest INSERT … ON CONFLICT … RETURNING, a dropped server connection
+    "dicom/test_find.py",  # lower()/LIKE matching, PN wildcards, date ranges
+    "dicom/test_qr.py",
+    "dicom/test_worklist_mpps.py",
+    "dicom/test_matching.py",
+    "dicom/test_forwarding.py",  # forward-job upsert and RETURNING
+    "dicom/test_routing.py",
+    "api/test_tasks_concurrency.py",  # claims and completions under real threads (row locks)
+    "api/test_cases_flow.py",  # report lock with fencing token, rollbacks
+    "api/test_access_control.py",  # visibility SQL
+    "api/test_cases_access.py",
+    "api/test_roles_users.py",  # username prefix range under COLLATE "C"
+    "api/test_id_bounds.py",  # 32-bit integer keys on PostgreSQL
+    "api/test_login_throttle.py",  # concurrent attempts against one ceiling
+    "api/test_imaging_routing.py",  # forward jobs and rules
+)
+
+# Tests that start telerad (or redis, strace) as another process, kill processes, or assert on wall-clock time:
+# one at a time, in the xdist group "serial" (a module path, or a test's node id without parameters). Running
+# dcmtk or a storage peer as a client process is not on this list: each test has its own ports and files.
+SERIAL_TESTS = (
+    "dicom/test_crash.py",  # `telerad dicom` killed at each fault point, then restarted
+    "dicom/test_cli.py",  # `telerad dicom --processes N` forks receivers; one is killed
+    "integration/test_restart_safety.py",  # worker processes killed mid-flow; timers fire on the clock
+    "integration/test_durable_commits.py",  # strace attached to the receiver
+    "api/test_tasks_concurrency.py::test_wf01_claims_through_two_server_processes_one_winner",
+    "api/test_login_throttle.py::test_auth04_ceilings_are_shared_by_web_processes_through_redis",
+    "api/test_web_hygiene.py::test_web03_injection_payloads_in_every_list_parameter",  # slowest response bound
+    "dicom/test_bad_input.py::test_c1_pdu_length_larger_than_sent_times_out",
+    "dicom/test_bad_input.py::test_c1_dsec07_slowloris_trickle_dropped_while_legitimate_association_succeeds",
+    "dicom/test_security.py::test_dsec07_idle_connections_dropped_after_acse_timeout",
+    "dicom/test_tls.py::test_cry02_silent_peer_on_tls_port_does_not_block_other_hospitals",
+    "dicom/test_association_drop.py::test_bench_store_keeps_parallel_storescu_running_past_a_full_stderr_pipe",
+    "unit/test_ratelimit_storage.py::test_memory_storage_survives_simultaneous_hits_as_its_timer_ends",
+)
 
 
 def pg_available() -> bool:
@@ -42,7 +90,51 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"telerad database backend: {BACKEND}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    missing = [p for p in POSTGRESQL_PATHS + SERIAL_TESTS if not (TESTS / p.split("::")[0]).exists()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py names test paths that do not exist: {missing}")
+
+
+def _relative(item: pytest.Item) -> str:
+    """The item's node id relative to tests/ ("api/test_x.py::test_y[param]")."""
+    path = Path(str(item.path)).resolve()
+    try:
+        rel = path.relative_to(TESTS).as_posix()
+    except ValueError:
+        return item.nodeid
+    return rel + item.nodeid[item.nodeid.index("::") :] if "::" in item.nodeid else rel
+
+
+def _matches(rel: str, entry: str) -> bool:
+    if entry.endswith("/"):
+        return rel.startswith(entry)
+    if "::" not in entry:
+        return rel == entry or rel.startswith(entry + "::")
+    return rel == entry or rel.startswith(entry + "[") or rel.startswith(entry + "::")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these markers and xdist groups by xdist_group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    modules: dict[str, Any] = {}
+    for item in items:
+        rel = _relative(item)
+        modules.setdefault(rel.split("::")[0], getattr(item, "module", None))
+        if any(_matches(rel, p) for p in POSTGRESQL_PATHS):
+            item.add_marker(pytest.mark.postgresql)
+        if rel.startswith("e2e/"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))  # one worker, one Chromium
+        if item.get_closest_marker("serial") or any(_matches(rel, e) for e in SERIAL_TESTS):
+            item.add_marker(pytest.mark.xdist_group("serial"))
+    stale = [
+        e
+        for e in SERIAL_TESTS
+        if "::" in e
+        and modules.get(e.split("::")[0]) is not None
+        and not hasattr(modules[e.split("::")[0]], e.split("::")[-1])
+    ]
+    if stale:
+        raise pytest.UsageError(f"SERIAL_TESTS in tests/conftest.py names tests that do not exist: {stale}")
     if not os.environ.get("TELERAD_LONG"):
         skip_slow = pytest.mark.skip(reason="长时间检查只在 make test-long 中运行")
         for item in items:
