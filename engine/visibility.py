@@ -23,7 +23,7 @@ from engine.errors import NotFound
 from engine.imaging.exam_models import UnmatchedStudy
 from engine.imaging.models import DicomNode, Instance, InstanceConflict, Study
 from engine.imaging.routing_models import ForwardJob
-from engine.workflow.models import HumanTask
+from engine.workflow.models import HumanTask, ProcessDeployment
 
 
 class _Identified(Protocol):
@@ -66,9 +66,13 @@ def get_visible(actor: Actor, model: type[T], object_id: Any, *, object_type: st
         NotFound: the object does not exist, or exists outside the caller's visibility — in that case a
             `security_alert` audit event is written (it survives the request's rollback).
     """
+    return _get_within(actor, model, clause(actor, model), object_id, object_type)
+
+
+def _get_within(actor: Actor, model: type[T], where: ColumnElement[bool], object_id: Any, object_type: str | None) -> T:
     s = uow.session()
     pk = model.id
-    obj = s.execute(scoped(actor, model).where(pk == object_id)).unique().scalar_one_or_none()
+    obj = s.execute(select(model).where(where, pk == object_id)).unique().scalar_one_or_none()
     if obj is not None:
         return obj
     exists = s.execute(select(pk).where(pk == object_id)).first() is not None
@@ -242,3 +246,22 @@ def _forward_jobs(actor: Actor) -> ColumnElement[bool]:
     if actor.is_central:
         return true()
     return ForwardJob.instance_id.in_(select(Instance.id).where(Instance.institution_id == actor.institution_id))
+
+
+# --- process administration (issue 11; REQ: WF-07, AC-02) ------------------------------------------------------
+
+RUNNING_CASE_STATUSES = ("open", "incident")
+
+
+def migratable_cases(actor: Actor, process_id: str) -> ColumnElement[bool]:
+    """The 流程管理员's scope when migrating: the running cases of the process being migrated, and only at the
+    central hospital (ARCHITECTURE.md "Roles and who sees what"). A process administrator sees no clinical data."""
+    if actor.user_id is None or not (actor.is_central and actor.has("process.deploy")):
+        return false()
+    of_process = select(ProcessDeployment.id).where(ProcessDeployment.process_id == process_id)
+    return and_(Case.status.in_(RUNNING_CASE_STATUSES), Case.deployment_id.in_(of_process))
+
+
+def get_migratable_case(actor: Actor, process_id: str, case_id: Any) -> Case:
+    """A case to migrate, through `migratable_cases`: a foreign or unknown id is the same 404 (and an alert)."""
+    return _get_within(actor, Case, migratable_cases(actor, process_id), case_id, "case")

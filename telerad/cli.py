@@ -102,54 +102,47 @@ def demo() -> None:
 def create_admin(username: str, role: str, full_name: str, institution_code: str) -> None:
     """Create one of the three administrators with a temporary password and a TOTP secret (printed once)."""
     import pyotp
-    from sqlalchemy import select
 
     app = _app()
     with app.app_context():
-        from engine import audit, uow
-        from engine.accounts import auth
-        from engine.accounts.models import Institution, Role, User
-        from engine.accounts.passwords import generate_temporary_password, normalise_username
-        from engine.accounts.seed import sync_catalogue
-        from engine.actor import Actor
-        from engine.db import utcnow
+        from engine import uow
+        from engine.accounts import operator
+        from engine.errors import DomainError
 
-        with uow.unit_of_work() as s:
-            sync_catalogue()
-            inst = s.execute(select(Institution).where(Institution.code == institution_code)).unique().scalar()
-            if inst is None:
-                inst = Institution(code=institution_code, name="中心医院", kind="central")
-                s.add(inst)
-                s.flush()
-            norm = normalise_username(username)
-            if s.execute(select(User.id).where(User.username_norm == norm)).first():
-                click.echo(f"用户名 {username} 已存在", err=True)
-                sys.exit(1)
-            temp = generate_temporary_password()
-            secret = pyotp.random_base32()
-            role_row = s.execute(select(Role).where(Role.code == role, Role.builtin.is_(True))).unique().scalar_one()
-            user = User(
-                username=username,
-                username_norm=norm,
-                full_name=full_name or username,
-                institution_id=inst.id,
-                password_hash=auth.hash_password(temp),
-                must_change_password="first_login",
-                review_status="approved",
-                registration_source="cli",
-                reviewed_at=utcnow(),
-                last_active_at=utcnow(),
-                totp_secret_enc=auth.cipher().encrypt_str(secret),
-                totp_enabled=True,
-            )
-            user.roles = [role_row]
-            s.add(user)
-            s.flush()
-            audit.record(
-                Actor.system("cli"), "account_created", object_type="user", object_id=user.id, details={"role": role}
-            )
+        try:
+            with uow.unit_of_work():
+                _, temp, secret = operator.create_admin(username, role, full_name, institution_code)
+        except DomainError as exc:
+            click.echo(f"{exc.message} ({exc.code})", err=True)
+            sys.exit(1)
         uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="telerad")
         click.echo(f"用户名: {username}\n临时密码（首次登录须修改）: {temp}\nTOTP 密钥: {secret}\notpauth: {uri}")
+
+
+@main.group()
+def user() -> None:
+    """Account commands for the operator (the same rules as the 安全管理员's pages)."""
+
+
+@user.command("roles")
+@click.option("--username", required=True)
+@click.option("--role", "roles", multiple=True, required=True, help="角色编码，可重复；替换该账号现有的全部角色")
+def user_roles(username: str, roles: tuple[str, ...]) -> None:
+    """Replace an approved account's roles (三权分立 and where each role may be held apply, REQ: AC-02/05)."""
+    app = _app()
+    with app.app_context():
+        from engine import uow
+        from engine.accounts import operator
+        from engine.errors import DomainError
+
+        try:
+            with uow.unit_of_work():
+                account = operator.set_roles(username, list(roles))
+                codes = sorted(r.code for r in account.roles)
+        except DomainError as exc:
+            click.echo(f"{exc.message} ({exc.code})", err=True)
+            sys.exit(1)
+    click.echo(f"已为 {username} 设置角色：{', '.join(codes)}")
 
 
 @main.group()

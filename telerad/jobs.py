@@ -8,11 +8,12 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from dicom.forward_transport import StoreTransport
 from dicom.scu import Options
 from engine import audit, config, uow
+from engine.accounts import integrity
 from engine.accounts.models import User, UserSession
 from engine.actor import Actor
 from engine.db import utcnow
@@ -35,13 +36,17 @@ def sweep_sessions() -> int:
 
 
 def disable_inactive() -> int:
-    """AC-07: accounts unused for the configured days are disabled (not deleted)."""
+    """AC-07: accounts unused for the configured days are disabled (not deleted) — except the central hospital's
+    last holders of role.manage, user.manage or audit.read, which raise a security alert instead (issue 11)."""
     s = config.current()
     cutoff = utcnow() - timedelta(days=s.inactive_disable_days)
+    stale = (User.enabled.is_(True), User.review_status == "approved", User.last_active_at < cutoff)
+    candidates = set(uow.session().execute(select(User.id).where(*stale)).scalars())
+    if not candidates:
+        return 0
+    spared = integrity.spare_inactive(candidates, s.inactive_disable_days)
     res = uow.session().execute(
-        update(User)
-        .where(User.enabled.is_(True), User.review_status == "approved", User.last_active_at < cutoff)
-        .values(enabled=False, disabled_reason="inactive")
+        update(User).where(*stale, User.id.not_in(spared)).values(enabled=False, disabled_reason="inactive")
     )
     n = int(res.rowcount or 0)  # type: ignore[attr-defined]
     if n:

@@ -202,6 +202,8 @@ class RoleSchema(Schema):
     institution = fields.Nested(InstitutionRefSchema, allow_none=True)
     permissions = fields.List(fields.String())
     user_count = fields.Integer()
+    # Where the role may be held (issue 11): central | member | any; null when nowhere (mixed permissions).
+    scope = fields.String(allow_none=True)
 
 
 class RoleQuerySchema(StrictSchema):
@@ -237,3 +239,4 @@ class PermissionSchema(Schema):
     kind = fields.String()
     parent = fields.String(allow_none=True)
     domain = fields.String()
+    scope = fields.String()  # central | member | any

@@ -12,7 +12,7 @@ from api.accounts import schemas as sch
 from api.extensions import client_ip, limiter
 from api.security import PUBLIC, current_actor, requires
 from engine import uow
-from engine.accounts import queries, services
+from engine.accounts import integrity, queries, services
 from engine.accounts.models import Role, User
 from engine.accounts.permissions import CATALOGUE
 from engine.attachments import services as attachments
@@ -277,6 +277,7 @@ def _role_item(role: Role, count: int) -> dict[str, Any]:
         "institution": role.institution,
         "permissions": role.permission_codes,
         "user_count": count,
+        "scope": integrity.scope_of(role),
     }
 
 
@@ -344,7 +345,10 @@ def delete_role(role_id: int) -> Any:
 @requires("role.read")
 def permissions() -> Any:
     """权限目录（菜单与功能）。"""
-    return [{"code": p.code, "name": p.name, "kind": p.kind, "parent": p.parent, "domain": p.domain} for p in CATALOGUE]
+    return [
+        {"code": p.code, "name": p.name, "kind": p.kind, "parent": p.parent, "domain": p.domain, "scope": p.scope}
+        for p in CATALOGUE
+    ]
 
 
 @blp.route("/institutions", methods=["GET"])

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, config, uow
+from engine.accounts import integrity
 from engine.accounts.models import LoginThrottle, PasswordHistory, User, UserSession
 from engine.accounts.passwords import (
     MAX_PASSWORD_LENGTH,
@@ -20,7 +21,7 @@ from engine.accounts.passwords import (
     normalise_username,
     verify_password,
 )
-from engine.accounts.permissions import ADMIN_ROLE_CODES, MFA_ROLE_CODES
+from engine.accounts.permissions import is_admin_permission_set, needs_mfa
 from engine.actor import Actor
 from engine.crypto import FieldCipher
 from engine.db import utcnow
@@ -46,12 +47,20 @@ class LoginResult:
     mfa_enrolled: bool
 
 
+def _role_permissions(user: User) -> set[str]:
+    return {code for role in user.roles if role.enabled for code in role.permission_codes}
+
+
 def user_needs_mfa(user: User) -> bool:
-    return bool(user.role_codes & MFA_ROLE_CODES) or user.totp_enabled
+    """A second factor follows the permissions the account's roles give (any administrator or process permission),
+    not role codes: a custom role with role.manage needs it too (REQ: AUTH-06, issue 11)."""
+    return needs_mfa(_role_permissions(user)) or user.totp_enabled
 
 
 def is_admin(user: User) -> bool:
-    return bool(user.role_codes & ADMIN_ROLE_CODES)
+    """Administrator rules (12-character passwords, one session, short idle timeout) follow admin-domain
+    permissions, not role codes (issue 11)."""
+    return is_admin_permission_set(_role_permissions(user))
 
 
 def password_expired(user: User, now: datetime) -> bool:
@@ -222,7 +231,8 @@ def login(username: str, password: str, actor: Actor, previous_token: str | None
             "account_rejected", "账号注册申请已被拒绝，请修改后重新提交", {"reject_reason": user.reject_reason}
         )
     last_active = user.last_active_at or user.reviewed_at or user.created_at
-    if user.enabled and now - last_active > timedelta(days=settings.inactive_disable_days):
+    inactive = user.enabled and now - last_active > timedelta(days=settings.inactive_disable_days)
+    if inactive and not integrity.spared_at_login(user, user_actor, settings.inactive_disable_days):  # AC-07
         uid = user.id
 
         def disable(s2: Session) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from engine import audit, uow
-from engine.accounts import auth
+from engine.accounts import auth, services
 from engine.accounts.models import Role, User
 from engine.accounts.passwords import normalise_username
 from engine.accounts.seed import ensure_institutions, sync_catalogue
@@ -46,6 +46,9 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
 )
 
 
+DEMO = Actor.system("demo")
+
+
 def load_demo() -> int:
     """Create the demo institutions and accounts once; returns how many accounts were added."""
     sync_catalogue()
@@ -79,13 +82,15 @@ def load_demo() -> int:
         if d.totp_secret:
             user.totp_secret_enc = cipher.encrypt_str(d.totp_secret)
             user.totp_enabled = True
+        user.institution = inst
+        services.check_roles(DEMO, user, [roles[d.role]])  # the grant rules hold for demo data too (AC-02/05)
         user.roles = [roles[d.role]]
         s.add(user)
         added += 1
     s.flush()
     _demo_groups()
     if added:
-        audit.record(Actor.system("demo"), "account_created", details={"demo_accounts": added})
+        audit.record(DEMO, "account_created", details={"demo_accounts": added})
     return added
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 from engine import uow
 from engine.accounts.models import Institution, LoginThrottle, Role, User, user_role
 from engine.accounts.passwords import normalise_username
-from engine.accounts.permissions import BASELINE, CATALOGUE
+from engine.accounts.permissions import BASELINE, CATALOGUE, CENTRAL, DROPPED_AT_MEMBER
 from engine.actor import Actor
 from engine.audit import EVENT_TYPES, AuditEvent
 from engine.db import utcnow
@@ -40,18 +40,22 @@ def clamp_page(page: int | None, page_size: int | None) -> tuple[int, int]:
 
 
 def effective_permissions(user: User) -> frozenset[str]:
+    """The permissions of a session: its enabled roles', less the clinical and process permissions only central
+    hospital staff may hold when the account is a member hospital's (issue 11; REQ: AC-02/03)."""
     if user.review_status != "approved" or not user.enabled:
         return frozenset()
     perms = set(BASELINE)
     for role in user.roles:
         if role.enabled:
             perms.update(role.permission_codes)
+    if user.institution is None or user.institution.kind != CENTRAL:
+        perms -= DROPPED_AT_MEMBER
     return frozenset(perms)
 
 
-# Alliance-wide configuration kept by the central hospital (api/imaging/routing_views.py answers central_only to a
+# Alliance-wide functions kept by the central hospital (api/imaging/routing_views.py answers central_only to a
 # member hospital): a member's administrator holding the same role does not get these menus.
-CENTRAL_ONLY_MENUS = frozenset({"menu.dicom_routing", "menu.dicom_storage"})
+CENTRAL_ONLY_MENUS = frozenset(p.code for p in CATALOGUE if p.kind == "menu" and p.scope == CENTRAL)
 
 
 def menus_of(permissions: frozenset[str], *, central: bool = True) -> list[str]:

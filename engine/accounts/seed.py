@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from engine import uow
-from engine.accounts.models import Department, Institution, Permission, Role, RolePermission
+from engine import audit, uow
+from engine.accounts import integrity
+from engine.accounts.models import (
+    Department,
+    Institution,
+    Permission,
+    Role,
+    RolePermission,
+    UserSession,
+    user_role,
+)
 from engine.accounts.permissions import BUILTIN_ROLES, CATALOGUE
+from engine.actor import Actor
 
 
 def sync_catalogue() -> None:
-    """Bring the permission table and the built-in roles in line with the code (run at start-up)."""
+    """Bring the permission table and the built-in roles in line with the code (run at start-up and upgrade).
+
+    Built-in roles' permission sets are fixed by code (issue 11): what an administrator added or removed earlier is
+    put back, and grants that break where a role may be held are removed (engine/accounts/integrity.py); each
+    change is audited."""
     s = uow.session()
     existing = {p.code: p for p in s.execute(select(Permission)).scalars()}
     for i, d in enumerate(CATALOGUE):
@@ -27,15 +41,23 @@ def sync_catalogue() -> None:
             role = Role(code=rd.code, name=rd.name, description=rd.description, builtin=True, enabled=True)
             role.permissions = [RolePermission(permission_code=c) for c in sorted(rd.permissions)]
             s.add(role)
-        elif rd.code in ("sys_admin", "sec_admin", "audit_admin"):
-            # The three administrators' grants are fixed by code (三权分立); others may be re-granted in the UI.
-            if set(role.permission_codes) != set(rd.permissions):
-                role.permissions = [RolePermission(permission_code=c) for c in sorted(rd.permissions)]
-        else:
-            # Other built-in roles gain the defaults a new release adds; grants an admin added stay.
-            missing = set(rd.permissions) - set(role.permission_codes)
-            role.permissions += [RolePermission(permission_code=c) for c in sorted(missing)]
+            continue
+        before = set(role.permission_codes)
+        if before != set(rd.permissions):
+            role.permissions = [RolePermission(permission_code=c) for c in sorted(rd.permissions)]
+            s.flush()
+            for uid in s.execute(select(user_role.c.user_id).where(user_role.c.role_id == role.id)).scalars():
+                s.execute(delete(UserSession).where(UserSession.user_id == uid))
+            audit.record(
+                Actor.system("upgrade"),
+                "role_permissions_changed",
+                object_type="role",
+                object_id=role.id,
+                reason="内置角色的权限由系统固定，升级时按当前版本设置",
+                details={"added": sorted(rd.permissions - before), "removed": sorted(before - rd.permissions)},
+            )
     s.flush()
+    integrity.enforce_scopes()
 
 
 # The buyer's alliance: one central hospital and five member hospitals (REQUIREMENTS.md context).

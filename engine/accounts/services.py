@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from engine import audit, uow
-from engine.accounts import auth
+from engine.accounts import auth, integrity
 from engine.accounts.models import Department, Institution, LoginThrottle, Role, RolePermission, User, user_role
 from engine.accounts.passwords import check_policy, generate_temporary_password, normalise_username
 from engine.accounts.permissions import ADMIN_ROLE_CODES, BY_CODE, mixes_admin_domains
@@ -216,6 +216,15 @@ def _roles_for_grant(actor: Actor, user: User, role_ids: list[int]) -> list[Role
     roles = list(s.execute(select(Role).where(Role.id.in_(ids))).unique().scalars()) if ids else []
     if len(roles) != len(ids):
         raise ValidationFailed("unknown_role", "角色不存在")
+    check_roles(actor, user, roles)
+    if user.id == actor.user_id:
+        raise Forbidden("self_grant", "不能给自己分配角色")
+    return roles
+
+
+def check_roles(actor: Actor, user: User, roles: list[Role]) -> None:
+    """The rules of every grant path (API, CLI, demo): enabled, the user's institution's roles, 三权分立 (AC-05),
+    and each role held only where it may be (AC-02/03)."""
     for role in roles:
         if not role.enabled:
             raise ValidationFailed("role_disabled", f"角色“{role.name}”已停用")
@@ -234,9 +243,7 @@ def _roles_for_grant(actor: Actor, user: User, role_ids: list[int]) -> list[Role
     # 安全管理员 reads users (a sys-domain permission) by design, so only combinations are checked here.
     if not admin and mixes_admin_domains(perms):
         raise ValidationFailed("separation_of_duties", "所选角色合并后跨越系统、安全、审计三类管理权限")
-    if user.id == actor.user_id:
-        raise Forbidden("self_grant", "不能给自己分配角色")
-    return roles
+    integrity.check_grant(actor, user, roles)
 
 
 def approve(actor: Actor, user_id: int, role_ids: list[int]) -> User:
@@ -286,7 +293,8 @@ def set_roles(actor: Actor, user_id: int, role_ids: list[int]) -> User:
         raise Conflict("not_approved", "账号尚未审核通过")
     roles = _roles_for_grant(actor, user, role_ids)
     before = sorted(r.code for r in user.roles)
-    user.roles = roles
+    with integrity.keeping_admin_coverage():  # AC-05: the last holder of role.manage/user.manage/audit.read
+        user.roles = roles
     auth.kill_user_sessions(user.id)
     audit.record(
         actor,
@@ -304,7 +312,8 @@ def update_user(actor: Actor, user_id: int, changes: dict[str, Any]) -> User:
     if "enabled" in changes and changes["enabled"] != user.enabled:
         if user.id == actor.user_id:
             raise Forbidden("self_disable", "不能停用自己的账号")
-        user.enabled = bool(changes["enabled"])
+        with integrity.keeping_admin_coverage():
+            user.enabled = bool(changes["enabled"])
         user.disabled_reason = None if user.enabled else "admin"
         if user.enabled:
             user.last_active_at = utcnow()
@@ -354,13 +363,12 @@ def reset_password(actor: Actor, user_id: int) -> str:
 ROLE_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 
 
-def _check_permissions(codes: list[str]) -> set[str]:
+def _check_permissions(codes: list[str], institution: Institution | None) -> set[str]:
     unknown = [c for c in codes if c not in BY_CODE]
     if unknown:
         raise ValidationFailed("unknown_permission", "权限不存在", {"unknown": unknown[:20]})
     perms = set(codes)
-    if mixes_admin_domains(perms):
-        raise ValidationFailed("separation_of_duties", "一个角色不能同时包含系统、安全、审计中两类以上的管理权限")
+    integrity.check_custom_permissions(perms, institution)
     return perms
 
 
@@ -376,9 +384,8 @@ def create_role(
         raise ValidationFailed("validation_error", "请填写角色名称（不超过 32 字）", {"fields": {"name": ["必填"]}})
     if institution_id is None and not actor.is_central:
         institution_id = actor.institution_id
-    if institution_id is not None:
-        get_visible(actor, Institution, institution_id, object_type="institution")
-    perms = _check_permissions(permissions)
+    inst = get_visible(actor, Institution, institution_id, object_type="institution") if institution_id else None
+    perms = _check_permissions(permissions, inst)
     s = uow.session()
     clash = select(Role.id).where(Role.code == code)
     if (
@@ -423,7 +430,8 @@ def update_role(actor: Actor, role_id: int, changes: dict[str, Any]) -> Role:
     if "description" in changes:
         role.description = (changes["description"] or "")[:500]
     if "enabled" in changes and bool(changes["enabled"]) != role.enabled:
-        role.enabled = bool(changes["enabled"])
+        with integrity.keeping_admin_coverage():
+            role.enabled = bool(changes["enabled"])
         for uid in uow.session().execute(select(user_role.c.user_id).where(user_role.c.role_id == role.id)).scalars():
             auth.kill_user_sessions(uid)
     audit.record(actor, "role_updated", object_type="role", object_id=role.id, details={"fields": sorted(changes)})
@@ -433,11 +441,13 @@ def update_role(actor: Actor, role_id: int, changes: dict[str, Any]) -> Role:
 def set_role_permissions(actor: Actor, role_id: int, permissions: list[str]) -> Role:
     """Grant menu/function permissions to a role (REQ: ACCT-02). Holders' sessions end (SESS-04)."""
     role = _editable_role(actor, role_id)
-    perms = _check_permissions(permissions)
-    if role.builtin and role.code in ADMIN_ROLE_CODES:
-        raise Forbidden("builtin_admin_role", "内置管理员角色的权限不可修改")
+    if role.builtin:  # fixed by code (issue 11): 登记员 cannot be turned into an administrator without MFA
+        raise Forbidden("builtin_role_fixed", "内置角色的权限由系统固定，不可修改；请新建自定义角色")
+    perms = _check_permissions(permissions, role.institution)
+    integrity.check_holders(role, perms)
     before = set(role.permission_codes)
-    role.permissions = [RolePermission(permission_code=c) for c in sorted(perms)]
+    with integrity.keeping_admin_coverage():
+        role.permissions = [RolePermission(permission_code=c) for c in sorted(perms)]
     for uid in uow.session().execute(select(user_role.c.user_id).where(user_role.c.role_id == role.id)).scalars():
         auth.kill_user_sessions(uid)
     audit.record(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from engine import audit, uow
 from engine.actor import Actor
 from engine.cases.services import assign, event, lock_case
-from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from engine.visibility import get_migratable_case
 from engine.workflow import runner, specs, spiff
 from engine.workflow.models import ProcessDeployment
 
@@ -20,9 +21,16 @@ def validate_edit(process_id: str, bpmn_xml: str) -> list[dict[str, str]]:
     return specs.validate(process_id, bpmn, dmn, forms)
 
 
+def _central_only(actor: Actor) -> None:
+    """Case flows are alliance-wide: only the central hospital's 流程管理员 deploys or migrates (issue 11, AC-03)."""
+    if not actor.is_central:
+        raise Forbidden("central_only", "业务流程由中心医院的流程管理员统一发布和迁移")
+
+
 def deploy_edit(actor: Actor, process_id: str, bpmn_xml: str) -> tuple[ProcessDeployment, bool]:
     """Deploy an edited diagram from the modeler (validated first, audited). Returns (deployment, created):
     an unchanged diagram is the existing version, not a new one."""
+    _central_only(actor)
     if not (specs.PROCESSES_DIR / process_id).is_dir():
         raise ValidationFailed("unknown_process", "未知的流程")
     dep, created = specs.deploy(process_id, {f"{process_id}.bpmn": bpmn_xml}, source="ui", deployed_by_id=actor.user_id)
@@ -38,17 +46,21 @@ def deploy_edit(actor: Actor, process_id: str, bpmn_xml: str) -> tuple[ProcessDe
 
 def migrate(actor: Actor, case_ids: list[int], deployment_id: int) -> int:
     """Move running cases to another deployment of the same process; each case is checked by restoring its
-    state against the target spec before anything is written.
+    state against the target spec before anything is written. Cases are taken through the visibility module:
+    the running cases of the target's process (engine/visibility.py migratable_cases).
 
     Raises:
-        NotFound: unknown deployment. Conflict: a case cannot run on the target version.
+        Forbidden: not the central hospital. NotFound: unknown deployment, or a case id that is unknown, foreign
+            (another process, closed) — the same answer. Conflict: a case cannot run on the target version.
     """
+    _central_only(actor)
     s = uow.session()
     target = s.get(ProcessDeployment, deployment_id)
     if target is None:
         raise NotFound()
     moved = 0
     for cid in sorted(set(case_ids)):
+        get_migratable_case(actor, target.process_id, cid)
         case = lock_case(cid)
         if case.status not in ("open", "incident"):
             raise Conflict("case_closed", f"申请 {case.case_no} 已结束，不能迁移")

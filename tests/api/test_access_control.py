@@ -70,7 +70,9 @@ ALLOWED_KEYS = set(
     "series_description_contains storage_target_id storage_compression forward_node_ids forward_compression "
     "lossy root_path is_default instance_count target filter total done percent copied missing mismatched "
     "last_error created_by started_at finished_at attempts next_attempt_at compression rule_id node counts "
-    "pending sending modality received_before study_ids queued already_sent".split()
+    "pending sending modality received_before study_ids queued already_sent "
+    # where a role or permission may be held (issue 11)
+    "scope".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}
@@ -163,10 +165,10 @@ OBJECT_CALLS: tuple[tuple[str, str, str, dict[str, Any] | None, int], ...] = (
     ("PATCH", "/api/users/{user}", "user", {"title": "主任医师"}, 200),
     ("POST", "/api/users/{user}/unlock", "user", None, 204),
     ("POST", "/api/users/{user}/reset-password", "user", None, 200),
-    ("PUT", "/api/users/{user}/roles", "user", {"role_ids": ["report_l2"]}, 200),
+    ("PUT", "/api/users/{user}/roles", "user", {"role_ids": ["requester"]}, 200),  # a role M02 may hold
     ("GET", "/api/accounts/reviews/{pending}", "user", None, 200),
     ("GET", "/api/attachments/{attachment}", "attachment", None, 200),
-    ("POST", "/api/accounts/reviews/{pending}/approve", "user", {"role_ids": ["report_l1"]}, 200),
+    ("POST", "/api/accounts/reviews/{pending}/approve", "user", {"role_ids": ["registrar"]}, 200),
     ("POST", "/api/accounts/reviews/{rejectee}/reject", "user", {"reason": "资料不全"}, 200),
     ("GET", "/api/roles/{role}", "role", None, 200),
     ("PATCH", "/api/roles/{role}", "role", {"description": "修改"}, 200),
@@ -177,7 +179,7 @@ OBJECT_CALLS: tuple[tuple[str, str, str, dict[str, Any] | None, int], ...] = (
 
 def _m02_objects(app: Flask, client: Any) -> dict[str, Any]:
     m02 = institution(app, "M02")
-    ids: dict[str, Any] = {"user": make_user(app, "report_l1", institution_code="M02").id}
+    ids: dict[str, Any] = {"user": make_user(app, "registrar", institution_code="M02").id}
     csrf = anon_csrf(client)
     for key, name in (("pending", "pendone"), ("rejectee", "pendtwo")):
         r = client.post("/api/registrations", data=registration_form(name, m02.id), headers={"X-CSRF-Token": csrf})
@@ -338,7 +340,7 @@ def _snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
 @pytest.mark.parametrize("name", sorted(WRITES))
 def test_ac04_server_owned_fields_are_refused_and_nothing_changes(app, client, name):  # type: ignore[no-untyped-def]
     method, template, role, schema, valid = WRITES[name]
-    target = make_user(app, "report_l1", institution_code="M01")
+    target = make_user(app, "requester", institution_code="M01")
     pending = make_user(app, institution_code="M01", review_status="pending")
     m01, m02 = institution(app, "M01").id, institution(app, "M02").id
     with app.app_context():
@@ -350,7 +352,7 @@ def test_ac04_server_owned_fields_are_refused_and_nothing_changes(app, client, n
     valid = {"institution_id": m01, "old_password": DEFAULT_PASSWORD, **valid} if name != "register" else valid
     valid = {k: v for k, v in valid.items() if k in schema().fields}
     if "role_ids" in valid:
-        valid["role_ids"] = [role_id(app, "report_l1")]
+        valid["role_ids"] = [role_id(app, "requester")]  # a role a member hospital's account may hold (issue 11)
     fields = [f for f in FORBIDDEN_FIELDS if f not in schema().fields]  # e.g. enabled is a field of PATCH users
 
     def send(extra: dict[str, Any]) -> Any:

@@ -119,7 +119,7 @@ def test_acct04_self_registration_review_and_approval_with_two_roles(app, client
     viewed = _audit(app, "attachment_viewed", photo["id"])
     assert [(e.user_id, e.outcome) for e in viewed] == [(sec.user.id, "success")]
 
-    roles = [role_id(app, "report_l1"), role_id(app, "report_l2")]
+    roles = [role_id(app, "registrar"), role_id(app, "requester")]  # two roles a member hospital may hold
     r = sec.post(f"/api/accounts/reviews/{reg['id']}/approve", json={"role_ids": roles})
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["review_status"] == "approved"
@@ -127,7 +127,7 @@ def test_acct04_self_registration_review_and_approval_with_two_roles(app, client
 
     applicant = Session(app.test_client(), factories.TestUser(reg["id"], "wangyi", PASSWORD, "M01", ()))
     me = applicant.get("/api/auth/me").get_json()
-    assert sorted(r["code"] for r in me["roles"]) == ["report_l1", "report_l2"]
+    assert sorted(r["code"] for r in me["roles"]) == ["registrar", "requester"]
     assert me["institution"]["code"] == "M01"
 
 

@@ -3,14 +3,18 @@ paging and account actions (REQ: ACCT-01, ACCT-02, ACCT-05, SESS-04, WEB-06)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pyotp
 from sqlalchemy import func, select
 
 from engine import uow
+from engine.accounts import auth
 from engine.accounts.models import Institution, Role, User
 from engine.audit import AuditEvent
 from engine.db import utcnow
+from tests import factories
 from tests.factories import Session, as_user, institution, make_user, role_id
 
 
@@ -18,6 +22,25 @@ def _create_role(admin: Session, code: str, name: str, permissions: list[str], *
     r = admin.post("/api/roles", json={"code": code, "name": name, "permissions": permissions, **extra})
     assert r.status_code == 201, r.get_json()
     return dict(r.get_json())
+
+
+def _with_totp(app: Any, user: factories.TestUser) -> factories.TestUser:
+    """Give an account a TOTP secret: its roles now give an administrator permission, and a second factor follows
+    the permissions (AUTH-06, issue 11)."""
+    secret = pyotp.random_base32()
+    with app.app_context():
+        row = uow.session().get(User, user.id)
+        row.totp_secret_enc, row.totp_enabled = auth.cipher().encrypt_str(secret), True
+        uow.commit()
+    return dataclasses.replace(user, totp_secret=secret)
+
+
+def _mfa_session(app: Any, user: factories.TestUser) -> Session:
+    """Log in with TOTP again: the last used step is cleared so a login in the same 30 s is not a replay."""
+    with app.app_context():
+        uow.session().get(User, user.id).totp_last_step = None
+        uow.commit()
+    return Session(app.test_client(), user)
 
 
 def _role_names(admin: Session, **params: Any) -> list[str]:
@@ -69,7 +92,8 @@ def test_acct02_disabling_a_role_ends_holder_sessions_and_drops_its_permissions(
     r = sec.put(f"/api/users/{holder.id}/roles", json={"role_ids": [role_id(app, "report_l1"), role["id"]]})
     assert r.status_code == 200, r.get_json()
 
-    session = Session(app.test_client(), holder)
+    holder = _with_totp(app, holder)  # user.read is an administrator permission: MFA follows it (issue 11)
+    session = _mfa_session(app, holder)
     me = session.get("/api/auth/me").get_json()
     assert {"user.read", "menu.users"} <= set(me["permissions"])
     assert "menu.users" in me["menus"]
@@ -78,7 +102,7 @@ def test_acct02_disabling_a_role_ends_holder_sessions_and_drops_its_permissions(
     assert sec.patch(f"/api/roles/{role['id']}", json={"enabled": False}).status_code == 200
     assert session.get("/api/auth/me").status_code == 401  # SESS-04: the holder's session ended
 
-    session = Session(app.test_client(), holder)
+    session = _mfa_session(app, holder)
     me = session.get("/api/auth/me").get_json()
     assert [r["code"] for r in me["roles"]] == ["report_l1"]
     assert "user.read" not in me["permissions"]
@@ -87,7 +111,7 @@ def test_acct02_disabling_a_role_ends_holder_sessions_and_drops_its_permissions(
 
     assert sec.patch(f"/api/roles/{role['id']}", json={"enabled": True}).status_code == 200
     assert session.get("/api/auth/me").status_code == 401
-    session = Session(app.test_client(), holder)
+    session = _mfa_session(app, holder)
     assert "menu.users" in session.get("/api/auth/me").get_json()["menus"]
 
 
@@ -106,7 +130,8 @@ def test_acct02_granting_permissions_changes_holder_menus_after_relogin(app):  #
     assert _events(app, "role_permissions_changed", role["id"]) == 1
     assert session.get("/api/auth/me").status_code == 401
 
-    session = Session(app.test_client(), holder)
+    holder = _with_totp(app, holder)  # audit.read now needs a second factor (AUTH-06 by permission)
+    session = _mfa_session(app, holder)
     me = session.get("/api/auth/me").get_json()
     assert me["menus"] == ["menu.home", "menu.profile", "menu.audit"]
     assert session.get("/api/audit/events").status_code == 200
@@ -114,9 +139,9 @@ def test_acct02_granting_permissions_changes_holder_menus_after_relogin(app):  #
     r = sec.put(f"/api/roles/{role['id']}/permissions", json={"permissions": ["menu.nonexistent"]})
     assert r.status_code == 400
     assert r.get_json()["code"] == "unknown_permission"
-    r = sec.put(f"/api/roles/{role_id(app, 'sec_admin')}/permissions", json={"permissions": ["menu.home"]})
-    assert r.status_code == 403
-    assert r.get_json()["code"] == "builtin_admin_role"
+    for builtin in ("sec_admin", "registrar"):  # built-in roles' permission sets are fixed (issue 11)
+        r = sec.put(f"/api/roles/{role_id(app, builtin)}/permissions", json={"permissions": ["menu.home"]})
+        assert (r.status_code, r.get_json()["code"]) == (403, "builtin_role_fixed")
 
 
 def test_acct01_roles_are_bound_to_the_creating_institution(app):  # type: ignore[no-untyped-def]
