@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from werkzeug.datastructures import FileStorage
 
 from api.accounts import schemas as sch
+from api.auth import throttle
 from api.extensions import client_ip, limiter
 from api.security import PUBLIC, current_actor, requires
 from engine import uow
@@ -70,11 +71,13 @@ def register(form: dict[str, Any], files: dict[str, FileStorage]) -> Any:
 @blp.route("/registrations/status", methods=["POST"])
 @blp.arguments(sch.CredentialsSchema)
 @blp.response(200, sch.RegistrationStatusSchema)
-@limiter.limit("30 per 5 minutes", key_func=client_ip, deduct_when=lambda r: r.status_code != 200)
+@limiter.exempt  # it checks a password: failures count against login's ceilings in api/auth/throttle.py
 @requires(PUBLIC)
 def registration_status(body: dict[str, Any]) -> Any:
     """申请人查询审核进度（用户名 + 密码）。"""
-    return services.registration_status(current_actor(), body["username"], body["password"])
+    # REQ: AUTH-04 — one allowance with login per (address, username) and per address; the same 429 while throttled.
+    with throttle.attempt(current_actor(), client_ip(), body["username"]):
+        return services.registration_status(current_actor(), body["username"], body["password"])
 
 
 @blp.route("/registrations/resubmit", methods=["POST"])

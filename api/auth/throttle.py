@@ -1,5 +1,10 @@
 """Login throttling by source address, per (address, username) and per address (REQ: AUTH-04).
 
+Every route that checks a secret goes through `attempt` with the same keys, so they share one allowance: the login
+(`/api/auth/login`), the applicant's registration-status check (`/api/registrations/status`, username + password)
+and the second factor (`/api/auth/mfa`, counted under the session's username). Otherwise each route would be a
+separate budget for a password sprayer, and the per-account lockout alone cannot stop a spray across accounts.
+
 A whole hospital often reaches the platform through one NAT address. Counting failures per address alone meant that
 one typist who kept mistyping locked every colleague out for the rest of the window. So each failed login counts
 against two ceilings:

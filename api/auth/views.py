@@ -91,7 +91,10 @@ def mfa_enroll() -> Any:
 @requires(AUTHENTICATED, states=("mfa_required",))
 def mfa(body: dict[str, Any]) -> Any:
     """提交动态验证码完成双因素认证。"""
-    token, reason = auth.mfa_verify(g.session, body["code"], current_actor())
+    # REQ: AUTH-04 — a wrong code counts against the same (address, user) and address ceilings as a wrong password
+    # (the per-account lockout alone cannot stop a spray across accounts); while throttled the code is not checked.
+    with throttle.attempt(current_actor(), client_ip(), g.session.user.username):
+        token, reason = auth.mfa_verify(g.session, body["code"], current_actor())
     set_session_token(token)
     sess = uow.session().get(UserSession, auth.token_hash(token))
     return {"csrf_token": sess.csrf_token, "state": sess.state, "reason": reason, "mfa_enrolled": True}

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 import time_machine
 from argon2 import PasswordHasher
@@ -84,6 +85,34 @@ def reasons(app: Flask, event_type: str) -> list[str]:
         return list(
             uow.session().execute(select(AuditEvent.reason).where(AuditEvent.event_type == event_type)).scalars()
         )
+
+
+def assert_identical_429(answers: list[Any]) -> None:
+    """The throttled answer, byte for byte the same for every attempt whatever its password or code."""
+    first = answers[0]
+    assert first.status_code == 429
+    assert first.get_json() == {"code": "rate_limited", "message": "登录尝试过于频繁，请稍后再试", "details": {}}
+    for other in answers[1:]:
+        assert other.status_code == first.status_code
+        assert other.data == first.data
+        # Every header the same, names and values, but the date and the random per-request correlation id.
+        assert sorted(other.headers.keys()) == sorted(first.headers.keys())
+        assert sorted((k, v) for k, v in other.headers.items() if k not in VARYING) == sorted(
+            (k, v) for k, v in first.headers.items() if k not in VARYING
+        )
+        assert "Set-Cookie" not in other.headers
+
+
+def spy_password_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    verified: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def spy(self: PasswordHasher, hash: str, password: str) -> bool:  # noqa: A002
+        verified.append(hash)
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", spy)
+    return verified
 
 
 # --- one typist behind a NAT address --------------------------------------------------------------
@@ -199,31 +228,13 @@ def test_auth04_correct_password_while_throttled_gets_the_identical_answer(datab
         client = app.test_client()
         names = [user.username] * 3 if full == "address_user" else ["x1", "x2", user.username]
         assert statuses(client, NAT, [(n, WRONG) for n in names]) == [401] * 3
-        verified: list[str] = []
-        real_verify = PasswordHasher.verify
-
-        def spy(self: PasswordHasher, hash: str, password: str) -> bool:  # noqa: A002
-            verified.append(hash)
-            return real_verify(self, hash, password)
-
-        monkeypatch.setattr(PasswordHasher, "verify", spy)
+        verified = spy_password_checks(monkeypatch)
         answers = [
             login(app.test_client(), NAT, user.username, password)
             for password in (WRONG, user.password, WRONG, user.password)
         ]
         assert verified == []  # the password was not looked at: no timing difference either
-        first = answers[0]
-        assert first.status_code == 429
-        assert first.get_json() == {"code": "rate_limited", "message": "登录尝试过于频繁，请稍后再试", "details": {}}
-        for other in answers[1:]:
-            assert other.status_code == first.status_code
-            assert other.data == first.data
-            # Every header the same, names and values, but the date and the random per-request correlation id.
-            assert sorted(other.headers.keys()) == sorted(first.headers.keys())
-            assert sorted((k, v) for k, v in other.headers.items() if k not in VARYING) == sorted(
-                (k, v) for k, v in first.headers.items() if k not in VARYING
-            )
-            assert "Set-Cookie" not in other.headers
+        assert_identical_429(answers)
         with app.app_context():
             assert (
                 uow.session()
@@ -231,6 +242,161 @@ def test_auth04_correct_password_while_throttled_gets_the_identical_answer(datab
                 .scalar_one()
                 == 0
             )
+
+
+# --- the applicant's registration-status check shares the login counters --------------------------
+
+
+def check_status(client: FlaskClient, ip: str, username: str, password: str) -> Any:
+    return client.post(
+        "/api/registrations/status",
+        json={"username": username, "password": password},
+        environ_base={"REMOTE_ADDR": ip},
+    )
+
+
+def test_auth04_one_applicant_behind_nat_does_not_lock_out_the_status_check(database_url, tmp_path):  # type: ignore[no-untyped-def]
+    """Shipped defaults: the status check had its own 30 failures per address, then 429 for every applicant."""
+    with built_app(database_url, tmp_path / "i", **DEFAULTS) as app:
+        typist, colleague = (make_user(app, review_status="pending") for _ in range(2))
+        client = app.test_client()
+        got = [check_status(client, NAT, typist.username, WRONG).status_code for _ in range(40)]
+        assert got == [401] * 5 + [423] * 5 + [429] * 30
+        r = check_status(app.test_client(), NAT, colleague.username, colleague.password)
+        assert r.status_code == 200, r.get_json()
+        assert r.get_json()["review_status"] == "pending"
+
+
+@pytest.mark.parametrize("full", ["address_user", "address"])
+def test_auth04_registration_status_shares_the_login_counters_and_the_identical_429(  # type: ignore[no-untyped-def]
+    database_url, tmp_path, monkeypatch, full
+):
+    """The status check verifies a password too: one allowance with login, not a second one for a sprayer."""
+    limits = (
+        {"login_user_ip_limit": "3 per 5 minutes", "login_ip_limit": "100 per 5 minutes"}
+        if full == "address_user"
+        else {"login_user_ip_limit": "10 per 5 minutes", "login_ip_limit": "3 per 5 minutes"}
+    )
+    with built_app(database_url, tmp_path / "i", **limits) as app:
+        applicant = make_user(app, review_status="pending")
+        names = [applicant.username] * 3 if full == "address_user" else ["x1", "x2", applicant.username]
+        client = app.test_client()
+        # Failures through either route fill the same counters.
+        got = [
+            login(client, NAT, names[0], WRONG).status_code,
+            check_status(client, NAT, names[1], WRONG).status_code,
+            login(client, NAT, names[2], WRONG).status_code,
+        ]
+        assert got == [401] * 3
+        verified = spy_password_checks(monkeypatch)
+        answers = [
+            check_status(app.test_client(), NAT, applicant.username, password)
+            for password in (WRONG, applicant.password, WRONG, applicant.password)
+        ]
+        answers.append(login(app.test_client(), NAT, applicant.username, applicant.password))
+        assert verified == []  # the password was not looked at
+        assert_identical_429(answers)  # the status check's 429 is login's, whatever the password
+        # Another address is not held (3 failures are fewer than the account lockout's 5).
+        r = check_status(app.test_client(), "198.51.100.21", applicant.username, applicant.password)
+        assert r.status_code == 200
+        assert r.get_json()["review_status"] == "pending"
+        assert len(verified) == 1
+
+
+# --- the second factor (TOTP) step ----------------------------------------------------------------
+
+
+def wrong_code(secret: str) -> str:
+    """A six-digit code valid for none of the accepted steps (the tests freeze the clock)."""
+    totp = pyotp.TOTP(secret)
+    now = datetime.now(UTC).timestamp()
+    valid = {totp.at(now + off) for off in (-30, 0, 30)}
+    return next(f"{c:06d}" for c in range(1_000_000) if f"{c:06d}" not in valid)
+
+
+def mfa_pending(app: Flask, ip: str, user: Any) -> tuple[FlaskClient, str]:
+    """A client whose password login succeeded from `ip` and now waits for its second factor; and its CSRF token."""
+    client = app.test_client()
+    r = login(client, ip, user.username, user.password)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["state"] == "mfa_required"
+    return client, r.get_json()["csrf_token"]
+
+
+def submit_code(client: FlaskClient, ip: str, csrf: str, code: str) -> Any:
+    return client.post(
+        "/api/auth/mfa", json={"code": code}, headers={"X-CSRF-Token": csrf}, environ_base={"REMOTE_ADDR": ip}
+    )
+
+
+def test_auth04_failed_totp_codes_are_throttled_per_address_and_user_not_per_hospital(  # type: ignore[no-untyped-def]
+    database_url, tmp_path, monkeypatch
+):
+    """AUTH-04: per-address throttling applies to the 2FA step; below the account lockout (5) to show it is not it."""
+    with built_app(
+        database_url, tmp_path / "i", login_user_ip_limit="3 per 5 minutes", login_ip_limit="100 per 5 minutes"
+    ) as app:
+        typist, colleague = make_user(app, "sec_admin"), make_user(app, "sec_admin")
+        assert typist.totp_secret
+        assert colleague.totp_secret
+        with time_machine.travel(datetime.now(UTC), tick=False):
+            client, csrf = mfa_pending(app, NAT, typist)
+            bad, good = wrong_code(typist.totp_secret), pyotp.TOTP(typist.totp_secret).now()
+            assert [submit_code(client, NAT, csrf, bad).status_code for _ in range(3)] == [401] * 3
+            checked: list[float] = []
+            real_at = pyotp.TOTP.at
+
+            def spy(self: pyotp.TOTP, for_time: Any, *args: Any) -> str:
+                checked.append(for_time)
+                return real_at(self, for_time, *args)
+
+            monkeypatch.setattr(pyotp.TOTP, "at", spy)
+            answers = [submit_code(client, NAT, csrf, code) for code in (bad, good, bad, good)]
+            # The same counters as the password: the typist's correct password from this address is held too.
+            answers.append(login(app.test_client(), NAT, typist.username, typist.password))
+            assert checked == []  # no code was checked: no oracle for the right code
+            assert_identical_429(answers)
+            monkeypatch.undo()
+            # A colleague behind the same NAT address: codes checked as usual, and the right one lets him in.
+            other, other_csrf = mfa_pending(app, NAT, colleague)
+            assert submit_code(other, NAT, other_csrf, wrong_code(colleague.totp_secret)).status_code == 401
+            r = submit_code(other, NAT, other_csrf, pyotp.TOTP(colleague.totp_secret).now())
+            assert r.status_code == 200, r.get_json()
+            assert r.get_json()["state"] == "active"
+            # Not an account lockout: the typist completes from another address.
+            elsewhere, elsewhere_csrf = mfa_pending(app, "198.51.100.21", typist)
+            r = submit_code(elsewhere, "198.51.100.21", elsewhere_csrf, good)
+            assert r.status_code == 200, r.get_json()
+            assert r.get_json()["state"] == "active"
+        assert reasons(app, "mfa_failure") == ["验证码错误"] * 4  # 3 of the typist's, 1 of the colleague's
+        assert [x for x in reasons(app, "login_failure") if "同一来源地址" in (x or "")] == [
+            "同一来源地址对该账号登录失败次数达到上限（3 次/5 分钟），暂停从该地址登录"
+        ]
+
+
+def test_auth04_failed_totp_codes_across_accounts_trip_the_address_ceiling(database_url, tmp_path):  # type: ignore[no-untyped-def]
+    with built_app(
+        database_url, tmp_path / "i", login_user_ip_limit="10 per 5 minutes", login_ip_limit="4 per 5 minutes"
+    ) as app:
+        admins = [make_user(app, "sec_admin") for _ in range(3)]
+        with time_machine.travel(datetime.now(UTC), tick=False):
+            pending = [mfa_pending(app, NAT, a) for a in admins]  # successful password checks do not count
+            got = [
+                submit_code(c, NAT, csrf, wrong_code(str(a.totp_secret))).status_code
+                for a, (c, csrf) in zip(admins[:2], pending[:2], strict=True)
+                for _ in range(2)
+            ]
+            assert got == [401] * 4
+            client, csrf = pending[2]
+            good = pyotp.TOTP(str(admins[2].totp_secret)).now()
+            r = submit_code(client, NAT, csrf, good)
+            assert r.status_code == 429
+            assert r.get_json()["code"] == "rate_limited"
+            # The count belongs to the address, not to the session: the same session from another address goes on.
+            r = submit_code(client, "198.51.100.8", csrf, good)
+            assert r.status_code == 200, r.get_json()
+            assert r.get_json()["state"] == "active"
+        assert reasons(app, "security_alert") == [f"来源地址 {NAT} 登录失败次数达到上限（4 次/5 分钟），该地址暂停登录"]
 
 
 # --- the per-account lockout still works ----------------------------------------------------------
