@@ -1,6 +1,7 @@
 """Browser end-to-end: register with photos → review → approve with a role → the new user sees only that role's menu.
 
-REQ: ACCT-03, ACCT-04, ACCT-05; AC-03 (menus follow permissions); WEB-04/PII-06 (no CSP violations in a real browser).
+REQ: ACCT-03, ACCT-04, ACCT-05; AC-02 (a role the institution may not hold is offered disabled); AC-03 (menus follow
+permissions); WEB-04/PII-06 (no CSP violations in a real browser).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def test_register_review_approve_then_role_menu(app, page, browser, tmp_path: Pa
     page.get_by_test_id("login-submit").click()
     assert "审核" in page.get_by_test_id("login-error").inner_text()
 
-    # 2. The 安全管理员 reviews: finds the application by name, views the photos, approves with 报告医生.
+    # 2. The 安全管理员 reviews: finds the application by name, views the photos, approves with 申请医生 (a central-only
+    #    role such as 报告医生 is offered disabled, with the reason in Chinese — issue 11).
     sec = make_user(app, "sec_admin")
     admin_ctx = browser.new_context(
         locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1400, "height": 900}
@@ -94,7 +96,11 @@ def test_register_review_approve_then_role_menu(app, page, browser, tmp_path: Pa
     admin.keyboard.press("Escape")
     row.get_by_test_id("review-approve").click()
     admin.get_by_test_id("review-approve-dialog").wait_for()
-    _select(admin, "role-select", "role-option-report_l2")
+    admin.get_by_test_id("role-select").click()
+    central_only = admin.get_by_test_id("role-option-report_l2")
+    expect(central_only).to_have_class(re.compile(r"\bis-disabled\b"))
+    expect(central_only).to_contain_text("仅限中心医院")
+    admin.get_by_test_id("role-option-requester").click()
     admin.keyboard.press("Escape")
     admin.get_by_test_id("review-approve-confirm").click()
     admin.get_by_role("tab", name="已通过").click()
@@ -105,9 +111,9 @@ def test_register_review_approve_then_role_menu(app, page, browser, tmp_path: Pa
     # 3. The new user logs in and sees only that role's menu.
     _login(page, base, "e2e_doctor", "Reg#Strong2026")
     menus = _menus(page)
-    # Exactly the 报告医生's menus: its clinical work lists (shown once the SPA knows them) and nothing admin.
-    doctor_menus = {"menu.home", "menu.profile", "menu.tasks", "menu.pool", "menu.cases", "menu.imaging"}
-    assert {"menu.home", "menu.profile"} <= menus <= doctor_menus
+    # Exactly the 申请医生's menus: its requests and images (shown once the SPA knows them) and nothing admin.
+    requester_menus = {"menu.home", "menu.profile", "menu.cases", "menu.imaging"}
+    assert {"menu.home", "menu.profile"} <= menus <= requester_menus
     assert not set(ADMIN_MENUS) & menus
     assert "端到端医生" in page.get_by_test_id("header-user-name").inner_text()
     page.goto(f"{base}/admin/users")

@@ -168,7 +168,11 @@ export interface Role {
   institution: InstitutionRef | null
   permissions: string[]
   user_count: number
+  /** Where the role may be held (issue 11): central / member hospitals only, any, or null for nowhere. */
+  scope?: RoleScope | null
 }
+
+export type RoleScope = 'central' | 'member' | 'any'
 
 export interface Permission {
   code: string
@@ -176,6 +180,7 @@ export interface Permission {
   kind: 'menu' | 'function'
   parent: string | null
   domain: string
+  scope?: RoleScope
 }
 
 export interface AuditEvent {

@@ -294,6 +294,10 @@ const zhCN = {
     codeInvalid: '编码只能包含字母、数字、下划线、点或横线',
     menuKind: '菜单',
     functionKind: '功能',
+    onlyCentral: '仅限中心医院',
+    onlyMember: '仅限成员医院',
+    notAssignable: '不可授予',
+    builtinFixed: '内置角色的权限由系统固定，不可修改',
   },
   audit: {
     heading: '审计日志',
