@@ -20,12 +20,12 @@ from typing import Any
 
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
-from pynetdicom.presentation import PresentationContext, build_context
 
 from dicom import handlers, tls
 from dicom.groupcommit import GroupCommit
 from dicom.shared_limits import SharedCounts
 from dicom.transport import TeleradServer
+from dicom.uids import STORAGE_SOP_CLASSES, supported_contexts
 from dicom.writegate import WriteGate
 from engine import config, uow
 from engine.db import durable_wal_commits
@@ -33,84 +33,6 @@ from engine.imaging import services
 from engine.imaging.storage import ObjectStore
 
 log = logging.getLogger("telerad.dicom")
-
-# Transfer syntaxes accepted for storage: stored as received (REQ: DSEC-09). No Deflate (decompression bombs) and
-# no retired big endian.
-STORAGE_TRANSFER_SYNTAXES = [
-    # Compressed first: when an SCU offers a compressed syntax and uncompressed ones in one context, we take the
-    # compressed one and store it as received (pynetdicom picks the first of ours that the SCU proposed).
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
-]
-QUERY_TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
-
-# Storage SOP classes we archive (issue 4: CT, MR, CR, DX, RF, US, XA, MG, NM, PT, SC, SR, encapsulated PDF).
-# Anything else — RT objects, private classes — is refused at negotiation (REQ: DSEC-09).
-STORAGE_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.1": "CR Image",
-    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image - For Processing",
-    "1.2.840.10008.5.1.4.1.1.1.2": "Digital Mammography X-Ray Image - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.2.1": "Digital Mammography X-Ray Image - For Processing",
-    "1.2.840.10008.5.1.4.1.1.1.3": "Digital Intra-Oral X-Ray Image - For Presentation",
-    "1.2.840.10008.5.1.4.1.1.2": "CT Image",
-    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image",
-    "1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame Image",
-    "1.2.840.10008.5.1.4.1.1.4": "MR Image",
-    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image",
-    "1.2.840.10008.5.1.4.1.1.6.1": "Ultrasound Image",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.12.1": "X-Ray Angiographic Image",
-    "1.2.840.10008.5.1.4.1.1.12.1.1": "Enhanced XA Image",
-    "1.2.840.10008.5.1.4.1.1.12.2": "X-Ray Radiofluoroscopic Image",
-    "1.2.840.10008.5.1.4.1.1.12.2.1": "Enhanced XRF Image",
-    "1.2.840.10008.5.1.4.1.1.20": "Nuclear Medicine Image",
-    "1.2.840.10008.5.1.4.1.1.128": "Positron Emission Tomography Image",
-    "1.2.840.10008.5.1.4.1.1.130": "Enhanced PET Image",
-    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
-    "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR",
-    "1.2.840.10008.5.1.4.1.1.88.22": "Enhanced SR",
-    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR",
-    "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
-    "1.2.840.10008.5.1.4.1.1.88.59": "Key Object Selection Document",
-    "1.2.840.10008.5.1.4.1.1.88.67": "X-Ray Radiation Dose SR",
-    "1.2.840.10008.5.1.4.1.1.104.1": "Encapsulated PDF",
-    "1.2.840.10008.5.1.4.1.1.11.1": "Grayscale Softcopy Presentation State",
-}
-VERIFICATION = "1.2.840.10008.1.1"
-PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-RETRIEVE_SOP_CLASSES = (
-    "1.2.840.10008.5.1.4.1.2.1.2",  # Patient Root Q/R MOVE
-    "1.2.840.10008.5.1.4.1.2.1.3",  # Patient Root Q/R GET
-    "1.2.840.10008.5.1.4.1.2.2.2",  # Study Root Q/R MOVE
-    "1.2.840.10008.5.1.4.1.2.2.3",  # Study Root Q/R GET
-)
-MWL_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
-MPPS = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step
-
-
-def supported_contexts() -> list[PresentationContext]:
-    """The acceptor's presentation contexts: built once and shared by every association (see transport.py)."""
-    contexts = [build_context(VERIFICATION, QUERY_TRANSFER_SYNTAXES)]
-    contexts += [build_context(uid, STORAGE_TRANSFER_SYNTAXES) for uid in STORAGE_SOP_CLASSES]
-    contexts += [build_context(uid, QUERY_TRANSFER_SYNTAXES) for uid in (PATIENT_ROOT_FIND, STUDY_ROOT_FIND)]
-    # C-MOVE/C-GET (dicom/qr.py), Modality Worklist and MPPS (dicom/worklist.py); REQ: DCM-04, DCM-05.
-    contexts += [build_context(uid, QUERY_TRANSFER_SYNTAXES) for uid in (*RETRIEVE_SOP_CLASSES, MWL_FIND, MPPS)]
-    return contexts
 
 
 def configure_pynetdicom() -> None:

@@ -31,18 +31,18 @@ from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
 
 from dicom import status
-from dicom.scp import (
+from dicom.uids import (
     PATIENT_ROOT_FIND,
     QUERY_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
     STORAGE_TRANSFER_SYNTAXES,
     STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
     VERIFICATION,
 )
 from engine.imaging.storage import ObjectStore, StoredObject
 
-STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
-STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: presentation context IDs are odd numbers 1..255
 CONNECT_TIMEOUT = 10.0  # interactive calls (API, CLI): an unreachable node is reported quickly
