@@ -337,11 +337,14 @@ class StreamingDIMSE(DIMSEServiceProvider):
             return False
         dul: Any = self.dul  # transport.FastDUL, which counts the requests being served
         dul.serving += 1  # the reactor's idle check skips while a request is served (transport.py)
+        comment = None
         try:
             result = evt.trigger(assoc, evt.EVT_C_STORE, {"request": req, "context": cx.as_tuple})
             if result is None:
                 raise TypeError("the handler bound to EVT_C_STORE returned no status")
             status = int(getattr(result, "Status", result))
+            if isinstance(result, Dataset):  # a failure with an Error Comment (handlers._store_refused)
+                comment = result.get("ErrorComment")
         except Exception:
             _log.exception("Exception in handler bound to 'evt.EVT_C_STORE'")
             status = 0xC211
@@ -350,7 +353,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
             dul._idle_timer.restart()
         if not assoc.is_established:  # the handler aborted or released the association
             return True
-        command = store_response_command(sop_class, req.MessageID, status, req.AffectedSOPInstanceUID)
+        command = store_response_command(sop_class, req.MessageID, status, req.AffectedSOPInstanceUID, comment)
         peer_max = int(assoc.requestor.maximum_length or 0)
         if (peer_max and len(command) + 6 > peer_max) or dul.state_machine.current_state != "Sta6":
             dul.send_pdu(_pdata([[context_id, b"\x03" + command]]))
@@ -376,8 +379,11 @@ def _implicit(elem: int, value: bytes) -> bytes:
     return struct.pack("<HHI", 0x0000, elem, len(value)) + value
 
 
-def store_response_command(sop_class: Any, message_id: Any, status: int, sop_instance: Any) -> bytes:
-    """The C-STORE-RSP command set (PS3.7 Table 9.3-2), implicit VR little endian."""
+def store_response_command(
+    sop_class: Any, message_id: Any, status: int, sop_instance: Any, comment: str | None = None
+) -> bytes:
+    """The C-STORE-RSP command set (PS3.7 Table 9.3-2), implicit VR little endian; with an Error Comment
+    (0000,0902: LO, ASCII, ≤ 64 characters) when one is given."""
     body = b"".join(
         [
             _implicit(0x0002, _ui(sop_class)),
@@ -385,6 +391,7 @@ def store_response_command(sop_class: Any, message_id: Any, status: int, sop_ins
             _implicit(0x0120, struct.pack("<H", int(message_id or 0))),
             _implicit(0x0800, struct.pack("<H", 0x0101)),
             _implicit(0x0900, struct.pack("<H", int(status or 0))),
+            _implicit(0x0902, _ui(str(comment)[:64], b" ")) if comment else b"",
             _implicit(0x1000, _ui(sop_instance)),
         ]
     )
@@ -419,7 +426,11 @@ def find_response_pdata(rsp: C_FIND, context_id: int, peer_max: int) -> P_DATA |
 def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
     """The C-STORE-RSP command set in one last-fragment command PDV."""
     command = store_response_command(
-        rsp.AffectedSOPClassUID, rsp.MessageIDBeingRespondedTo, int(rsp.Status or 0), rsp.AffectedSOPInstanceUID
+        rsp.AffectedSOPClassUID,
+        rsp.MessageIDBeingRespondedTo,
+        int(rsp.Status or 0),
+        rsp.AffectedSOPInstanceUID,
+        rsp.ErrorComment,
     )
     return _pdata([[context_id, b"\x03" + command]])
 

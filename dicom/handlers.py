@@ -33,7 +33,7 @@ from dicom.groupcommit import GroupCommit
 from dicom.shared_limits import SharedCounts
 from dicom.writegate import WriteGate
 from engine import uow
-from engine.imaging import ingest, queries, routing, services
+from engine.imaging import ingest, queries, routing, services, validate
 from engine.imaging.ingest import AssociationState, InstanceMeta, InvalidInstance
 from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_for
 
@@ -166,8 +166,9 @@ def read_meta(path: Path) -> InstanceMeta:
     dicom/header.py scans the header directly; anything it does not expect is parsed by pydicom instead.
 
     Raises:
-        InvalidInstance: the file cannot be parsed.
+        InvalidInstance: the file cannot be parsed, or (BrokenDataset) its data set is not whole and well-formed.
     """
+    validate.check_file(path)  # REQ: DSEC-05/DSEC-08: the whole structure, before anything is placed or indexed
     try:
         fast = header.read_header(path)
         if fast is not None:
@@ -273,7 +274,7 @@ def handle_echo(event: Event, ctx: Context) -> int:
 
 
 # -- C-STORE -------------------------------------------------------------------------------------------------------
-def handle_store(event: Event, ctx: Context) -> int:
+def handle_store(event: Event, ctx: Context) -> int | Dataset:
     """Storage (PS3.4 B): validate, make durable, index, then — only then — answer success (REQ: DSEC-04/05/06)."""
     state = _state(event)
     req = cast(C_STORE, event.request)  # EVT_C_STORE carries a C-STORE
@@ -336,7 +337,9 @@ def _place_durably(store: ObjectStore, path: Path, digest: str, size: int) -> St
     return stored
 
 
-def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path, digest: str, size: int) -> int:
+def _store_pipelined(
+    ctx: Context, state: AssociationState, req: Any, path: Path, digest: str, size: int
+) -> int | Dataset:
     """A streamed data set (digest and size known): once this thread has validated the header, a helper thread
     places the file under its key and fsyncs it and its directory while this one executes the index INSERT; the
     transaction commits only after the file is durable under its key (REQ: DSEC-05: never a row without its file,
@@ -368,11 +371,13 @@ def _store_pipelined(ctx: Context, state: AssociationState, req: Any, path: Path
         futures.wait([publishing])  # never unlink (in handle_store) under a link still in progress
 
 
-def _store_refused(ctx: Context, state: AssociationState, exc: Exception) -> int:
+def _store_refused(ctx: Context, state: AssociationState, exc: Exception) -> int | Dataset:
     with ctx.app.app_context(), uow.unit_of_work():
         if isinstance(exc, InvalidInstance):
             ingest.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
-            return status.STORE_DATASET_MISMATCH if exc.code == "uid_mismatch" else status.STORE_CANNOT_UNDERSTAND
+            code = status.STORE_DATASET_MISMATCH if exc.code == "uid_mismatch" else status.STORE_CANNOT_UNDERSTAND
+            comment = exc.details.get("comment")  # a broken data set says where (engine/imaging/validate.py)
+            return status.with_comment(code, comment) if comment else code
         ingest.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
         return status.STORE_OUT_OF_RESOURCES
 

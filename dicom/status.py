@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydicom.dataset import Dataset
+
 SUCCESS = 0x0000
 CANCEL = 0xFE00
 PENDING = 0xFF00
@@ -52,3 +54,15 @@ NAMES = {
     INVALID_ATTRIBUTE_VALUE: "Invalid attribute value",
     MPPS_NO_LONGER_UPDATABLE: "Performed Procedure Step may no longer be updated",
 }
+
+
+def with_comment(code: int, comment: str) -> Dataset:
+    """A failure status with its Error Comment (0000,0902), e.g. where a received data set is broken (REQ: DSEC-08).
+
+    The comment is LO (≤ 64 characters) in a command set, which has no Specific Character Set: ASCII only; the
+    Chinese reason goes to the audit log.
+    """
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment.encode("ascii", "replace").decode("ascii")[:64]
+    return ds

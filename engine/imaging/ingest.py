@@ -8,13 +8,15 @@ commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine import audit, uow
 from engine.actor import Actor
+from engine.audit import AuditEvent
 from engine.db import UTCDateTime, utcnow
 from engine.errors import ValidationFailed
 from engine.imaging.models import Instance, InstanceConflict, Series, Study
@@ -77,6 +79,13 @@ class IngestResult:
 
 class InvalidInstance(ValidationFailed):
     """The dataset or command is not acceptable (bad UID, mismatch); nothing is stored (REQ: DSEC-04)."""
+
+
+# The reason of every refusal of a structurally broken data set starts with this (engine/imaging/validate.py), so
+# record_store_failure can count them per device (REQ: DSEC-08).
+BROKEN_REASON_PREFIX = "数据集结构损坏："
+BROKEN_ALERT_COUNT = 3
+BROKEN_ALERT_WINDOW_MIN = 10
 
 
 def check_instance(meta: InstanceMeta, affected_sop_class: object, affected_sop_instance: object) -> InstanceMeta:
@@ -308,7 +317,8 @@ def _audit_study(state: AssociationState, meta: InstanceMeta, study_id: int) -> 
 
 
 def record_store_failure(state: AssociationState, reason: str, details: dict[str, Any]) -> None:
-    """A refused instance (bad UID, mismatch, no space): audited as a failure (REQ: DSEC-04, DSEC-10)."""
+    """A refused instance (bad UID, mismatch, no space, broken data set): audited as a failure (REQ: DSEC-04,
+    DSEC-10). The third broken data set from one device within 10 minutes raises a security alert (DSEC-08)."""
     audit.record(
         state.node.actor(state.ip),
         "dicom_store_failed",
@@ -318,6 +328,58 @@ def record_store_failure(state: AssociationState, reason: str, details: dict[str
         reason=reason,
         details=details,
     )
+    if reason.startswith(BROKEN_REASON_PREFIX):
+        alert_repeated_broken(state.node.actor(state.ip), "dicom_node", state.node.id, state.node.aet)
+
+
+def alert_repeated_broken(actor: Actor, object_type: str, object_id: object, sender: str) -> None:
+    """After a broken data set was audited as a `dicom_store_failed` event of (object_type, object_id) — a device,
+    or any other sender: one security alert per sender and window once it has sent BROKEN_ALERT_COUNT broken data
+    sets within BROKEN_ALERT_WINDOW_MIN minutes (REQ: DSEC-08). Counted from the audit log, so across associations
+    and receiver processes; runs only on that refusal path."""
+    s = uow.session()
+    since = utcnow() - timedelta(minutes=BROKEN_ALERT_WINDOW_MIN)
+    oid = str(object_id)
+    s.flush()
+    broken = s.execute(
+        select(func.count(AuditEvent.id)).where(
+            AuditEvent.event_type == "dicom_store_failed",
+            AuditEvent.object_type == object_type,
+            AuditEvent.object_id == oid,
+            AuditEvent.ts > since,
+            AuditEvent.reason.startswith(BROKEN_REASON_PREFIX, autoescape=True),
+        )
+    ).scalar_one()
+    if broken < BROKEN_ALERT_COUNT:
+        return
+    alerted = s.execute(
+        select(func.count(AuditEvent.id)).where(
+            AuditEvent.event_type == "security_alert",
+            AuditEvent.object_type == object_type,
+            AuditEvent.object_id == oid,
+            AuditEvent.ts > since,
+            AuditEvent.reason.startswith(_BROKEN_ALERT_REASON, autoescape=True),
+        )
+    ).scalar_one()
+    if alerted:
+        return
+    audit.record(
+        actor,
+        "security_alert",
+        outcome="failure",
+        object_type=object_type,
+        object_id=object_id,
+        reason=f"{_BROKEN_ALERT_REASON}{sender} 在 {BROKEN_ALERT_WINDOW_MIN} 分钟内发送了 {broken} 个结构损坏的数据集",
+        details={
+            "code": "broken_datasets",
+            "count": broken,
+            "window_min": BROKEN_ALERT_WINDOW_MIN,
+            "dicom_event": "110113",  # Security Alert
+        },
+    )
+
+
+_BROKEN_ALERT_REASON = "反复收到结构损坏的影像数据："
 
 
 def referenced_keys(keys: list[str]) -> set[str]:
