@@ -9,18 +9,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import ssl
-import threading
 from collections.abc import Iterator
 from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
-from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pynetdicom import evt
 from pynetdicom.association import Association
@@ -28,13 +24,11 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 
-from dicom import faults, header, status
-from dicom.groupcommit import GroupCommit
-from dicom.shared_limits import SharedCounts
-from dicom.writegate import WriteGate
+from dicom import faults, header, qr, status, worklist
+from dicom.context import AssociationState, Context, authorized, refuse_op, text
 from engine import uow
 from engine.imaging import ingest, queries, routing, services, validate
-from engine.imaging.ingest import AssociationState, InstanceMeta, InvalidInstance
+from engine.imaging.ingest import InstanceMeta, InvalidInstance
 from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_for
 
 log = logging.getLogger("telerad.dicom")
@@ -73,61 +67,6 @@ def _past_meta_tags(tag: Any, vr: Any, length: int) -> bool:
     return bool(tag > _LAST_META_TAG)
 
 
-@dataclass
-class Limits:
-    """Association counts of this process: in total (pynetdicom checks that too) and per device (REQ: DSEC-07)."""
-
-    per_ae: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    by_node: dict[int, int] = field(default_factory=dict)
-    shared: SharedCounts | None = None  # several receiver processes: the per-device count is theirs together
-
-    def acquire(self, node_id: int) -> bool:
-        if self.shared is not None:
-            return self.shared.acquire(node_id, self.per_ae)
-        with self.lock:
-            n = self.by_node.get(node_id, 0)
-            if n >= self.per_ae:
-                return False
-            self.by_node[node_id] = n + 1
-            return True
-
-    def release(self, node_id: int) -> None:
-        if self.shared is not None:
-            self.shared.release(node_id)
-            return
-        with self.lock:
-            n = self.by_node.get(node_id, 0) - 1
-            if n <= 0:
-                self.by_node.pop(node_id, None)
-            else:
-                self.by_node[node_id] = n
-
-
-@dataclass
-class Context:
-    """What handlers need: the app (for its context), the store, our AE title, limits and configured statuses."""
-
-    app: Any
-    store: ObjectStore
-    aet: str
-    limits: Limits
-    disk_full_percent: float
-    conflict_status: int
-    find_limit: int
-    write_gate: WriteGate | None = None  # SQLite: one ingest transaction at a time (dicom/writegate.py)
-    committer: GroupCommit | None = None  # group commit of C-STORE index rows (dicom/groupcommit.py)
-    sealer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="dicom-seal"))
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue | list):
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
-
-
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -137,25 +76,25 @@ def _int(value: Any) -> int | None:
 
 def _meta(get: Any, transfer_syntax: str) -> InstanceMeta:
     return InstanceMeta(
-        sop_class_uid=_text(get("SOPClassUID")),
-        sop_instance_uid=_text(get("SOPInstanceUID")),
-        study_instance_uid=_text(get("StudyInstanceUID")),
-        series_instance_uid=_text(get("SeriesInstanceUID")),
+        sop_class_uid=text(get("SOPClassUID")),
+        sop_instance_uid=text(get("SOPInstanceUID")),
+        study_instance_uid=text(get("StudyInstanceUID")),
+        series_instance_uid=text(get("SeriesInstanceUID")),
         transfer_syntax_uid=transfer_syntax,
-        patient_id=_text(get("PatientID"))[:64],
-        patient_name=_text(get("PatientName"))[:324],
-        patient_birth_date=_text(get("PatientBirthDate"))[:8],
-        patient_sex=_text(get("PatientSex"))[:16],
-        study_date=_text(get("StudyDate"))[:8],
-        study_time=_text(get("StudyTime"))[:16],
-        accession_number=_text(get("AccessionNumber"))[:64],
-        study_description=_text(get("StudyDescription"))[:256],
-        study_id=_text(get("StudyID"))[:16],
-        referring_physician=_text(get("ReferringPhysicianName"))[:324],
-        modality=_text(get("Modality"))[:16],
+        patient_id=text(get("PatientID"))[:64],
+        patient_name=text(get("PatientName"))[:324],
+        patient_birth_date=text(get("PatientBirthDate"))[:8],
+        patient_sex=text(get("PatientSex"))[:16],
+        study_date=text(get("StudyDate"))[:8],
+        study_time=text(get("StudyTime"))[:16],
+        accession_number=text(get("AccessionNumber"))[:64],
+        study_description=text(get("StudyDescription"))[:256],
+        study_id=text(get("StudyID"))[:16],
+        referring_physician=text(get("ReferringPhysicianName"))[:324],
+        modality=text(get("Modality"))[:16],
         series_number=_int(get("SeriesNumber")),
-        body_part=_text(get("BodyPartExamined"))[:64],
-        series_description=_text(get("SeriesDescription"))[:256],
+        body_part=text(get("BodyPartExamined"))[:64],
+        series_description=text(get("SeriesDescription"))[:256],
         instance_number=_int(get("InstanceNumber")),
     )
 
@@ -205,8 +144,8 @@ def handle_requested(event: Event, ctx: Context) -> None:
     """
     assoc = event.assoc
     rq = cast(A_ASSOCIATE, assoc.requestor.primitive)  # set from the A-ASSOCIATE-RQ before EVT_REQUESTED
-    calling = _text(rq.calling_ae_title)
-    called = _text(rq.called_ae_title)
+    calling = text(rq.calling_ae_title)
+    called = text(rq.called_ae_title)
     ip = assoc.requestor.address
     tls, fingerprint = _peer_certificate_fingerprint(assoc)
     details = {"calling_aet": calling, "called_aet": called, "tls": tls}
@@ -249,26 +188,12 @@ def on_association_end(ctx: Context, assoc: Association) -> None:
         assoc.telerad = None  # type: ignore[attr-defined]
 
 
-def _state(event: Event) -> AssociationState:
-    state = getattr(event.assoc, "telerad", None)
-    if not isinstance(state, AssociationState):
-        raise RuntimeError("association was not authorized")
-    return state
-
-
-def _refuse_op(ctx: Context, state: AssociationState, op: str) -> None:
-    with ctx.app.app_context(), uow.unit_of_work():
-        services.record_rejection(
-            state.node.aet, state.ip, f"设备 {state.node.aet} 无权执行 {op}", {"code": "op", "op": op}
-        )
-
-
 # -- C-ECHO --------------------------------------------------------------------------------------------------------
 def handle_echo(event: Event, ctx: Context) -> int:
     """Verification (PS3.4 A; REQ: DCM-03): success when the device may echo."""
-    state = _state(event)
+    state = authorized(event)
     if not state.node.allows("echo"):
-        _refuse_op(ctx, state, "echo")
+        refuse_op(ctx, state, "echo")
         return status.REFUSED_NOT_AUTHORIZED
     return status.SUCCESS
 
@@ -276,13 +201,13 @@ def handle_echo(event: Event, ctx: Context) -> int:
 # -- C-STORE -------------------------------------------------------------------------------------------------------
 def handle_store(event: Event, ctx: Context) -> int | Dataset:
     """Storage (PS3.4 B): validate, make durable, index, then — only then — answer success (REQ: DSEC-04/05/06)."""
-    state = _state(event)
+    state = authorized(event)
     req = cast(C_STORE, event.request)  # EVT_C_STORE carries a C-STORE
     received = getattr(req, "_telerad_received", None)  # dicom/fastpath.py: (path, sha256, size) when streamed
     path = Path(received[0]) if received else Path(event.dataset_path)
     try:
         if not state.node.allows("store"):
-            _refuse_op(ctx, state, "store")
+            refuse_op(ctx, state, "store")
             return status.REFUSED_NOT_AUTHORIZED
         if str(req.AffectedSOPClassUID).rstrip("\0 ") != str(event.context.abstract_syntax):
             # REQ: DSEC-09 — the SOP class allowlist is the negotiated context: an RT Plan (or any class) sent over
@@ -394,24 +319,22 @@ def _value(keyword: str, value: Any) -> Any:
 def handle_find(event: Event, ctx: Context) -> Iterator[tuple[int, Dataset | None]]:
     """Query (PS3.4 C) at PATIENT/STUDY/SERIES/IMAGE, only within the device's institution (REQ: AC-08)."""
     if str(event.request.AffectedSOPClassUID) == "1.2.840.10008.5.1.4.31":  # Modality Worklist (REQ: DCM-05)
-        from dicom import worklist  # here, not at the top: dicom/worklist.py imports this module
-
         yield from worklist.handle_worklist_find(event, ctx)
         return
-    state = _state(event)
+    state = authorized(event)
     if not state.node.allows("find"):
-        _refuse_op(ctx, state, "find")
+        refuse_op(ctx, state, "find")
         yield status.REFUSED_NOT_AUTHORIZED, None
         return
     try:
         ident = event.identifier
-        level = _text(ident.get("QueryRetrieveLevel", ""))
+        level = text(ident.get("QueryRetrieveLevel", ""))
         keys: dict[str, str] = {}
         for elem in ident:
             kw = elem.keyword
             if kw in ("QueryRetrieveLevel", "SpecificCharacterSet") or not kw or elem.VR == "SQ":
                 continue
-            keys[kw] = _text(elem.value)
+            keys[kw] = text(elem.value)
     except Exception:  # an identifier we cannot decode is the peer's error, not a crash
         yield status.FIND_UNABLE_TO_PROCESS, None
         return
@@ -445,12 +368,6 @@ def bind(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:
         (evt.EVT_C_ECHO, handle_echo, [ctx]),
         (evt.EVT_C_STORE, handle_store, [ctx]),
         (evt.EVT_C_FIND, handle_find, [ctx]),
-        *_retrieve_worklist_mpps(ctx),
+        *qr.bindings(ctx),  # C-MOVE, C-GET
+        *worklist.bindings(ctx),  # MPPS N-CREATE, N-SET (the worklist C-FIND goes through handle_find)
     ]
-
-
-def _retrieve_worklist_mpps(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:
-    """C-MOVE/C-GET (dicom/qr.py) and MPPS N-CREATE/N-SET (dicom/worklist.py); they import this module."""
-    from dicom import qr, worklist
-
-    return [*qr.bindings(ctx), *worklist.bindings(ctx)]

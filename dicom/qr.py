@@ -25,7 +25,10 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 
 from dicom import status
-from dicom.handlers import Context, _refuse_op, _state, _text
+from dicom.context import Context
+from dicom.context import authorized as _state
+from dicom.context import refuse_op as _refuse_op
+from dicom.context import text as _text
 from engine import uow
 from engine.imaging import retrieve
 from engine.imaging.retrieve import RetrieveError, RetrieveItem

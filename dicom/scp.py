@@ -21,7 +21,8 @@ from typing import Any
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
 
-from dicom import handlers, tls
+from dicom import handlers, supervisor, tls
+from dicom.context import Context, Limits
 from dicom.groupcommit import GroupCommit
 from dicom.shared_limits import SharedCounts
 from dicom.transport import TeleradServer
@@ -102,7 +103,7 @@ class Running:
 
     ae: AE
     servers: list[TeleradServer]
-    ctx: handlers.Context
+    ctx: Context
 
     @property
     def port(self) -> int:
@@ -115,13 +116,13 @@ class Running:
         self.ctx.sealer.shutdown(wait=True)
 
 
-def _audit_refused(ctx: handlers.Context, ip: str, code: str, reason: str, details: dict[str, Any]) -> None:
+def _audit_refused(ctx: Context, ip: str, code: str, reason: str, details: dict[str, Any]) -> None:
     """A connection refused before any association (TLS handshake, plain-port network): a security alert."""
     with ctx.app.app_context(), uow.unit_of_work():
         services.record_rejection("", ip, reason, {**details, "code": code})
 
 
-def _server(ae: AE, ctx: handlers.Context, host: str, port: int, settings: config.Settings, **kw: Any) -> TeleradServer:
+def _server(ae: AE, ctx: Context, host: str, port: int, settings: config.Settings, **kw: Any) -> TeleradServer:
     srv = tls.GuardedServer(  # TLS handshake off the accept loop, plain-port networks (REQ: CRY-02)
         ae,
         (host, port),
@@ -160,11 +161,11 @@ def start(
     ae = build_ae(settings)
     sqlite = settings.database_url.startswith("sqlite")
     write_gate = WriteGate(settings.instance_dir / "dicom-ingest.lock") if sqlite else None
-    ctx = handlers.Context(
+    ctx = Context(
         app=app,
         store=store,
         aet=settings.dicom_aet,
-        limits=handlers.Limits(per_ae=settings.dicom_max_associations_per_ae, shared=shared),
+        limits=Limits(per_ae=settings.dicom_max_associations_per_ae, shared=shared),
         disk_full_percent=settings.dicom_disk_full_percent,
         conflict_status=settings.dicom_conflict_status,
         find_limit=settings.dicom_find_limit,
@@ -235,8 +236,6 @@ def serve(app_factory: Callable[[], Any], processes: int = 1) -> None:
     restarts a receiver that dies.
     """
     if processes > 1:
-        from dicom import supervisor
-
         supervisor.serve(app_factory, processes)
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # before any thread starts, so sigwait gets them

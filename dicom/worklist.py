@@ -16,7 +16,7 @@ from pynetdicom.dimse_primitives import N_CREATE, N_SET
 from pynetdicom.events import Event
 
 from dicom import status
-from dicom.handlers import Context, _refuse_op, _state, _text
+from dicom.context import Context, authorized, refuse_op, text
 from engine import uow
 from engine.imaging import worklist
 from engine.imaging.queries import QueryError
@@ -42,13 +42,13 @@ def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
 def _query(ident: Dataset) -> WorklistQuery:
     sps = _first_item(ident, "ScheduledProcedureStepSequence") or Dataset()
     return WorklistQuery(
-        patient_name=_text(ident.get("PatientName", "")),
-        patient_id=_text(ident.get("PatientID", "")),
-        accession_number=_text(ident.get("AccessionNumber", "")),
-        requested_procedure_id=_text(ident.get("RequestedProcedureID", "")),
-        modality=_text(sps.get("Modality", "")),
-        station_aet=_text(sps.get("ScheduledStationAETitle", "")),
-        start_date=_text(sps.get("ScheduledProcedureStepStartDate", "")),
+        patient_name=text(ident.get("PatientName", "")),
+        patient_id=text(ident.get("PatientID", "")),
+        accession_number=text(ident.get("AccessionNumber", "")),
+        requested_procedure_id=text(ident.get("RequestedProcedureID", "")),
+        modality=text(sps.get("Modality", "")),
+        station_aet=text(sps.get("ScheduledStationAETitle", "")),
+        start_date=text(sps.get("ScheduledProcedureStepStartDate", "")),
     )
 
 
@@ -108,9 +108,9 @@ def _response(ident: Dataset, item: WorklistItem) -> Dataset:
 
 def handle_worklist_find(event: Event, ctx: Context) -> Iterator[tuple[int, Dataset | None]]:
     """Modality Worklist C-FIND (PS3.4 K): registered exams of the device's institution (REQ: DCM-05, AC-08)."""
-    state = _state(event)
+    state = authorized(event)
     if not state.node.allows("worklist"):
-        _refuse_op(ctx, state, "worklist")
+        refuse_op(ctx, state, "worklist")
         yield status.REFUSED_NOT_AUTHORIZED, None
         return
     try:
@@ -135,23 +135,23 @@ def handle_worklist_find(event: Event, ctx: Context) -> Iterator[tuple[int, Data
 def _mpps_fields(ds: Dataset) -> MppsFields:
     step = _first_item(ds, "ScheduledStepAttributesSequence") or Dataset()
     return MppsFields(
-        status=_text(ds.get("PerformedProcedureStepStatus", "")).upper(),
-        accession_number=_text(step.get("AccessionNumber", "")),
-        study_instance_uid=_text(step.get("StudyInstanceUID", "")),
-        patient_id=_text(ds.get("PatientID", "")),
-        modality=_text(ds.get("Modality", "")).upper(),
-        station_aet=_text(ds.get("PerformedStationAETitle", "")),
+        status=text(ds.get("PerformedProcedureStepStatus", "")).upper(),
+        accession_number=text(step.get("AccessionNumber", "")),
+        study_instance_uid=text(step.get("StudyInstanceUID", "")),
+        patient_id=text(ds.get("PatientID", "")),
+        modality=text(ds.get("Modality", "")).upper(),
+        station_aet=text(ds.get("PerformedStationAETitle", "")),
     )
 
 
 def handle_n_create(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
     """MPPS N-CREATE (PS3.4 F.7.2.1): keep the step; IN PROGRESS marks the exam 检查中 (REQ: DCM-05)."""
-    state = _state(event)
+    state = authorized(event)
     request = cast(N_CREATE, event.request)  # EVT_N_CREATE carries an N-CREATE
     if str(request.AffectedSOPClassUID) != MPPS:
         return status.SOP_CLASS_NOT_SUPPORTED, None
     if not state.node.allows("mpps"):
-        _refuse_op(ctx, state, "mpps")
+        refuse_op(ctx, state, "mpps")
         return status.REFUSED_NOT_AUTHORIZED, None
     try:
         attrs = event.attribute_list
@@ -160,7 +160,7 @@ def handle_n_create(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
         return status.PROCESSING_FAILURE, None
     try:
         with ctx.app.app_context(), uow.unit_of_work():
-            worklist.create_mpps(state.node, state.ip, _text(request.AffectedSOPInstanceUID), fields)
+            worklist.create_mpps(state.node, state.ip, text(request.AffectedSOPInstanceUID), fields)
     except MppsError as exc:
         return _MPPS_STATUS[exc.code], None
     return status.SUCCESS, attrs
@@ -168,21 +168,21 @@ def handle_n_create(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
 
 def handle_n_set(event: Event, ctx: Context) -> tuple[int, Dataset | None]:
     """MPPS N-SET (PS3.4 F.7.2.2): COMPLETED → 已检查, DISCONTINUED → 已登记 (REQ: DCM-05)."""
-    state = _state(event)
+    state = authorized(event)
     request = cast(N_SET, event.request)  # EVT_N_SET carries an N-SET
     if str(request.RequestedSOPClassUID) != MPPS:
         return status.SOP_CLASS_NOT_SUPPORTED, None
     if not state.node.allows("mpps"):
-        _refuse_op(ctx, state, "mpps")
+        refuse_op(ctx, state, "mpps")
         return status.REFUSED_NOT_AUTHORIZED, None
     try:
         mods = event.modification_list
-        new_status = _text(mods.get("PerformedProcedureStepStatus", "")).upper() or None
+        new_status = text(mods.get("PerformedProcedureStepStatus", "")).upper() or None
     except Exception:
         return status.PROCESSING_FAILURE, None
     try:
         with ctx.app.app_context(), uow.unit_of_work():
-            worklist.update_mpps(state.node, state.ip, _text(request.RequestedSOPInstanceUID), new_status)
+            worklist.update_mpps(state.node, state.ip, text(request.RequestedSOPInstanceUID), new_status)
     except MppsError as exc:
         return _MPPS_STATUS[exc.code], None
     return status.SUCCESS, mods
