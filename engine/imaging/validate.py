@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Collection
 from typing import Any
 
 from pydicom.datadict import DicomDictionary
@@ -39,6 +40,7 @@ DEFLATED = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"}  # Deflated Expli
 NATIVE = {IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE, "1.2.840.10008.1.2.1.99"}  # all else: encapsulated Pixel Data
 
 BLOCK = 64 * 1024
+COLLECT_MAX_BYTES = 64 * 1024
 MAX_DEPTH = 64  # sequences nested deeper are refused (SECURITY.md §C1: 10,000 deep)
 DEFLATE_MAX_BYTES = 64 * 1024 * 1024
 DEFLATE_MAX_RATIO = 100  # DSEC-09: a deflated data set expanding beyond 100× (and past 1 MiB) is refused
@@ -98,9 +100,15 @@ def _broken(code: str, offset: int, tag: int | None = None, note: str = "") -> B
     return BrokenDataset(f"dataset_{code}", f"{BROKEN_REASON_PREFIX}{reason}", details)
 
 
-def check_file(path: str | os.PathLike[str], transfer_syntax: str | None = None) -> None:
+def check_file(
+    path: str | os.PathLike[str], transfer_syntax: str | None = None, collect: Collection[int] = ()
+) -> tuple[str, dict[int, bytes]]:
     """Walk the Part-10 file at `path` to its last byte; `transfer_syntax` overrides the one in its meta group
     (the negotiated one, which dicom/fastpath.py also wrote there).
+
+    Returns the transfer syntax and the raw values of the top-level elements whose tags are in `collect` (values
+    longer than COLLECT_MAX_BYTES are left out), so a caller that indexes a few tags needs no second pass over the
+    header (dicom/handlers.read_meta).
 
     Raises:
         BrokenDataset: the first structural defect found (code `dataset_*`, Chinese message, offset in details).
@@ -108,30 +116,32 @@ def check_file(path: str | os.PathLike[str], transfer_syntax: str | None = None)
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        walk = _Walk(fd, size, os.pread(fd, min(size, BLOCK), 0))
+        walk = _Walk(fd, size, os.pread(fd, min(size, BLOCK), 0), collect)
         start, meta_syntax = walk.meta()
         syntax = (transfer_syntax or meta_syntax).rstrip("\0 ")
         if syntax in DEFLATED:
-            walk = _inflated(fd, size, start)
+            walk = _inflated(fd, size, start, collect)
             start = 0
         walk.run(start, syntax)
     finally:
         os.close(fd)
+    return syntax, walk.found
 
 
-def check_bytes(data: bytes, transfer_syntax: str) -> None:
+def check_bytes(data: bytes, transfer_syntax: str, collect: Collection[int] = ()) -> dict[int, bytes]:
     """The same check for a data set held in memory (no File Meta Information), e.g. a DICOMweb part."""
-    walk = _Walk(-1, len(data), data)
+    walk = _Walk(-1, len(data), data, collect)
     if transfer_syntax in DEFLATED:
-        walk = _inflate(data, 0)
+        walk = _inflate(data, 0, collect)
     walk.run(0, transfer_syntax)
+    return walk.found
 
 
-def _inflated(fd: int, size: int, start: int) -> _Walk:
-    return _inflate(os.pread(fd, size - start, start), start)
+def _inflated(fd: int, size: int, start: int, collect: Collection[int]) -> _Walk:
+    return _inflate(os.pread(fd, size - start, start), start, collect)
 
 
-def _inflate(raw: bytes, offset: int) -> _Walk:
+def _inflate(raw: bytes, offset: int, collect: Collection[int]) -> _Walk:
     cap = min(DEFLATE_MAX_BYTES, max(DEFLATE_MAX_RATIO * len(raw), 1024 * 1024))
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
@@ -140,20 +150,23 @@ def _inflate(raw: bytes, offset: int) -> _Walk:
         raise _broken("transfer_syntax", offset, note="deflate") from exc
     if len(data) > cap or inflater.unconsumed_tail:
         raise _broken("transfer_syntax", offset, note="deflate bomb")
-    return _Walk(-1, len(data), data)
+    return _Walk(-1, len(data), data, collect)
 
 
 class _Walk:
     """The walk over one data set: a window `buf` of the file starting at absolute offset `base`."""
 
-    __slots__ = ("fd", "size", "buf", "base", "encapsulated")
+    __slots__ = ("fd", "size", "buf", "base", "encapsulated", "collect", "last_collected", "found")
 
-    def __init__(self, fd: int, size: int, buf: bytes) -> None:
+    def __init__(self, fd: int, size: int, buf: bytes, collect: Collection[int] = ()) -> None:
         self.fd = fd
         self.size = size
         self.buf = buf
         self.base = 0
         self.encapsulated = False
+        self.collect = frozenset(collect)
+        self.last_collected = max(self.collect, default=-1)
+        self.found: dict[int, bytes] = {}
 
     def _need(self, pos: int, n: int, limit: int, tag: int | None = None) -> int:
         """Make `n` bytes at absolute `pos` readable; the position of `pos` in `buf`. Past `limit` is a defect."""
@@ -213,6 +226,8 @@ class _Walk:
         unpack = (_EXPLICIT[little] if explicit else _IMPLICIT[little]).unpack_from
         u32 = _U32[little].unpack_from
         long_vrs, short_vrs, sq_tags, first_special = _LONG_VRS, _SHORT_VRS, _SQ_TAGS, _SAMPLES
+        collect = self.collect
+        last_collected = self.last_collected if depth == 0 else -1
         last = -1
         attrs: dict[int, bytes] | None = None
         buf, base = self.buf, self.base
@@ -261,6 +276,10 @@ class _Walk:
             nxt = vpos + length
             if nxt > limit:
                 raise _broken("truncated" if limit >= self.size else "length", pos, tag)
+            if tag <= last_collected and tag in collect and length <= COLLECT_MAX_BYTES:
+                rel = self._need(vpos, length, limit, tag)
+                buf, base = self.buf, self.base
+                self.found[tag] = buf[rel : rel + length]
             if vr == b"SQ" or (not explicit and tag in sq_tags):
                 self.sequence(vpos, nxt, depth + 1, explicit, little)
                 buf, base = self.buf, self.base
