@@ -106,6 +106,11 @@ def _relative(item: pytest.Item) -> str:
     return rel + item.nodeid[item.nodeid.index("::") :] if "::" in item.nodeid else rel
 
 
+def _group(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    return str(mark.args[0]) if mark and mark.args else None
+
+
 def _matches(rel: str, entry: str) -> bool:
     if entry.endswith("/"):
         return rel.startswith(entry)
@@ -126,6 +131,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("e2e"))  # one worker, one Chromium
         if item.get_closest_marker("serial") or any(_matches(rel, e) for e in SERIAL_TESTS):
             item.add_marker(pytest.mark.xdist_group("serial"))
+    # The longest xdist groups first (loadgroup hands out work in collection order): the serial group starts at once
+    # on one worker and the browser group on the other, instead of either being the tail of the run.
+    first = {"serial": 0, "e2e": 1}
+    items.sort(key=lambda item: first.get(_group(item), 2))  # stable: the order within each part is kept
     stale = [
         e
         for e in SERIAL_TESTS
