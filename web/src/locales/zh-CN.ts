@@ -294,6 +294,8 @@ const zhCN = {
     codeInvalid: '编码只能包含字母、数字、下划线、点或横线',
     menuKind: '菜单',
     functionKind: '功能',
+    grantable: '可授予机构',
+    grantAny: '全部机构',
     onlyCentral: '仅限中心医院',
     onlyMember: '仅限成员医院',
     notAssignable: '不可授予',
