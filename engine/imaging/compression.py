@@ -5,18 +5,15 @@ JPEG 2000 and JPEG-LS near-lossless; JPEG baseline for 8-bit images through Pill
 encoder, so the frames are encapsulated here, PS3.5 §A.4); and "uncompressed" (Explicit VR Little Endian).
 
 Decoding untrusted pixel data is the riskiest thing the archive does, so it never happens on the receive path and
-never in the calling process: every transcode runs in a spawned helper process with an address-space limit, a CPU
-limit per job (RLIMIT_CPU) and a wall-clock timeout; a helper that dies or overruns is replaced (DSEC-08).
+never in the calling process: every transcode runs in a spawned helper process (engine.sandbox) with an address-space
+limit, a CPU limit per job (RLIMIT_CPU) and a wall-clock timeout; a helper that dies or overruns is replaced (DSEC-08).
 Lossless results are decoded again in the helper and compared with the source pixels before they are accepted.
 """
 
 from __future__ import annotations
 
 import atexit
-import concurrent.futures as cf
-import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
 import threading
@@ -26,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.imaging.storage import ObjectStore
+from engine.sandbox import Limits, SandboxError, Worker
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
@@ -62,13 +60,6 @@ class TranscodeError(Exception):
 
 
 @dataclass(frozen=True)
-class Limits:
-    memory_mb: int = 4096
-    cpu_s: int = 120
-    wall_s: float = 300.0
-
-
-@dataclass(frozen=True)
 class Transcoded:
     ts: str
     sop_instance_uid: str
@@ -98,24 +89,7 @@ def target_syntax(policy: str) -> str:
     return POLICIES[policy].uid
 
 
-# -- the helper process --------------------------------------------------------------------------------------------
-def _init_child(memory_mb: int) -> None:
-    limit = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _limit_cpu(cpu_s: int) -> None:
-    """RLIMIT_CPU counts the process's whole life: allow `cpu_s` more than used so far (SIGXCPU kills it)."""
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    spent = int(used.ru_utime + used.ru_stime) + 1
-    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-    soft = spent + cpu_s
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-
-
+# -- the helper process (engine.sandbox.Worker runs these) ------------------------------------------------------------
 def _jpeg_baseline(ds: Any, quality: int) -> None:
     """Encode 8-bit MONOCHROME/RGB pixel data as JPEG baseline frames with Pillow and encapsulate them."""
     import numpy as np
@@ -150,9 +124,8 @@ def _jpeg_baseline(ds: Any, quality: int) -> None:
         ds.PlanarConfiguration = 0
 
 
-def _transcode_child(src: str, out: str, policy_name: str, cpu_s: int) -> tuple[str, str, bool]:
+def _transcode_child(src: str, out: str, policy_name: str) -> tuple[str, str, bool]:
     """Runs in the helper: read, decode, encode, check, write `out`; returns (ts, SOP Instance UID, lossy)."""
-    _limit_cpu(cpu_s)
     import numpy as np
     from pydicom import dcmread
     from pydicom.uid import UID, generate_uid
@@ -202,29 +175,22 @@ def _encode(ds: Any) -> bytes:
 
 # -- the parent side -----------------------------------------------------------------------------------------------
 class Sandbox:
-    """A spawned helper process with resource limits; replaced after a crash or a timeout."""
+    """A spawned helper process with resource limits; replaced after a crash or a timeout (engine.sandbox).
+
+    The helper lives on between transcodes (it imports pydicom and the codecs once), so ``spawn``'s start cost is
+    paid once per helper, and it never forks a threaded server.
+    """
+
+    _MESSAGES = {
+        "timeout": "转码超时",
+        "memory": "转码内存超限",
+        "cpu": "转码进程异常退出（可能超出资源限制）",
+        "crashed": "转码进程异常退出（可能超出资源限制）",
+    }
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._lock = threading.Lock()
-        self._pool: cf.ProcessPoolExecutor | None = None
-
-    def _executor(self) -> cf.ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded server
-                initializer=_init_child,
-                initargs=(self.limits.memory_mb,),
-            )
-        return self._pool
-
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._worker = Worker(self.limits, start_method="spawn", raises=(TranscodeError,), name="telerad-transcode")
 
     def run(self, src: Path, out: Path, policy: str) -> Transcoded:
         """Transcode `src` into `out` by `policy` in the helper.
@@ -233,29 +199,15 @@ class Sandbox:
             TranscodeError: the helper refused, crashed, ran out of memory or time.
         """
         validate_policy(policy)
-        with self._lock:
-            fut = self._executor().submit(_transcode_child, str(src), str(out), policy, self.limits.cpu_s)
-            try:
-                ts, uid, lossy = fut.result(timeout=self.limits.wall_s)
-            except TranscodeError:
-                raise
-            except cf.TimeoutError as exc:
-                self._discard()
-                raise TranscodeError("转码超时") from exc
-            except cf.process.BrokenProcessPool as exc:
-                self._discard()
-                raise TranscodeError("转码进程异常退出（可能超出资源限制）") from exc
-            except MemoryError as exc:
-                raise TranscodeError("转码内存超限") from exc
-            except Exception as exc:  # any decoder/encoder error on untrusted data is a refusal
-                raise TranscodeError(f"转码失败：{type(exc).__name__}: {exc}") from exc
+        try:
+            ts, uid, lossy = self._worker.call(_transcode_child, str(src), str(out), policy)
+        except SandboxError as exc:
+            # any decoder/encoder error on untrusted data is a refusal
+            raise TranscodeError(self._MESSAGES.get(exc.reason) or f"转码失败：{exc.message}") from exc
         return Transcoded(ts, uid, lossy)
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        self._worker.close()
 
 
 _default: Sandbox | None = None
