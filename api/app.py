@@ -50,7 +50,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 512 * 1024,  # UP-02: 10 MB files plus form overhead
         MAX_FORM_PARTS=100,  # WEB-06
-        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        # Text fields stay small, but werkzeug also applies this to its multipart decoder's buffer, which holds a
+        # 64 KiB chunk plus the tail of the previous one when that might start a boundary: at exactly 64 KiB,
+        # most photos over ~500 KB were refused with 413 (issue 11 §4). 128 KiB leaves room for the tail.
+        MAX_FORM_MEMORY_SIZE=128 * 1024,
         API_TITLE="telerad 远程影像诊断平台 API",
         API_VERSION="1.0",
         OPENAPI_VERSION="3.0.3",
