@@ -1,4 +1,10 @@
-"""Image uploads: type by content, size and pixel limits, re-encode, encrypt, store (REQ: UP-01..04, PII-04)."""
+"""Image uploads: type by content, size and pixel limits, re-encode, encrypt, store (REQ: UP-01..04, PII-04).
+
+The web process only reads an upload's header. Decoding, re-encoding and watermarking run in a fresh worker process
+per job with an address-space, CPU-time and wall-clock limit (engine.sandbox, the DSEC-08 rule for decoding): the
+memory a 25-megapixel image takes is given back when the worker exits, and an image over the limits is refused
+with ``image_too_complex`` while the web process carries on (issue 11).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,22 @@ import hashlib
 import io
 import os
 import secrets
+import threading
 import unicodedata
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from engine import audit, config, uow
+from engine import audit, config, sandbox, uow
 from engine.accounts.models import User
 from engine.actor import Actor
+from engine.attachments import pixels
 from engine.attachments.models import Attachment
 from engine.crypto import FieldCipher
-from engine.errors import NotFound, ValidationFailed
+from engine.errors import NotFound, ServiceUnavailable, ValidationFailed
 from engine.visibility import get_visible
 
 ALLOWED = {"JPEG": "image/jpeg", "PNG": "image/png"}
@@ -25,12 +35,17 @@ ALLOWED = {"JPEG": "image/jpeg", "PNG": "image/png"}
 Image.MAX_IMAGE_PIXELS = 25_000_000
 MAGIC = {"JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",)}
 WATERMARK = "仅用于资质审核"
-_FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-)
+
+# REQ: DSEC-08 — the image worker. At the 25 MP cap a worker peaks at ~145 MB of address space for an RGB photo
+# and ~350 MB for an RGBA one with a colour profile, and takes 1-3 s of CPU: the limits leave room for that on a
+# loaded machine and stop a decoder that runs away.
+LIMITS = sandbox.Limits(memory_mb=768, cpu_s=20, wall_s=60)
+# forkserver: each worker is forked from a small server process that has Pillow loaded, not from the web process
+# (spawn would start a new interpreter and import Pillow for every image).
+START_METHOD = "forkserver"
+MAX_CONCURRENT = 2  # images decoded at once per web process (each worker may use up to LIMITS.memory_mb)
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+_slots = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 
 def _invalid(reason: str) -> ValidationFailed:
@@ -108,20 +123,53 @@ def check_extension(filename: str | None, kind: str) -> None:
         raise _invalid("文件扩展名与文件内容不一致")
 
 
-def reencode(data: bytes, kind: str) -> bytes:
-    """Decode and write the image anew: drops EXIF/GPS, comments and any trailing payload (REQ: UP-03)."""
-    img = Image.open(io.BytesIO(data))
+def _in_worker(action: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn` (of engine.attachments.pixels) in a fresh worker process with LIMITS (REQ: DSEC-08).
+
+    Raises:
+        ValidationFailed: ``image_too_complex`` when the worker ran out of time, CPU or memory, crashed or
+            answered too much (the worker is gone; the next job gets a new one); ``invalid_image`` when the
+            image would not decode.
+        ServiceUnavailable: ``image_busy`` when MAX_CONCURRENT images are being processed for LIMITS.wall_s.
+    """
+    if not _slots.acquire(timeout=LIMITS.wall_s):
+        raise ServiceUnavailable("image_busy", "图片处理繁忙，请稍后重试")
     try:
-        img.load()
-    except OSError as exc:
-        raise _invalid("图片已损坏或无法解析") from exc
-    out = io.BytesIO()
-    if kind == "JPEG":
-        img.convert("RGB").save(out, "JPEG", quality=90)
-    else:
-        mode = "RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB"
-        img.convert(mode).save(out, "PNG", optimize=False)
-    return out.getvalue()
+        worker = sandbox.Worker(
+            LIMITS,
+            start_method=START_METHOD,
+            max_jobs=1,
+            max_reply_bytes=MAX_RESULT_BYTES,
+            preload=(pixels.__name__,),
+            name="telerad-image",
+        )
+        try:
+            return worker.call(fn, *args)
+        finally:
+            worker.close()
+    except sandbox.SandboxError as exc:
+        if exc.reason == "failed":
+            raise _invalid("图片已损坏或无法解析") from exc
+        raise ValidationFailed(
+            "image_too_complex",
+            f"图片超出处理资源限制：{exc.message}。{action}",
+            {"reason": exc.reason},
+        ) from exc
+    finally:
+        _slots.release()
+
+
+def reencode(data: bytes, kind: str) -> tuple[bytes, int, int]:
+    """Decode and write only the pixels anew, in the worker: drops EXIF/GPS, XMP, comments, text chunks, ICC
+    profiles (pixels converted to sRGB) and any trailing payload (REQ: UP-03). Returns (bytes, width, height).
+
+    Raises:
+        ValidationFailed: ``invalid_image`` or ``image_too_complex`` (see _in_worker).
+    """
+    clean, width, height = _in_worker(
+        "请缩小或压缩图片后重新上传", pixels.clean, data, kind, config.current().max_image_pixels
+    )
+    return bytes(clean), int(width), int(height)
 
 
 def _store_path(key: str) -> Path:
@@ -141,9 +189,9 @@ def save_image(owner: User, kind: str, filename: str | None, data: bytes) -> Att
     """
     if len(data) > config.current().max_upload_bytes:
         raise ValidationFailed("too_large", "文件过大（上限 10 MB）")
-    fmt, width, height = inspect_image(data)
+    fmt, _, _ = inspect_image(data)
     check_extension(filename, fmt)
-    clean = reencode(data, fmt)
+    clean, width, height = reencode(data, fmt)  # the EXIF orientation may have turned it
     key = secrets.token_hex(16)
     path = _store_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,36 +222,14 @@ def save_image(owner: User, kind: str, filename: str | None, data: bytes) -> Att
     return att
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    for candidate in _FONT_CANDIDATES:
-        if os.path.exists(candidate):
-            return ImageFont.truetype(candidate, size)
-    return ImageFont.load_default(size)
+def watermark(data: bytes, content_type: str, text: str, max_pixels: int | None = None) -> bytes:
+    """Tile a semi-transparent "仅用于资质审核" watermark over the photo, in the worker (REQ: PII-04, DSEC-08).
 
-
-def has_cjk_font() -> bool:
-    return any(os.path.exists(c) for c in _FONT_CANDIDATES)
-
-
-def watermark(data: bytes, content_type: str, text: str) -> bytes:
-    """Tile a semi-transparent "仅用于资质审核" watermark over the photo (REQ: PII-04)."""
-    img = Image.open(io.BytesIO(data)).convert("RGBA")
-    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    size = max(14, min(img.size) // 12)
-    font = _font(size)
-    label = text if has_cjk_font() else "FOR QUALIFICATION REVIEW ONLY"
-    step_x, step_y = size * 9, size * 4
-    for y in range(0, img.size[1] + step_y, step_y):
-        for x in range(-step_x // 2 if (y // step_y) % 2 else 0, img.size[0], step_x):
-            draw.text((x, y), label, fill=(255, 0, 0, 110), font=font)
-    merged = Image.alpha_composite(img, layer)
-    out = io.BytesIO()
-    if content_type == "image/jpeg":
-        merged.convert("RGB").save(out, "JPEG", quality=88)
-    else:
-        merged.save(out, "PNG")
-    return out.getvalue()
+    Raises:
+        ValidationFailed: ``image_too_complex`` or ``invalid_image`` (see _in_worker).
+    """
+    cap = max_pixels or config.current().max_image_pixels
+    return bytes(_in_worker("请稍后重试", pixels.watermark, data, content_type, text, cap))
 
 
 def read_attachment(actor: Actor, public_id: str) -> tuple[Attachment, bytes]:
@@ -217,8 +243,7 @@ def read_attachment(actor: Actor, public_id: str) -> tuple[Attachment, bytes]:
     if att_id is None:
         raise NotFound()
     att = get_visible(actor, Attachment, att_id, object_type="attachment")
-    blob = _store_path(att.storage_key).read_bytes()
-    clear = _cipher().decrypt_bytes(blob, aad=att.storage_key.encode())
+    clear = _cipher().decrypt_bytes(_store_path(att.storage_key).read_bytes(), aad=att.storage_key.encode())
     if hashlib.sha256(clear).hexdigest() != att.sha256:
         raise ValidationFailed("integrity_error", "文件完整性校验失败")
     audit.record(
@@ -228,4 +253,5 @@ def read_attachment(actor: Actor, public_id: str) -> tuple[Attachment, bytes]:
         object_id=att.public_id,
         details={"kind": att.kind, "owner_user_id": att.owner_user_id},
     )
-    return att, watermark(clear, att.content_type, WATERMARK)
+    # The stored photo has exactly width × height pixels, whatever the pixel limit has become since.
+    return att, watermark(clear, att.content_type, WATERMARK, att.width * att.height)
