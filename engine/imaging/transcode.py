@@ -6,31 +6,39 @@ uncompressed syntax (explicit VR little endian, then implicit), decoding the pix
 compressed. Nothing is ever re-compressed here (policies that compress are engine/imaging/compression.py's).
 
 Codec: pydicom 3's pixel decoders with the pylibjpeg plugins — libjpeg (JPEG baseline, extended, lossless),
-openjpeg (JPEG 2000), rle (RLE) — and pyjpegls (JPEG-LS). Why these and not python-gdcm:
-- they are already pinned and are the very decoders IMG-04's lossless check uses (compression.py), so what telerad
-  compresses is decoded here by the same code that verified it;
-- they take one frame's bytes, not a whole file: pydicom parses the data set (as it does everywhere in telerad)
-  and the codec only ever sees the codestream, where GDCM would bring a second DICOM parser to the attack surface;
-- measured on a 512×512 16-bit JPEG-lossless CT slice, GDCM decoded it in ~5.8 ms and libjpeg in ~8.8 ms of CPU,
-  but libjpeg was 2-4× faster on RLE and JPEG 2000; the difference on JPEG lossless is hidden by decoding the
-  next instance while the current one is on the wire (`Prefetch`), so GDCM's extra 30 MB wheel buys nothing.
-Each syntax names its plugin (`_PLUGIN`): pydicom's own pure-Python RLE decoder is never picked by chance.
+openjpeg (JPEG 2000), rle (RLE) — and pyjpegls (JPEG-LS). Why these and not python-gdcm (both measured here, CPU
+per frame, pydicom 3.0.2 / python-gdcm 3.2.6):
+- they are already pinned and are the decoders IMG-04's lossless check uses (compression.py): what telerad
+  compresses is decoded here by the code that verified it;
+- they take one frame's codestream; pydicom stays the only DICOM parser. GDCM is only fast through its own
+  pipeline (read + change syntax + write: 4.5 ms for a 512×512 JPEG-lossless CT slice), and that pipeline rewrites
+  the data set — it added empty Patient/Study elements and Nominal Scanned Pixel Spacing, dropped Number of Frames,
+  and got a 16-bit RGB RLE sample wrong. Through pydicom's GDCM plugin it takes 6.5 ms (libjpeg: 9 ms), has no RLE,
+  fails a J2K sample whose pixel representation disagrees with its codestream, decodes an RGB JPEG without colour
+  transform differently, and is 2-3× slower than openjpeg on JPEG 2000;
+- the decode is then the one big cost left: the data set is not re-parsed or re-encoded (the stored bytes of every
+  element decoding does not touch are copied), the parent sends the bytes as they come (dicom/outgoing.py), and
+  the next instances are decoded in other workers while the current one is sent (`Prefetch`). DCMTK (Orthanc)
+  decodes the same slice in ~3 ms: on a busy two-core machine telerad's C-GET of JPEG-lossless data to an
+  uncompressed-only peer stays slower than Orthanc's.
+Each syntax names its plugin (native._PLUGIN): pydicom's own pure-Python RLE decoder is never picked by chance.
 
-Decoding untrusted pixel data runs in a pool of engine.sandbox workers — child processes with an address-space,
-CPU and wall-clock limit, replaced when they die (DSEC-08). A frame that cannot be decoded raises TranscodeError for
-that instance only; the caller fails that one sub-operation. Decoding to native follows PS3.5 §8 and PS3.3
-C.7.6.1.1.5: lossy JPEG YCbCr becomes RGB (PlanarConfiguration 0), sub-sampled YBR becomes YBR_FULL, JPEG 2000
-ICT/RCT becomes RGB; data that was lossy compressed keeps or gains LossyImageCompression "01" (with method and
-ratio when it had none); the SOP Instance UID is kept — decoding adds no loss.
+Decoding untrusted pixel data (engine/imaging/native.py) runs in a pool of engine.sandbox workers — child processes
+with an address-space, CPU and wall-clock limit, replaced when they die (DSEC-08). A frame that cannot be decoded
+raises TranscodeError for that instance only; the caller fails that one sub-operation. Decoding to native follows
+PS3.5 §8 and PS3.3 C.7.6.1.1.5: lossy JPEG YCbCr becomes RGB (PlanarConfiguration 0), sub-sampled YBR becomes
+YBR_FULL, JPEG 2000 ICT/RCT becomes RGB; data that was lossy compressed keeps or gains LossyImageCompression "01" (with
+method and ratio when it had none); the SOP Instance UID is kept — decoding adds no loss.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -41,40 +49,19 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
+from engine.imaging import native
+from engine.imaging.native import (  # noqa: F401 - re-exported: the syntax names and the error are transcode's API
+    DECODABLE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    UNCOMPRESSED,
+    TranscodeError,
+)
 from engine.sandbox import Limits, SandboxError, Worker
 
 log = logging.getLogger("telerad.transcode")
 
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-UNCOMPRESSED = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)  # in order of preference
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: odd presentation context IDs 1..255
-
-_JPEG_LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
-_PLUGIN = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg",  # JPEG Baseline (libjpeg)
-    "1.2.840.10008.1.2.4.51": "pylibjpeg",  # JPEG Extended
-    "1.2.840.10008.1.2.4.57": "pylibjpeg",  # JPEG Lossless
-    "1.2.840.10008.1.2.4.70": "pylibjpeg",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90": "pylibjpeg",  # JPEG 2000 Lossless (openjpeg)
-    "1.2.840.10008.1.2.4.91": "pylibjpeg",  # JPEG 2000
-    "1.2.840.10008.1.2.5": "pylibjpeg",  # RLE Lossless (rle)
-}
-DECODABLE = frozenset(_PLUGIN)
-# PS3.3 C.7.6.1.1.5.1: the defined terms of (0028,2114) Lossy Image Compression Method.
-_LOSSY_METHOD = {
-    "1.2.840.10008.1.2.4.50": "ISO_10918_1",
-    "1.2.840.10008.1.2.4.51": "ISO_10918_1",
-    "1.2.840.10008.1.2.4.81": "ISO_14495_1",
-    "1.2.840.10008.1.2.4.91": "ISO_15444_1",
-}
-_SUBSAMPLED = {"YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420"}  # full resolution once decoded
-
-
-class TranscodeError(Exception):
-    """The instance cannot be sent in the wanted syntax (undecodable pixel data, limits exceeded, no decoder)."""
 
 
 def choose_syntax(stored: str, accepted: Collection[str]) -> str | None:
@@ -131,136 +118,6 @@ def plan_contexts(pairs: Iterable[tuple[str, str]], limit: int = MAX_CONTEXTS) -
     return out
 
 
-# -- in the sandbox ------------------------------------------------------------------------------------------------
-def _warm_child() -> bool:
-    """Import the decoders once, so the first instance does not pay for it."""
-    import jpeg_ls  # noqa: F401
-    import libjpeg  # noqa: F401
-    import openjpeg  # noqa: F401
-    import rle  # noqa: F401
-    from pydicom.pixels import get_decoder
-
-    return all(get_decoder(ts).is_available for ts in DECODABLE)
-
-
-def _j2k_irreversible(frame: bytes) -> bool:
-    """A JPEG 2000 codestream coded with the irreversible 9-7 wavelet (COD SPcod transformation 0): lossy."""
-    pos = frame.find(b"\xff\x4f\xff\x51")  # SOC SIZ (a JP2 box header may come first)
-    if pos < 0:
-        return False
-    pos += 2
-    while pos + 4 <= len(frame):
-        marker = frame[pos : pos + 2]
-        if marker in (b"\xff\x90", b"\xff\x93"):  # SOT / SOD: the main header is over
-            return False
-        length = int.from_bytes(frame[pos + 2 : pos + 4], "big")
-        if marker == b"\xff\x52":  # COD: Lcod, Scod, SGcod (4), levels, xcb, ycb, style, transformation
-            return pos + 13 < len(frame) and frame[pos + 13] == 0
-        pos += 2 + length
-    return False
-
-
-def _jpegls_near(frame: bytes) -> bool:
-    """A JPEG-LS scan with NEAR > 0 (near-lossless)."""
-    pos = 2  # after SOI
-    while pos + 4 <= len(frame) and frame[pos] == 0xFF:
-        length = int.from_bytes(frame[pos + 2 : pos + 4], "big")
-        if frame[pos + 1] == 0xDA:  # SOS: Ls, Ns, Ns × (Ci, Tmi), NEAR, ILV, …
-            ns = frame[pos + 4] if pos + 4 < len(frame) else 0
-            near = pos + 5 + 2 * ns
-            return near < len(frame) and frame[near] > 0
-        pos += 2 + length
-    return False
-
-
-def _was_lossy(stored: str, first_frame: bytes) -> bool:
-    if stored in _JPEG_LOSSY:
-        return True
-    if stored == "1.2.840.10008.1.2.4.91":
-        return _j2k_irreversible(first_frame)
-    if stored == "1.2.840.10008.1.2.4.81":
-        return _jpegls_near(first_frame)
-    return False
-
-
-def _decode_pixels(ds: Any, stored: str) -> None:
-    """Replace encapsulated Pixel Data by native pixel data and fix the image attributes that change."""
-    import numpy as np
-    from pydicom.encaps import generate_frames
-    from pydicom.pixels import get_decoder
-    from pydicom.pixels.utils import pack_bits
-
-    nr_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    encapsulated = ds.PixelData
-    first = next(generate_frames(encapsulated, number_of_frames=nr_frames), b"")
-    bits = int(ds.BitsAllocated)
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    frames: list[Any] = []
-    meta: dict[str, Any] = {}
-    decoder = get_decoder(UID(stored))
-    for arr, frame_meta in decoder.iter_array(ds, decoding_plugin=_PLUGIN[stored], as_rgb=stored in _JPEG_LOSSY):
-        meta = frame_meta
-        if bits > 1 and arr.itemsize * 8 != bits:
-            arr = arr.astype(f"<{'i' if signed else 'u'}{bits // 8}")
-        frames.append(arr)
-    if bits == 1:
-        value = pack_bits(np.concatenate([f.ravel() for f in frames]))
-    else:
-        value = b"".join(f.tobytes() for f in frames)
-    if len(value) % 2:
-        value += b"\0"
-    elem = ds["PixelData"]
-    elem.value = value
-    elem.is_undefined_length = False
-    elem.VR = "OB" if bits <= 8 else "OW"
-    pi = str(meta.get("photometric_interpretation") or ds.PhotometricInterpretation)
-    ds.PhotometricInterpretation = "YBR_FULL" if pi in _SUBSAMPLED else pi
-    if int(ds.get("SamplesPerPixel", 1)) > 1:
-        ds.PlanarConfiguration = 0  # decoded arrays are colour-by-pixel
-    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
-        if keyword in ds:
-            del ds[keyword]
-    if _was_lossy(stored, first):
-        if ds.get("LossyImageCompression") != "01" or "LossyImageCompressionMethod" not in ds:
-            ds.LossyImageCompressionRatio = f"{len(value) / max(1, len(encapsulated)):.2f}"[:16]
-            ds.LossyImageCompressionMethod = _LOSSY_METHOD[stored]
-        ds.LossyImageCompression = "01"
-
-
-def _drop_encapsulated_icons(ds: Any) -> None:
-    """An icon in a compressed syntax may be encapsulated too (PS3.5 §8.2); the icon is optional: drop it."""
-    icons = ds.get("IconImageSequence")
-    if icons is not None and any("PixelData" in i and i["PixelData"].is_undefined_length for i in icons):
-        del ds.IconImageSequence
-
-
-def _native_child(path: str, target: str) -> bytes:
-    """Runs in the sandbox: the data set of the Part-10 file `path` with its pixel data decoded, encoded in `target`
-    (explicit or implicit VR little endian), without its File Meta Information."""
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-
-    if target not in UNCOMPRESSED:
-        raise TranscodeError(f"不支持转换到传输语法 {target}")
-    ds = dcmread(path)
-    stored = str(ds.file_meta.TransferSyntaxUID)
-    if stored not in DECODABLE:
-        raise TranscodeError(f"无法解码传输语法 {stored}")
-    try:
-        if "PixelData" in ds:
-            _decode_pixels(ds, stored)
-        _drop_encapsulated_icons(ds)
-    except TranscodeError:
-        raise
-    except (ValueError, RuntimeError, NotImplementedError, KeyError, TypeError, AttributeError, StopIteration) as exc:
-        raise TranscodeError(f"像素数据无法解码：{type(exc).__name__}: {exc}") from exc
-    out = DicomBytesIO()
-    out.is_little_endian = True
-    out.is_implicit_VR = target == IMPLICIT_VR_LE
-    write_dataset(out, ds)
-    return out.getvalue()
-
-
 # -- the parent side -----------------------------------------------------------------------------------------------
 def dataset_of(data: bytes, ts: str) -> Dataset:
     """A data set encoded in `ts` (no File Meta Information), read lazily: its raw elements are written back byte
@@ -272,7 +129,8 @@ def dataset_of(data: bytes, ts: str) -> Dataset:
 
 
 def _pool_size() -> int:
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """One decoder per core, at most 4: a retrieve decodes the next instances in parallel while it sends."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class Transcoder:
@@ -328,7 +186,7 @@ class Transcoder:
 
         def run() -> None:
             try:
-                self._call(_warm_child)
+                self._call(native.warm_child)
             except (SandboxError, TranscodeError) as exc:
                 log.warning("decoder warm-up failed: %s", exc)
 
@@ -341,17 +199,9 @@ class Transcoder:
             TranscodeError: not decodable, a frame failed to decode, or the sandbox's limits were exceeded.
         """
         try:
-            return bytes(self._call(_native_child, str(path), target))
+            return bytes(self._call(native.native_child, str(path), target))
         except SandboxError as exc:
             raise TranscodeError(f"解码失败：{exc.message}") from exc
-
-    def to_native(self, path: Path, target: str) -> Dataset:
-        """`native` as a data set ready for pynetdicom (file_meta names `target`).
-
-        Raises:
-            TranscodeError: see `native`.
-        """
-        return dataset_of(self.native(path, target), target)
 
     def close(self) -> None:
         with self._cond:
@@ -459,71 +309,37 @@ R = TypeVar("R")
 
 
 class Prefetch(Generic[T, R]):
-    """`fn(item)` for each item, in order, computed up to `ahead` items before they are consumed by one background
-    thread: decoding the next instance overlaps sending the current one. Closing it (or leaving the `with` block)
-    stops the thread; results computed but never consumed are passed to `discard`."""
+    """`fn(item)` for each item, yielded in order, computed ahead by up to `workers` threads with at most `ahead`
+    results waiting: decoding the next instances (in as many sandbox workers) overlaps sending the current one.
+    Closing it (or leaving the `with` block) cancels what has not started and waits for what has."""
 
-    _END = object()
-
-    def __init__(
-        self,
-        items: Sequence[T],
-        fn: Callable[[T], R],
-        *,
-        ahead: int = 2,
-        discard: Callable[[R], None] | None = None,
-    ) -> None:
-        self._items = items
+    def __init__(self, items: Iterable[T], fn: Callable[[T], R], *, workers: int = 1, ahead: int = 2) -> None:
+        self._items = iter(items)
         self._fn = fn
-        self._discard = discard
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="telerad-prefetch")
-        self._thread.start()
+        self._ahead = max(1, ahead, workers)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="telerad-prefetch")
+        self._pending: deque[tuple[T, Future[R]]] = deque()
 
-    def _put(self, value: Any) -> bool:
-        while not self._stop.is_set():
+    def _fill(self) -> None:
+        while len(self._pending) < self._ahead:
             try:
-                self._queue.put(value, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        for item in self._items:
-            if self._stop.is_set():
+                item = next(self._items)
+            except StopIteration:
                 return
-            try:
-                result: tuple[bool, Any] = (True, self._fn(item))
-            except BaseException as exc:  # delivered to the consumer, in order
-                result = (False, exc)
-            if not self._put((item, result)):
-                if result[0] and self._discard is not None:
-                    self._discard(result[1])
-                return
-        self._put(self._END)
+            self._pending.append((item, self._pool.submit(self._fn, item)))
 
     def __iter__(self) -> Iterator[tuple[T, R]]:
-        while True:
-            got = self._queue.get()
-            if got is self._END:
-                return
-            item, (ok, value) = got
-            if not ok:
-                raise value
-            yield item, value
+        self._fill()
+        while self._pending:
+            item, future = self._pending.popleft()
+            self._fill()
+            yield item, future.result()
 
     def close(self) -> None:
-        self._stop.set()
-        while True:
-            try:
-                got = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if got is not self._END and got[1][0] and self._discard is not None:
-                self._discard(got[1][1])
-        self._thread.join(timeout=30)
+        for _item, future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
 
     def __enter__(self) -> Prefetch[T, R]:
         return self
