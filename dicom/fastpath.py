@@ -30,9 +30,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, evt
-from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse import _RSP_TO_MESSAGE, DIMSEServiceProvider
 from pynetdicom.dimse_messages import _MESSAGE_TYPES, C_STORE_RQ, DIMSEMessage
-from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
@@ -372,7 +372,27 @@ class StreamingDIMSE(DIMSEServiceProvider):
             if pdata is not None:
                 self.dul.send_pdu(pdata)
                 return
+        if isinstance(primitive, C_GET | C_MOVE) and primitive.MessageIDBeingRespondedTo is not None:
+            self._send_retrieve_response(primitive, context_id)
+            return
         super().send_msg(primitive, context_id)
+
+    def _send_retrieve_response(self, primitive: C_GET | C_MOVE, context_id: int) -> None:
+        """A C-GET/C-MOVE response with an identifier (Failed SOP Instance UID List) in one P-DATA-TF when it fits.
+
+        dcmtk's DcmSCU (getscu 3.6.7, handleCGETSession) reads only the command set of a C-GET-RSP, never its data
+        set. Sent as pynetdicom does — command and identifier in two P-DATA-TFs — the identifier of the final
+        response was still unread when getscu sent A-RELEASE-RQ, so it received that P-DATA where it expected
+        A-RELEASE-RP ("Association Release Failed: DUL P-Data PDU arrived") and aborted. In one P-DATA-TF (PS3.8
+        §9.3.5: one or more PDVs), the unread PDV goes with the PDU it read, and the final response is the last PDU
+        before the peer's release (issue 12 §3).
+        """
+        message = _RSP_TO_MESSAGE[type(primitive)]()
+        message.primitive_to_message(primitive)
+        message.context_id = context_id
+        evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
+        for pdata in single_pdata(list(message.encode_msg(context_id, self.maximum_pdu_size)), self.maximum_pdu_size):
+            self.dul.send_pdu(pdata)
 
 
 def _implicit(elem: int, value: bytes) -> bytes:
@@ -433,6 +453,15 @@ def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
         rsp.ErrorComment,
     )
     return _pdata([[context_id, b"\x03" + command]])
+
+
+def single_pdata(pdatas: list[P_DATA], peer_max: int) -> list[P_DATA]:
+    """One message's P-DATA-TFs as one, when all its PDVs fit the peer's maximum PDU length (each PDV item: 4 bytes
+    of length, the context ID and the fragment); else unchanged."""
+    pdvs: list[list[Any]] = [[cid, value] for pdata in pdatas for cid, value in pdata.presentation_data_value_list]
+    if len(pdatas) < 2 or (peer_max and sum(len(value) + 5 for _cid, value in pdvs) > peer_max):
+        return pdatas
+    return [_pdata(pdvs)]
 
 
 def _pdata(pdvs: list[list[Any]]) -> P_DATA:

@@ -1,10 +1,18 @@
-"""C-MOVE and C-GET SCP (Patient Root and Study Root; PATIENT/STUDY/SERIES/IMAGE) — REQ: DCM-04, AC-08, DSEC-10.
+"""C-MOVE and C-GET SCP (Patient Root and Study Root; PATIENT/STUDY/SERIES/IMAGE) — REQ: DCM-04, AC-08, DSEC-10,
+DSEC-08.
 
 Thin handlers over engine.imaging.retrieve: the device must be allowed `move`/`get`; only its institution's
 instances are selected; a C-MOVE goes only to an enabled registered node with a port of the same institution
-(anything else: 0xA801 and a security alert). Sub-operations send each stored file's data set as stored: the file is
-read without decoding (every element stays raw), so pynetdicom writes back the same bytes in the stored transfer
-syntax, proposed as the only syntax of its context.
+(anything else: 0xA801 and a security alert).
+
+Each instance goes out in a transfer syntax the peer accepted (engine.imaging.transcode): the stored bytes when the
+peer accepted the stored syntax for its SOP class, else explicit (then implicit) VR little endian, decoded in the
+sandbox when the stored data is compressed. C-GET: the peer proposed the storage contexts (SCP/SCU role selection)
+and we pick per instance among those it accepted. C-MOVE: we propose, per SOP class, each stored syntax and the
+uncompressed ones in separate contexts (transcode.plan_contexts). The next instances are prepared (read or decoded)
+while the current one is on the wire; prepared data sets are sent by dicom/outgoing.py without being re-encoded. An
+instance that cannot be read or decoded fails its sub-operation alone and is listed in the Failed SOP Instance UID
+List.
 
 pynetdicom drives the sub-operations and the pending/final statuses with their counts (PS3.4 C.4.2.3, C.4.3.3).
 A request we refuse before choosing a destination (operation not allowed, bad identifier) raises in the handler,
@@ -16,21 +24,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 
-from dicom import status
+from dicom import outgoing, status
 from dicom.context import Context
 from dicom.context import authorized as _state
 from dicom.context import refuse_op as _refuse_op
 from dicom.context import text as _text
 from engine import uow
-from engine.imaging import retrieve
+from engine.imaging import retrieve, transcode
 from engine.imaging.retrieve import RetrieveError, RetrieveItem
 
 log = logging.getLogger("telerad.dicom")
@@ -41,7 +50,6 @@ STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 RETRIEVE_SOP_CLASSES = (PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, STUDY_ROOT_MOVE, STUDY_ROOT_GET)
 _PATIENT_ROOT = {PATIENT_ROOT_MOVE, PATIENT_ROOT_GET}
-_MAX_CONTEXTS = 127  # odd context ids 1..255
 
 
 class Refused(Exception):
@@ -65,25 +73,72 @@ def _select(event: Event, ctx: Context, op: str) -> tuple[str, list[RetrieveItem
         return level, retrieve.select_instances(state.node, level, keys, patient_root=patient_root)
 
 
-def _load(ctx: Context, item: RetrieveItem) -> Dataset:
-    """The stored instance, undecoded (raw elements are written back byte for byte). An unreadable file yields a
-    data set pynetdicom cannot send, so the sub-operation counts as failed and its UID is listed as failed."""
+def accepted_storage(assoc: Association) -> dict[str, set[str]]:
+    """Per storage SOP class, the transfer syntaxes of the contexts the peer accepted with us as the C-STORE SCU
+    (C-GET: the storage contexts it proposed with the SCP role; C-MOVE: the destination association's)."""
+    out: dict[str, set[str]] = {}
+    for cx in assoc.accepted_contexts:
+        if cx.as_scu and cx.transfer_syntax:
+            out.setdefault(str(cx.abstract_syntax), set()).add(str(cx.transfer_syntax[0]))
+    return out
+
+
+def _prepare(ctx: Context, item: RetrieveItem, accepted: dict[str, set[str]], pool: transcode.Transcoder) -> Dataset:
+    """The sub-operation's data set: the instance as stored, re-encoded or decoded for what the peer accepted; or a
+    data set that fails to send (unreadable file, undecodable frame, no acceptable syntax), so pynetdicom counts
+    the sub-operation as failed and lists its UID (DSEC-08: nothing else fails)."""
+    path = Path(item.path) if item.path else ctx.store.path(item.storage_key)
     try:
-        return dcmread(item.path or ctx.store.path(item.storage_key), defer_size=None)
-    except (OSError, ValueError, EOFError) as exc:
+        return outgoing.Prepared.of(transcode.prepare(path, accepted.get(item.sop_class_uid, set()), pool))
+    except transcode.TranscodeError as exc:
+        log.warning("retrieve: %s not sent: %s", item.sop_instance_uid, exc)
+        error = str(exc)
+    except Exception as exc:  # unreadable or not a Part-10 file: this sub-operation fails, the others go on
         log.error("retrieve: stored file of %s unreadable: %s", item.sop_instance_uid, exc)
-        failed = Dataset()
-        failed.SOPClassUID = item.sop_class_uid
-        failed.SOPInstanceUID = item.sop_instance_uid
-        return failed  # no file meta: send_c_store refuses it → a failed sub-operation
+        error = f"stored file unreadable: {type(exc).__name__}"
+    return outgoing.Prepared.failed(item.sop_class_uid, item.sop_instance_uid, error)
 
 
-def _sub_operations(event: Event, ctx: Context, items: list[RetrieveItem]) -> Iterator[tuple[int, Dataset | None]]:
+_BIG = 32 * 1024 * 1024  # a stored file this large is prepared one at a time (its decoded form may be ~10× that)
+
+
+def _size(ctx: Context, item: RetrieveItem) -> int:
+    try:
+        return (Path(item.path) if item.path else ctx.store.path(item.storage_key)).stat().st_size
+    except OSError:
+        return 0
+
+
+def _warm_if_needed(items: list[RetrieveItem], accepted: dict[str, set[str]] | None) -> transcode.Transcoder:
+    """The decoder pool; started in the background when some instance will be decoded (the worker's start and
+    imports overlap the rest of the request)."""
+    pool = transcode.transcoder()
     for item in items:
-        if event.is_cancelled:
-            yield status.CANCEL, None
-            return
-        yield status.PENDING, _load(ctx, item)
+        ok = accepted.get(item.sop_class_uid, set()) if accepted is not None else set()
+        if item.transfer_syntax_uid in transcode.DECODABLE and item.transfer_syntax_uid not in ok:
+            pool.warm()
+            break
+    return pool
+
+
+def _sub_operations(
+    event: Event, ctx: Context, assoc: Association | None, items: list[RetrieveItem]
+) -> Iterator[tuple[int, Dataset | None]]:
+    """One pending yield per instance, each prepared ahead of its turn; C-CANCEL is honoured between instances."""
+    accepted = accepted_storage(assoc) if assoc is not None else {}
+    if assoc is not None:
+        outgoing.install(assoc)
+    pool = _warm_if_needed(items, accepted)
+    workers = 1 if any(_size(ctx, item) > _BIG for item in items) else pool.workers  # big ones: one at a time
+    prefetch = transcode.Prefetch(
+        items, lambda item: _prepare(ctx, item, accepted, pool), workers=workers, ahead=workers + 1
+    )
+    with prefetch as ready:
+        for _item, ds in ready:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield status.PENDING, ds
 
 
 def handle_move(event: Event, ctx: Context) -> Iterator[Any]:
@@ -102,13 +157,17 @@ def handle_move(event: Event, ctx: Context) -> Iterator[Any]:
     if dest is None:
         yield None, None  # → 0xA801 Move destination unknown
         return
-    pairs = sorted({(i.sop_class_uid, i.transfer_syntax_uid) for i in items})[:_MAX_CONTEXTS]
-    contexts = [build_context(sop_class, [ts]) for sop_class, ts in pairs]
+    # Per SOP class, each stored syntax and the uncompressed ones in separate contexts (≤ 128).
+    plan = transcode.plan_contexts((i.sop_class_uid, i.transfer_syntax_uid) for i in items)
+    contexts = [build_context(sop_class, syntaxes) for sop_class, syntaxes in plan]
     with ctx.app.app_context(), uow.unit_of_work():  # before the transfer: pynetdicom stops at 0 sub-operations
         retrieve.record_retrieve(state.node, state.ip, "move", level, items, dest.aet, {})
-    yield dest.host, dest.port, {"contexts": contexts} if contexts else {}
+    _warm_if_needed(items, None)
+    store: list[Association] = []  # the association pynetdicom opens to the destination
+    options = {"contexts": contexts, "evt_handlers": [(evt.EVT_ESTABLISHED, lambda ev: store.append(ev.assoc))]}
+    yield dest.host, dest.port, options if contexts else {}
     yield len(items)
-    yield from _sub_operations(event, ctx, items)
+    yield from _sub_operations(event, ctx, store[0] if store else None, items)
 
 
 def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
@@ -129,7 +188,7 @@ def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
     with ctx.app.app_context(), uow.unit_of_work():
         retrieve.record_retrieve(state.node, state.ip, "get", level, items, None, {})
     yield len(items)
-    yield from _sub_operations(event, ctx, items)
+    yield from _sub_operations(event, ctx, event.assoc, items)
 
 
 def bindings(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:

@@ -14,7 +14,9 @@ from sqlalchemy import select
 from engine import audit, uow
 from engine.imaging import targets
 from engine.imaging.models import DicomNode, Instance, Series, Study
+from engine.imaging.routing_models import StorageTarget
 from engine.imaging.services import NodeInfo, record_rejection
+from engine.imaging.storage import ObjectStore
 
 # At most this many sub-operations per request: the Number of … Sub-operations fields are US (PS3.4 C.4.2.2).
 MAX_SUBOPERATIONS = 65535
@@ -100,10 +102,13 @@ def select_instances(node: NodeInfo, level: str, keys: dict[str, str], *, patien
     rows = uow.session().execute(stmt.limit(MAX_SUBOPERATIONS + 1)).all()
     if len(rows) > MAX_SUBOPERATIONS:
         raise RetrieveError(f"匹配的实例超过 {MAX_SUBOPERATIONS} 个，请缩小检索范围")
+    stores: dict[int | None, ObjectStore] = {}  # one look-up per storage target, not per instance
+    for target in {row[-1] for row in rows}:
+        found = uow.session().get(StorageTarget, target) if target else targets.builtin_target()
+        assert found is not None
+        stores[target] = targets.store_for(found)
     return [
-        RetrieveItem(
-            sop_class, sop_instance, syntax, key, study_uid, patient_id, path=str(targets.path_of(target, key))
-        )
+        RetrieveItem(sop_class, sop_instance, syntax, key, study_uid, patient_id, path=str(stores[target].path(key)))
         for sop_class, sop_instance, syntax, key, study_uid, patient_id, target in rows
     ]
 
