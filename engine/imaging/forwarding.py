@@ -9,7 +9,12 @@
   case where the same instance can reach a destination twice: C-STORE is at-least-once by nature (PS3.4 B.2.3);
   destinations key on the SOP Instance UID.
 - Failures back off exponentially with jitter, per job; a job that keeps failing ends `failed` for review.
-- The network side is injected (`Transport`; dicom/scu.py StoreTransport), so the engine does not import dicom/.
+- Each instance goes in a syntax the destination accepted (engine/imaging/transcode.py): the job's compression
+  policy when accepted, else the stored bytes when the stored syntax is accepted, else uncompressed (decoded in the
+  sandbox when compressed); the transport proposes the stored syntaxes and the uncompressed ones in separate
+  presentation contexts (transcode.plan_contexts).
+- The network side is injected (`Transport`; dicom/forward_transport.py StoreTransport), so the engine does not
+  import dicom/.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from engine import audit, uow
 from engine.actor import Actor
 from engine.db import upsert_insert, utcnow
 from engine.errors import NotFound, ValidationFailed
-from engine.imaging import compression, targets
+from engine.imaging import compression, targets, transcode
 from engine.imaging.models import DicomNode, Instance, Study
 from engine.imaging.routing_models import ForwardAck, ForwardJob, StorageTarget
 
@@ -44,7 +49,7 @@ STORE_OK = {0x0000, 0xB000, 0xB006, 0xB007}  # PS3.4 B.2.3: success and warnings
 class Channel(Protocol):
     def accepted(self, sop_class: str) -> set[str]: ...
 
-    def send(self, path: Path) -> int: ...
+    def send(self, item: transcode.Outgoing) -> int: ...
 
 
 class Transport(Protocol):
@@ -338,26 +343,26 @@ def _retry(items: list[_Item], error: str, cfg: Settings, result: RunResult, per
                 result.retried += 1
 
 
-_UNCOMPRESSED = {compression.EXPLICIT_VR_LE, compression.IMPLICIT_VR_LE}
+def _variant(item: _Item, accepted: set[str], tmp: Path, box: compression.Sandbox | None) -> transcode.Outgoing | None:
+    """What to send for what the destination accepted: the policy's transcode when accepted, else the stored
+    instance as stored, re-encoded or decoded (transcode.prepare); None when nothing fits.
 
-
-def _variant(item: _Item, accepted: set[str], tmp: Path, box: compression.Sandbox | None) -> tuple[Path, str] | None:
-    """The file to send for what the destination accepted: the policy's transcode, the stored bytes, or a
-    decompressed copy; None when nothing fits."""
+    Raises:
+        transcode.TranscodeError: the stored data could not be decoded.
+        OSError, ValueError: a file cannot be read.
+    """
     if item.policy:
         want = compression.target_syntax(item.policy)
         if want in accepted and want != item.ts:
             out = tmp / f"{item.job_id}.dcm"
             try:
-                return out, compression.transcode_file(item.path, out, item.policy, box).ts
+                compression.transcode_file(item.path, out, item.policy, box)
+                return transcode.prepare(out, accepted)
             except compression.TranscodeError as exc:
                 log.warning("forward job %s: %s; sending as stored", item.job_id, exc)
-    if item.ts in accepted or (item.ts in _UNCOMPRESSED and accepted & _UNCOMPRESSED):
-        return item.path, item.ts
-    if accepted & _UNCOMPRESSED:
-        out = tmp / f"{item.job_id}-u.dcm"
-        return out, compression.transcode_file(item.path, out, "uncompressed", box).ts
-    return None
+    if transcode.choose_syntax(item.ts, accepted) is None:
+        return None
+    return transcode.prepare(item.path, accepted)
 
 
 def _send_batch(
@@ -385,19 +390,18 @@ def _send_batch(
                 item = remaining[0]
                 try:
                     chosen = _variant(item, channel.accepted(item.sop_class), Path(tmpdir), box)
-                except (compression.TranscodeError, OSError) as exc:
+                except (compression.TranscodeError, transcode.TranscodeError, OSError, ValueError) as exc:
                     _retry([remaining.pop(0)], f"转码失败：{exc}", cfg, result)
                     continue
                 if chosen is None:
                     _retry([remaining.pop(0)], "目标节点不接受该 SOP 类或传输语法", cfg, result, permanent=True)
                     continue
-                path, ts = chosen
-                st = channel.send(path)  # raises when the association broke
+                st = channel.send(chosen)  # raises when the association broke
                 remaining.pop(0)
-                if path != item.path:
-                    path.unlink(missing_ok=True)
+                if chosen.path is not None and chosen.path != item.path:
+                    chosen.path.unlink(missing_ok=True)
                 if st in STORE_OK:
-                    _done(item, node.id, ts)
+                    _done(item, node.id, chosen.ts)
                     result.sent += 1
                 else:
                     _retry([item], f"目标节点返回状态 0x{st:04X}", cfg, result)
