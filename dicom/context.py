@@ -9,19 +9,19 @@ imports it back. Nothing here imports pynetdicom's server side or another handle
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.multival import MultiValue
 from pynetdicom.events import Event
 
-from dicom.groupcommit import GroupCommit
 from dicom.shared_limits import SharedCounts
-from dicom.writegate import WriteGate
 from engine import uow
 from engine.imaging import services
-from engine.imaging.ingest import AssociationState
+from engine.imaging.ingest import IngestState
+from engine.imaging.receive import Receiver
+from engine.imaging.services import NodeInfo
+from engine.imaging.source import Source
 from engine.imaging.storage import ObjectStore
 
 
@@ -58,18 +58,41 @@ class Limits:
 
 @dataclass
 class Context:
-    """What handlers need: the app (for its context), the store, our AE title, limits and configured statuses."""
+    """What handlers need: the app (for its context), our AE title, limits, configured statuses and the receive
+    service (engine/imaging/receive.py) every C-STORE data set goes through."""
 
     app: Any
-    store: ObjectStore
     aet: str
     limits: Limits
-    disk_full_percent: float
     conflict_status: int
     find_limit: int
-    write_gate: WriteGate | None = None  # SQLite: one ingest transaction at a time (dicom/writegate.py)
-    committer: GroupCommit | None = None  # group commit of C-STORE index rows (dicom/groupcommit.py)
-    sealer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="dicom-seal"))
+    receiver: Receiver
+
+    @property
+    def store(self) -> ObjectStore:
+        return self.receiver.store
+
+    @property
+    def disk_full_percent(self) -> float:
+        return self.receiver.disk_full_percent
+
+    @disk_full_percent.setter
+    def disk_full_percent(self, value: float) -> None:
+        self.receiver.disk_full_percent = value
+
+
+@dataclass
+class AssociationState:
+    """An authorized association: its device, the peer's address, and what the receive service remembers between
+    the instances it stores (its source: this device, via C-STORE)."""
+
+    node: NodeInfo
+    ip: str
+    ingest: IngestState
+
+    @classmethod
+    def of(cls, node: NodeInfo, ip: str) -> AssociationState:
+        return cls(node, ip, IngestState(Source.device(node, ip, via="c-store")))
 
 
 def authorized(event: Event) -> AssociationState:

@@ -69,7 +69,7 @@ class GroupCommit:
         """Run `work` (index writes through `uow.session()`) in a transaction that commits only after `durable`
         (the file linked under its key, it and its directory fsynced) has completed; returns its result once committed.
 
-        `state` is the AssociationState the work updates (its caches are restored if the batch rolls back).
+        `state` is the IngestState the work updates (its caches are restored if the batch rolls back).
         Raises what `work` or `durable` raised, or the commit's error.
         """
         item = _Item(work, durable, state)

@@ -1,5 +1,8 @@
 """Thin pynetdicom event handlers: decode the event, call an engine service, return a named status.
 
+C-STORE hands each data set to the receive service (engine/imaging/receive.py, through dicom/receiving.py), the one
+path every way in shares; C-MOVE/C-GET are in dicom/qr.py, worklist and MPPS in dicom/worklist.py.
+
 Each handler runs in its association's thread, inside the Flask app context and one unit of work per event
 (ARCHITECTURE.md: one commit per DICOM event).
 """
@@ -7,119 +10,24 @@ Each handler runs in its association's thread, inside the Flask app context and 
 from __future__ import annotations
 
 import hashlib
-import logging
 import ssl
 from collections.abc import Iterator
-from concurrent import futures
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_partial
-from pydicom.tag import BaseTag, Tag
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 
-from dicom import faults, header, qr, status, worklist
+from dicom import faults, qr, receiving, status, worklist
 from dicom.context import AssociationState, Context, authorized, refuse_op, text
 from engine import uow
-from engine.imaging import ingest, queries, routing, services, validate
-from engine.imaging.ingest import InstanceMeta, InvalidInstance
-from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_for
+from engine.imaging import queries, services
 
-log = logging.getLogger("telerad.dicom")
-
-# The tags indexed at ingest (read with stop_before_pixels; REQ: DSEC-05 "never decode pixel data").
-_META_TAGS: list[BaseTag | int] = [
-    Tag(k)
-    for k in (
-        "SpecificCharacterSet",
-        "SOPClassUID",
-        "SOPInstanceUID",
-        "StudyDate",
-        "StudyTime",
-        "AccessionNumber",
-        "Modality",
-        "ReferringPhysicianName",
-        "StudyDescription",
-        "SeriesDescription",
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "PatientSex",
-        "BodyPartExamined",
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "StudyID",
-        "SeriesNumber",
-        "InstanceNumber",
-    )
-]
-_LAST_META_TAG = max(_META_TAGS)  # (0020,0013) InstanceNumber: parsing stops after it
 _PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
-
-
-def _past_meta_tags(tag: Any, vr: Any, length: int) -> bool:
-    return bool(tag > _LAST_META_TAG)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _meta(get: Any, transfer_syntax: str) -> InstanceMeta:
-    return InstanceMeta(
-        sop_class_uid=text(get("SOPClassUID")),
-        sop_instance_uid=text(get("SOPInstanceUID")),
-        study_instance_uid=text(get("StudyInstanceUID")),
-        series_instance_uid=text(get("SeriesInstanceUID")),
-        transfer_syntax_uid=transfer_syntax,
-        patient_id=text(get("PatientID"))[:64],
-        patient_name=text(get("PatientName"))[:324],
-        patient_birth_date=text(get("PatientBirthDate"))[:8],
-        patient_sex=text(get("PatientSex"))[:16],
-        study_date=text(get("StudyDate"))[:8],
-        study_time=text(get("StudyTime"))[:16],
-        accession_number=text(get("AccessionNumber"))[:64],
-        study_description=text(get("StudyDescription"))[:256],
-        study_id=text(get("StudyID"))[:16],
-        referring_physician=text(get("ReferringPhysicianName"))[:324],
-        modality=text(get("Modality"))[:16],
-        series_number=_int(get("SeriesNumber")),
-        body_part=text(get("BodyPartExamined"))[:64],
-        series_description=text(get("SeriesDescription"))[:256],
-        instance_number=_int(get("InstanceNumber")),
-    )
-
-
-def read_meta(path: Path) -> InstanceMeta:
-    """The indexed tags of a received Part-10 file, read without the pixel data.
-
-    dicom/header.py scans the header directly; anything it does not expect is parsed by pydicom instead.
-
-    Raises:
-        InvalidInstance: the file cannot be parsed, or (BrokenDataset) its data set is not whole and well-formed.
-    """
-    validate.check_file(path)  # REQ: DSEC-05/DSEC-08: the whole structure, before anything is placed or indexed
-    try:
-        fast = header.read_header(path)
-        if fast is not None:
-            syntax, values = fast
-            return _meta(values.get, syntax)
-        with open(path, "rb") as fh:  # parse the header only up to the last indexed tag, never the pixel data
-            ds = read_partial(fh, stop_when=_past_meta_tags, specific_tags=_META_TAGS, defer_size=4096)
-        return _meta(ds.get, str(ds.file_meta.get("TransferSyntaxUID", "")))
-    except InvalidInstance:
-        raise
-    except Exception as exc:  # any parse error of untrusted bytes is a refusal, never a crash (DSEC-08)
-        raise InvalidInstance("unreadable", "数据集无法解析", {"error": type(exc).__name__}) from exc
 
 
 # -- association ---------------------------------------------------------------------------------------------------
@@ -176,7 +84,7 @@ def handle_requested(event: Event, ctx: Context) -> None:
                 )
             _reject(assoc, 0x02, 0x03, 0x02)  # rejected-transient, presentation, local limit exceeded
             return
-        assoc.telerad = AssociationState(node=node, ip=ip)  # type: ignore[attr-defined]
+        assoc.telerad = AssociationState.of(node, ip)  # type: ignore[attr-defined]
         with uow.unit_of_work():
             services.record_association(node, ip, called)
 
@@ -200,7 +108,13 @@ def handle_echo(event: Event, ctx: Context) -> int:
 
 # -- C-STORE -------------------------------------------------------------------------------------------------------
 def handle_store(event: Event, ctx: Context) -> int | Dataset:
-    """Storage (PS3.4 B): validate, make durable, index, then — only then — answer success (REQ: DSEC-04/05/06)."""
+    """Storage (PS3.4 B): the receive service validates, makes durable, indexes and routes; only then is success
+    answered (REQ: DSEC-04/05/06/09).
+
+    A data set streamed by dicom/fastpath.py arrives with its digest and size (hashed while it was written): it is
+    placed and fsynced in a helper thread while this one writes its rows. Otherwise it is hashed in a helper thread
+    while this one checks it.
+    """
     state = authorized(event)
     req = cast(C_STORE, event.request)  # EVT_C_STORE carries a C-STORE
     received = getattr(req, "_telerad_received", None)  # dicom/fastpath.py: (path, sha256, size) when streamed
@@ -209,102 +123,24 @@ def handle_store(event: Event, ctx: Context) -> int | Dataset:
         if not state.node.allows("store"):
             refuse_op(ctx, state, "store")
             return status.REFUSED_NOT_AUTHORIZED
-        if str(req.AffectedSOPClassUID).rstrip("\0 ") != str(event.context.abstract_syntax):
-            # REQ: DSEC-09 — the SOP class allowlist is the negotiated context: an RT Plan (or any class) sent over
-            # an accepted CT context is refused, never stored.
-            with ctx.app.app_context(), uow.unit_of_work():
-                ingest.record_store_failure(
-                    state,
-                    "命令中的 SOP 类与协商的表示上下文不一致",
-                    {"code": "context_mismatch", "sop_class_uid": str(req.AffectedSOPClassUID)[:64]},
-                )
-            return status.SOP_CLASS_NOT_SUPPORTED
+        refused = receiving.context_mismatch(
+            ctx.receiver, state.ingest, req.AffectedSOPClassUID, event.context.abstract_syntax
+        )
+        if refused is not None:
+            return refused
         faults.hit("after_receive")  # REQ: DSEC-05 crash test (inert unless TELERAD_DICOM_FAULT is set)
-        if received:
-            return _store_pipelined(ctx, state, req, path, received[1], received[2])
-        # Not streamed by dicom/fastpath.py: hashed in a helper thread while this one parses and validates the
-        # header; placed under its content key and made durable only once valid (REQ: DSEC-04 nothing stored,
-        # DSEC-05).
-        hashing = ctx.sealer.submit(ctx.store.digest_of, path)
-        try:
-            try:
-                meta = ingest.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
-                ctx.store.check_space(ctx.disk_full_percent)
-            finally:
-                digest, size = hashing.result()
-            stored = _place_durably(ctx.store, path, digest, size)
-        except (InvalidInstance, StorageFull) as exc:
-            return _store_refused(ctx, state, exc)
-        with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
-            result = ingest.ingest_instance(state, stored, meta)
-            routing.apply_at_ingest(state.node, meta, result)  # REQ: DCM-02/IMG-08: forwards, placement
-            faults.hit("after_db_insert")
-        faults.hit("before_response")
-        return ctx.conflict_status if result.outcome == ingest.CONFLICT else status.SUCCESS
-    except OSError:
-        log.exception("C-STORE: storage error")
-        return status.STORE_OUT_OF_RESOURCES
+        return receiving.store_status(
+            ctx.receiver,
+            state.ingest,
+            path,
+            req.AffectedSOPClassUID,
+            req.AffectedSOPInstanceUID,
+            ctx.conflict_status,
+            digest=received[1] if received else None,
+            size=received[2] if received else None,
+        )
     finally:
-        path.unlink(missing_ok=True)
-
-
-def _place_durably(store: ObjectStore, path: Path, digest: str, size: int) -> StoredObject:
-    """Link a validated file under its content key, then fsync it and its directory: one journal commit for the
-    name and the data (engine/imaging/storage.py). The file in tmp/ is consumed, also on failure."""
-    try:
-        stored = store.place(path, digest, size)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    faults.hit("after_rename")  # REQ: DSEC-05 crash test: under its key, not durable, no row
-    store.make_durable(stored)
-    faults.hit("after_fsync")  # durable under its key, no row
-    return stored
-
-
-def _store_pipelined(
-    ctx: Context, state: AssociationState, req: Any, path: Path, digest: str, size: int
-) -> int | Dataset:
-    """A streamed data set (digest and size known): once this thread has validated the header, a helper thread
-    places the file under its key and fsyncs it and its directory while this one executes the index INSERT; the
-    transaction commits only after the file is durable under its key (REQ: DSEC-05: never a row without its file,
-    never a success before both)."""
-    try:
-        meta = ingest.check_instance(read_meta(path), req.AffectedSOPClassUID, req.AffectedSOPInstanceUID)
-        ctx.store.check_space(ctx.disk_full_percent)
-    except (InvalidInstance, StorageFull) as exc:
-        return _store_refused(ctx, state, exc)
-    publishing = ctx.sealer.submit(_place_durably, ctx.store, path, digest, size)
-    try:
-        stored = StoredObject(key_for(digest), digest, size)
-
-        def index() -> ingest.IngestResult:
-            result = ingest.ingest_instance(state, stored, meta)
-            routing.apply_at_ingest(state.node, meta, result)  # REQ: DCM-02/IMG-08: forwards, placement
-            return result
-
-        if ctx.committer is not None:  # dicom/groupcommit.py: commits after `publishing`, maybe with other rows
-            result = ctx.committer.run(index, publishing, state)
-        else:
-            with ctx.write_gate or nullcontext(), ctx.app.app_context(), uow.unit_of_work():
-                result = index()
-                publishing.result()  # durable under its key before the commit; an OSError rolls the row back
-                faults.hit("after_db_insert")
-        faults.hit("before_response")
-        return ctx.conflict_status if result.outcome == ingest.CONFLICT else status.SUCCESS
-    finally:
-        futures.wait([publishing])  # never unlink (in handle_store) under a link still in progress
-
-
-def _store_refused(ctx: Context, state: AssociationState, exc: Exception) -> int | Dataset:
-    with ctx.app.app_context(), uow.unit_of_work():
-        if isinstance(exc, InvalidInstance):
-            ingest.record_store_failure(state, exc.message, {"code": exc.code, **exc.details})
-            code = status.STORE_DATASET_MISMATCH if exc.code == "uid_mismatch" else status.STORE_CANNOT_UNDERSTAND
-            comment = exc.details.get("comment")  # a broken data set says where (engine/imaging/validate.py)
-            return status.with_comment(code, comment) if comment else code
-        ingest.record_store_failure(state, "存储空间不足", {"code": "disk_full"})
-        return status.STORE_OUT_OF_RESOURCES
+        path.unlink(missing_ok=True)  # consumed by the receive service; here for the refusals before it
 
 
 # -- C-FIND --------------------------------------------------------------------------------------------------------

@@ -21,17 +21,13 @@ from typing import Any
 from pydicom import config as pydicom_config
 from pynetdicom import AE, _config
 
-from dicom import handlers, supervisor, tls
+from dicom import handlers, receiving, supervisor, tls
 from dicom.context import Context, Limits
-from dicom.groupcommit import GroupCommit
 from dicom.shared_limits import SharedCounts
 from dicom.transport import TeleradServer
 from dicom.uids import STORAGE_SOP_CLASSES, supported_contexts
-from dicom.writegate import WriteGate
 from engine import config, uow
-from engine.db import durable_wal_commits
 from engine.imaging import services
-from engine.imaging.storage import ObjectStore
 
 log = logging.getLogger("telerad.dicom")
 
@@ -53,25 +49,6 @@ def configure_pynetdicom() -> None:
     # with syscalls; with the default 5 ms switch interval a thread returning from a syscall can wait that long
     # for the GIL. A short interval bounds the hand-over latency.
     sys.setswitchinterval(float(os.environ.get("TELERAD_DICOM_SWITCH_INTERVAL", "0.0005")))
-
-
-def durable_commits(app: Any) -> Callable[[], None] | None:
-    """SQLite: every write this receiver commits is durable before the commit returns (REQ: DSEC-05), by a WAL sync
-    after the commit rather than inside it (engine.db.durable_wal_commits); returns that sync for the group commit,
-    which runs it after releasing the write gate. PostgreSQL keeps synchronous_commit on (its default): None.
-
-    engine/db.py opens SQLite in WAL mode with synchronous=NORMAL, where a commit survives a process crash but may be
-    rolled back by a power loss or an OS crash; a C-STORE success promises a durable index row.
-    """
-    with app.app_context():
-        engine = uow.session().get_bind().engine
-    if engine.dialect.name != "sqlite":
-        return None
-    sync = getattr(engine, "_telerad_wal_sync", None)
-    if sync is None:
-        sync = durable_wal_commits(engine)
-        engine._telerad_wal_sync = sync  # type: ignore[attr-defined]
-    return sync
 
 
 def build_ae(settings: config.Settings) -> AE:
@@ -113,7 +90,7 @@ class Running:
         for srv in self.servers:
             srv.shutdown()
         self.ae.shutdown()
-        self.ctx.sealer.shutdown(wait=True)
+        receiving.close(self.ctx.receiver)
 
 
 def _audit_refused(ctx: Context, ip: str, code: str, reason: str, details: dict[str, Any]) -> None:
@@ -156,21 +133,14 @@ def start(
     filesystem, so linking them under their content key is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()
-    sync_index = durable_commits(app)
-    store = ObjectStore(settings.storage_dir / "dicom")
     ae = build_ae(settings)
-    sqlite = settings.database_url.startswith("sqlite")
-    write_gate = WriteGate(settings.instance_dir / "dicom-ingest.lock") if sqlite else None
     ctx = Context(
         app=app,
-        store=store,
         aet=settings.dicom_aet,
         limits=Limits(per_ae=settings.dicom_max_associations_per_ae, shared=shared),
-        disk_full_percent=settings.dicom_disk_full_percent,
         conflict_status=settings.dicom_conflict_status,
         find_limit=settings.dicom_find_limit,
-        write_gate=write_gate,
-        committer=GroupCommit(app, write_gate, sync=sync_index),
+        receiver=receiving.receiver(app, settings),  # the one receive path (engine/imaging/receive.py)
     )
     bind_host = settings.dicom_host if host is None else host
     servers = [

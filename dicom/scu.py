@@ -7,7 +7,9 @@ archive and C-STORE to a node.
 
 A node is anything with `aet`, `host` and `port` (a DicomNode row, a NodeInfo, or `Remote`); `Options` carries our
 AE title, timeouts, PDU size and TLS. Every call opens its own association (TCP_NODELAY) and releases it; nothing
-here touches the database except `ingest_received` (C-GET), which the caller runs inside its unit of work.
+here touches the database: what a C-GET receives goes to the caller's `InstanceSink` — the receive service
+(dicom/receiving.py `retrieval`), which answers each C-STORE sub-operation once the instance is durable, indexed
+and routed, as our SCP would (issue 12 §2).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import os
 import socket
 import ssl
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from pydicom.multival import MultiValue
 from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
 
-from dicom import status
+from dicom import outgoing, status
 from dicom.uids import (
     PATIENT_ROOT_FIND,
     QUERY_TRANSFER_SYNTAXES,
@@ -41,7 +42,7 @@ from dicom.uids import (
     STUDY_ROOT_MOVE,
     VERIFICATION,
 )
-from engine.imaging.storage import ObjectStore, StoredObject
+from engine.imaging import transcode
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: presentation context IDs are odd numbers 1..255
@@ -159,7 +160,6 @@ class Result:
     warning: int = 0
     items: list[dict[str, Any]] = field(default_factory=list)
     truncated: bool = False
-    received: list[tuple[StoredObject, Path]] = field(default_factory=list)  # C-GET: stored objects to index
 
 
 # -- associations ----------------------------------------------------------------------------------------------------
@@ -401,22 +401,33 @@ def move(
     return _transfer_result(final, last, started, "调阅")
 
 
+class InstanceSink(Protocol):
+    """Where a C-GET's instances go (dicom/receiving.py `RetrieveSink`): `__call__` receives one data set written to
+    a file in `tmp_dir` (consumed) and returns the C-STORE status to answer (an int, or a Dataset with an Error
+    Comment)."""
+
+    @property
+    def tmp_dir(self) -> Path: ...
+
+    def __call__(
+        self, path: Path, sop_class: object, sop_instance: object, abstract_syntax: object
+    ) -> int | Dataset: ...
+
+
 def get(
     node: NodeLike,
-    store: ObjectStore,
+    sink: InstanceSink,
     study_uid: str,
     series_uid: str | None = None,
     opts: Options | None = None,
 ) -> Result:
-    """C-GET (PS3.4 C.4.3) a study (or series) from the node on one association; each received instance is made
-    durable in the object store here (its index rows are written by `ingest_received` in the caller's unit of work).
+    """C-GET (PS3.4 C.4.3) a study (or series) from the node on one association; each received instance goes to
+    `sink`, whose status answers the peer's C-STORE sub-operation (a refused instance is a failed sub-operation).
     Storage SOP classes are offered with the SCP role (PS3.7 D.3.3.4) and the syntaxes our SCP accepts."""
     started = time.monotonic()
-    received: list[tuple[StoredObject, Path]] = []
-    lock = threading.Lock()
 
-    def on_store(event: Any) -> int:
-        fd, name = tempfile.mkstemp(prefix="get-", dir=store.tmp_dir)
+    def on_store(event: Any) -> int | Dataset:
+        fd, name = tempfile.mkstemp(prefix="get-", dir=sink.tmp_dir)
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -427,13 +438,11 @@ def get(
                             fh.write(chunk)
                 else:
                     fh.write(event.encoded_dataset(include_meta=True))
-            stored = store.adopt(tmp)
         except OSError:
             tmp.unlink(missing_ok=True)
             return status.STORE_OUT_OF_RESOURCES
-        with lock:
-            received.append((stored, store.path(stored.key)))
-        return status.SUCCESS
+        req = event.request
+        return sink(tmp, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID, event.context.abstract_syntax)
 
     model = STUDY_ROOT_GET
     classes = list(STORAGE_SOP_CLASSES)[: MAX_CONTEXTS - 1]
@@ -444,39 +453,18 @@ def get(
             final, last = _final(assoc.send_c_get(_retrieve_identifier(study_uid, series_uid), model))
     except ScuError as exc:
         return _unreachable(exc, started)
-    result = _transfer_result(final, last, started, "获取")
-    result.received = received
-    return result
-
-
-def ingest_received(node: Any, ip: str, received: list[tuple[StoredObject, Path]]) -> tuple[int, int]:
-    """Index instances received by `get` under the node's institution (never from tags, DSEC-03), in the caller's
-    unit of work. Returns (indexed, refused); a refused file stays an orphan for the sweeper (DSEC-05)."""
-    from dicom.handlers import read_meta
-    from engine.imaging import ingest
-
-    state = ingest.AssociationState(node=node, ip=ip)
-    indexed = refused = 0
-    for stored, path in received:
-        try:
-            meta = read_meta(path)
-            meta = ingest.check_instance(meta, meta.sop_class_uid, meta.sop_instance_uid)
-        except ingest.InvalidInstance as exc:
-            ingest.record_store_failure(state, exc.message, {"code": exc.code, "via": "c-get"})
-            refused += 1
-            continue
-        ingest.ingest_instance(state, stored, meta)
-        indexed += 1
-    return indexed, refused
+    return _transfer_result(final, last, started, "获取")
 
 
 # -- C-STORE -------------------------------------------------------------------------------------------------------
 def _file_contexts(paths: list[Path]) -> list[tuple[Path, str, str]]:
     out = []
     for p in paths:
-        meta = dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        sop_class = str(meta.file_meta.get("MediaStorageSOPClassUID", "") or meta.get("SOPClassUID", ""))
-        out.append((p, sop_class, str(meta.file_meta.TransferSyntaxUID)))
+        meta, _offset = transcode.stored_meta(p)
+        sop_class = str(meta.get("MediaStorageSOPClassUID", ""))
+        if not sop_class:
+            sop_class = str(dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"]).get("SOPClassUID", ""))
+        out.append((p, sop_class, str(meta.TransferSyntaxUID)))
     return out
 
 
@@ -486,8 +474,10 @@ def send(
     progress: Callable[[int, int], None] | None = None,
     opts: Options | None = None,
 ) -> Result:
-    """C-STORE (PS3.4 B) Part-10 files to the node, each as stored (no transcoding), in associations of ≤ 128
-    contexts. A file whose syntax the node refused counts as failed (0x0122)."""
+    """C-STORE (PS3.4 B) Part-10 files to the node (REQ: DCM-04, IMG-08): per SOP class the files' syntaxes and the
+    uncompressed ones are proposed in separate presentation contexts (engine.imaging.transcode.plan_contexts, ≤ 128
+    per association); each file goes as stored when its syntax is accepted, else uncompressed — decoded in the
+    sandbox when compressed. A file nothing fits (0x0122) or whose pixel data cannot be decoded counts as failed."""
     started = time.monotonic()
     try:
         items = _file_contexts([Path(f) for f in files])
@@ -495,28 +485,31 @@ def send(
         return Result(False, None, f"文件无法读取：{type(exc).__name__}", _ms(started))
     if not items:
         return Result(True, status.SUCCESS, "没有需要发送的实例", _ms(started))
-    completed = failed = warning = 0
+    completed = failed = warning = undecodable = 0
     last_code: int | None = status.SUCCESS
-    batches: list[list[tuple[Path, str, str]]] = []
-    contexts: set[tuple[str, str]] = set()
-    for item in items:
-        pair = (item[1], item[2])
-        if pair not in contexts and len(contexts) >= MAX_CONTEXTS:
-            contexts = set()
+    batches: list[list[tuple[Path, str, str]]] = [[]]
+    classes: set[str] = set()
+    for item in items:  # at least one context per SOP class: a new association after MAX_CONTEXTS classes
+        if item[1] not in classes and len(classes) >= MAX_CONTEXTS:
+            classes = set()
             batches.append([])
-        if not batches:
-            batches.append([])
-        contexts.add(pair)
+        classes.add(item[1])
         batches[-1].append(item)
     done = 0
     for batch in batches:
         try:
-            with associate(node, [(c, [t]) for c, t in sorted({(c, t) for _p, c, t in batch})], opts) as assoc:
+            with associate(node, transcode.plan_contexts((c, t) for _p, c, t in batch), opts) as assoc:
                 for path, sop_class, ts in batch:
-                    if ts in accepted_syntaxes(assoc, sop_class):
-                        code = response_status(assoc.send_c_store(str(path)))  # streamed from the file
-                    else:
+                    accepted = accepted_syntaxes(assoc, sop_class)
+                    code: int | None
+                    if transcode.choose_syntax(ts, accepted) is None:
                         code = status.SOP_CLASS_NOT_SUPPORTED
+                    else:
+                        try:
+                            code = response_status(outgoing.send_c_store(assoc, transcode.prepare(path, accepted)))
+                        except (transcode.TranscodeError, OSError, ValueError):
+                            undecodable += 1
+                            code = status.STORE_CANNOT_UNDERSTAND
                     last_code = code
                     if code == status.SUCCESS:
                         completed += 1
@@ -533,9 +526,10 @@ def send(
             failed += len(items) - done
             return Result(False, None, str(exc), _ms(started), completed, failed, warning)
     ok = failed == 0
-    msg = (
-        f"发送完成：成功 {completed} 个实例"
-        if ok
-        else f"发送{_status_text(last_code)}：成功 {completed}，失败 {failed}"
-    )
+    if ok:
+        msg = f"发送完成：成功 {completed} 个实例"
+    elif undecodable:
+        msg = f"发送失败：成功 {completed}，失败 {failed}（其中 {undecodable} 个实例无法解码为对方接受的格式）"
+    else:
+        msg = f"发送{_status_text(last_code)}：成功 {completed}，失败 {failed}"
     return Result(ok, last_code if not ok else status.SUCCESS, msg, _ms(started), completed, failed, warning)

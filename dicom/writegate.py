@@ -40,3 +40,7 @@ class WriteGate:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._lock.release()
+
+    def close(self) -> None:
+        """Close the lock file (a gate made for one retrieval; the SCP's lives as long as its process)."""
+        os.close(self._fd)

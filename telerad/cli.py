@@ -425,7 +425,7 @@ def dicom_retrieve(
     dest: str | None,
 ) -> None:
     """从远程节点调阅检查到本系统归档：C-MOVE（对方发到本系统 SCP）或 C-GET（须为已登记设备）。"""
-    from dicom import scu
+    from dicom import receiving, scu
 
     peer, opts = _peer(aet, host, port, calling_aet)
     if method == "move":
@@ -439,7 +439,6 @@ def dicom_retrieve(
         from engine.accounts.models import Institution
         from engine.imaging import services as imaging
         from engine.imaging.models import DicomNode
-        from engine.imaging.storage import ObjectStore
 
         with uow.unit_of_work() as s:
             row = s.execute(
@@ -463,10 +462,10 @@ def dicom_retrieve(
                 cert_fingerprint=node.cert_fingerprint,
                 enabled=node.enabled,
             )
-        result = scu.get(peer, ObjectStore(config.current().storage_dir / "dicom"), study_uid, series_uid, opts=opts)
-        with uow.unit_of_work():
-            indexed, refused = scu.ingest_received(info, host, result.received)
-    click.echo(f"已入库 {indexed} 个实例" + (f"，{refused} 个无法解析" if refused else ""))
+        # each instance through the receive service as it arrives (issue 12 §2): validated, durable, indexed, routed
+        with receiving.retrieval(app, config.current(), info, host) as sink:
+            result = scu.get(peer, sink, study_uid, series_uid, opts=opts)
+    click.echo(f"已入库 {sink.indexed} 个实例" + (f"，{sink.refused} 个被拒收（未入库）" if sink.refused else ""))
     _finish(result)
 
 

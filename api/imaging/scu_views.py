@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from api.imaging import schemas as sch
 from api.security import current_actor, requires
-from dicom import scu
+from dicom import receiving, scu
 from engine import audit, config, uow
 from engine.errors import ValidationFailed
 from engine.imaging import services as imaging
@@ -121,13 +122,15 @@ def retrieve_from_node(body: dict[str, Any], node_id: int) -> Any:
     info, our_aet = imaging.node_info(node), config.current().dicom_aet
     _release_db()
     if body["method"] == "get":
-        result = scu.get(peer, store(), study_uid, series_uid, opts=opts)
-        indexed, refused = scu.ingest_received(info, info.host, result.received)
-        if refused:
-            result.failed += refused
+        # Each instance through the receive service as it arrives (issue 12 §2): validated, durable, indexed under
+        # the node's institution and routed before the peer's sub-operation is answered; a refused one is failed.
+        app = current_app._get_current_object()
+        with receiving.retrieval(app, config.current(), info, info.host) as sink:
+            result = scu.get(peer, sink, study_uid, series_uid, opts=opts)
+        if sink.refused:
             result.ok = False
-            result.message += f"；{refused} 个实例无法解析，未入库"
-        extra: dict[str, Any] = {"indexed": indexed}
+            result.message += f"；{sink.refused} 个实例被拒收（数据集无效或存储空间不足），未入库"
+        extra: dict[str, Any] = {"indexed": sink.indexed, "refused": sink.refused}
     else:
         result = scu.move(peer, our_aet, study_uid, series_uid, opts=opts)
         extra = {"destination": our_aet}

@@ -1,8 +1,9 @@
 """Instance ingest: validation, the index rows, conflicts, per-study audit, the orphan sweep (REQ: DSEC-04/05/06,
 DSEC-10, IMG-01).
 
-Callers (dicom/handlers.py, dicom/scu.py, the CLI) open the unit of work; these functions flush and audit, never
-commit.
+The receive service (engine/imaging/receive.py) calls these for every source and opens the unit of work; these
+functions flush and audit, never commit. The rows are stamped with the source's institution (and its device, if
+any), never with anything read from the data set (DSEC-03).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from engine.audit import AuditEvent
 from engine.db import UTCDateTime, utcnow
 from engine.errors import ValidationFailed
 from engine.imaging.models import Instance, InstanceConflict, Series, Study
-from engine.imaging.services import NodeInfo
+from engine.imaging.source import Source
 from engine.imaging.storage import ObjectStore, StoredObject
 from engine.imaging.uids import normalise_uid
 
-# Ingest outcomes; dicom/handlers.py maps each to a named status.
+# Ingest outcomes; dicom/receiving.py maps each to a named status.
 STORED = "stored"
 DUPLICATE = "duplicate"
 CONFLICT = "conflict"
@@ -58,11 +59,12 @@ class InstanceMeta:
 
 
 @dataclass
-class AssociationState:
-    """What one association remembers between instances: rows it already upserted, studies it already audited."""
+class IngestState:
+    """What one receipt — an association, a C-GET, a STOW-RS request, an upload — remembers between its instances:
+    who sent them, rows it already upserted, studies it already audited (dicom/groupcommit.py restores these caches
+    when a batch rolls back)."""
 
-    node: NodeInfo
-    ip: str
+    source: Source
     studies: dict[str, int] = field(default_factory=dict)  # StudyInstanceUID -> dicom_study.id
     series: dict[str, tuple[int, str]] = field(default_factory=dict)  # SeriesInstanceUID -> (id, modality)
     audited: set[str] = field(default_factory=set)
@@ -75,6 +77,7 @@ class IngestResult:
     outcome: str  # STORED | DUPLICATE | CONFLICT
     instance_id: int | None
     conflict_id: int | None = None
+    new_study_id: int | None = None  # the study this instance created (to be matched to its exam, IMG-06)
 
 
 class InvalidInstance(ValidationFailed):
@@ -136,12 +139,14 @@ _SERIES_INSERT = text(
 ).bindparams(bindparam("created_at", type_=UTCDateTime()))
 
 
-def _study_id(s: Session, state: AssociationState, meta: InstanceMeta) -> int:
+def _study_id(s: Session, state: IngestState, meta: InstanceMeta) -> tuple[int, bool]:
+    """The study's id, and whether this call created it."""
     uid = meta.study_instance_uid
     cached = state.studies.get(uid)
     if cached is not None:
-        return cached
-    inst_id = state.node.institution_id
+        return cached, False
+    inst_id = state.source.institution_id
+    created = False
     found = s.execute(select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)).scalar()
     if found is None:
         found = s.execute(
@@ -160,29 +165,27 @@ def _study_id(s: Session, state: AssociationState, meta: InstanceMeta) -> int:
                 "study_id": meta.study_id,
                 "referring_physician": meta.referring_physician,
                 "modalities": meta.modality,  # its first series' (ModalitiesInStudy; _series_id keeps it current)
-                "source_node_id": state.node.id,
+                "source_node_id": state.source.node_id,
                 "created_at": utcnow(),
             },
         ).scalar()
-        if found is not None:  # REQ: IMG-06 — a new study is matched to its exam once, here (not per instance)
+        if found is not None:  # REQ: IMG-06 — matched to its exam once, by the receive service (not per instance)
             state.modalities[found] = meta.modality
-            from engine.imaging import matching  # here, not at the top: matching imports this module
-
-            matching.match_new_study(state.node, state.ip, found, meta)
+            created = True
         else:  # a concurrent association inserted it first: use theirs
             found = s.execute(
                 select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)
             ).scalar_one()
     state.studies[uid] = found
-    return found
+    return found, created
 
 
-def _series_id(s: Session, state: AssociationState, meta: InstanceMeta, study_id: int) -> int:
+def _series_id(s: Session, state: IngestState, meta: InstanceMeta, study_id: int) -> int:
     uid = meta.series_instance_uid
     cached = state.series.get(uid)
     if cached is not None:
         return cached[0]
-    inst_id = state.node.institution_id
+    inst_id = state.source.institution_id
     found = s.execute(
         select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
     ).scalar()
@@ -228,23 +231,24 @@ _INSTANCE_INSERT = text(
 ).bindparams(bindparam("received_at", type_=UTCDateTime()))
 
 
-def ingest_instance(state: AssociationState, stored: StoredObject, meta: InstanceMeta) -> IngestResult:
+def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta) -> IngestResult:
     """Index one instance whose bytes are already durable under `stored.key` (REQ: DSEC-03, DSEC-05, DSEC-06).
 
-    The institution comes from the association's device, never from the dataset. An identical resend (same
-    digest) succeeds without a new row; a different content under the same SOP Instance UID is kept aside as an
-    InstanceConflict and the original is left untouched. The first instance of each study in an association
-    writes one audit event (not one per instance). The common case — a new instance of a study this association
+    The institution comes from the source (a device's, a user's, a client's), never from the dataset. An identical
+    resend (same digest) succeeds without a new row; a different content under the same SOP Instance UID is kept
+    aside as an InstanceConflict and the original is left untouched. The first instance of each study in a receipt
+    writes one audit event (not one per instance). The common case — a new instance of a study this receipt
     already saw — is a single INSERT.
     """
     s = uow.session()
-    node = state.node
-    study_id = _study_id(s, state, meta)
+    src = state.source
+    study_id, created = _study_id(s, state, meta)
+    new_study = study_id if created else None
     series_id = _series_id(s, state, meta, study_id)
     new_id = s.execute(
         _INSTANCE_INSERT,
         {
-            "institution_id": node.institution_id,
+            "institution_id": src.institution_id,
             "study_id": study_id,
             "series_id": series_id,
             "sop_instance_uid": meta.sop_instance_uid,
@@ -254,25 +258,25 @@ def ingest_instance(state: AssociationState, stored: StoredObject, meta: Instanc
             "size": stored.size,
             "sha256": stored.sha256,
             "storage_key": stored.key,
-            "calling_aet": node.aet,
-            "node_id": node.id,
+            "calling_aet": src.calling_aet,
+            "node_id": src.node_id,
             "received_at": utcnow(),
         },
     ).scalar()
     if new_id is not None:
         _audit_study(state, meta, study_id)
         state.stored[meta.study_instance_uid] = state.stored.get(meta.study_instance_uid, 0) + 1
-        return IngestResult(STORED, new_id)
+        return IngestResult(STORED, new_id, new_study_id=new_study)
     existing = s.execute(
         select(Instance.id, Instance.sha256).where(
-            Instance.institution_id == node.institution_id, Instance.sop_instance_uid == meta.sop_instance_uid
+            Instance.institution_id == src.institution_id, Instance.sop_instance_uid == meta.sop_instance_uid
         )
     ).one()
     if existing.sha256 == stored.sha256:
         _audit_study(state, meta, study_id)
-        return IngestResult(DUPLICATE, existing.id)
+        return IngestResult(DUPLICATE, existing.id, new_study_id=new_study)
     conflict = InstanceConflict(
-        institution_id=node.institution_id,
+        institution_id=src.institution_id,
         instance_id=existing.id,
         sop_instance_uid=meta.sop_instance_uid,
         sop_class_uid=meta.sop_class_uid,
@@ -280,13 +284,13 @@ def ingest_instance(state: AssociationState, stored: StoredObject, meta: Instanc
         size=stored.size,
         sha256=stored.sha256,
         storage_key=stored.key,
-        calling_aet=node.aet,
-        node_id=node.id,
+        calling_aet=src.calling_aet,
+        node_id=src.node_id,
     )
     s.add(conflict)
     s.flush()
     audit.record(
-        node.actor(state.ip),
+        src.actor,
         "dicom_instance_conflict",
         outcome="failure",
         object_type="dicom_instance",
@@ -294,42 +298,47 @@ def ingest_instance(state: AssociationState, stored: StoredObject, meta: Instanc
         reason="同一 SOP 实例 UID 的内容不同，已另存待核对",
         details={"conflict_id": conflict.id, "sop_instance_uid": meta.sop_instance_uid, "sha256": stored.sha256},
     )
-    return IngestResult(CONFLICT, existing.id, conflict.id)
+    return IngestResult(CONFLICT, existing.id, conflict.id, new_study_id=new_study)
 
 
-def _audit_study(state: AssociationState, meta: InstanceMeta, study_id: int) -> None:
+def _audit_study(state: IngestState, meta: InstanceMeta, study_id: int) -> None:
     uid = meta.study_instance_uid
     if uid in state.audited:
         return
     state.audited.add(uid)
+    src = state.source
     audit.record(
-        state.node.actor(state.ip),
+        src.actor,
         "dicom_instances_stored",
         object_type="dicom_study",
         object_id=study_id,
         patient_id=meta.patient_id[:64] or None,
         details={
             "study_instance_uid": uid,
-            "calling_aet": state.node.aet,
+            "calling_aet": src.calling_aet,
+            "via": src.via,
             "dicom_event": "110104",
         },
     )
 
 
-def record_store_failure(state: AssociationState, reason: str, details: dict[str, Any]) -> None:
-    """A refused instance (bad UID, mismatch, no space, broken data set): audited as a failure (REQ: DSEC-04,
-    DSEC-10). The third broken data set from one device within 10 minutes raises a security alert (DSEC-08)."""
+def record_store_failure(state: IngestState, reason: str, details: dict[str, Any]) -> None:
+    """A refused instance (bad UID, mismatch, no space, broken data set): audited as a failure of its sender (REQ:
+    DSEC-04, DSEC-10). The third broken data set from one sender within 10 minutes raises a security alert
+    (DSEC-08)."""
+    src = state.source
+    object_type, object_id = src.audit_object
     audit.record(
-        state.node.actor(state.ip),
+        src.actor,
         "dicom_store_failed",
         outcome="failure",
-        object_type="dicom_node",
-        object_id=state.node.id,
+        object_type=object_type,
+        object_id=object_id,
         reason=reason,
-        details=details,
+        details={**details, "via": src.via},
     )
     if reason.startswith(BROKEN_REASON_PREFIX):
-        alert_repeated_broken(state.node.actor(state.ip), "dicom_node", state.node.id, state.node.aet)
+        alert_repeated_broken(src.actor, object_type, object_id, src.name)
 
 
 def alert_repeated_broken(actor: Actor, object_type: str, object_id: object, sender: str) -> None:

@@ -1,8 +1,9 @@
 """Image matching (REQ: IMG-06): a newly received study is linked to its exam, or queued as unmatched.
 
-Called once per new study from the ingest transaction (engine/imaging/services.py), inside a savepoint so that a
-matching problem never fails the C-STORE: by AccessionNumber, else by PatientID (the institution's patient_no) +
-modality + study date — always among the exams of the sending device's institution (REQ: AC-08, DSEC-03).
+Called once per new study by the receive service (engine/imaging/receive.py) in the ingest transaction, inside a
+savepoint so that a matching problem never fails the store: by AccessionNumber, else by PatientID (the
+institution's patient_no) + modality + study date — always among the exams of the source's institution (REQ:
+AC-08, DSEC-03).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from engine.db import utcnow
 from engine.imaging.exam_models import UnmatchedStudy
 from engine.imaging.ingest import InstanceMeta
 from engine.imaging.models import Study
-from engine.imaging.services import NodeInfo
+from engine.imaging.source import Source
 from engine.imaging.worklist import LOCAL_TZ, local_day_window, move_exam
 
 log = logging.getLogger("telerad.dicom")
@@ -107,7 +108,7 @@ def find_exam(institution_id: int, meta: InstanceMeta) -> tuple[Exam | None, str
     )
 
 
-def match_new_study(node: NodeInfo, ip: str | None, study_id: int, meta: InstanceMeta) -> int | None:
+def match_new_study(source: Source, study_id: int, meta: InstanceMeta) -> int | None:
     """Link a study that ingest has just created to its exam, or queue it as unmatched (REQ: IMG-06).
 
     A matched exam still waiting for images (已登记/检查中) moves to 已检查. Runs in a savepoint of the ingest
@@ -117,24 +118,24 @@ def match_new_study(node: NodeInfo, ip: str | None, study_id: int, meta: Instanc
     s = uow.session()
     try:
         with s.begin_nested():
-            return _match(node, ip, study_id, meta)
+            return _match(source, study_id, meta)
     except Exception:  # never fail a C-STORE because of matching
         log.exception("image matching failed for study %s", study_id)
         return None
 
 
-def _match(node: NodeInfo, ip: str | None, study_id: int, meta: InstanceMeta) -> int | None:
+def _match(source: Source, study_id: int, meta: InstanceMeta) -> int | None:
     s = uow.session()
-    exam, how, reason = find_exam(node.institution_id, meta)
+    exam, how, reason = find_exam(source.institution_id, meta)
     if exam is None:
         s.add(
             UnmatchedStudy(
-                institution_id=node.institution_id, study_id=study_id, reason="no_exam", details=reason[:256]
+                institution_id=source.institution_id, study_id=study_id, reason="no_exam", details=reason[:256]
             )
         )
         s.flush()
         audit.record(
-            node.actor(ip),
+            source.actor,
             "dicom_study_unmatched",
             object_type="dicom_study",
             object_id=study_id,
@@ -145,9 +146,9 @@ def _match(node: NodeInfo, ip: str | None, study_id: int, meta: InstanceMeta) ->
         return None
     s.execute(update(Study).where(Study.id == study_id).values(exam_id=exam.id, updated_at=utcnow()))
     if exam.status in ("registered", "in_progress"):
-        move_exam(exam, "examined", node, ip, "影像已到达")
+        move_exam(exam, "examined", source.actor, "影像已到达")
     audit.record(
-        node.actor(ip),
+        source.actor,
         "dicom_study_matched",
         object_type="dicom_study",
         object_id=study_id,

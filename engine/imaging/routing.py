@@ -2,9 +2,11 @@
 compression (REQ: DCM-02, IMG-03, IMG-07).
 
 Rules are read once per process and re-read only when their version (count, newest change, highest id) moved, checked
-at most every RULES_TTL_S seconds; decisions are memoised per (node, series, SOP class). With no rules, the ingest
-hook costs one dictionary lookup. Applied in the ingest's own unit of work (dicom/handlers.py), so an instance is
-never indexed without its forward jobs and placement, and never acknowledged before both are committed.
+at most every RULES_TTL_S seconds; decisions are memoised per (device, institution, series, SOP class). With no
+rules, the ingest hook costs one dictionary lookup. Applied by the receive service (engine/imaging/receive.py) in
+the ingest's own unit of work, whatever the source (C-STORE, telerad's own C-GET/C-MOVE, later STOW-RS and
+uploads), so an instance is never indexed without its forward jobs and placement, and never acknowledged before
+both are committed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from engine.imaging import compression, forwarding
 from engine.imaging.ingest import STORED, IngestResult, InstanceMeta
 from engine.imaging.models import DicomNode
 from engine.imaging.routing_models import BUILTIN_TARGET_CODE, RoutingRule, StoragePlacement, StorageTarget
-from engine.imaging.services import NodeInfo
+from engine.imaging.source import Source
 
 RULES_TTL_S = 2.0
 _MEMO_SIZE = 4096
@@ -33,7 +35,8 @@ _MEMO_SIZE = 4096
 
 @dataclass(frozen=True)
 class Subject:
-    """What rules look at: the sending device and a few indexed tags."""
+    """What rules look at: the sending device (none for a user's or a client's upload), its institution and a few
+    indexed tags."""
 
     node_id: int | None
     institution_id: int | None
@@ -182,7 +185,7 @@ class RuleCache:
 CACHE = RuleCache()
 
 
-def apply_at_ingest(node: NodeInfo, meta: InstanceMeta, result: IngestResult) -> Decision | None:
+def apply_at_ingest(source: Source, meta: InstanceMeta, result: IngestResult) -> Decision | None:
     """The ingest hook (REQ: DCM-02, IMG-07): for a newly stored instance, queue its forward jobs and its placement
     on another storage target, in the caller's unit of work. Duplicates and conflicts are not routed again."""
     if result.outcome != STORED or result.instance_id is None:
@@ -190,15 +193,16 @@ def apply_at_ingest(node: NodeInfo, meta: InstanceMeta, result: IngestResult) ->
     if not CACHE.rules():
         return None
     subject = Subject(
-        node_id=node.id,
-        institution_id=node.institution_id,
+        node_id=source.node_id,
+        institution_id=source.institution_id,
         modality=meta.modality,
         body_part=meta.body_part,
         sop_class_uid=meta.sop_class_uid,
         study_description=meta.study_description,
         series_description=meta.series_description,
     )
-    decision = CACHE.decision((node.id, meta.series_instance_uid, meta.sop_class_uid), subject)
+    key = (source.node_id, source.institution_id, meta.series_instance_uid, meta.sop_class_uid)
+    decision = CACHE.decision(key, subject)
     if decision.empty:
         return decision
     for node_id, rule_id, policy in decision.forwards:

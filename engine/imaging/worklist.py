@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, func, select
 
 from engine import audit, uow
+from engine.actor import Actor
 from engine.cases.models import EXAM_STATUSES, EXAM_TRANSITIONS, Exam, Patient
 from engine.db import utcnow
 from engine.imaging.exam_models import (
@@ -178,15 +179,16 @@ def find_scheduled(node: NodeInfo, q: WorklistQuery, *, limit: int, ip: str | No
 
 
 # -- exam status ---------------------------------------------------------------------------------------------------
-def move_exam(exam: Exam, to: str, node: NodeInfo, ip: str | None, reason: str) -> bool:
-    """Move an exam to `to` when EXAM_TRANSITIONS allows it; audited. False (and unchanged) otherwise."""
+def move_exam(exam: Exam, to: str, actor: Actor, reason: str) -> bool:
+    """Move an exam to `to` when EXAM_TRANSITIONS allows it; audited under `actor` (a device's, for images and
+    MPPS). False (and unchanged) otherwise."""
     if exam.status == to or to not in EXAM_TRANSITIONS.get(exam.status, frozenset()):
         return False
     before = exam.status
     exam.status = to
     exam.updated_at = utcnow()
     audit.record(
-        node.actor(ip),
+        actor,
         "exam_status_changed",
         object_type="exam",
         object_id=exam.id,
@@ -281,7 +283,7 @@ def create_mpps(node: NodeInfo, ip: str | None, sop_instance_uid: str, f: MppsFi
     s.add(row)
     s.flush()
     if exam is not None:
-        move_exam(exam, "in_progress", node, ip, "设备报告检查开始 (MPPS IN PROGRESS)")
+        move_exam(exam, "in_progress", node.actor(ip), "设备报告检查开始 (MPPS IN PROGRESS)")
     audit.record(
         node.actor(ip),
         "dicom_mpps_created",
@@ -323,9 +325,9 @@ def update_mpps(node: NodeInfo, ip: str | None, sop_instance_uid: str, new_statu
         exam = s.get(Exam, row.exam_id) if row.exam_id else None
         if exam is not None:
             if new_status == MPPS_COMPLETED:
-                move_exam(exam, "examined", node, ip, "设备报告检查完成 (MPPS COMPLETED)")
+                move_exam(exam, "examined", node.actor(ip), "设备报告检查完成 (MPPS COMPLETED)")
             else:
-                move_exam(exam, "registered", node, ip, "设备报告检查中止 (MPPS DISCONTINUED)")
+                move_exam(exam, "registered", node.actor(ip), "设备报告检查中止 (MPPS DISCONTINUED)")
     row.updated_at = utcnow()
     s.flush()
     audit.record(

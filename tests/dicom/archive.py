@@ -1,5 +1,6 @@
-"""Test helpers for routing, forwarding and storage targets: index instances straight into the archive (the same
-service the SCP calls), start a forward destination process, run the worker in-process (REQ: IMG-08, IMG-09)."""
+"""Test helpers for routing, forwarding and storage targets: index instances straight into the archive (the receive
+service's own indexing step, engine/imaging/receive.py `index`), start a forward destination process, run the worker
+in-process (REQ: IMG-08, IMG-09)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pydicom.uid import generate_uid
 
 from engine import config, uow
 from engine.imaging import ingest as imaging_ingest
-from engine.imaging import services, targets
+from engine.imaging import receive, services, targets
+from engine.imaging.source import Source
 from engine.imaging.storage import ObjectStore
 from tests.dicom import synthetic
 
@@ -56,23 +58,23 @@ def _meta(ds: Dataset) -> imaging_ingest.InstanceMeta:
 
 
 def ingest(app: Flask, node_id: int, datasets: list[Dataset], route: bool = False) -> list[int]:
-    """Store and index datasets as if `node_id` had sent them (one unit of work); the instance ids."""
-    from engine.imaging import routing
-
+    """Store and index datasets as if `node_id` had sent them (one unit of work); the instance ids. `route`: matched
+    and routed as the receive service does (engine/imaging/receive.py `index`); otherwise only the rows."""
     node = node_info(app, node_id)
     ids: list[int] = []
     with app.app_context():
         store = ObjectStore(config.current().storage_dir / "dicom")
-        state = imaging_ingest.AssociationState(node=node, ip="127.0.0.1")
+        state = imaging_ingest.IngestState(Source.device(node, "127.0.0.1", via="c-store"))
         with uow.unit_of_work():
             for ds in datasets:
                 buf = BytesIO()
                 ds.save_as(buf, enforce_file_format=True)
                 stored = store.write_stream([buf.getvalue()])
                 meta = _meta(ds)
-                result = imaging_ingest.ingest_instance(state, stored, meta)
                 if route:
-                    routing.apply_at_ingest(node, meta, result)
+                    result = receive.index(state, stored, meta)
+                else:
+                    result = imaging_ingest.ingest_instance(state, stored, meta)
                 assert result.instance_id is not None
                 ids.append(result.instance_id)
     return ids

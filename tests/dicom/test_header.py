@@ -1,4 +1,5 @@
-"""dicom/header.py reads the same indexed values as pydicom (it replaces pydicom on the hot path, DSEC-05)."""
+"""engine/imaging/header.py reads the same indexed values as pydicom (it replaces pydicom on the hot path,
+DSEC-05)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from dicom import header
-from dicom.handlers import _meta, read_meta
+from engine.imaging import header
+from engine.imaging.header import meta_from, read_meta
 from tests.dicom import synthetic
 from tests.dicom.conftest import sample_file
 
@@ -33,7 +34,7 @@ FILES = [
 
 def _pydicom_meta(path: Path) -> object:
     ds: Dataset = dcmread(path, stop_before_pixels=True)
-    return _meta(ds.get, str(ds.file_meta.TransferSyntaxUID))
+    return meta_from(ds.get, str(ds.file_meta.TransferSyntaxUID))
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -41,7 +42,7 @@ def test_header_scanner_matches_pydicom(name: str) -> None:
     path = sample_file(name)
     fast = header.read_header(path)
     assert fast is not None
-    assert _meta(fast[1].get, fast[0]) == _pydicom_meta(path)
+    assert meta_from(fast[1].get, fast[0]) == _pydicom_meta(path)
 
 
 def test_header_scanner_declines_what_it_does_not_expect(tmp_path: Path) -> None:

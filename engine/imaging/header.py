@@ -1,19 +1,26 @@
 """Read the indexed tags of a received Part-10 file without pydicom's per-element machinery (PS3.5 §7, PS3.10 §7).
 
-A small scanner over little-endian data sets (explicit or implicit VR) that stops after (0020,0013), skips every
+`read_meta` is what the receive service (engine/imaging/receive.py) indexes, whatever the source. `read_header`
+is a small scanner over little-endian data sets (explicit or implicit VR) that stops after (0020,0013), skips every
 value it does not need (sequences of undefined length included) and decodes the few it needs with pydicom's
 character-set functions. Anything it does not expect — big endian, a value past the bytes read, a malformed
-item — returns None and the caller falls back to pydicom (handlers.read_meta). Measured: ~0.1 ms instead of
-~0.9 ms per small instance.
+item — returns None and `read_meta` falls back to pydicom. Measured: ~0.1 ms instead of ~0.9 ms per small
+instance. Neither ever reads the pixel data (REQ: DSEC-05).
 """
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.filereader import read_partial
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import PersonName
+
+from engine.imaging.ingest import InstanceMeta, InvalidInstance
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE_FAMILY = {  # every transfer syntax whose data set header is explicit VR little endian
@@ -164,3 +171,76 @@ def _decode(raw: dict[int, bytes]) -> dict[str, object]:
         else:
             out[keyword] = decode_bytes(value.rstrip(b"\0 "), encodings, set()).strip()
     return out
+
+
+# -- the indexed tags, by the scanner or by pydicom ------------------------------------------------------------------
+# The tags indexed at ingest (read with stop_before_pixels; REQ: DSEC-05 "never decode pixel data").
+_META_TAGS: list[BaseTag | int] = [Tag(tag) for tag in WANTED]
+_LAST_META_TAG = max(_META_TAGS)  # (0020,0013) InstanceNumber: parsing stops after it
+
+
+def _past_meta_tags(tag: Any, vr: Any, length: int) -> bool:
+    return bool(tag > _LAST_META_TAG)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def meta_from(get: Any, transfer_syntax: str) -> InstanceMeta:
+    """The InstanceMeta of decoded values (`get(keyword)`: the scanner's dict or a pydicom Dataset), cut to the
+    index columns' widths."""
+    return InstanceMeta(
+        sop_class_uid=_text(get("SOPClassUID")),
+        sop_instance_uid=_text(get("SOPInstanceUID")),
+        study_instance_uid=_text(get("StudyInstanceUID")),
+        series_instance_uid=_text(get("SeriesInstanceUID")),
+        transfer_syntax_uid=transfer_syntax,
+        patient_id=_text(get("PatientID"))[:64],
+        patient_name=_text(get("PatientName"))[:324],
+        patient_birth_date=_text(get("PatientBirthDate"))[:8],
+        patient_sex=_text(get("PatientSex"))[:16],
+        study_date=_text(get("StudyDate"))[:8],
+        study_time=_text(get("StudyTime"))[:16],
+        accession_number=_text(get("AccessionNumber"))[:64],
+        study_description=_text(get("StudyDescription"))[:256],
+        study_id=_text(get("StudyID"))[:16],
+        referring_physician=_text(get("ReferringPhysicianName"))[:324],
+        modality=_text(get("Modality"))[:16],
+        series_number=_int(get("SeriesNumber")),
+        body_part=_text(get("BodyPartExamined"))[:64],
+        series_description=_text(get("SeriesDescription"))[:256],
+        instance_number=_int(get("InstanceNumber")),
+    )
+
+
+def read_meta(path: Path) -> InstanceMeta:
+    """The indexed tags of a received Part-10 file, read without the pixel data: by the scanner above, or by
+    pydicom up to the last indexed tag when the scanner declines.
+
+    Raises:
+        InvalidInstance: the file cannot be parsed.
+    """
+    try:
+        fast = read_header(path)
+        if fast is not None:
+            syntax, values = fast
+            return meta_from(values.get, syntax)
+        with open(path, "rb") as fh:  # parse the header only up to the last indexed tag, never the pixel data
+            ds = read_partial(fh, stop_when=_past_meta_tags, specific_tags=_META_TAGS, defer_size=4096)
+        return meta_from(ds.get, str(ds.file_meta.get("TransferSyntaxUID", "")))
+    except InvalidInstance:
+        raise
+    except Exception as exc:  # any parse error of untrusted bytes is a refusal, never a crash (DSEC-08)
+        raise InvalidInstance("unreadable", "数据集无法解析", {"error": type(exc).__name__}) from exc

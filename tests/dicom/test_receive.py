@@ -1,0 +1,212 @@
+"""One receive path (issue 12 §2; REQ: DCM-02, DCM-04, IMG-03, IMG-07, DSEC-03/04/05): instances telerad retrieves
+itself, by C-GET or C-MOVE from a hospital PACS, go through the same receive service as a C-STORE — validated,
+durable, indexed under the node's institution, and routed (forward jobs, storage placement); a refused one is a
+failed sub-operation and leaves no file. The service takes any source: a device, a user or an OAuth client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from dicom import scp as scp_mod
+from engine import config, uow
+from engine.actor import Actor
+from engine.imaging import routing, services, targets
+from engine.imaging.models import Instance
+from engine.imaging.routing_models import ForwardJob, StoragePlacement
+from tests.conftest import TEST_SECRET
+from tests.dicom import synthetic
+from tests.dicom.conftest import add_node, audit_events, count, rows
+from tests.factories import as_user, institution
+
+ADMIN = Actor.system("test")
+PACS_AET = "PACS_M02"
+TELERAD = Path(sys.executable).with_name("telerad")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rule_cache() -> None:
+    routing.CACHE.invalidate()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Pacs:
+    """A pynetdicom Q/R SCP standing in for a member hospital's PACS: C-MOVE to telerad's SCP, C-GET back on the
+    same association."""
+
+    def __init__(self, datasets: list[Dataset], move_port: int) -> None:
+        from pynetdicom import AE, StoragePresentationContexts, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as Get
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move
+
+        self.datasets = datasets
+        self.move_port = move_port
+        ae = AE(ae_title=PACS_AET)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 15
+        ae.add_supported_context(Move)
+        ae.add_supported_context(Get)
+        for cx in StoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, scu_role=True, scp_role=True)
+            ae.add_requested_context(cx.abstract_syntax)
+        self.port = _free_port()
+        handlers = [(evt.EVT_C_MOVE, self._move), (evt.EVT_C_GET, self._get)]
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=handlers)
+
+    def _found(self, identifier: Dataset) -> list[Dataset]:
+        return [d for d in self.datasets if d.StudyInstanceUID == identifier.StudyInstanceUID]
+
+    def _move(self, event: Any) -> Iterator[Any]:
+        if event.move_destination != "TELERAD":
+            yield None, None
+            return
+        yield "127.0.0.1", self.move_port
+        found = self._found(event.identifier)
+        yield len(found)
+        for ds in found:
+            yield 0xFF00, ds
+
+    def _get(self, event: Any) -> Iterator[Any]:
+        found = self._found(event.identifier)
+        yield len(found)
+        for ds in found:
+            yield 0xFF00, ds
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def study() -> list[Dataset]:
+    """Three chest CT instances of one study (synthetic)."""
+    study_uid, series_uid = generate_uid(), generate_uid()
+    out = []
+    for i in range(3):
+        ds = synthetic.image(synthetic.base(synthetic.CT_IMAGE, modality="CT", BodyPartExamined="CHEST"))
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.InstanceNumber = study_uid, series_uid, i + 1
+        ds.PatientID = "PACS-1"
+        out.append(ds)
+    return out
+
+
+@pytest.fixture
+def pacs(scp: scp_mod.Running, study: list[Dataset]) -> Iterator[Pacs]:
+    peer = Pacs(study, scp.port)
+    yield peer
+    peer.stop()
+
+
+def _pacs_node(app: Flask, port: int) -> int:
+    node_id = add_node(app, PACS_AET, institution="M02", allow="echo,store")
+    with app.app_context(), uow.unit_of_work():
+        services.update_node(ADMIN, node_id, port=port)
+    return node_id
+
+
+def _routes(app: Flask, tmp_path: Path, pacs_port: int) -> tuple[int, int, int]:
+    """The PACS of M02 (it may store: C-MOVE sub-operations arrive as its C-STOREs), an AI node and an archive
+    target; one rule for the PACS's instances: forward to the AI node and place on the archive."""
+    pacs_node = _pacs_node(app, pacs_port)
+    ai = add_node(app, "AI", allow="echo")
+    with app.app_context(), uow.unit_of_work():
+        archive = targets.create_target(ADMIN, code="archive", name="归档", root_path=str(tmp_path / "archive")).id
+        routing.create_rule(
+            ADMIN, name="PACS → AI + 归档", node_ids=[pacs_node], forward_node_ids=[ai], storage_target_id=archive
+        )
+    return pacs_node, ai, archive
+
+
+def _assert_routed(app: Flask, tmp_path: Path, uids: set[str], pacs_node: int, ai: int, archive: int) -> None:
+    m02 = institution(app, "M02").id
+    stored = rows(app, select(Instance.id, Instance.sop_instance_uid, Instance.node_id, Instance.institution_id))
+    assert {r.sop_instance_uid for r in stored} == uids
+    assert {(r.node_id, r.institution_id) for r in stored} == {(pacs_node, m02)}  # DSEC-03: the node's institution
+    ids = {r.id for r in stored}
+    forwarded = rows(app, select(ForwardJob.instance_id, ForwardJob.node_id))
+    assert sorted(forwarded) == sorted((i, ai) for i in ids)  # IMG-08: forward jobs, one per instance
+    placed = rows(app, select(StoragePlacement.instance_id, StoragePlacement.target_id))
+    assert sorted(placed) == sorted((i, archive) for i in ids)  # IMG-07: storage placement
+    with app.app_context():
+        assert targets.run_placements() == 3
+    moved = rows(app, select(Instance.storage_key, Instance.sha256).where(Instance.storage_target_id == archive))
+    assert len(moved) == 3
+    for m in moved:
+        assert targets.ObjectStore(tmp_path / "archive").verify(m.storage_key, m.sha256)
+
+
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_dcm04_img07_retrieved_instances_are_routed_and_placed_like_c_store(
+    app: Flask, pacs: Pacs, study: list[Dataset], tmp_path: Path, method: str
+) -> None:
+    """Before issue 12, C-GET'd instances were indexed apart from the receive path: no forward job, no placement."""
+    pacs_node, ai, archive = _routes(app, tmp_path, pacs.port)
+    admin = as_user(app, "sys_admin", institution_code="M02")
+    r = admin.post(
+        f"/api/imaging/nodes/{pacs_node}/retrieve",
+        json={"study_instance_uid": str(study[0].StudyInstanceUID), "method": method},
+    )
+    result = r.get_json()
+    assert (r.status_code, result["ok"], result["completed"], result["failed"]) == (200, True, 3, 0), result
+    _assert_routed(app, tmp_path, {str(d.SOPInstanceUID) for d in study}, pacs_node, ai, archive)
+    (stored,) = audit_events(app, "dicom_instances_stored")  # one per study, naming the node as the actor
+    assert stored.username == f"dicom:{PACS_AET}"
+    assert stored.details["via"] == ("c-get" if method == "get" else "c-store")
+
+
+def test_dcm04_cli_c_get_is_routed(
+    app: Flask, settings: config.Settings, pacs: Pacs, study: list[Dataset], tmp_path: Path
+) -> None:
+    """`telerad dicom retrieve --method get` (another process) goes through the same receive service."""
+    pacs_node, ai, archive = _routes(app, tmp_path, pacs.port)
+    env = {
+        **os.environ,
+        "TELERAD_MODE": "test",
+        "TELERAD_INSTANCE_DIR": str(settings.instance_dir),
+        "TELERAD_STORAGE_DIR": str(settings.storage_dir),
+        "TELERAD_DATABASE_URL": settings.database_url,
+        "TELERAD_SECRET_KEY": TEST_SECRET,
+    }
+    peer = ["--aet", PACS_AET, "--host", "127.0.0.1", "--port", str(pacs.port)]
+    args = [str(TELERAD), "dicom", "retrieve", *peer, "--study", str(study[0].StudyInstanceUID), "--method", "get"]
+    res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "已入库 3 个实例" in res.stdout
+    _assert_routed(app, tmp_path, {str(d.SOPInstanceUID) for d in study}, pacs_node, ai, archive)
+
+
+def test_dsec04_a_refused_c_get_instance_is_a_failed_sub_operation_and_leaves_no_file(
+    app: Flask, scp: scp_mod.Running, pacs: Pacs, study: list[Dataset]
+) -> None:
+    """A retrieved instance the receive service refuses (here a non-conformant UID) is answered with a failure
+    status, so the peer counts it as failed; it is audited, gets no row and leaves no file behind (before issue 12
+    it was answered with success and its file stayed in the store as an orphan until the sweep)."""
+    pacs.datasets[1].SeriesInstanceUID = "1.2.03"  # leading zero in a component: PS3.5 §9.1
+    pacs_node = _pacs_node(app, pacs.port)
+    admin = as_user(app, "sys_admin", institution_code="M02")
+    r = admin.post(
+        f"/api/imaging/nodes/{pacs_node}/retrieve",
+        json={"study_instance_uid": str(study[0].StudyInstanceUID), "method": "get"},
+    )
+    result = r.get_json()
+    assert (result["ok"], result["completed"], result["failed"]) == (False, 2, 1), result
+    assert count(app, Instance) == 2
+    (refused,) = audit_events(app, "dicom_store_failed")
+    assert (refused.details["code"], refused.details["via"]) == ("invalid_uid", "c-get")
+    keys = {r.storage_key for r in rows(app, select(Instance.storage_key))}
+    assert {k for k, _ in scp.ctx.store.iter_keys()} == keys  # no orphan: nothing was placed for the refused one
+    assert list(scp.ctx.store.tmp_dir.iterdir()) == []
