@@ -384,6 +384,32 @@ def test_dsec08_undecodable_frame_fails_only_its_suboperation_and_is_listed(
     assert len(received) == 6
 
 
+def test_dcm04_scu_send_decodes_only_for_a_peer_that_needs_it(tmp_path: Path) -> None:
+    """`telerad dicom send` / the API's send (dicom/scu.py): a default storescp gets every file uncompressed, one
+    accepting JPEG lossless gets that file's stored bytes."""
+    from dicom import scu
+
+    files = [
+        _jpeg_lossless(sample_file("CT_small.dcm"), tmp_path / "ct.dcm"),
+        sample_file("MR_small_RLE.dcm"),
+        sample_file("MR_small.dcm"),
+    ]
+    opts = Options(calling_aet="TELERAD", timeout=30)
+    with _storescp(tmp_path, "PLAIN") as (port, out):
+        res = scu.send(scu.Remote("PLAIN", "127.0.0.1", port), files, opts=opts)
+        assert (res.ok, res.completed, res.failed) == (True, 3, 0), res.message
+        got = {str(dcmread(p).SOPInstanceUID): dcmread(p) for p in out.iterdir()}
+    for src in files:
+        ds = got[str(dcmread(src, stop_before_pixels=True).SOPInstanceUID)]
+        assert ds.file_meta.TransferSyntaxUID in UNCOMPRESSED
+        assert np.array_equal(ds.pixel_array, dcmread(src).pixel_array)
+    with _storescp(tmp_path, "JLL", "+xs") as (port, out):
+        res = scu.send(scu.Remote("JLL", "127.0.0.1", port), files[:1], opts=opts)
+        assert res.ok, res.message
+        (got_ct,) = out.iterdir()
+    assert dataset_bytes(got_ct) == dataset_bytes(files[0])
+
+
 # -- the transcoding module ---------------------------------------------------------------------------------------
 def test_dcm04_choose_syntax_stored_then_explicit_then_implicit() -> None:
     jll, rle, j2k = JPEGLosslessSV1, "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.91"
