@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Collection
 from typing import Any
 
+from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import DicomDictionary
 
 from engine.imaging.ingest import BROKEN_REASON_PREFIX, InvalidInstance
@@ -41,6 +42,7 @@ NATIVE = {IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE, "1.2.840.10008.1.2.1.99"}  # al
 
 BLOCK = 64 * 1024
 COLLECT_MAX_BYTES = 64 * 1024
+PAD_MAX = 64 * 1024  # zero bytes tolerated after native pixel data
 MAX_DEPTH = 64  # sequences nested deeper are refused (SECURITY.md §C1: 10,000 deep)
 DEFLATE_MAX_BYTES = 64 * 1024 * 1024
 DEFLATE_MAX_RATIO = 100  # DSEC-09: a deflated data set expanding beyond 100× (and past 1 MiB) is refused
@@ -48,6 +50,7 @@ DEFLATE_MAX_RATIO = 100  # DSEC-09: a deflated data set expanding beyond 100× (
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA, _FLOAT_PIXEL_DATA, _DOUBLE_PIXEL_DATA = 0x7FE00010, 0x7FE00008, 0x7FE00009
+_SOP_CLASS, _ENCAPSULATED_DOCUMENT = 0x00080016, 0x00420011
 _SAMPLES, _PHOTOMETRIC, _FRAMES, _ROWS, _COLUMNS, _BITS_ALLOCATED = (
     0x00280002,
     0x00280004,
@@ -79,6 +82,7 @@ _REASONS = {
     "pixel_length": ("像素数据长度与图像属性不符", "Pixel Data length mismatch"),
     "pixel_encoding": ("像素数据的封装方式与传输语法不符", "Pixel Data encoding vs syntax"),
     "pixel_fragments": ("压缩像素数据的条目结构错误或片段少于帧数", "Encapsulated Pixel Data malformed"),
+    "content_missing": ("图像缺少像素数据或封装文档缺少文档内容", "Pixel Data or document missing"),
 }
 
 
@@ -156,7 +160,7 @@ def _inflate(raw: bytes, offset: int, collect: Collection[int]) -> _Walk:
 class _Walk:
     """The walk over one data set: a window `buf` of the file starting at absolute offset `base`."""
 
-    __slots__ = ("fd", "size", "buf", "base", "encapsulated", "collect", "last_collected", "found")
+    __slots__ = ("fd", "size", "buf", "base", "encapsulated", "collect", "last_collected", "found", "bulk", "image")
 
     def __init__(self, fd: int, size: int, buf: bytes, collect: Collection[int] = ()) -> None:
         self.fd = fd
@@ -164,7 +168,9 @@ class _Walk:
         self.buf = buf
         self.base = 0
         self.encapsulated = False
-        self.collect = frozenset(collect)
+        self.collect = frozenset(collect) | {_SOP_CLASS}
+        self.bulk = False  # top-level Pixel Data (any of the three) or Encapsulated Document seen
+        self.image = False  # top-level Rows seen: the data set declares an image
         self.last_collected = max(self.collect, default=-1)
         self.found: dict[int, bytes] = {}
 
@@ -182,6 +188,11 @@ class _Walk:
                 raise _broken("truncated", pos, tag)
             rel = 0
         return rel
+
+    def _read(self, pos: int, n: int) -> bytes:
+        """`n` bytes at `pos` (within the file: the caller checked)."""
+        rel = self._need(pos, n, self.size)
+        return self.buf[rel : rel + n]
 
     def meta(self) -> tuple[int, str]:
         """Skip the preamble and File Meta Information (explicit VR little endian); (data set offset, syntax)."""
@@ -216,6 +227,12 @@ class _Walk:
         if start >= self.size:
             raise _broken("truncated", start)  # a data set of nothing
         self.dataset(start, self.size, 0, explicit, little)
+        # A data set cut at an element boundary before its bulk data is structurally whole, but a data set that
+        # declares an image (Rows) without Pixel Data, or an Encapsulated PDF/CDA/… without its document, is not
+        # (PS3.3 C.7.6.3, A.45). Header-only files of image classes (pydicom's DICOMDIR test files) carry no Rows.
+        sop_class = self.found.get(_SOP_CLASS, b"").decode("ascii", "replace").rstrip("\0 ")
+        if not self.bulk and (self.image or sop_class in _DOCUMENT_CLASSES):
+            raise _broken("content_missing", self.size)
 
     def dataset(self, pos: int, end: int, depth: int, explicit: bool, little: bool) -> int:
         """Walk the elements from `pos` to `end` (a defined length), or to an item delimiter when `end` is -1.
@@ -265,6 +282,7 @@ class _Walk:
             if length == 0xFFFFFFFF:
                 if tag == _PIXEL_DATA:
                     pos = self.fragments(vpos, pos, depth, little, attrs)
+                    self.bulk = self.bulk or depth == 0
                 elif vr == b"SQ" or not explicit:
                     pos = self.sequence(vpos, -1, depth + 1, explicit, little)
                 elif vr == b"UN":  # PS3.5 §6.2.2: a sequence in implicit VR little endian
@@ -290,8 +308,14 @@ class _Walk:
                     if attrs is None:
                         attrs = {}
                     attrs[tag] = buf[rel : rel + length]
+                    if tag == _ROWS and depth == 0:
+                        self.image = True
                 elif tag in _PIXEL_TAGS:
-                    self.native(pos, tag, length, depth, little, attrs)
+                    self.native(pos, vpos, tag, length, depth, little, attrs)
+                    self.bulk = self.bulk or depth == 0
+                    buf, base = self.buf, self.base
+                elif tag == _ENCAPSULATED_DOCUMENT and depth == 0:
+                    self.bulk = True
             pos = nxt
         return pos
 
@@ -318,8 +342,11 @@ class _Walk:
                 raise _broken("delimiter", pos, tag)
         return pos
 
-    def native(self, pos: int, tag: int, length: int, depth: int, little: bool, attrs: dict[int, bytes] | None) -> None:
-        """A native Pixel Data element of `length` bytes: the length its Image Pixel attributes give."""
+    def native(
+        self, pos: int, vpos: int, tag: int, length: int, depth: int, little: bool, attrs: dict[int, bytes] | None
+    ) -> None:
+        """A native Pixel Data element (at `pos`, its value of `length` bytes at `vpos`): the length its Image Pixel
+        attributes give."""
         if tag == _PIXEL_DATA and self.encapsulated and depth == 0:
             raise _broken("pixel_encoding", pos, tag)
         if depth and (attrs is None or _ROWS not in attrs):
@@ -337,10 +364,18 @@ class _Walk:
             total = total // 2
         expected = (total + 7) // 8
         expected += expected & 1
-        # Excess shorter than one frame is trailing padding (pydicom's MR_small_padded.dcm; pydicom and dcmtk read
-        # it, some writers pad to a block size); short data, an odd length or a whole extra frame is a defect.
-        frame = (total // frames + 7) // 8
-        if length < expected or length & 1 or length - expected >= max(frame, 2):
+        if length == expected:
+            return
+        # Zero bytes after the pixels, fewer than one frame and at most PAD_MAX, are trailing padding (pydicom's
+        # MR_small_padded.dcm; pydicom and dcmtk read it, some writers pad to a block size). Short data, an odd
+        # length, a whole extra frame or non-zero excess (e.g. full RGB under YBR_FULL_422) is a defect.
+        excess = length - expected
+        if (
+            excess < 0
+            or excess & 1
+            or excess >= min((total // frames + 7) // 8, PAD_MAX + 1)
+            or self._read(vpos + expected, excess).strip(b"\0")
+        ):
             raise _broken("pixel_length", pos, tag, f"{length} != {expected}")
 
     def fragments(self, vpos: int, pos: int, depth: int, little: bool, attrs: dict[int, bytes] | None) -> int:
@@ -405,3 +440,7 @@ def _image(attrs: dict[int, bytes], little: bool, pos: int) -> tuple[int, int, i
 
 # Tags whose VR is SQ in the data dictionary: sequences of defined length in implicit VR are walked too.
 _SQ_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+# SOP classes whose instances need their document: every "Encapsulated … Storage" class of pydicom's UID dictionary.
+_DOCUMENT_CLASSES = frozenset(
+    uid for uid, entry in UID_dictionary.items() if entry[1] == "SOP Class" and entry[0].startswith("Encapsulated ")
+)
