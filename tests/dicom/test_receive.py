@@ -19,16 +19,19 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from dicom import receiving
 from dicom import scp as scp_mod
 from engine import config, uow
 from engine.actor import Actor
-from engine.imaging import routing, services, targets
+from engine.imaging import ingest, routing, services, targets
 from engine.imaging.models import Instance
 from engine.imaging.routing_models import ForwardJob, StoragePlacement
+from engine.imaging.source import Source
+from engine.imaging.storage import ObjectStore
 from tests.conftest import TEST_SECRET
 from tests.dicom import synthetic
 from tests.dicom.conftest import add_node, audit_events, count, rows
-from tests.factories import as_user, institution
+from tests.factories import as_user, institution, make_user
 
 ADMIN = Actor.system("test")
 PACS_AET = "PACS_M02"
@@ -210,3 +213,62 @@ def test_dsec04_a_refused_c_get_instance_is_a_failed_sub_operation_and_leaves_no
     keys = {r.storage_key for r in rows(app, select(Instance.storage_key))}
     assert {k for k, _ in scp.ctx.store.iter_keys()} == keys  # no orphan: nothing was placed for the refused one
     assert list(scp.ctx.store.tmp_dir.iterdir()) == []
+
+
+def _file(settings: config.Settings, ds: Dataset) -> Path:
+    """A received Part-10 file in the store's tmp/ (where every entry point writes what it receives)."""
+    tmp = settings.storage_dir / "dicom" / "tmp" / f"in-{ds.SOPInstanceUID}.dcm"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(tmp, enforce_file_format=True)
+    return tmp
+
+
+@pytest.mark.parametrize("kind", ["user", "client"])
+def test_dsec03_img07_any_source_gets_the_same_rules(
+    app: Flask, settings: config.Settings, study: list[Dataset], kind: str
+) -> None:
+    """The receive service takes a user (browser upload) or an OAuth client (STOW-RS) as the source as well as a
+    device: rows stamped with the source's institution and no device, audited under the source, routed by the
+    institution's rules, an identical resend idempotent, a broken data set refused by the validator and audited
+    against the source, with nothing left in the store (REQ: DSEC-03/05/06/08, IMG-07)."""
+    m01 = institution(app, "M01")
+    user = make_user(app, "registrar", institution_code="M01")
+    if kind == "user":
+        who = Actor(user_id=user.id, username=user.username, institution_id=m01.id, institution_code="M01")
+        source = Source.user(who, via="upload")
+    else:
+        source = Source.client("pacs-gateway", m01.id, "M01", "10.0.0.9", via="stow-rs")
+    ai = add_node(app, "AI", allow="echo")
+    with app.app_context(), uow.unit_of_work():
+        routing.create_rule(ADMIN, name="M01 → AI", institution_ids=[m01.id], forward_node_ids=[ai])
+    rx = receiving.receiver(app, settings)
+    try:
+        state = ingest.IngestState(source)
+        results = [rx.receive(state, _file(settings, ds)) for ds in study]
+        again = rx.receive(ingest.IngestState(source), _file(settings, study[0]))  # identical resend (DSEC-06)
+        broken = study[1].copy()
+        broken.SOPInstanceUID = generate_uid()
+        cut = _file(settings, broken)
+        cut.write_bytes(cut.read_bytes()[:-10])  # native Pixel Data 10 bytes short (DSEC-08)
+        with pytest.raises(ingest.InvalidInstance):
+            rx.receive(state, cut)
+    finally:
+        receiving.close(rx)
+    assert [r.outcome for r in results] == [ingest.STORED] * 3
+    assert (again.outcome, again.instance_id) == (ingest.DUPLICATE, results[0].instance_id)
+    stored = rows(app, select(Instance.institution_id, Instance.node_id, Instance.calling_aet))
+    assert sorted(stored) == [(m01.id, None, "")] * 3
+    assert sorted(rows(app, select(ForwardJob.instance_id, ForwardJob.node_id))) == sorted(
+        (r.instance_id, ai) for r in results
+    )
+    audited = audit_events(app, "dicom_instances_stored")  # one per receipt and study: the upload, the resend
+    assert [(e.username, e.details["via"]) for e in audited] == [
+        (user.username if kind == "user" else "oauth:pacs-gateway", source.via)
+    ] * 2
+    (refused,) = audit_events(app, "dicom_store_failed")
+    assert refused.object_type == ("user" if kind == "user" else "oauth_client")
+    assert refused.details["code"].startswith("dataset_")  # the validator's refusal, for every source
+    keys = {r.storage_key for r in rows(app, select(Instance.storage_key))}
+    store = ObjectStore(settings.storage_dir / "dicom")
+    assert {k for k, _ in store.iter_keys()} == keys
+    assert list(store.tmp_dir.iterdir()) == []
