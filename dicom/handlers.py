@@ -119,6 +119,7 @@ def handle_store(event: Event, ctx: Context) -> int | Dataset:
     req = cast(C_STORE, event.request)  # EVT_C_STORE carries a C-STORE
     received = getattr(req, "_telerad_received", None)  # dicom/fastpath.py: (path, sha256, size) when streamed
     path = Path(received[0]) if received else Path(event.dataset_path)
+    handed_over = False  # from then on the receive service owns (and removes) the file
     try:
         if not state.node.allows("store"):
             refuse_op(ctx, state, "store")
@@ -129,6 +130,7 @@ def handle_store(event: Event, ctx: Context) -> int | Dataset:
         if refused is not None:
             return refused
         faults.hit("after_receive")  # REQ: DSEC-05 crash test (inert unless TELERAD_DICOM_FAULT is set)
+        handed_over = True
         return receiving.store_status(
             ctx.receiver,
             state.ingest,
@@ -140,7 +142,8 @@ def handle_store(event: Event, ctx: Context) -> int | Dataset:
             size=received[2] if received else None,
         )
     finally:
-        path.unlink(missing_ok=True)  # consumed by the receive service; here for the refusals before it
+        if not handed_over:
+            path.unlink(missing_ok=True)
 
 
 # -- C-FIND --------------------------------------------------------------------------------------------------------
