@@ -31,7 +31,7 @@ from pydicom.multival import MultiValue
 from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
 
-from dicom import status
+from dicom import outgoing, status
 from dicom.uids import (
     PATIENT_ROOT_FIND,
     QUERY_TRANSFER_SYNTAXES,
@@ -42,6 +42,7 @@ from dicom.uids import (
     STUDY_ROOT_MOVE,
     VERIFICATION,
 )
+from engine.imaging import transcode
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: presentation context IDs are odd numbers 1..255
@@ -459,9 +460,11 @@ def get(
 def _file_contexts(paths: list[Path]) -> list[tuple[Path, str, str]]:
     out = []
     for p in paths:
-        meta = dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        sop_class = str(meta.file_meta.get("MediaStorageSOPClassUID", "") or meta.get("SOPClassUID", ""))
-        out.append((p, sop_class, str(meta.file_meta.TransferSyntaxUID)))
+        meta, _offset = transcode.stored_meta(p)
+        sop_class = str(meta.get("MediaStorageSOPClassUID", ""))
+        if not sop_class:
+            sop_class = str(dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"]).get("SOPClassUID", ""))
+        out.append((p, sop_class, str(meta.TransferSyntaxUID)))
     return out
 
 
@@ -471,8 +474,10 @@ def send(
     progress: Callable[[int, int], None] | None = None,
     opts: Options | None = None,
 ) -> Result:
-    """C-STORE (PS3.4 B) Part-10 files to the node, each as stored (no transcoding), in associations of ≤ 128
-    contexts. A file whose syntax the node refused counts as failed (0x0122)."""
+    """C-STORE (PS3.4 B) Part-10 files to the node (REQ: DCM-04, IMG-08): per SOP class the files' syntaxes and the
+    uncompressed ones are proposed in separate presentation contexts (engine.imaging.transcode.plan_contexts, ≤ 128
+    per association); each file goes as stored when its syntax is accepted, else uncompressed — decoded in the
+    sandbox when compressed. A file nothing fits (0x0122) or whose pixel data cannot be decoded counts as failed."""
     started = time.monotonic()
     try:
         items = _file_contexts([Path(f) for f in files])
@@ -480,35 +485,38 @@ def send(
         return Result(False, None, f"文件无法读取：{type(exc).__name__}", _ms(started))
     if not items:
         return Result(True, status.SUCCESS, "没有需要发送的实例", _ms(started))
-    completed = failed = warning = 0
+    completed = failed = warning = undecodable = 0
     last_code: int | None = status.SUCCESS
-    batches: list[list[tuple[Path, str, str]]] = []
-    contexts: set[tuple[str, str]] = set()
-    for item in items:
-        pair = (item[1], item[2])
-        if pair not in contexts and len(contexts) >= MAX_CONTEXTS:
-            contexts = set()
+    batches: list[list[tuple[Path, str, str]]] = [[]]
+    classes: set[str] = set()
+    for item in items:  # at least one context per SOP class: a new association after MAX_CONTEXTS classes
+        if item[1] not in classes and len(classes) >= MAX_CONTEXTS:
+            classes = set()
             batches.append([])
-        if not batches:
-            batches.append([])
-        contexts.add(pair)
+        classes.add(item[1])
         batches[-1].append(item)
     done = 0
     for batch in batches:
         try:
-            with associate(node, [(c, [t]) for c, t in sorted({(c, t) for _p, c, t in batch})], opts) as assoc:
+            with associate(node, transcode.plan_contexts((c, t) for _p, c, t in batch), opts) as assoc:
                 for path, sop_class, ts in batch:
-                    if ts in accepted_syntaxes(assoc, sop_class):
-                        code = response_status(assoc.send_c_store(str(path)))  # streamed from the file
-                    else:
+                    accepted = accepted_syntaxes(assoc, sop_class)
+                    code: int | None
+                    if transcode.choose_syntax(ts, accepted) is None:
                         code = status.SOP_CLASS_NOT_SUPPORTED
-                    last_code = code
+                    else:
+                        try:
+                            code = response_status(outgoing.send_c_store(assoc, transcode.prepare(path, accepted)))
+                        except (transcode.TranscodeError, OSError, ValueError):
+                            undecodable += 1
+                            code = status.STORE_CANNOT_UNDERSTAND
                     if code == status.SUCCESS:
                         completed += 1
                     elif code is not None and (code & 0xF000) == 0xB000:
                         warning += 1
                     else:
                         failed += 1
+                        last_code = code  # the message names a failure's status, not the last file's success
                         if code is None:
                             break
                     done += 1
@@ -518,9 +526,10 @@ def send(
             failed += len(items) - done
             return Result(False, None, str(exc), _ms(started), completed, failed, warning)
     ok = failed == 0
-    msg = (
-        f"发送完成：成功 {completed} 个实例"
-        if ok
-        else f"发送{_status_text(last_code)}：成功 {completed}，失败 {failed}"
-    )
+    if ok:
+        msg = f"发送完成：成功 {completed} 个实例"
+    elif undecodable:
+        msg = f"发送失败：成功 {completed}，失败 {failed}（其中 {undecodable} 个实例无法解码为对方接受的格式）"
+    else:
+        msg = f"发送{_status_text(last_code)}：成功 {completed}，失败 {failed}"
     return Result(ok, last_code if not ok else status.SUCCESS, msg, _ms(started), completed, failed, warning)
