@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import dicom_data  # noqa: E402
+import dicom_retrieve  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 PG_ADMIN_URL = os.environ.get("TELERAD_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -139,6 +140,21 @@ def tree_memory_kib(root: int) -> tuple[int, int, int]:
         largest = max(largest, one)
         pss += _kib(f"/proc/{pid}/smaps_rollup", "Pss:") or one
     return rss, pss, largest
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of a process tree's live processes and threads, in seconds (/proc/<pid>/stat).
+
+    On a loaded machine the wall time of a run depends on what else runs; the archive's own CPU time per run much
+    less, and it is what limits throughput once the cores are busy (4 associations on 2 cores)."""
+    ticks = 0
+    for pid in descendants(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler(threading.Thread):
@@ -302,7 +318,7 @@ class TeleradPeer(Peer):
             raise RuntimeError(f"seeding institutions failed: {res.stderr[-2000:]}")
         self._cli(
             "dicom", "node", "add", "--aet", SCU_AET, "--host", "127.0.0.1", "--port", "11190",
-            "--institution", INSTITUTION, "--allow", "echo,store,find",
+            "--institution", INSTITUTION, "--allow", "echo,store,find,get",
         )  # fmt: skip
         help_text = self._cli("dicom", "--help")
         cmd = [str(VENV_BIN / "telerad"), "dicom"]
@@ -338,7 +354,9 @@ def dir_bytes(dirs: list[Path]) -> tuple[int, int]:
     return len(files), sum(f.stat().st_size for f in files)
 
 
-def store(peer: Peer, dirs: list[Path], label: str, timeout: float = 3600) -> dict[str, Any]:
+def store(
+    peer: Peer, dirs: list[Path], label: str, timeout: float = 3600, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """One storescu per directory, all in parallel (one association each); wall time until the last exits.
 
     Each storescu's stderr (`-v`, ~240 bytes per file) goes to a file in the peer's work directory
@@ -349,10 +367,12 @@ def store(peer: Peer, dirs: list[Path], label: str, timeout: float = 3600) -> di
     Every association that did not end cleanly (exit code, E:/F: lines, files sent without a success response) is
     reported in `failures` and logged, so a dropped association is never silent.
     """
-    cmd = ["storescu", "-v", "-aet", SCU_AET, "-aec", peer.aet, "+sd", "127.0.0.1", str(peer.port)]
+    cmd = ["storescu", "-v", *extra, "-aet", SCU_AET, "-aec", peer.aet, "+sd", "127.0.0.1", str(peer.port)]
     log_dir = peer.workdir / "storescu"
     log_dir.mkdir(parents=True, exist_ok=True)
     paths = [log_dir / f"{label}-{peer.name}-{i}.log" for i in range(len(dirs))]
+    load1 = os.getloadavg()[0]
+    cpu0 = tree_cpu_seconds(peer.pid)
     t0 = time.perf_counter()
     procs = []
     for d, path in zip(dirs, paths, strict=True):
@@ -363,6 +383,7 @@ def store(peer: Peer, dirs: list[Path], label: str, timeout: float = 3600) -> di
     for p in procs:
         p.wait(timeout=timeout)
     seconds = time.perf_counter() - t0
+    cpu = tree_cpu_seconds(peer.pid) - cpu0
     acked: set[str] = set()
     bad: list[str] = []
     failures: list[dict[str, Any]] = []
@@ -390,6 +411,8 @@ def store(peer: Peer, dirs: list[Path], label: str, timeout: float = 3600) -> di
         )
     return {
         "seconds": seconds,
+        "cpu_s": cpu,
+        "load1": load1,
         "ok": len(acked),
         "acked": acked,
         "rc": [p.returncode for p in procs],
@@ -509,6 +532,9 @@ def throughput(runs: list[dict[str, Any]], count: int, nbytes: int) -> dict[str,
         "seconds": [round(s, 3) for s in secs],
         "instances_per_s": round(count / med, 1),
         "mb_per_s": round(nbytes / 1e6 / med, 1),
+        "cpu_s": [round(x["cpu_s"], 2) for x in runs],
+        "cpu_ms_per_instance": round(1000 * statistics.median(x["cpu_s"] for x in runs) / count, 3),
+        "load1": [round(x["load1"], 2) for x in runs],
         "all_acked": all(x["ok"] == count for x in runs),
         **({"first_errors": errors[:5]} if errors else {}),
         **({"storescu_failures": failures} if (failures := [f for x in runs for f in x["failures"]]) else {}),
@@ -554,8 +580,8 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
             data = work / f"round{rnd}"
             log(f"round {rnd + 1}/{args.rounds}: writing data")
             sets = {
-                "small_1": dicom_data.write_small(data / "small_1", args.small, 1),
-                "small_4": dicom_data.write_small(data / "small_4", args.small, 4),
+                "small_1": dicom_data.write_small(data / "small_1", args.small, 1, args.per_study, args.sr_every),
+                "small_4": dicom_data.write_small(data / "small_4", args.small, 4, args.per_study, args.sr_every),
                 "large_1": dicom_data.write_ct_slices(data / "large_1", args.large),
             }
             os.sync()
@@ -569,11 +595,15 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                     n = sizes[scenario][0]
                     log(
                         f"  {scenario:8s} {peer.name:8s} {res['seconds']:7.2f}s {n / res['seconds']:7.1f} inst/s "
-                        f"acked {res['ok']}/{n} rc={res['rc']} {res['errors'][:2]}"
+                        f"cpu {res['cpu_s']:6.2f}s load {res['load1']:.1f} acked {res['ok']}/{n} rc={res['rc']} "
+                        f"{res['errors'][:2]}"
                     )
             shutil.rmtree(data)
         for peer in peers:
             out[peer.name] = {s: throughput(runs[peer.name][s], *sizes[s]) for s in SCENARIOS if runs[peer.name][s]}
+        if args.get:
+            for name, figure in get_section(peers, args, shared).items():
+                out[name]["get_uncompressed"] = figure
         if args.studies:
             out_find = find_section(peers, args, shared)
             for peer in peers:
@@ -631,12 +661,27 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
         a, b = out["telerad"].get(key), out["orthanc"].get(key)
         return r(a["instances_per_s"] / b["instances_per_s"], 3) if a and b else None
 
+    def cpu_ratio(key: str) -> float | None:  # Orthanc's CPU per instance / telerad's: > 1 when telerad needs less
+        a, b = out["telerad"].get(key), out["orthanc"].get(key)
+        return (
+            r(b["cpu_ms_per_instance"] / a["cpu_ms_per_instance"], 3) if a and b and a["cpu_ms_per_instance"] else None
+        )
+
+    t_get, o_get = out["telerad"].get("get_uncompressed"), out["orthanc"].get("get_uncompressed")
+    get_ok = bool(t_get and o_get and t_get["complete"] and o_get["complete"])
+
     t_find, o_find = out["telerad"].get("find"), out["orthanc"].get("find")
     find_ok = bool(t_find and o_find and not t_find["failed"] and not o_find["failed"])
     result: dict[str, Any] = {
         "ratio_small_1": ratio("small_1"),
         "ratio_small_4": ratio("small_4"),
         "ratio_large_1": ratio("large_1"),
+        # C-GET by getscu (uncompressed only) of JPEG-lossless CT: telerad's time / Orthanc's, lower is better; None
+        # unless every run of both was complete (see out[*]["get_uncompressed"]["runs"] for what failed).
+        "get_uncompressed_ratio": r(t_get["median_s"] / o_get["median_s"], 3) if get_ok else None,
+        "cpu_ratio_small_1": cpu_ratio("small_1"),
+        "cpu_ratio_small_4": cpu_ratio("small_4"),
+        "cpu_ratio_large_1": cpu_ratio("large_1"),
         "find_ratio": r(t_find["median_ms"] / o_find["median_ms"], 3) if find_ok else None,
         "find_findscu_ratio": (
             r(out["telerad"]["findscu"]["median_ms"] / out["orthanc"]["findscu"]["median_ms"], 3) if find_ok else None
@@ -656,6 +701,47 @@ def _single(path: Path) -> Path:
     if not link.exists():
         os.link(path, link)
     return d
+
+
+def get_section(peers: list[Peer], args: argparse.Namespace, shared: Path) -> dict[str, dict[str, Any]]:
+    """C-GET of `--get` JPEG-lossless CT slices by getscu with its default (uncompressed-only) storage contexts:
+    the study is loaded into both archives (untimed, storescu proposing JPEG lossless so it is stored compressed),
+    then retrieved `--rounds` times from each, alternating; see bench/dicom_retrieve.py."""
+    src = shared / f"ct-jpeg-lossless-{args.get}"
+    study_file = src.parent / (src.name + ".study")
+    if not study_file.exists():
+        log(f"writing {args.get} JPEG-lossless CT slices (dcmcjpeg)")
+        _, study = dicom_data.write_ct_jpeg_lossless(src, args.get)
+        study_file.write_text(study)
+        os.sync()
+    study = study_file.read_text()
+    out: dict[str, dict[str, Any]] = {}
+    for peer in peers:
+        res = store(peer, [src], "get_load", extra=("-xs",))  # propose JPEG lossless SV1 (+ uncompressed)
+        log(f"  get: loaded {res['ok']}/{args.get} JPEG-lossless slices into {peer.name} {res['errors'][:2]}")
+        out[peer.name] = {"loaded": res["ok"]}
+    runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in peers}
+    for rnd in range(args.rounds):
+        for peer in peers if rnd % 2 == 0 else peers[::-1]:
+            time.sleep(0.5)
+            load1 = os.getloadavg()[0]
+            cpu0 = tree_cpu_seconds(peer.pid)
+            res = dicom_retrieve.getscu(
+                SCU_AET, "127.0.0.1", peer.port, peer.aet, study, peer.workdir / "getscu-out", DCMTK_ENV
+            )
+            res.update(cpu_s=tree_cpu_seconds(peer.pid) - cpu0, load1=load1)
+            runs[peer.name].append(res)
+            log(
+                f"  get      {peer.name:8s} {res['seconds']:7.2f}s cpu {res['cpu_s']:6.2f}s load {load1:.1f} "
+                f"final {res['final_status']} completed {res['completed']} failed {res['failed']} "
+                f"received {res['received']} (uncompressed {res['received_uncompressed']}) {res['errors'][:2]}"
+            )
+    for peer in peers:
+        shutil.rmtree(peer.workdir / "getscu-out", ignore_errors=True)
+        out[peer.name].update(dicom_retrieve.summary(runs[peer.name], args.get))
+        out[peer.name]["cpu_s"] = [round(x["cpu_s"], 2) for x in runs[peer.name]]
+        out[peer.name]["load1"] = [round(x["load1"], 2) for x in runs[peer.name]]
+    return out
 
 
 def find_section(peers: list[Peer], args: argparse.Namespace, shared: Path) -> dict[str, Any]:
@@ -725,6 +811,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--small", type=int, default=2000, help="small instances per store run")
     ap.add_argument("--large", type=int, default=500, help="512×512 CT slices per store run")
+    ap.add_argument("--per-study", type=int, default=100, help="instances per study in the small sets")
+    ap.add_argument(
+        "--sr-every", type=int, default=10, help="every n-th small instance is a Comprehensive SR (0: none)"
+    )
+    ap.add_argument("--get", type=int, default=500, help="JPEG-lossless CT slices retrieved by getscu (0: skip)")
     ap.add_argument("--studies", type=int, default=10000, help="studies loaded for C-FIND (0: skip C-FIND)")
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--gb-frames", type=int, default=2000, help="frames of 512×512×16 bit in the big instance")
@@ -734,7 +825,7 @@ def main() -> None:
     ap.add_argument("--tmp", default=None, help="parent of the temporary directories (default: system temp)")
     ap.add_argument("--keep", action="store_true", help="keep the work directories and the PostgreSQL database")
     args = ap.parse_args()
-    for tool in ("storescu", "findscu", "echoscu", ORTHANC):
+    for tool in ("storescu", "findscu", "echoscu", "getscu", "dcmcjpeg", ORTHANC):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: run `bash scripts/system-deps.sh` (dcmtk, orthanc)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` blocks: stop both archives

@@ -1,8 +1,12 @@
 """Synthetic DICOM data for bench/bench_dicom.py: every set is written to disk once, then sent by dcmtk's storescu.
 
 - `write_small`: pydicom's CT_small.dcm / MR_small.dcm (alternating) with fresh Study/Series/SOP Instance UIDs,
-  one series of `per_series` instances per study and a new patient per study.
+  a new patient per study; every `sr_every`-th instance (default 10: 10 % of the set) is a synthetic Comprehensive
+  SR (`comprehensive_sr`: a report with a content tree, Chinese text in ISO_IR 192, referencing an image of its
+  study) in the study's own SR series.
 - `write_ct_slices`: valid CT Image Storage, 512×512, 16 bit signed, explicit VR little endian, one series.
+- `write_ct_jpeg_lossless`: the same CT slices compressed by dcmtk's dcmcjpeg into JPEG Lossless, Non-Hierarchical,
+  First-Order Prediction (Process 14, Selection Value 1; 1.2.840.10008.1.2.4.70), for the C-GET figure.
 - `write_find_studies`: one tiny 8×8 Secondary Capture instance per study, names/dates/modalities drawn from a
   fixed seed, so both archives index exactly the same studies; `find_queries` builds STUDY-level queries over them.
 - `write_multiframe`: one native multi-frame XA instance of `frames` × 512×512×16 bit (≈1 GB for 2,000 frames),
@@ -12,9 +16,13 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import struct
+import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -22,9 +30,11 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+COMPREHENSIVE_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 XA_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.12.1"
 SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 SURNAMES = (
@@ -50,27 +60,121 @@ def _split(paths: list[Path], parts: int) -> list[list[Path]]:
     return [paths[i : i + size] for i in range(0, len(paths), size)]
 
 
-def write_small(out: Path, count: int, chunks: int = 1, per_series: int = 100) -> list[Path]:
+def _code(value: str, meaning: str, scheme: str = "DCM") -> Sequence:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return Sequence([item])
+
+
+def _content(
+    value_type: str, concept: tuple[str, str, str], relationship: str = "CONTAINS", **values: object
+) -> Dataset:
+    item = Dataset()
+    item.RelationshipType = relationship
+    item.ValueType = value_type
+    item.ConceptNameCodeSequence = _code(*concept)
+    for key, value in values.items():
+        setattr(item, key, value)
+    return item
+
+
+def comprehensive_sr(study: str, series: str, patient: str, image: Dataset, number: int) -> Dataset:
+    """A Comprehensive SR radiology report of `study` (what engine/imaging/sr.py renders): observation context,
+    findings (TEXT, NUM with units, CODE, an IMAGE reference to `image` and an SCOORD on it) and an impression,
+    in ISO_IR 192 with Chinese text; the evidence sequence lists the referenced image."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = COMPREHENSIVE_SR_STORAGE
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyDate = ds.ContentDate = "20240315"
+    ds.StudyTime = ds.ContentTime = "101500"
+    ds.AccessionNumber = "BENCHSR1"
+    ds.Modality = "SR"
+    ds.Manufacturer = "telerad bench"
+    ds.ReferringPhysicianName = ""
+    ds.ReferencedPerformedProcedureStepSequence = Sequence()  # type 2, before (0020,0013): an empty SQ to skip
+    ds.PatientName = "测试^患者"
+    ds.PatientID = patient
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.StudyID = "1"
+    ds.SeriesNumber = 99
+    ds.InstanceNumber = number
+    ds.ValueType = "CONTAINER"
+    ds.ConceptNameCodeSequence = _code("18748-4", "影像诊断报告", "LN")
+    ds.ContinuityOfContent = "SEPARATE"
+    ds.CompletionFlag = "COMPLETE"
+    ds.VerificationFlag = "UNVERIFIED"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = image.SOPClassUID, image.SOPInstanceUID
+    image_item = _content("IMAGE", ("121112", "测量来源"), "INFERRED FROM", ReferencedSOPSequence=Sequence([ref]))
+    scoord = _content("SCOORD", ("111030", "感兴趣区"), "INFERRED FROM", GraphicType="POINT", GraphicData=[32.0, 32.0])
+    scoord.ContentSequence = Sequence([image_item])
+    value = Dataset()
+    value.NumericValue = "8"
+    value.MeasurementUnitsCodeSequence = _code("mm", "mm", "UCUM")
+    size = _content("NUM", ("G-D7FE", "结节直径", "SRT"), MeasuredValueSequence=Sequence([value]))
+    size.ContentSequence = Sequence([scoord])
+    findings = _content("CONTAINER", ("121070", "检查所见"), ContinuityOfContent="SEPARATE")
+    findings.ContentSequence = Sequence(
+        [
+            _content("TEXT", ("121071", "所见"), TextValue="右肺上叶见一结节，边界清晰，未见钙化。" * 3),
+            size,
+            _content("CODE", ("121139", "部位"), ConceptCodeSequence=_code("T-28300", "右肺上叶", "SRT")),
+        ]
+    )
+    impression = _content("CONTAINER", ("121072", "诊断意见"), ContinuityOfContent="SEPARATE")
+    impression.ContentSequence = Sequence(
+        [_content("TEXT", ("121073", "结论"), TextValue="考虑良性结节，建议 6 个月后复查。")]
+    )
+    ds.ContentSequence = Sequence(
+        [
+            _content("PNAME", ("121008", "报告医生"), "HAS OBS CONTEXT", PersonName="李^四"),
+            _content("DATE", ("111060", "报告日期"), "HAS OBS CONTEXT", Date="20240315"),
+            findings,
+            impression,
+        ]
+    )
+    evidence_series = Dataset()
+    evidence_series.SeriesInstanceUID = image.SeriesInstanceUID
+    evidence_series.ReferencedSOPSequence = Sequence([ref])
+    evidence = Dataset()
+    evidence.StudyInstanceUID = study
+    evidence.ReferencedSeriesSequence = Sequence([evidence_series])
+    ds.CurrentRequestedProcedureEvidenceSequence = Sequence([evidence])
+    ds.file_meta = _meta(COMPREHENSIVE_SR_STORAGE, ds.SOPInstanceUID)
+    return ds
+
+
+def write_small(out: Path, count: int, chunks: int = 1, per_series: int = 100, sr_every: int = 10) -> list[Path]:
     """Write `count` small instances into `chunks` sub-directories (one per association); returns the directories.
 
-    A study never spans two chunks, so each association sends whole studies."""
+    Studies of `per_series` instances: images in one series, every `sr_every`-th instance (0: none) a Comprehensive
+    SR in the study's SR series. A study never spans two chunks, so each association sends whole studies (a modality
+    sends its own studies)."""
     templates = [pydicom.dcmread(get_testdata_file(n)) for n in ("CT_small.dcm", "MR_small.dcm")]
     per_chunk = -(-count // chunks)
     dirs = [out / f"part{c}" for c in range(chunks)]
     written = 0
+    last_image = templates[0]
     for c, d in enumerate(dirs):
         d.mkdir(parents=True, exist_ok=True)
         n_here = min(per_chunk, count - written)
         for i in range(n_here):
             if i % per_series == 0:
-                study, series = generate_uid(), generate_uid()
+                study, series, sr_series = generate_uid(), generate_uid(), generate_uid()
                 patient = f"BS{c:02d}{i // per_series:04d}{random.randrange(10**6):06d}"
-            ds = templates[(written + i) % 2]
-            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-            ds.SOPInstanceUID = generate_uid()
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.PatientID = patient
-            ds.InstanceNumber = i % per_series + 1
+            if sr_every > 1 and i % sr_every == sr_every - 1:  # after an image of the study, which it references
+                ds = comprehensive_sr(study, sr_series, patient, last_image, i % per_series + 1)
+            else:
+                ds = templates[(written + i) % 2]
+                ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+                ds.SOPInstanceUID = generate_uid()
+                ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                ds.PatientID = patient
+                ds.InstanceNumber = i % per_series + 1
+                last_image = ds
             ds.save_as(d / f"{i:05d}.dcm", enforce_file_format=True)
         written += n_here
     return [d for d in dirs if any(d.iterdir())]
@@ -143,6 +247,34 @@ def write_ct_slices(out: Path, count: int) -> list[Path]:
         ds.PixelData = (base + np.roll(noise[i % 8], i, axis=1)).tobytes()
         ds.save_as(out / f"{i:05d}.dcm", enforce_file_format=True)
     return [out]
+
+
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+
+
+def write_ct_jpeg_lossless(out: Path, count: int) -> tuple[list[Path], str]:
+    """Write `count` CT slices (`write_ct_slices`) compressed losslessly with dcmcjpeg (its default: JPEG lossless
+    SV1) into `out`; returns the directory and the StudyInstanceUID. Checks every file's transfer syntax."""
+    raw = out.parent / (out.name + "-raw")
+    write_ct_slices(raw, count)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def one(src: Path) -> None:
+        subprocess.run(["dcmcjpeg", "+e1", str(src), str(out / src.name)], check=True, capture_output=True)
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        list(pool.map(one, sorted(raw.iterdir())))
+    shutil.rmtree(raw)
+    files = sorted(out.iterdir())
+    study = ""
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        if ds.file_meta.TransferSyntaxUID != JPEG_LOSSLESS_SV1:
+            raise RuntimeError(f"{f}: dcmcjpeg wrote {ds.file_meta.TransferSyntaxUID}, not JPEG lossless SV1")
+        study = str(ds.StudyInstanceUID)
+    if len(files) != count:
+        raise RuntimeError(f"dcmcjpeg wrote {len(files)} of {count} files")
+    return [out], study
 
 
 def find_study(i: int, rng: random.Random) -> dict[str, str]:
