@@ -133,12 +133,15 @@ def _sub_operations(
     prefetch = transcode.Prefetch(
         items, lambda item: _prepare(ctx, item, accepted, pool), workers=workers, ahead=workers + 1
     )
-    with prefetch as ready:
-        for _item, ds in ready:
-            if event.is_cancelled:
-                yield status.CANCEL, None
-                return
-            yield status.PENDING, ds
+    try:
+        with prefetch as ready:
+            for _item, ds in ready:
+                if event.is_cancelled:
+                    yield status.CANCEL, None
+                    return
+                yield status.PENDING, ds
+    finally:
+        pool.trim(keep=1)
 
 
 def handle_move(event: Event, ctx: Context) -> Iterator[Any]:

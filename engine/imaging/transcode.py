@@ -203,6 +203,15 @@ class Transcoder:
         except SandboxError as exc:
             raise TranscodeError(f"解码失败：{exc.message}") from exc
 
+    def trim(self, keep: int = 1) -> None:
+        """Close idle workers beyond `keep` (a retrieve is over: one warm decoder stays, not one per core)."""
+        with self._cond:
+            extra = self._idle[keep:] if keep < len(self._idle) else []
+            del self._idle[keep:]
+            self._started -= len(extra)
+        for worker in extra:
+            worker.close()
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

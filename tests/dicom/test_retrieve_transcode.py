@@ -559,3 +559,22 @@ def test_dcm04_prefetch_keeps_order_and_raises_in_place() -> None:
         consume()
     assert got == list(range(7))
     assert max(seen) <= 7 + 4  # never more than `ahead` items past the one being consumed
+
+
+def test_dcm04_decoders_run_in_parallel_and_one_stays_warm(tmp_path: Path) -> None:
+    """Two workers decode side by side during a retrieve; afterwards trim leaves one warm decoder, not one per core."""
+    src = _jpeg_lossless(sample_file("CT_small.dcm"), tmp_path / "ct.dcm")
+    pool = transcode.Transcoder(workers=2)
+    try:
+        with transcode.Prefetch(range(6), lambda _i: pool.native(src, ExplicitVRLittleEndian), workers=2) as ready:
+            sizes = {len(data) for _i, data in ready}
+        assert len(sizes) == 1
+        pids = [w.pid for w in pool._idle]
+        assert len(pids) == 2
+        pool.trim(keep=1)
+        assert len(pool._idle) == 1
+        gone = next(pid for pid in pids if pid != pool._idle[0].pid)
+        assert gone is not None
+        assert not Path(f"/proc/{gone}").exists() or "Z" in Path(f"/proc/{gone}/stat").read_text().split()[2]
+    finally:
+        pool.close()
