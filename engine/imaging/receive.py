@@ -6,7 +6,7 @@ itself by C-GET (dicom/scu.py; C-MOVE sub-operations arrive at the SCP as C-STOR
 uploads. Each hands over a received Part-10 file and an `IngestState` naming its `Source` (a device, a user or an
 OAuth client, always with an institution). The rules are the same for every source:
 
-1. check — the data set's whole structure (engine/imaging/validate.py), then its indexed tags
+1. check — the data set's whole structure (engine/imaging/validate.py) and, on the same walk, its indexed tags
    (engine/imaging/header.py, never the pixel data), its UIDs against PS3.5 and against what the sender announced
    (the C-STORE command's, when there is one), the store's free space. A refusal is audited as the sender's
    failure and raised; nothing is stored (DSEC-04, DSEC-08).
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine import uow
-from engine.imaging import header, ingest, matching, routing, validate
+from engine.imaging import header, ingest, matching, routing
 from engine.imaging.ingest import IngestResult, IngestState, InstanceMeta, InvalidInstance
 from engine.imaging.source import Source
 from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_for
@@ -92,7 +92,8 @@ class Receiver:
             InvalidInstance: broken, unreadable, a non-conforming UID, or not what was announced (DSEC-04/08).
             StorageFull: the store is at its threshold (REQ: REL-01).
         """
-        validate.check_file(path)  # REQ: DSEC-05/DSEC-08: the whole structure, before anything is placed or indexed
+        # REQ: DSEC-05/DSEC-08: the whole structure checked, before anything is placed or indexed, and the indexed
+        # tags read on the same walk (engine/imaging/validate.py via header.read_meta: one pass over the header)
         meta = header.read_meta(path)
         meta = ingest.check_instance(
             meta,

@@ -112,7 +112,7 @@ def check_file(
 
     Returns the transfer syntax and the raw values of the top-level elements whose tags are in `collect` (values
     longer than COLLECT_MAX_BYTES are left out), so a caller that indexes a few tags needs no second pass over the
-    header (dicom/handlers.read_meta).
+    header (engine/imaging/header.read_meta).
 
     Raises:
         BrokenDataset: the first structural defect found (code `dataset_*`, Chinese message, offset in details).

@@ -1,5 +1,6 @@
 """engine/imaging/header.py reads the same indexed values as pydicom (it replaces pydicom on the hot path,
-DSEC-05)."""
+DSEC-05), from the raw values the structural check (engine/imaging/validate.py) collects on its walk, in every syntax
+it walks."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from engine.imaging import header
 from engine.imaging.header import meta_from, read_meta
+from engine.imaging.ingest import InvalidInstance
 from tests.dicom import synthetic
 from tests.dicom.conftest import sample_file
 
@@ -28,7 +29,8 @@ FILES = [
     "test-SR.dcm",
     "rtplan.dcm",
     "liver_1frame.dcm",
-    "nested_priv_SQ.dcm",
+    "MR_small_bigendian.dcm",  # big endian: pydicom's fallback before the one-pass read
+    "image_dfl.dcm",  # deflated
 ]
 
 
@@ -40,17 +42,22 @@ def _pydicom_meta(path: Path) -> object:
 @pytest.mark.parametrize("name", FILES)
 def test_header_scanner_matches_pydicom(name: str) -> None:
     path = sample_file(name)
-    fast = header.read_header(path)
-    assert fast is not None
-    assert meta_from(fast[1].get, fast[0]) == _pydicom_meta(path)
+    assert read_meta(path) == _pydicom_meta(path)
 
 
-def test_header_scanner_declines_what_it_does_not_expect(tmp_path: Path) -> None:
-    assert header.read_header(sample_file("no_meta.dcm")) is None  # no File Meta → pydicom
-    assert header.read_header(sample_file("MR_small_bigendian.dcm")) is None  # big endian → pydicom
+def test_header_scanner_refuses_what_is_not_a_whole_part10_data_set(tmp_path: Path) -> None:
+    """No File Meta, a truncated header, pixel data without its image attributes: refused (DSEC-08), where the
+    scanner before issue 12 handed such files to pydicom, which indexed what it could."""
     truncated = tmp_path / "t.dcm"
-    truncated.write_bytes(sample_file("CT_small.dcm").read_bytes()[:300])
-    assert header.read_header(truncated) is None
+    truncated.write_bytes(sample_file("CT_small.dcm").read_bytes()[:1000])  # inside the data set's header
+    for path, code in (
+        (sample_file("no_meta.dcm"), "dataset_file_meta"),
+        (truncated, "dataset_truncated"),
+        (sample_file("nested_priv_SQ.dcm"), "dataset_pixel_attributes"),
+    ):
+        with pytest.raises(InvalidInstance) as err:
+            read_meta(path)
+        assert err.value.code == code
 
 
 @pytest.mark.parametrize(("name", "charset"), [("张^三", "ISO_IR 192"), ("李^四=Li^Si", "GB18030")])
@@ -74,4 +81,3 @@ def test_header_scanner_skips_undefined_length_sequences(tmp_path: Path) -> None
     path = tmp_path / "seq.dcm"
     ds.save_as(path)
     assert read_meta(path) == _pydicom_meta(path)
-    assert header.read_header(path) is not None
