@@ -67,6 +67,11 @@ _EXPLICIT = {True: struct.Struct("<HH2sH"), False: struct.Struct(">HH2sH")}
 _IMPLICIT = {True: struct.Struct("<HHI"), False: struct.Struct(">HHI")}
 _U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
 _U16 = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+_CODECS = {  # (explicit, little) -> (element header unpack, u32 unpack)
+    (explicit, little): ((_EXPLICIT if explicit else _IMPLICIT)[little].unpack_from, _U32[little].unpack_from)
+    for explicit in (True, False)
+    for little in (True, False)
+}
 
 # code -> (Chinese reason after the common prefix, ASCII ErrorComment; a command set has no character set)
 _REASONS = {
@@ -240,11 +245,10 @@ class _Walk:
         The hot loop of the check (~0.3 µs per element): module constants are bound to locals, the common element
         (a short value inside the current window) takes no call but the header unpack."""
         limit = end if end >= 0 else self.size
-        unpack = (_EXPLICIT[little] if explicit else _IMPLICIT[little]).unpack_from
-        u32 = _U32[little].unpack_from
+        unpack, u32 = _CODECS[explicit, little]
         long_vrs, short_vrs, sq_tags, first_special = _LONG_VRS, _SHORT_VRS, _SQ_TAGS, _SAMPLES
         collect = self.collect
-        last_collected = self.last_collected if depth == 0 else -1
+        last_collected = -1 if depth else self.last_collected
         last = -1
         attrs: dict[int, bytes] | None = None
         buf, base = self.buf, self.base
@@ -324,10 +328,12 @@ class _Walk:
         if depth > MAX_DEPTH:
             raise _broken("nesting", pos)
         limit = end if end >= 0 else self.size
-        hdr = _IMPLICIT[little]  # item and delimiter headers carry no VR in any syntax
+        unpack = _IMPLICIT[little].unpack_from  # item and delimiter headers carry no VR in any syntax
         while pos != end:
-            rel = self._need(pos, 8, limit)
-            group, elem, length = hdr.unpack_from(self.buf, rel)
+            rel = pos - self.base
+            if pos + 8 > limit or rel < 0 or rel + 8 > len(self.buf):
+                rel = self._need(pos, 8, limit)
+            group, elem, length = unpack(self.buf, rel)
             tag = (group << 16) | elem
             if tag == _ITEM:
                 if length == _UNDEFINED:
