@@ -46,13 +46,15 @@ class TranscodeError(Exception):
 
 def warm_child() -> bool:
     """Import the decoders once, so the first instance does not pay for it."""
+    import imagecodecs
     import jpeg_ls  # noqa: F401
     import libjpeg  # noqa: F401
     import openjpeg  # noqa: F401
     import rle  # noqa: F401
     from pydicom.pixels import get_decoder
 
-    return all(get_decoder(ts).is_available for ts in DECODABLE)
+    fast = (imagecodecs.JPEG8, imagecodecs.JPEGLS, imagecodecs.DICOMRLE)  # imagecodecs loads a codec on first use
+    return all(codec.available for codec in fast) and all(get_decoder(ts).is_available for ts in DECODABLE)
 
 
 def _j2k_irreversible(frame: bytes) -> bool:
@@ -95,16 +97,11 @@ def _was_lossy(stored: str, first_frame: bytes) -> bool:
     return False
 
 
-def _decode_pixels(ds: Any, stored: str) -> None:
-    """Replace encapsulated Pixel Data by native pixel data and fix the image attributes that change."""
-    import numpy as np
-    from pydicom.encaps import generate_frames
+def pydicom_frames(ds: Any, stored: str) -> tuple[list[Any], str]:
+    """The frames decoded by pydicom's decoder for `stored` with its named plugin (the fallback of
+    engine/imaging/fastdecode.py), each in a Bits Allocated container, and the decoded Photometric Interpretation."""
     from pydicom.pixels import get_decoder
-    from pydicom.pixels.utils import pack_bits
 
-    nr_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    encapsulated = ds.PixelData
-    first = next(generate_frames(encapsulated, number_of_frames=nr_frames), b"")
     bits = int(ds.BitsAllocated)
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     frames: list[Any] = []
@@ -115,6 +112,24 @@ def _decode_pixels(ds: Any, stored: str) -> None:
         if bits > 1 and arr.itemsize * 8 != bits:
             arr = arr.astype(f"<{'i' if signed else 'u'}{bits // 8}")
         frames.append(arr)
+    return frames, str(meta.get("photometric_interpretation") or ds.PhotometricInterpretation)
+
+
+def _decode_pixels(ds: Any, stored: str, fast: bool = True) -> None:
+    """Replace encapsulated Pixel Data by native pixel data and fix the image attributes that change: imagecodecs
+    where it takes the case (engine/imaging/fastdecode.py), else (or with `fast` False) pydicom's decoders."""
+    import numpy as np
+    from pydicom.encaps import generate_frames
+    from pydicom.pixels.utils import pack_bits
+
+    from engine.imaging import fastdecode
+
+    nr_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    encapsulated = ds.PixelData
+    first = next(generate_frames(encapsulated, number_of_frames=nr_frames), b"")
+    bits = int(ds.BitsAllocated)
+    decoded = fastdecode.decode(ds, stored) if fast else None
+    frames, pi = decoded if decoded is not None else pydicom_frames(ds, stored)
     if bits == 1:
         value = pack_bits(np.concatenate([f.ravel() for f in frames]))
     else:
@@ -125,7 +140,6 @@ def _decode_pixels(ds: Any, stored: str) -> None:
     elem.value = value
     elem.is_undefined_length = False
     elem.VR = "OB" if bits <= 8 else "OW"
-    pi = str(meta.get("photometric_interpretation") or ds.PhotometricInterpretation)
     ds.PhotometricInterpretation = "YBR_FULL" if pi in _SUBSAMPLED else pi
     if int(ds.get("SamplesPerPixel", 1)) > 1:
         ds.PlanarConfiguration = 0  # decoded arrays are colour-by-pixel

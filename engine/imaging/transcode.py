@@ -5,9 +5,12 @@ later, DICOMweb. The rule is the same everywhere: the stored bytes when the peer
 uncompressed syntax (explicit VR little endian, then implicit), decoding the pixel data when the stored syntax is
 compressed. Nothing is ever re-compressed here (policies that compress are engine/imaging/compression.py's).
 
-Codec: pydicom 3's pixel decoders with the pylibjpeg plugins — libjpeg (JPEG baseline, extended, lossless),
-openjpeg (JPEG 2000), rle (RLE) — and pyjpegls (JPEG-LS). Why these and not python-gdcm (both measured here, CPU
-per frame, pydicom 3.0.2 / python-gdcm 3.2.6):
+Codec: imagecodecs (engine/imaging/fastdecode.py) for JPEG (libjpeg-turbo 3: lossless, baseline, extended), JPEG-LS
+(CharLS) and RLE — a 512×512 16-bit JPEG-lossless CT slice in ~1.5 ms of CPU instead of ~8.6 ms, lossless bit for
+bit and lossy JPEG bit for bit what DCMTK decodes; pydicom 3's pixel decoders (pylibjpeg's libjpeg, openjpeg and rle
+plugins, pyjpegls) for JPEG 2000 (OpenJPEG either way: imagecodecs is no faster) and whatever the fast path does not
+take (see fastdecode.py). Why these and not python-gdcm (both measured here, CPU per frame,
+pydicom 3.0.2 / python-gdcm 3.2.6):
 - they are already pinned and are the decoders IMG-04's lossless check uses (compression.py): what telerad
   compresses is decoded here by the code that verified it;
 - they take one frame's codestream; pydicom stays the only DICOM parser. GDCM is only fast through its own
@@ -16,11 +19,9 @@ per frame, pydicom 3.0.2 / python-gdcm 3.2.6):
   and got a 16-bit RGB RLE sample wrong. Through pydicom's GDCM plugin it takes 6.5 ms (libjpeg: 9 ms), has no RLE,
   fails a J2K sample whose pixel representation disagrees with its codestream, decodes an RGB JPEG without colour
   transform differently, and is 2-3× slower than openjpeg on JPEG 2000;
-- the decode is then the one big cost left: the data set is not re-parsed or re-encoded (the stored bytes of every
-  element decoding does not touch are copied), the parent sends the bytes as they come (dicom/outgoing.py), and
-  the next instances are decoded in other workers while the current one is sent (`Prefetch`). DCMTK (Orthanc)
-  decodes the same slice in ~3 ms: on a busy two-core machine telerad's C-GET of JPEG-lossless data to an
-  uncompressed-only peer stays slower than Orthanc's.
+- the data set is not re-parsed or re-encoded (the stored bytes of every element decoding does not touch are
+  copied), the parent sends the bytes as they come (dicom/outgoing.py), and the next instances are decoded in other
+  workers while the current one is sent (`Prefetch`).
 Each syntax names its plugin (native._PLUGIN): pydicom's own pure-Python RLE decoder is never picked by chance.
 
 Decoding untrusted pixel data (engine/imaging/native.py) runs in a pool of engine.sandbox workers — child processes
