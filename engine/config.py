@@ -42,6 +42,22 @@ def _float(env: dict[str, str], key: str, default: float) -> float:
         raise ConfigError(f"{key} must be a number, got {raw!r}") from exc
 
 
+def default_dicom_processes(cpus: int | None = None) -> int:
+    """DICOM receiver processes when TELERAD_DICOM_PROCESSES is not set: half the CPUs this process may run on, at
+    least 1, at most 4.
+
+    A receiver is one Python process: its interpreter lock keeps it on about one core, and the web server, the
+    worker and the database (PostgreSQL) need the rest of the machine. More receivers than that only add CPU per
+    instance: each receiver group-commits only its own associations' rows, and on SQLite every receiver's commits
+    pass one write gate (dicom/writegate.py). Measured on the 2-core benchmark machine, 4 associations, 10 % SR
+    (bench/bench_dicom.py, small_4 telerad/Orthanc): SQLite 1.20 with 1 receiver, 1.14 with 2, 0.85 with 4;
+    PostgreSQL 0.95, 0.97, 0.92 — so 1 there, and 2 on 4 cores, 4 on 8 or more.
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus // 2))
+
+
 @dataclass
 class Settings:
     """Every setting the processes read. Built once per process by `load_settings`."""
@@ -199,7 +215,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.dicom_network_timeout = _float(env, "TELERAD_DICOM_NETWORK_TIMEOUT", s.dicom_network_timeout)
     s.dicom_connection_timeout = _float(env, "TELERAD_DICOM_CONNECTION_TIMEOUT", s.dicom_connection_timeout)
     s.dicom_max_pdu = _int(env, "TELERAD_DICOM_MAX_PDU", s.dicom_max_pdu)
-    s.dicom_processes = _int(env, "TELERAD_DICOM_PROCESSES", s.dicom_processes)
+    s.dicom_processes = _int(env, "TELERAD_DICOM_PROCESSES", default_dicom_processes())
+    if not 1 <= s.dicom_processes <= 64:
+        raise ConfigError(f"TELERAD_DICOM_PROCESSES must be between 1 and 64, got {s.dicom_processes}")
     s.dicom_disk_full_percent = _float(env, "TELERAD_DICOM_DISK_FULL_PERCENT", s.dicom_disk_full_percent)
     s.dicom_conflict_status = _int(env, "TELERAD_DICOM_CONFLICT_STATUS", s.dicom_conflict_status)
     s.dicom_find_limit = _int(env, "TELERAD_DICOM_FIND_LIMIT", s.dicom_find_limit)

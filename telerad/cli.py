@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -224,22 +226,59 @@ def worker() -> None:
 
 @main.command()
 def run() -> None:
-    """Embedded default: web server, worker and DICOM SCP in one process."""
+    """Embedded default: web server, worker and the DICOM SCP with TELERAD_DICOM_PROCESSES receivers (by default
+    from the core count, engine.config.default_dicom_processes): one runs in this process, several run as
+    `telerad dicom --processes N` in a child process that stops with this one."""
     from waitress import serve
 
-    from dicom import scp
     from telerad.jobs import run_worker
 
     app = _app()
     s = config.current()
+    receivers = _start_dicom(app, s)  # before any thread of ours: the child is started from one thread
     threading.Thread(target=run_worker, args=(app,), kwargs={"block": False}, daemon=True).start()
-    try:
-        scp.start(app, s)
-        click.echo(f"telerad DICOM {s.dicom_aet} on port {s.dicom_port}")
-    except OSError as exc:  # a busy DICOM port must not take the web server down with it
-        click.echo(f"DICOM 服务未启动（端口 {s.dicom_port}）：{exc}", err=True)
     click.echo(f"telerad ({s.mode}) on http://{s.http_host}:{s.http_port}")
-    serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+    try:
+        serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+    finally:
+        if receivers is not None:
+            _stop_child(receivers)
+
+
+def _start_dicom(app: object, s: config.Settings) -> subprocess.Popen[bytes] | None:
+    """The DICOM SCP of `telerad run`: in this process with one receiver (None), else the child process serving
+    `telerad dicom --processes N`, which gets SIGTERM when this process ends, even by SIGKILL (PR_SET_PDEATHSIG).
+    A busy DICOM port must not take the web server down with it: the error is printed, the web server starts."""
+    if s.dicom_processes == 1:
+        from dicom import scp
+
+        try:
+            scp.start(app, s)
+            click.echo(f"telerad DICOM {s.dicom_aet} on port {s.dicom_port}")
+        except OSError as exc:
+            click.echo(f"DICOM 服务未启动（端口 {s.dicom_port}）：{exc}", err=True)
+        return None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwind through run's `finally`: stop the child too
+    cmd = [sys.executable, "-c", "from telerad.cli import main; main()", "dicom", "--processes", str(s.dicom_processes)]
+    return subprocess.Popen(cmd, preexec_fn=_die_with_parent)  # noqa: S603 - our own interpreter and module
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
+def _stop_child(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)  # dicom/supervisor.py stops its receivers, then exits
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 @main.group(invoke_without_command=True)
