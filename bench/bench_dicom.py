@@ -1,9 +1,10 @@
 """DICOM benchmark: telerad's SCP against Debian's Orthanc, same data sent by dcmtk's storescu; prints one JSON object.
 
 Run with `.venv/bin/python bench/bench_dicom.py [--db sqlite|postgresql|both] [--rounds 3] [--small 2000]
-[--large 500] [--studies 10000] [--queries 50] [--gb-frames 2000] [--skip-1gb] [--processes N]`.
-Progress goes to stderr, the figures to stdout. Needs dcmtk (storescu, findscu, echoscu) and orthanc
-(`bash scripts/system-deps.sh` installs them).
+[--per-study 100] [--sr-every 10] [--large 500] [--get 500] [--studies 10000] [--queries 50] [--gb-frames 2000]
+[--skip-1gb] [--processes N]`. Progress goes to stderr, the figures to stdout. Needs dcmtk (storescu, findscu,
+echoscu, getscu, dcmcjpeg) and orthanc (`bash scripts/system-deps.sh` installs them). Without `--processes`,
+telerad runs with the receiver count a newcomer gets (TELERAD_DICOM_PROCESSES unset: from the core count).
 
 Both archives run on loopback with durable storage in a temporary directory: telerad's `telerad dicom`
 (TELERAD_MODE=test, its own instance dir, SQLite file or a fresh PostgreSQL database `telerad_bench_dicom`
@@ -13,9 +14,18 @@ SECURITY.md DSEC-12, the sending AE registered as a modality). Nagle is off on e
 findscu and Orthanc's DCMTK) reads TCP_NODELAY=1 from the environment; telerad's SCP sets it itself.
 
 Figures, telerad and Orthanc alternating (the first of each pair changes every round), medians over the rounds:
-- small_1 / small_4: pydicom's CT_small/MR_small with fresh UIDs, over 1 association, and over 4 parallel
-  storescu processes; large_1: synthetic 512×512 16-bit CT slices over 1 association. Wall time of the storescu
-  processes (start to exit, pre-scan of the files included, the same for both); instances/s and MB/s.
+- small_1 / small_4: `--small` instances in studies of `--per-study` — pydicom's CT_small/MR_small with fresh UIDs
+  and every `--sr-every`-th a synthetic Comprehensive SR in the study's SR series (10 %) — over 1 association, and
+  over 4 separate storescu processes (one association each, a quarter of the studies each); large_1: synthetic
+  512×512 16-bit CT slices over 1 association. Wall time of the storescu processes (start to exit; their pre-scan
+  of the files is included, < 20 ms for 500 files, the same for both); instances/s and MB/s; beside each figure the
+  archive's own CPU seconds (its process tree, /proc) and the 1-minute load average, because the machine is
+  shared: wall-time ratios move with the load, CPU per instance much less.
+- get_uncompressed: `--get` JPEG-lossless CT slices (dcmcjpeg) stored in both as received, then retrieved by
+  getscu with its default storage contexts (uncompressed only), so each archive must decode every slice; every run
+  is checked (sub-operation counts, final status, files received uncompressed, errors and a failed release
+  included) and the ratio (telerad's time / Orthanc's, lower is better) is given only when all runs of both were
+  complete (bench/dicom_retrieve.py). Orthanc 1.10.1 transcodes with its built-in DCMTK codecs by default.
 - find: `--studies` one-instance studies loaded into both (4 associations, reported as `load`), then `--queries`
   STUDY-level findscu queries (surname wildcard + one-year StudyDate range, < 100 matches so Orthanc's
   LimitFindResults does not cut) alternating between the archives: per query the findscu wall time (association,
@@ -24,7 +34,8 @@ Figures, telerad and Orthanc alternating (the first of each pair changes every r
   50 ms; with one process that is its RSS; forked receivers share pages that summed RSS would count N times, so the
   summed RSS and the largest single process are reported beside it) — while one native multi-frame
   instance of `--gb-frames` × 512×512×16 bit (≈1 GB at 2,000 frames) is received (Orthanc's too, for reference).
-Ratios are telerad/Orthanc: throughput ratios (higher is better for telerad) and `find_ratio` as latency (lower
+Ratios are telerad/Orthanc: throughput ratios (higher is better for telerad), `cpu_ratio_*` Orthanc's CPU per
+instance / telerad's (higher is better for telerad), `find_ratio` and `get_uncompressed_ratio` as latency (lower
 is better). `--peer-cmd` replaces telerad's SCP by any command (e.g. dcmtk's storescp) to check the harness.
 """
 
