@@ -176,3 +176,49 @@ def test_dsec08_a_reply_is_never_unpickled_with_globals(tmp_path: Path) -> None:
     finally:
         worker.close()
     assert not marker.exists()
+
+
+def _watchdogs(name: str) -> list[Any]:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == f"{name}-watchdog"]
+
+
+def test_dsec08_one_watchdog_per_worker_rearmed_by_each_call_still_kills_an_overrun() -> None:
+    """The wall-clock limit is one thread per worker re-armed per call, not a timer thread per call (a C-GET makes a
+    call per instance); it still kills the call that overruns, and only that one: the next call, on a new child,
+    runs for longer than what was left of the killed call's time."""
+    worker = sandbox.Worker(sandbox.Limits(memory_mb=256, cpu_s=5, wall_s=2.0), name="wd-test")
+    try:
+        for _ in range(30):
+            worker.call(child_limits)
+        (thread,) = _watchdogs("wd-test")
+        started = time.monotonic()
+        with pytest.raises(sandbox.SandboxError) as caught:
+            worker.call(nap, 60)
+        assert caught.value.reason == "timeout"
+        assert time.monotonic() - started < 2.0 + 10
+        assert worker.call(nap, 1.5) == 1.5  # a fresh deadline: not killed by the previous call's
+        assert _watchdogs("wd-test") == [thread]  # the same thread throughout
+    finally:
+        worker.close()
+
+
+def test_dsec08_an_idle_watchdog_thread_ends_and_the_next_call_starts_one() -> None:
+    proc = sandbox.multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,), daemon=True)
+    proc.start()
+    try:
+        dog = sandbox._Watchdog("idle-test", idle_s=0.2)
+        ticket = dog.arm(proc, 60)
+        assert not dog.disarm(ticket)
+        deadline = time.monotonic() + 10
+        while _watchdogs("idle-test") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _watchdogs("idle-test") == []  # nothing armed for idle_s: the thread is gone
+        ticket = dog.arm(proc, 0.3)  # a new thread, and it still kills on time
+        proc.join(10)
+        assert proc.exitcode is not None
+        assert dog.disarm(ticket)
+    finally:
+        proc.kill()
+        proc.join()
