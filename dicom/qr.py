@@ -141,7 +141,7 @@ def _sub_operations(
                     return
                 yield status.PENDING, ds
     finally:
-        pool.trim(keep=1)
+        pool.trim_when_idle(keep=1)  # one stays warm; the others once idle (the next retrieve may need them)
 
 
 def handle_move(event: Event, ctx: Context) -> Iterator[Any]:

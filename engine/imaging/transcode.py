@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -63,6 +64,7 @@ from engine.sandbox import Limits, SandboxError, Worker
 log = logging.getLogger("telerad.transcode")
 
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: odd presentation context IDs 1..255
+IDLE_TRIM_S = 60.0  # after a retrieve, decoders beyond one live this long without work (Transcoder.trim_when_idle)
 
 
 def choose_syntax(stored: str, accepted: Collection[str]) -> str | None:
@@ -147,6 +149,10 @@ class Transcoder:
         self._started = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._last_used = time.monotonic()
+        self._trimmer: threading.Thread | None = None
+        self._trim_keep, self._trim_after = 1, IDLE_TRIM_S
+        self._stop = threading.Event()
 
     def _acquire(self) -> Worker:
         with self._cond:
@@ -165,6 +171,7 @@ class Transcoder:
 
     def _release(self, worker: Worker) -> None:
         with self._cond:
+            self._last_used = time.monotonic()
             if self._closed:
                 self._started -= 1
                 worker.close()
@@ -205,7 +212,7 @@ class Transcoder:
             raise TranscodeError(f"解码失败：{exc.message}") from exc
 
     def trim(self, keep: int = 1) -> None:
-        """Close idle workers beyond `keep` (a retrieve is over: one warm decoder stays, not one per core)."""
+        """Close idle workers beyond `keep` (one warm decoder stays, not one per core)."""
         with self._cond:
             extra = self._idle[keep:] if keep < len(self._idle) else []
             del self._idle[keep:]
@@ -213,7 +220,32 @@ class Transcoder:
         for worker in extra:
             worker.close()
 
+    def trim_when_idle(self, keep: int = 1, after: float = IDLE_TRIM_S) -> None:
+        """`trim(keep)` once no call has used the pool for `after` seconds, in a background thread (a retrieve is
+        over). Not at once: a worker costs ~0.4 s of CPU to start (spawn, imports) and the next retrieve — getscu
+        fetching series after series — would pay for it again; nor on the way to a C-GET's final response."""
+        with self._cond:
+            self._trim_keep, self._trim_after = keep, after
+            if self._trimmer is not None or self._closed:
+                return
+            self._trimmer = threading.Thread(target=self._trim_idle, daemon=True, name="telerad-decode-trim")
+            self._trimmer.start()
+
+    def _trim_idle(self) -> None:
+        while True:
+            with self._cond:
+                busy = self._started > len(self._idle)
+                left = self._trim_after - (time.monotonic() - self._last_used)
+                if self._closed or (not busy and left <= 0):
+                    self._trimmer = None
+                    keep = self._trim_keep
+                    break
+            self._stop.wait(self._trim_after if busy else left)
+        if not self._closed:
+            self.trim(keep)
+
     def close(self) -> None:
+        self._stop.set()
         with self._cond:
             self._closed = True
             idle, self._idle = self._idle, []

@@ -1,11 +1,13 @@
 """How retrieval sends (REQ: DCM-04, DSEC-08; issue 12 §3): the C-STORE sub-operations' PDUs are pynetdicom's, byte for
 byte, handed to the DUL thread a few MB at a time (dicom/outgoing.py); peers with small and unlimited PDUs get the
-decoded instance exactly.
+decoded instance exactly; decoders beyond one close once the pool has been idle, not on the way to the final
+response.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,13 @@ from pynetdicom.pdu import P_DATA_TF
 
 from dicom import outgoing
 from dicom.scp import Running
+from engine.imaging import transcode
 from engine.imaging.transcode import Outgoing
 from tests.dicom.conftest import sample_file
 from tests.dicom.test_retrieve_transcode import (  # noqa: F401 - `study` is a fixture used here
     STUDY_ROOT_GET,
     _ident,
+    _jpeg_lossless,
     study,
 )
 
@@ -130,3 +134,25 @@ def test_dcm04_small_and_unlimited_pdu_peers_get_the_decoded_ct_exactly(
     got = received[str(ct.SOPInstanceUID)]
     assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert np.array_equal(got.pixel_array, dcmread(sample_file("CT_small.dcm")).pixel_array)
+
+
+def test_dcm04_decoders_beyond_one_close_once_the_pool_is_idle(tmp_path: Path) -> None:
+    src = _jpeg_lossless(sample_file("CT_small.dcm"), tmp_path / "ct.dcm")
+    pool = transcode.Transcoder(workers=2)
+    try:
+        with transcode.Prefetch(range(6), lambda _i: pool.native(src, ExplicitVRLittleEndian), workers=2) as ready:
+            assert len({len(data) for _i, data in ready}) == 1
+        assert len(pool._idle) == 2
+        pool.trim_when_idle(keep=1, after=1.5)
+        time.sleep(0.8)
+        assert len(pool._idle) == 2  # not at once: the next retrieve may need both
+        pool.native(src, ExplicitVRLittleEndian)  # used again: idle counts from here
+        time.sleep(1.0)
+        assert len(pool._idle) == 2
+        deadline = time.monotonic() + 15
+        while len(pool._idle) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pool._idle) == 1  # one stays warm
+        assert pool.native(src, ExplicitVRLittleEndian)
+    finally:
+        pool.close()
