@@ -8,11 +8,12 @@ instances are selected; a C-MOVE goes only to an enabled registered node with a 
 Each instance goes out in a transfer syntax the peer accepted (engine.imaging.transcode): the stored bytes when the
 peer accepted the stored syntax for its SOP class, else explicit (then implicit) VR little endian, decoded in the
 sandbox when the stored data is compressed. C-GET: the peer proposed the storage contexts (SCP/SCU role selection)
-and we pick per instance among those it accepted. C-MOVE: we propose, per SOP class, each stored syntax and the
-uncompressed ones in separate contexts (transcode.plan_contexts). The next instances are prepared (read or decoded)
-while the current one is on the wire; prepared data sets are sent by dicom/outgoing.py without being re-encoded. An
-instance that cannot be read or decoded fails its sub-operation alone and is listed in the Failed SOP Instance UID
-List.
+and we pick per instance among those it accepted; such a context is negotiated uncompressed-first
+(`handle_requested`), so a peer offering JPEG lossless and uncompressed in one context (getscu +xs) takes every
+instance. C-MOVE: we propose, per SOP class, each stored syntax and the uncompressed ones in separate contexts
+(transcode.plan_contexts). The next instances are prepared (read or decoded) while the current one is on the wire;
+prepared data sets are sent by dicom/outgoing.py without being re-encoded. An instance that cannot be read or
+decoded fails its sub-operation alone and is listed in the Failed SOP Instance UID List.
 
 pynetdicom drives the sub-operations and the pending/final statuses with their counts (PS3.4 C.4.2.3, C.4.3.3).
 A request we refuse before choosing a destination (operation not allowed, bad identifier) raises in the handler,
@@ -33,7 +34,7 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 
-from dicom import outgoing, status
+from dicom import outgoing, status, uids
 from dicom.context import Context
 from dicom.context import authorized as _state
 from dicom.context import refuse_op as _refuse_op
@@ -194,5 +195,21 @@ def handle_get(event: Event, ctx: Context) -> Iterator[Any]:
     yield from _sub_operations(event, ctx, event.assoc, items)
 
 
+def handle_requested(event: Event) -> None:
+    """A-ASSOCIATE-RQ, before negotiation: storage classes the peer proposes to take the SCP role for (C-GET
+    sub-operations, SCP/SCU role selection) are negotiated uncompressed-first on this association
+    (uids.retrieve_contexts): getscu +xs proposes JPEG lossless and the uncompressed syntaxes in one context per
+    class, and with JPEG lossless accepted every instance stored otherwise had no usable context (issue 12 §3)."""
+    assoc = event.assoc
+    roles = assoc.requestor.role_selection
+    classes = {str(uid) for uid, item in roles.items() if item.scp_role}
+    if classes and assoc.acceptor.writeable:
+        assoc.acceptor.supported_contexts = uids.retrieve_contexts(assoc.acceptor.supported_contexts, classes)
+
+
 def bindings(ctx: Context) -> list[tuple[Any, Any, list[Any]]]:
-    return [(evt.EVT_C_MOVE, handle_move, [ctx]), (evt.EVT_C_GET, handle_get, [ctx])]
+    return [
+        (evt.EVT_REQUESTED, handle_requested, []),
+        (evt.EVT_C_MOVE, handle_move, [ctx]),
+        (evt.EVT_C_GET, handle_get, [ctx]),
+    ]

@@ -27,6 +27,13 @@ STORAGE_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2",  # Implicit VR Little Endian
 ]
 QUERY_TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+# For storage contexts on which the peer takes the SCP role (C-GET sub-operations): uncompressed first. Only one
+# syntax is accepted per context, and every stored instance can be sent uncompressed (decoded when compressed),
+# whereas a compressed syntax fits only the instances stored in it (issue 12 §3).
+RETRIEVE_TRANSFER_SYNTAXES = [
+    *QUERY_TRANSFER_SYNTAXES,
+    *(ts for ts in STORAGE_TRANSFER_SYNTAXES if ts not in QUERY_TRANSFER_SYNTAXES),
+]
 
 # Storage SOP classes we archive (issue 4: CT, MR, CR, DX, RF, US, XA, MG, NM, PT, SC, SR, encapsulated PDF).
 # Anything else — RT objects, private classes — is refused at negotiation (REQ: DSEC-09).
@@ -75,6 +82,24 @@ STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 RETRIEVE_SOP_CLASSES = (PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, STUDY_ROOT_MOVE, STUDY_ROOT_GET)
 MWL_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
 MPPS = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step
+
+
+def retrieve_contexts(contexts: list[PresentationContext], sop_classes: set[str]) -> list[PresentationContext]:
+    """`contexts` (the acceptor's, shared and left unchanged) with, for the storage SOP classes in `sop_classes` —
+    those the peer proposed to take the SCP role for, i.e. to receive C-GET sub-operations — the uncompressed
+    syntaxes preferred (RETRIEVE_TRANSFER_SYNTAXES). A peer proposing a compressed syntax and the uncompressed ones
+    in one context (getscu +xs) then gets every instance, the compressed ones decoded; one proposing them in separate
+    contexts still gets each compressed syntax it offered accepted, and the stored bytes where they fit. Contexts for
+    other classes (C-STORE to telerad) keep the compressed-first preference: received data is stored as sent."""
+    out: list[PresentationContext] = []
+    for cx in contexts:
+        if cx.abstract_syntax in sop_classes and cx.abstract_syntax in STORAGE_SOP_CLASSES:
+            mine = set(cx.transfer_syntax)
+            new = build_context(cx.abstract_syntax, [ts for ts in RETRIEVE_TRANSFER_SYNTAXES if ts in mine])
+            new.scu_role, new.scp_role = cx.scu_role, cx.scp_role
+            cx = new
+        out.append(cx)
+    return out
 
 
 def supported_contexts() -> list[PresentationContext]:

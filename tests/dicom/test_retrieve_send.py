@@ -1,7 +1,8 @@
 """How retrieval sends (REQ: DCM-04, DSEC-08; issue 12 §3): the C-STORE sub-operations' PDUs are pynetdicom's, byte for
 byte, handed to the DUL thread a few MB at a time (dicom/outgoing.py); peers with small and unlimited PDUs get the
 decoded instance exactly; decoders beyond one close once the pool has been idle, not on the way to the final
-response.
+response; and getscu +xs — JPEG lossless and the uncompressed syntaxes in one context per SOP class — gets every
+instance of a mixed study, because storage contexts the peer takes the SCP role for are accepted uncompressed-first.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ from typing import Any
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLosslessSV1
 from pynetdicom import AE, build_role, evt
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 
-from dicom import outgoing
+from dicom import outgoing, uids
 from dicom.scp import Running
 from engine.imaging import transcode
 from engine.imaging.transcode import Outgoing
 from tests.dicom.conftest import sample_file
 from tests.dicom.test_retrieve_transcode import (  # noqa: F401 - `study` is a fixture used here
     STUDY_ROOT_GET,
+    UNCOMPRESSED,
+    _check_uncompressed,
+    _clean,
+    _getscu,
     _ident,
     _jpeg_lossless,
     study,
@@ -156,3 +161,41 @@ def test_dcm04_decoders_beyond_one_close_once_the_pool_is_idle(tmp_path: Path) -
         assert pool.native(src, ExplicitVRLittleEndian)
     finally:
         pool.close()
+
+
+def test_dcm04_retrieve_contexts_prefer_uncompressed_only_for_the_peers_scp_classes() -> None:
+    contexts = uids.supported_contexts()
+    for cx in contexts:
+        if cx.abstract_syntax in uids.STORAGE_SOP_CLASSES:
+            cx.scu_role = cx.scp_role = True
+    out = uids.retrieve_contexts(contexts, {CT, "1.2.840.10008.5.1.4.1.2.2.3"})
+    by_class = {str(cx.abstract_syntax): cx for cx in out}
+    assert by_class[CT].transfer_syntax[:2] == [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    assert sorted(by_class[CT].transfer_syntax) == sorted(uids.STORAGE_TRANSFER_SYNTAXES)
+    assert (by_class[CT].scu_role, by_class[CT].scp_role) == (True, True)
+    mr = by_class["1.2.840.10008.5.1.4.1.1.4"]
+    assert mr.transfer_syntax == uids.STORAGE_TRANSFER_SYNTAXES  # a C-STORE to telerad: stored as sent
+    assert by_class["1.2.840.10008.5.1.4.1.2.2.3"].transfer_syntax == uids.QUERY_TRANSFER_SYNTAXES  # not storage
+    assert next(cx for cx in contexts if cx.abstract_syntax == CT).transfer_syntax == uids.STORAGE_TRANSFER_SYNTAXES
+
+
+def test_dcm04_getscu_xs_gets_every_instance_of_a_mixed_study(
+    scp: Running,
+    study: dict[str, Any],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """getscu +xs proposes JPEG lossless SV1 and the uncompressed syntaxes in one context per SOP class: the storage
+    contexts it takes the SCP role for are accepted uncompressed, so all six instances arrive (before: the JPEG
+    lossless context was accepted and the five others failed), lossless pixels equal, and the release is clean."""
+    out = tmp_path / "got"
+    out.mkdir()
+    log = _getscu(scp.port, out, study["uid"], "+xs")
+    _clean(log)
+    assert "Number of Completed Suboperations : 6" in log
+    assert "Number of Failed Suboperations    : 0" in log
+    received = sorted(out.iterdir())
+    _check_uncompressed(study, received)
+    assert {str(dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID) for p in received} <= UNCOMPRESSED
+    assert JPEGLosslessSV1 not in {
+        str(dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID) for p in received
+    }
