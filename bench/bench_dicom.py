@@ -14,13 +14,16 @@ SECURITY.md DSEC-12, the sending AE registered as a modality). Nagle is off on e
 findscu and Orthanc's DCMTK) reads TCP_NODELAY=1 from the environment; telerad's SCP sets it itself.
 
 Figures, telerad and Orthanc alternating (the first of each pair changes every round), medians over the rounds:
-- small_1 / small_4: `--small` instances in studies of `--per-study` — pydicom's CT_small/MR_small with fresh UIDs
-  and every `--sr-every`-th a synthetic Comprehensive SR in the study's SR series (10 %) — over 1 association, and
-  over 4 separate storescu processes (one association each, a quarter of the studies each); large_1: synthetic
-  512×512 16-bit CT slices over 1 association. Wall time of the storescu processes (start to exit; their pre-scan
-  of the files is included, < 20 ms for 500 files, the same for both); instances/s and MB/s; beside each figure the
-  archive's own CPU seconds (its process tree, /proc) and the 1-minute load average, because the machine is
-  shared: wall-time ratios move with the load, CPU per instance much less.
+- small_1 / small_4: `--small` instances in studies of `--per-study` — pydicom's CT_small/MR_small with fresh SOP
+  Instance UIDs and every `--sr-every`-th a synthetic Comprehensive SR in the study's SR series (10 %) — over 1
+  association, and over 4 separate storescu processes (one association each, a quarter of the studies each); large_1:
+  synthetic 512×512 16-bit CT slices over 1 association; small_4_new: the small set over 4 storescu with every
+  instance a study of its own (fresh Study/Series/SOP UIDs per file, as DX/CR or a set built that way), where
+  telerad's per-new-study work — exam matching (IMG-06), study/series rows, the per-study audit events — weighs. Wall
+  time of the storescu processes (start to exit; their pre-scan of the files is included, < 20 ms for 500 files, the
+  same for both); instances/s and MB/s; beside each figure the archive's own CPU seconds (its process tree, /proc)
+  and the 1-minute load average, because the machine is shared: wall-time ratios move with the load, CPU per instance
+  much less (with PostgreSQL, telerad's figure leaves out the database server's CPU; Orthanc's includes its SQLite).
 - get_uncompressed: `--get` JPEG-lossless CT slices (dcmcjpeg) stored in both as received, then retrieved by
   getscu with its default storage contexts (uncompressed only), so each archive must decode every slice; every run
   is checked (sub-operation counts, final status, files received uncompressed, errors and a failed release
@@ -74,7 +77,7 @@ SCU_AET = "BENCHSCU"
 INSTITUTION = "M01"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 FIND_KEYS = ("StudyInstanceUID", "PatientID", "StudyDate", "AccessionNumber", "ModalitiesInStudy", "StudyDescription")
-SCENARIOS = ("small_1", "small_4", "large_1")
+SCENARIOS = ("small_1", "small_4", "small_4_new", "large_1")
 
 
 def log(msg: str) -> None:
@@ -595,6 +598,8 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                 "small_4": dicom_data.write_small(data / "small_4", args.small, 4, args.per_study, args.sr_every),
                 "large_1": dicom_data.write_ct_slices(data / "large_1", args.large),
             }
+            if args.new_studies:  # every instance a new study (fresh Study/Series/SOP UIDs per file), 4 associations
+                sets["small_4_new"] = dicom_data.write_small(data / "small_4_new", args.small, 4, 1, args.sr_every)
             os.sync()
             order = peers if rnd % 2 == 0 else peers[::-1]
             for scenario, dirs in sets.items():
@@ -687,11 +692,13 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
         "ratio_small_1": ratio("small_1"),
         "ratio_small_4": ratio("small_4"),
         "ratio_large_1": ratio("large_1"),
+        "ratio_small_4_new_studies": ratio("small_4_new"),
         # C-GET by getscu (uncompressed only) of JPEG-lossless CT: telerad's time / Orthanc's, lower is better; None
         # unless every run of both was complete (see out[*]["get_uncompressed"]["runs"] for what failed).
         "get_uncompressed_ratio": r(t_get["median_s"] / o_get["median_s"], 3) if get_ok else None,
         "cpu_ratio_small_1": cpu_ratio("small_1"),
         "cpu_ratio_small_4": cpu_ratio("small_4"),
+        "cpu_ratio_small_4_new_studies": cpu_ratio("small_4_new"),
         "cpu_ratio_large_1": cpu_ratio("large_1"),
         "find_ratio": r(t_find["median_ms"] / o_find["median_ms"], 3) if find_ok else None,
         "find_findscu_ratio": (
@@ -825,6 +832,9 @@ def main() -> None:
     ap.add_argument("--per-study", type=int, default=100, help="instances per study in the small sets")
     ap.add_argument(
         "--sr-every", type=int, default=10, help="every n-th small instance is a Comprehensive SR (0: none)"
+    )
+    ap.add_argument(
+        "--no-new-studies", dest="new_studies", action="store_false", help="skip small_4_new (one instance per study)"
     )
     ap.add_argument("--get", type=int, default=500, help="JPEG-lossless CT slices retrieved by getscu (0: skip)")
     ap.add_argument("--studies", type=int, default=10000, help="studies loaded for C-FIND (0: skip C-FIND)")
