@@ -58,14 +58,17 @@ POSTGRESQL_PATHS = (
     "api/test_imaging_routing.py",  # forward jobs and rules
 )
 
-# Tests that start telerad (or redis, strace) as another process, kill processes, or assert on wall-clock time:
-# one at a time, in the xdist group "serial" (a module path, or a test's node id without parameters). Running
-# dcmtk or a storage peer as a client process is not on this list: each test has its own ports and files.
+# Tests that start telerad (or redis, strace) as another process, kill processes (PostgreSQL server processes too)
+# or assert on wall-clock time run one at a time, in the xdist group "serial" (a module path, or a test's node id
+# without parameters). Running dcmtk or a storage peer as a client process is not on this list: each test has
+# its own ports and files.
 SERIAL_TESTS = (
     "dicom/test_crash.py",  # `telerad dicom` killed at each fault point, then restarted
     "dicom/test_cli.py",  # `telerad dicom --processes N` forks receivers; one is killed
     "integration/test_restart_safety.py",  # worker processes killed mid-flow; timers fire on the clock
     "integration/test_durable_commits.py",  # strace attached to the receiver
+    "integration/test_pool_liveness.py",  # PostgreSQL server processes terminated under the pool; idle-time pings
+    "dicom/test_store.py::test_dsec05_store_survives_the_server_dropping_the_receivers_connection",  # same, mid-series
     "api/test_tasks_concurrency.py::test_wf01_claims_through_two_server_processes_one_winner",
     "api/test_login_throttle.py::test_auth04_ceilings_are_shared_by_web_processes_through_redis",
     "api/test_web_hygiene.py::test_web03_injection_payloads_in_every_list_parameter",  # slowest response bound
