@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import socket
 import sys
 import time
@@ -96,7 +97,9 @@ def test_bench_store_keeps_parallel_storescu_running_past_a_full_stderr_pipe(
     _write(dirs[0], 600)
     for d in dirs[1:]:
         _write(d, 100)
-    peer = SimpleNamespace(name="telerad", aet="TELERAD", port=quick_scp.port, workdir=tmp_path / "work")
+    peer = SimpleNamespace(
+        name="telerad", aet="TELERAD", port=quick_scp.port, pid=os.getpid(), workdir=tmp_path / "work"
+    )  # the SCP runs in this process: bench.store reads its CPU time by pid
     caplog.set_level(logging.WARNING, logger="telerad.dicom")
 
     res = bench.store(peer, dirs, "drop")
@@ -115,7 +118,9 @@ def test_bench_store_reports_every_failed_storescu(
 ) -> None:
     bench = _bench()  # BENCHSCU is not registered: the association is rejected, the failure must be reported
     _write(tmp_path / "part0", 2)
-    peer = SimpleNamespace(name="telerad", aet="TELERAD", port=quick_scp.port, workdir=tmp_path / "work")
+    peer = SimpleNamespace(
+        name="telerad", aet="TELERAD", port=quick_scp.port, pid=os.getpid(), workdir=tmp_path / "work"
+    )  # the SCP runs in this process: bench.store reads its CPU time by pid
     res = bench.store(peer, [tmp_path / "part0"], "rejected")
     assert res["ok"] == 0
     [failure] = res["failures"]
