@@ -122,29 +122,12 @@ def parse_networks(value: str) -> list[Network]:
     Raises:
         config.ConfigError: an entry is not an address or network.
     """
-    nets: list[Network] = []
-    for item in (value or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            nets.append(ipaddress.ip_network(item, strict=False))
-        except ValueError as exc:
-            raise config.ConfigError(f"TELERAD_DICOM_PLAIN_NETWORKS 中的网段无效：{item!r}") from exc
-    return nets
+    return config.parse_networks(value, "TELERAD_DICOM_PLAIN_NETWORKS")
 
 
 def address_allowed(ip: str, networks: list[Network]) -> bool:
     """Whether a source address lies in one of `networks` (always, when the list is empty)."""
-    if not networks:
-        return True
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)
+    return not networks or config.address_in(ip, networks)
 
 
 class _AlertThrottle:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,17 @@ def parse_networks(value: str, key: str) -> list[ipaddress.IPv4Network | ipaddre
         except ValueError as exc:
             raise ConfigError(f"{key} has an invalid address or network: {item!r}") from exc
     return nets
+
+
+def address_in(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether a source address lies in one of `networks` (an IPv4-mapped IPv6 address counts as its IPv4 one)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
 
 
 def _check_login_throttle(s: Settings) -> None:

@@ -76,16 +76,7 @@ def _trusted_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv
 
 def trusted(ip: str, settings: config.Settings) -> bool:
     """Whether `ip` lies in a configured trusted NAT network."""
-    networks = _trusted_networks(settings.login_trusted_networks)
-    if not networks:
-        return False
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)
+    return config.address_in(ip, _trusted_networks(settings.login_trusted_networks))
 
 
 def ceilings(ip: str, username: str, settings: config.Settings) -> list[Ceiling]:
