@@ -101,19 +101,11 @@ def send_c_store(
     assoc._reactor_checkpoint.clear()
     while not assoc._is_paused:
         time.sleep(0.0001)
-    import os as _os
-
-    t0 = time.perf_counter()
     try:
         _send_message(assoc, req, outgoing, int(context.context_id or 0))
-        t1 = time.perf_counter()
         _cx_id, rsp = assoc.dimse.get_msg(block=True)
-        t2 = time.perf_counter()
     finally:
         assoc._reactor_checkpoint.set()
-    if _os.environ.get("TELERAD_TIMING"):
-        with open(_os.environ["TELERAD_TIMING"], "a") as _fh:
-            _fh.write(f"send {t1 - t0:.6f} rsp {t2 - t1:.6f}\n")
     if rsp is None:
         assoc._handle_no_response()
         return Dataset()
