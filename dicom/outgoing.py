@@ -188,15 +188,45 @@ def _queue(assoc: Association, pdus: bytes, context_id: int) -> None:
     dul.send_pdu(primitive)
 
 
+def _element(elem: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0x0000, elem, len(value)) + value
+
+
+def _padded(value: Any, pad: bytes) -> bytes:
+    raw = str(value).encode("ascii")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def store_request_command(req: C_STORE) -> bytes:
+    """The C-STORE-RQ command set (PS3.7 Table 9.3-1; implicit VR little endian) of `req`, which carries a data set,
+    encoded here: byte for byte pynetdicom's (C_STORE_RQ.primitive_to_message + encode: ~0.27 ms per instance)."""
+    parts = [
+        _element(0x0002, _padded(req.AffectedSOPClassUID, b"\0")),
+        _element(0x0100, struct.pack("<H", 0x0001)),
+        _element(0x0110, struct.pack("<H", int(req.MessageID or 0))),
+        _element(0x0700, struct.pack("<H", int(req.Priority or 0))),
+        _element(0x0800, struct.pack("<H", 0x0001)),  # a data set follows
+        _element(0x1000, _padded(req.AffectedSOPInstanceUID, b"\0")),
+    ]
+    if req.MoveOriginatorApplicationEntityTitle:
+        parts.append(_element(0x1030, _padded(req.MoveOriginatorApplicationEntityTitle, b" ")))
+    if req.MoveOriginatorMessageID is not None:
+        parts.append(_element(0x1031, struct.pack("<H", int(req.MoveOriginatorMessageID))))
+    body = b"".join(parts)
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
 def _send_message(assoc: Association, req: C_STORE, outgoing: Outgoing, context_id: int) -> None:
     """The C-STORE-RQ's command and data set as P-DATA-TF PDUs (`message_pdus`), queued to the DUL thread a few MB
     at a time (see the module's docstring)."""
     _bulk_sender(assoc)
-    message = C_STORE_RQ()
-    message.primitive_to_message(req)
-    message.context_id = context_id
-    evt.trigger(assoc, evt.EVT_DIMSE_SENT, {"message": message})
-    command = encode(message.command_set, True, True)
+    command = None if assoc.get_handlers(evt.EVT_DIMSE_SENT) else store_request_command(req)
+    if command is None:  # someone listens for the message (pynetdicom's debug logging): pynetdicom encodes it
+        message = C_STORE_RQ()
+        message.primitive_to_message(req)
+        message.context_id = context_id
+        evt.trigger(assoc, evt.EVT_DIMSE_SENT, {"message": message})
+        command = encode(message.command_set, True, True)
     assert command is not None
     for pdus in message_pdus(command, outgoing, context_id, int(assoc.dimse.maximum_pdu_size or 0)):
         _queue(assoc, pdus, context_id)

@@ -18,12 +18,12 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLosslessSV1
 from pynetdicom import AE, build_role, evt
-from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_messages import C_GET_RSP, C_MOVE_RSP, C_STORE_RQ
+from pynetdicom.dimse_primitives import C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 
-from dicom import outgoing, uids
+from dicom import fastpath, outgoing, uids
 from dicom.scp import Running
 from engine.imaging import transcode
 from engine.imaging.transcode import Outgoing
@@ -57,6 +57,55 @@ def _pynetdicom_pdus(data: bytes | None, path: tuple[Path, int] | None, max_pdu:
     command = encode(message.command_set, True, True)
     assert command is not None
     return command, b"".join(P_DATA_TF(p).encode() for p in message.encode_msg(5, max_pdu))
+
+
+@pytest.mark.parametrize("aet", [None, "MOVESCU", "ABCDEFGHIJKLMNOP", "A"])
+@pytest.mark.parametrize("instance", ["1.2.3", "1.2.34", "1.2.826.0.1.3680043.8.498." + "1" * 38])
+def test_dcm04_store_request_command_is_pynetdicoms(aet: str | None, instance: str) -> None:
+    """The C-STORE-RQ command set encoded by outgoing.store_request_command (odd/even UIDs, a C-MOVE's originator)
+    is the one pynetdicom encodes."""
+    for msg_id, priority, originator_id in ((1, 2, None), (65535, 0, 5), (7, 1, 0)):
+        req = C_STORE()
+        req.MessageID, req.Priority = msg_id, priority
+        req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = CT, instance
+        req.MoveOriginatorApplicationEntityTitle, req.MoveOriginatorMessageID = aet, originator_id
+        req.DataSet = BytesIO(b"x")
+        message = C_STORE_RQ()
+        message.primitive_to_message(req)
+        assert outgoing.store_request_command(req) == encode(message.command_set, True, True)
+
+
+@pytest.mark.parametrize("primitive_class", [C_GET, C_MOVE])
+@pytest.mark.parametrize("status", [0xFF00, 0x0000, 0xB000, 0xFE00])
+def test_dcm04_retrieve_response_command_is_pynetdicoms(primitive_class: Any, status: int) -> None:
+    """The C-GET/C-MOVE-RSP without data set that fastpath encodes (the pending response after each instance) is
+    pynetdicom's; one with an identifier or an Error Comment is left to pynetdicom."""
+    message_class = {C_GET: C_GET_RSP, C_MOVE: C_MOVE_RSP}[primitive_class]
+    for counts in ((10, 5, 0, 0), (None, None, None, None), (None, 3, 1, 0)):
+        for sop_class in ("1.2.840.10008.5.1.4.1.2.2.3", "1.2.840.10008.5.1.4.1.2.1.2", None):
+            rsp = primitive_class()
+            rsp.MessageIDBeingRespondedTo, rsp.Status = 7, status
+            if sop_class:
+                rsp.AffectedSOPClassUID = sop_class
+            for keyword, value in zip(_COUNTS, counts, strict=True):
+                if value is not None:
+                    setattr(rsp, keyword, value)
+            message = message_class()
+            message.primitive_to_message(rsp)
+            assert fastpath.retrieve_response_command(rsp) == encode(message.command_set, True, True)
+    rsp.ErrorComment = "x"
+    assert fastpath.retrieve_response_command(rsp) is None
+    rsp.ErrorComment = None
+    rsp.Identifier = BytesIO(b"\x08\x00\x58\x00\x00\x00\x00\x00")
+    assert fastpath.retrieve_response_command(rsp) is None
+
+
+_COUNTS = (
+    "NumberOfRemainingSuboperations",
+    "NumberOfCompletedSuboperations",
+    "NumberOfFailedSuboperations",
+    "NumberOfWarningSuboperations",
+)
 
 
 def _pdvs(stream: bytes) -> list[tuple[int, int, bytes, int]]:
