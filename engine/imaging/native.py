@@ -13,6 +13,8 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.uid import UID
 
+from engine.imaging import elements
+
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 UNCOMPRESSED = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)  # in order of preference
@@ -227,6 +229,23 @@ def _encode_spliced(raw: bytes, ds: Any, spans: dict[int, tuple[int, int]]) -> b
     return b"".join(chunks)
 
 
+_IMAGE_TAGS = {0x00880200, 0x7FE00001, 0x7FE00002, 0x7FE00010}  # and group 0028
+
+
+def _image_elements(raw: bytes, spans: dict[int, tuple[int, int]], stored: str) -> Any:
+    """A data set of only the elements decoding reads or changes — group 0028, the Icon Image Sequence, Extended
+    Offset Table and Pixel Data — read by pydicom from their stored bytes; every other element is copied as stored
+    (`_encode_spliced`)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset
+
+    wanted = b"".join(raw[a:b] for tag, (a, b) in spans.items() if tag >> 16 == 0x0028 or tag in _IMAGE_TAGS)
+    ds = read_dataset(BytesIO(wanted), is_implicit_VR=False, is_little_endian=True)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(stored)
+    return ds
+
+
 def native_child(path: str, target: str) -> bytes:
     """Runs in the sandbox: the data set of the Part-10 file `path` with its pixel data decoded, encoded in `target`
     (explicit or implicit VR little endian), without its File Meta Information."""
@@ -237,11 +256,16 @@ def native_child(path: str, target: str) -> bytes:
         raise TranscodeError(f"不支持转换到传输语法 {target}")
     with open(path, "rb") as fh:
         raw = fh.read()
-    ds = dcmread(BytesIO(raw))
-    stored = str(ds.file_meta.TransferSyntaxUID)
-    if stored not in DECODABLE:
-        raise TranscodeError(f"无法解码传输语法 {stored}")
-    spans = _spans(ds, len(raw)) if target == EXPLICIT_VR_LE else None  # compressed syntaxes are explicit VR LE
+    head = elements.meta(raw) if target == EXPLICIT_VR_LE else None  # compressed syntaxes are explicit VR LE
+    spans = elements.spans(raw, head[1]) if head is not None and head[0] in DECODABLE else None
+    if head is not None and spans is not None:
+        stored, ds = head[0], _image_elements(raw, spans, head[0])
+    else:  # pydicom reads it all (implicit VR target, or a data set the walker does not take)
+        ds = dcmread(BytesIO(raw))
+        stored = str(ds.file_meta.TransferSyntaxUID)
+        if stored not in DECODABLE:
+            raise TranscodeError(f"无法解码传输语法 {stored}")
+        spans = _spans(ds, len(raw)) if target == EXPLICIT_VR_LE else None
     try:
         if "PixelData" in ds:
             _decode_pixels(ds, stored)
