@@ -101,6 +101,8 @@ def _prepare(ctx: Context, item: RetrieveItem, accepted: dict[str, set[str]], po
 
 
 _BIG = 32 * 1024 * 1024  # a stored file this large is prepared one at a time (its decoded form may be ~10× that)
+_SMALL = 1024 * 1024  # when none is larger, up to _AHEAD instances wait decoded (≤ ~10 MB each)
+_AHEAD = 8
 
 
 def _size(ctx: Context, item: RetrieveItem) -> int:
@@ -130,10 +132,12 @@ def _sub_operations(
     if assoc is not None:
         outgoing.install(assoc)
     pool = _warm_if_needed(items, accepted)
-    workers = 1 if any(_size(ctx, item) > _BIG for item in items) else pool.workers  # big ones: one at a time
-    prefetch = transcode.Prefetch(
-        items, lambda item: _prepare(ctx, item, accepted, pool), workers=workers, ahead=workers + 1
-    )
+    largest = max((_size(ctx, item) for item in items), default=0)
+    workers = 1 if largest > _BIG else pool.workers  # big ones: one at a time
+    # Slices: decoded well ahead, so a decoder the busy machine deschedules for a while does not stall the sending
+    # (500 CT slices to getscu, 2 decoders: 2.1 -> 1.3 s with 8 ahead instead of 3).
+    ahead = max(_AHEAD, workers + 1) if largest <= _SMALL else workers + 1
+    prefetch = transcode.Prefetch(items, lambda item: _prepare(ctx, item, accepted, pool), workers=workers, ahead=ahead)
     try:
         with prefetch as ready:
             for _item, ds in ready:
