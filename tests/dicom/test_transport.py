@@ -81,6 +81,7 @@ def test_association_request_is_answered_without_select_timeout(app: Flask, scp:
 
 def test_idle_association_thread_blocks_instead_of_polling(app: Flask, scp: Running, modality: str) -> None:
     """An idle association costs (almost) no CPU: its DUL waits in select, its reactor on the message queue."""
+    threads_before = threading.active_count()  # earlier tests on this worker may have left pools and watchdogs
     assoc = associate(scp.port, modality, [(VERIFICATION, [ExplicitVRLittleEndian])])
     try:
         _server_side(scp)
@@ -89,7 +90,7 @@ def test_idle_association_thread_blocks_instead_of_polling(app: Flask, scp: Runn
         time.sleep(1.0)
         used = time.process_time() - t0 - (time.thread_time() - start_cpu)
         assert used < 0.3, f"{used:.2f} s CPU in 1 s while idle"
-        assert threading.active_count() < 50
+        assert threading.active_count() - threads_before < 10  # one association: a handful of threads, both sides
     finally:
         assoc.release()
 
