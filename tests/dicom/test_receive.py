@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -28,6 +27,7 @@ from engine.imaging.models import Instance
 from engine.imaging.routing_models import ForwardJob, StoragePlacement
 from engine.imaging.source import Source
 from engine.imaging.storage import ObjectStore
+from tests.api.test_imaging_api import HospitalPacs
 from tests.conftest import TEST_SECRET
 from tests.dicom import synthetic
 from tests.dicom.conftest import add_node, audit_events, count, rows
@@ -49,49 +49,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Pacs:
-    """A pynetdicom Q/R SCP standing in for a member hospital's PACS: C-MOVE to telerad's SCP, C-GET back on the
-    same association."""
-
-    def __init__(self, datasets: list[Dataset], move_port: int) -> None:
-        from pynetdicom import AE, StoragePresentationContexts, evt
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as Get
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as Move
-
-        self.datasets = datasets
-        self.move_port = move_port
-        ae = AE(ae_title=PACS_AET)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 15
-        ae.add_supported_context(Move)
-        ae.add_supported_context(Get)
-        for cx in StoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, scu_role=True, scp_role=True)
-            ae.add_requested_context(cx.abstract_syntax)
-        self.port = _free_port()
-        handlers = [(evt.EVT_C_MOVE, self._move), (evt.EVT_C_GET, self._get)]
-        self.server = ae.start_server(("127.0.0.1", self.port), block=False, evt_handlers=handlers)
-
-    def _found(self, identifier: Dataset) -> list[Dataset]:
-        return [d for d in self.datasets if d.StudyInstanceUID == identifier.StudyInstanceUID]
-
-    def _move(self, event: Any) -> Iterator[Any]:
-        if event.move_destination != "TELERAD":
-            yield None, None
-            return
-        yield "127.0.0.1", self.move_port
-        found = self._found(event.identifier)
-        yield len(found)
-        for ds in found:
-            yield 0xFF00, ds
-
-    def _get(self, event: Any) -> Iterator[Any]:
-        found = self._found(event.identifier)
-        yield len(found)
-        for ds in found:
-            yield 0xFF00, ds
-
-    def stop(self) -> None:
-        self.server.shutdown()
+Pacs = HospitalPacs  # the hospital PACS of the imaging API tests: answers C-MOVE to TELERAD and C-GET
 
 
 @pytest.fixture
