@@ -59,8 +59,7 @@ test: ## 运行全部测试：lint、Vitest、SQLite 上全部 Python 测试、P
 	@$(PHASE) setup postgresql bash scripts/ensure-postgres.sh
 	@$(PHASE) test lint $(MAKE) --no-print-directory lint
 	@$(PHASE) test vitest $(MAKE) --no-print-directory test-web
-	@$(PHASE) test "pytest sqlite" env TELERAD_TEST_DB=sqlite $(PYTEST) -m "not alone" $(PYTEST_ARGS)
-	@$(PHASE) test "pytest sqlite alone" env TELERAD_TEST_DB=sqlite $(PY) -m pytest -m alone $(PYTEST_ARGS)
+	@$(PHASE) test "pytest sqlite" env TELERAD_TEST_DB=sqlite $(PYTEST) $(PYTEST_ARGS)
 	@$(PHASE) test "pytest postgresql" env TELERAD_TEST_DB=postgresql $(PYTEST) $(PG_SUBSET) $(PYTEST_ARGS)
 	@bash scripts/phase-summary.sh $(TELERAD_PHASES)
 

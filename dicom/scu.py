@@ -203,7 +203,7 @@ def associate(
     assoc = ae.associate(host, port, ae_title=node.aet, tls_args=tls_args, **kw)
     if not assoc.is_established:
         raise ScuError(_no_association(node, host, port, assoc))
-    _nodelay(assoc)
+    nodelay(assoc)
     try:
         yield assoc
     except BaseException:
@@ -214,7 +214,7 @@ def associate(
             assoc.release()
 
 
-def _nodelay(assoc: Association) -> None:
+def nodelay(assoc: Association) -> None:
     """TCP_NODELAY on our side: a C-STORE goes out as several PDUs, and with Nagle on, each message waits ~40 ms
     for the peer's delayed ACK (measured: 48 ms per small instance to a pynetdicom peer, issue 4)."""
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)

@@ -80,11 +80,6 @@ SERIAL_TESTS = (
     "unit/test_ratelimit_storage.py::test_memory_storage_survives_simultaneous_hits_as_its_timer_ends",
 )
 
-# Tests that make test runs in a pytest phase of their own, after the parallel one, with nothing else running (the
-# marker `alone`): the crash test's resend over one association still ends early now and then when another worker
-# loads the machine (a stall under investigation; it passed in every serial CI run before xdist).
-ALONE_TESTS = ("dicom/test_crash.py",)
-
 
 def pg_available() -> bool:
     try:
@@ -137,8 +132,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.postgresql)
         if rel.startswith("e2e/"):
             item.add_marker(pytest.mark.xdist_group("e2e"))  # one worker, one Chromium
-        if any(_matches(rel, e) for e in ALONE_TESTS):
-            item.add_marker(pytest.mark.alone)
         if item.get_closest_marker("serial") or any(_matches(rel, e) for e in SERIAL_TESTS):
             item.add_marker(pytest.mark.xdist_group("serial"))
     # The longest xdist groups first (loadgroup hands out work in collection order): the serial group starts at once

@@ -17,6 +17,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
 from dicom import scp as scp_mod
+from dicom.scu import nodelay
 from engine import config, uow
 from engine.actor import Actor
 from engine.audit import AuditEvent
@@ -122,7 +123,11 @@ def associate(port: int, aet: str, contexts: list[tuple[str, list[str]]], called
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 15
     for abstract, syntaxes in contexts:
         ae.add_requested_context(abstract, syntaxes)
-    return ae.associate("127.0.0.1", port, ae_title=called)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    # TCP_NODELAY, as telerad's own SCU: with Nagle on, each C-STORE's data PDU waits ~40 ms for the SCP's delayed
+    # ACK (issue 13: the crash test's 750 sends per case took 64 s)
+    nodelay(assoc)
+    return assoc
 
 
 def store(port: int, aet: str, items: list[Any], called: str = "TELERAD") -> list[int | None]:
