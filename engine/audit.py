@@ -103,6 +103,9 @@ EVENT_TYPES: dict[str, str] = {
     "dicom_scu_find": "查询远程节点",
     "dicom_scu_retrieve": "从远程节点调阅影像",
     "dicom_scu_send": "向远程节点发送影像",
+    # Per-user settings: institution and role defaults set by an administrator (issue 14)
+    "setting_default_changed": "修改默认个人设置",
+    "setting_default_removed": "删除默认个人设置",
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")

@@ -79,6 +79,8 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("dicom.unmatched.read", "查看未匹配的影像检查", "function", "menu.dicom_unmatched", "sys"),
     PermissionDef("menu.imaging", "影像检查", "menu", None, "clinical"),
     PermissionDef("image.read", "查看影像检查与结构化报告", "function", "menu.imaging", "clinical"),
+    # Per-user settings (issue 14): the defaults an institution and its roles start from, set by the 系统管理员.
+    PermissionDef("setting.default.manage", "设置本机构与角色的默认个人设置", "function", "menu.users", "sys"),
 )
 
 BY_CODE = {p.code: p for p in CATALOGUE}
@@ -125,6 +127,7 @@ _SYS = frozenset(
         "dicom.unmatched.read",
         "menu.imaging",
         "image.read",
+        "setting.default.manage",
     }
 )
 _SEC = frozenset(
