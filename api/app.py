@@ -113,6 +113,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.imaging.routing_views import blp as imaging_routing_blp
     from api.imaging.scu_views import blp as imaging_scu_blp
     from api.imaging.views import blp as imaging_blp
+    from api.notifications.views import blp as notifications_blp
     from api.processes.views import blp as processes_blp
     from api.settings.views import blp as settings_blp
     from api.tasks.views import blp as tasks_blp
@@ -122,6 +123,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     api.register_blueprint(imaging_routing_blp)
     api.register_blueprint(imaging_scu_blp)
     api.register_blueprint(settings_blp)
+    api.register_blueprint(notifications_blp)
     security.mark_public(app, "api-docs.openapi_json")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +19,8 @@ from engine.actor import Actor
 from engine.db import Base, UTCDateTime, utcnow
 
 GENESIS = "0" * 64
+
+log = logging.getLogger("telerad.audit")
 
 # Event type → Chinese name shown in the auditor's UI.
 EVENT_TYPES: dict[str, str] = {
@@ -52,6 +56,9 @@ EVENT_TYPES: dict[str, str] = {
     "security_alert": "安全告警",
     "permission_denied": "越权访问",
     "config_changed": "配置变更",
+    # Notifications (issue 14): reading one's own, and the 确认已知晓 of a critical one.
+    "notification_read": "标记通知已读",
+    "notification_acknowledged": "确认已知晓紧急通知",
     "case_created": "发起远程诊断申请",
     "case_viewed": "查看远程诊断申请",
     "task_claimed": "领取任务",
@@ -230,16 +237,52 @@ def build_row(
     }
 
 
+Subscriber = Callable[[Session, AuditEvent], object]
+_subscribers: dict[str, list[Subscriber]] = {}
+
+
+def subscribe(event_type: str, handler: Subscriber) -> None:
+    """Call `handler(session, event)` in the same unit of work right after an event of this type is recorded.
+
+    For a failure event that is replayed after a rollback, the handler runs again in the replay's transaction:
+    what it wrote the first time was rolled back with the action, so it is written exactly once either way.
+    Each call runs in a SAVEPOINT; an exception is logged and undone there, never taking the audit row (or the
+    action) with it. Subscribing the same handler twice has no effect.
+
+    Raises:
+        ValueError: an unknown event type.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown audit event type {event_type!r}")
+    handlers = _subscribers.setdefault(event_type, [])
+    if handler not in handlers:
+        handlers.append(handler)
+
+
+def _publish(s: Session, event: AuditEvent) -> None:
+    for handler in _subscribers.get(event.event_type, ()):
+        try:
+            with s.begin_nested():
+                handler(s, event)
+        except Exception:
+            log.exception("audit subscriber %r failed on %s", handler, event.event_type)
+
+
 def record(actor: Actor, event_type: str, **fields: Any) -> None:
     """Append an audit event in the current unit of work (fail closed: it commits with the action, AUD-05).
 
     `fields` are those of `build_row`. Failure events are also replayed after a rollback, so a refused action
-    still leaves its trace.
+    still leaves its trace. Subscribers (`subscribe`) run after the row is appended, in the same transaction.
     """
     row = build_row(actor, event_type, **fields)
-    append(uow.session(), row)
+    s = uow.session()
+    _publish(s, append(s, row))
     if row["outcome"] != "success":
-        uow.after_rollback(lambda s2: append(s2, dict(row, ts=utcnow())))
+
+        def replay(s2: Session) -> None:
+            _publish(s2, append(s2, dict(row, ts=utcnow())))
+
+        uow.after_rollback(replay)
 
 
 def security_alert(actor: Actor, object_type: str, object_id: object, reason: str) -> None:

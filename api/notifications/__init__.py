@@ -1,0 +1,1 @@
+"""/api/notifications: the bell (消息通知)."""
