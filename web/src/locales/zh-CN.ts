@@ -571,6 +571,19 @@ const zhCN = {
   },
   shortcuts: {
     title: '快捷键',
+    note: '在输入框中输入时快捷键不生效，标有“输入时可用”的除外。Ctrl 在 macOS 上也可用 ⌘。',
+    onPage: '当前页面可用',
+    inEditable: '输入时可用',
+    or: '或',
+  },
+  listColumns: {
+    button: '列设置',
+    title: '列设置',
+    hint: '勾选要显示的列，用箭头调整顺序；拖动表头边线可调整列宽，设置自动保存。',
+    up: '上移',
+    down: '下移',
+    reset: '恢复默认',
+    resetDone: '已恢复默认列设置',
   },
   imaging: {
     aet: 'AE 名称',
