@@ -56,7 +56,7 @@ from engine.cases.completion import complete_task  # noqa: E402
 from engine.cases.models import Case, CaseEvent, Patient, WorkGroup, WorkGroupMember  # noqa: E402
 from engine.db import utcnow  # noqa: E402
 from engine.workflow import runner, specs, spiff  # noqa: E402
-from engine.workflow.models import HumanTask, HumanTaskExclusion  # noqa: E402
+from engine.workflow.models import HumanTask, HumanTaskExclusion, ProcessInstance  # noqa: E402
 from telerad.cli import alembic_config  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef-0123456789abcdef"
@@ -97,7 +97,8 @@ def timed_step(case_id: int, guid: str, data: dict[str, Any], reject_to: str | N
     before = STATEMENTS[0]
     t0 = time.perf_counter()
     case = services.lock_case(case_id)
-    wf = runner.load(case)
+    pi = case.process
+    wf = runner.load(pi)
     t1 = time.perf_counter()
     task = runner._ready(wf, guid)
     if reject_to is None:
@@ -109,12 +110,13 @@ def timed_step(case_id: int, guid: str, data: dict[str, Any], reject_to: str | N
         for ready in wf.get_tasks(state=spiff.TaskState.READY, manual=True):
             ready.data.update(data)
     t2 = time.perf_counter()
-    runner._run(case, wf)
+    runner._run(pi, wf)
+    services.mirror_status(case)
     t3 = time.perf_counter()
-    case.workflow_state = spiff.state_to_dict(wf)
-    runner.sync_timers(case, wf)  # flushes the state JSON
+    runner.save_state(pi, wf)
+    runner.sync_timers(pi, wf)  # flushes the state JSON
     t4 = time.perf_counter()
-    runner.sync_human_tasks(case, runner.ready_tasks(wf), services.assign, wf.telerad_ready_at_load)
+    runner.sync_human_tasks(pi, runner.ready_tasks(wf), services.assign, wf.telerad_ready_at_load)
     t5 = time.perf_counter()
     uow.commit()
     t6 = time.perf_counter()
@@ -168,7 +170,7 @@ def steps_at_rollbacks(people: dict[str, Actor], rollbacks: int, n: int) -> dict
             complete_task(people["l1"], open_task(cid).id, REPORT)
         with uow.unit_of_work():
             complete_task(people["l2"], open_task(cid).id, REJECT)
-        sizes.append(len(json.dumps(uow.session().get(Case, cid).workflow_state)))  # type: ignore[union-attr]
+        sizes.append(len(json.dumps(uow.session().get(Case, cid).process.state)))  # type: ignore[union-attr]
         uow.rollback()
     log(f"  {rollbacks} rejections through complete_task in {time.perf_counter() - t0:.1f}s")
     submit, reject = [], []
@@ -179,7 +181,7 @@ def steps_at_rollbacks(people: dict[str, Actor], rollbacks: int, n: int) -> dict
         guid = open_task(cid).task_guid
         uow.rollback()
         reject.append(timed_step(cid, guid, {"decision": "", "reject_reason": "请补充描述"}, reject_to="draft_report"))
-    tasks = len(runner.load(uow.session().get(Case, cid)).tasks)  # type: ignore[arg-type]
+    tasks = len(runner.load(uow.session().get(Case, cid).process).tasks)  # type: ignore[union-attr]
     uow.rollback()
     return {
         "submit": submit,
@@ -350,7 +352,7 @@ def seed_task_lists(seeded: dict[str, Any], n_open: int, n_closed: int, rng: ran
     uow.rollback()
     now = utcnow()
     base_case = 1_000_000
-    cases, tasks, excl, events = [], [], [], []
+    cases, tasks, excl, events, procs = [], [], [], [], []
     task_id = 1_000_000
 
     def task(case_id: int, name: str, role: str, created: Any, **kw: Any) -> int:
@@ -358,6 +360,7 @@ def seed_task_lists(seeded: dict[str, Any], n_open: int, n_closed: int, rng: ran
         task_id += 1
         row = {
             "id": task_id,
+            "process_instance_id": case_id,  # each seeded case's process instance has the case's id
             "case_id": case_id,
             "task_guid": str(uuid.UUID(int=rng.getrandbits(128))),
             "task_name": name,
@@ -383,11 +386,29 @@ def seed_task_lists(seeded: dict[str, Any], n_open: int, n_closed: int, rng: ran
         closed = i >= n_open
         created = now - timedelta(minutes=(n_open + n_closed - i) * 3)
         emergency = rng.random() < 0.1
+        institution = rng.choice(members)
+        procs.append(
+            {
+                "id": cid,
+                "process_id": services.PROCESS_ID,
+                "deployment_id": dep,
+                "state": {},
+                "serializer_version": 1,
+                "lock_version": 1,
+                "status": "completed" if closed else "open",
+                "institution_id": institution,
+                "subject_type": "case",
+                "subject_id": cid,
+                "created_at": created,
+                "updated_at": created,
+                "completed_at": created + timedelta(hours=2) if closed else None,
+            }
+        )
         cases.append(
             {
                 "id": cid,
                 "case_no": f"BC{cid}",
-                "requesting_institution_id": rng.choice(members),
+                "requesting_institution_id": institution,
                 "requester_id": ids["registrar"],
                 "patient_id": patient,
                 "emergency": emergency,
@@ -395,9 +416,7 @@ def seed_task_lists(seeded: dict[str, Any], n_open: int, n_closed: int, rng: ran
                 "status": "completed" if closed else "open",
                 "dispatch_mode": "pool",
                 "target_group": None,
-                "deployment_id": dep,
-                "workflow_state": {},
-                "state_version": 1,
+                "process_instance_id": cid,
                 "created_at": created,
                 "updated_at": created,
                 "completed_at": created + timedelta(hours=2) if closed else None,
@@ -493,6 +512,7 @@ def seed_task_lists(seeded: dict[str, Any], n_open: int, n_closed: int, rng: ran
             excl.append({"task_id": tid, "user_id": rng.choice([u for u in l2s if u != author])})
     with db.engine.begin() as conn:
         for table, rows in (
+            (ProcessInstance.__table__, procs),
             (Case.__table__, cases),
             (HumanTask.__table__, tasks),
             (HumanTaskExclusion.__table__, excl),
@@ -502,6 +522,9 @@ def seed_task_lists(seeded: dict[str, Any], n_open: int, n_closed: int, rng: ran
                 conn.execute(insert(table), rows[k : k + 5000])
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT setval(pg_get_serial_sequence('remote_case', 'id'), max(id)) FROM remote_case"))
+            conn.execute(
+                text("SELECT setval(pg_get_serial_sequence('process_instance', 'id'), max(id)) FROM process_instance")
+            )
             conn.execute(text("SELECT setval(pg_get_serial_sequence('human_task', 'id'), max(id)) FROM human_task"))
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE"))

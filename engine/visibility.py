@@ -23,7 +23,7 @@ from engine.errors import NotFound
 from engine.imaging.exam_models import UnmatchedStudy
 from engine.imaging.models import DicomNode, Instance, InstanceConflict, Study
 from engine.imaging.routing_models import ForwardJob
-from engine.workflow.models import HumanTask, ProcessDeployment
+from engine.workflow.models import HumanTask, ProcessInstance
 
 
 class _Identified(Protocol):
@@ -258,8 +258,8 @@ def migratable_cases(actor: Actor, process_id: str) -> ColumnElement[bool]:
     central hospital (ARCHITECTURE.md "Roles and who sees what"). A process administrator sees no clinical data."""
     if actor.user_id is None or not (actor.is_central and actor.has("process.deploy")):
         return false()
-    of_process = select(ProcessDeployment.id).where(ProcessDeployment.process_id == process_id)
-    return and_(Case.status.in_(RUNNING_CASE_STATUSES), Case.deployment_id.in_(of_process))
+    of_process = select(ProcessInstance.id).where(ProcessInstance.process_id == process_id)
+    return and_(Case.status.in_(RUNNING_CASE_STATUSES), Case.process_instance_id.in_(of_process))
 
 
 def get_migratable_case(actor: Actor, process_id: str, case_id: Any) -> Case:

@@ -59,19 +59,20 @@ def purge_audit() -> int:
 
 
 def fire_timers() -> int:
-    """WF-06: due BPMN timers fire after any restart; each case in its own unit of work."""
-    from engine.cases import services as cases
+    """WF-06: due BPMN timers of any process fire after any restart; each instance in its own unit of work."""
+    from engine.cases import services as _cases  # noqa: F401 — registers the remote-diagnosis process kind
+    from engine.workflow import instances
 
     now = utcnow()
     with uow.unit_of_work():
-        due = cases.due_timer_cases(now)
+        due = instances.due_timer_instances(now)
     fired = 0
-    for case_id in due:
+    for pi_id in due:
         try:
             with uow.unit_of_work():
-                fired += cases.fire_case_timers(case_id, now)
+                fired += instances.fire_instance_timers(pi_id, now)
         except Exception:
-            log.exception("timer of case %s failed", case_id)
+            log.exception("timer of process instance %s failed", pi_id)
     return fired
 
 

@@ -65,7 +65,11 @@ def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
     dep = uow.session().get(ProcessDeployment, case.deployment_id)
     incident = (
         uow.session()
-        .execute(select(Incident.error).where(Incident.case_id == case.id, Incident.resolved_at.is_(None)))
+        .execute(
+            select(Incident.error).where(
+                Incident.process_instance_id == case.process_instance_id, Incident.resolved_at.is_(None)
+            )
+        )
         .scalar()
     )
     row.update(

@@ -88,7 +88,7 @@ def diagram(case_id: int) -> Any:
     case = get_visible(current_actor(), Case, case_id, object_type="case")
     dep = uow.session().get(ProcessDeployment, case.deployment_id)
     assert dep is not None
-    wf = runner.load(case)
+    wf = runner.load(case.process)
     active = sorted(
         {
             t.task_spec.bpmn_id

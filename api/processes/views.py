@@ -13,10 +13,9 @@ from api.security import current_actor, requires
 from engine import uow
 from engine.accounts.models import User
 from engine.cases import processes
-from engine.cases.models import Case
 from engine.errors import NotFound
 from engine.workflow import specs
-from engine.workflow.models import ProcessDeployment
+from engine.workflow.models import ProcessDeployment, ProcessInstance
 
 blp = Blueprint("processes", __name__, url_prefix="/api/processes", description="流程管理")
 
@@ -64,9 +63,9 @@ def _rows() -> list[dict[str, Any]]:
     s = uow.session()
     running = dict(
         s.execute(
-            select(Case.deployment_id, func.count())
-            .where(Case.status.in_(["open", "incident"]))
-            .group_by(Case.deployment_id)
+            select(ProcessInstance.deployment_id, func.count())
+            .where(ProcessInstance.status.in_(["open", "incident"]))
+            .group_by(ProcessInstance.deployment_id)
         ).all()
     )
     deps = list(

@@ -14,6 +14,7 @@ from engine.cases.services import (
     current_report,
     event,
     lock_case,
+    mirror_status,
     released_report,
     set_exam_status,
     signed_by,
@@ -81,6 +82,8 @@ def complete_task(actor: Actor, task_id: int, data: dict[str, Any], lock_token: 
             ``lock_lost``). Forbidden: not a candidate, or separation of duties. ValidationFailed: the form.
     """
     first = candidate_task(actor, task_id) or get_task(actor, task_id)
+    if first.case_id is None:  # a task of another process kind is completed through that kind's service
+        raise Conflict("not_a_case_task", "该任务不属于远程诊断申请")
     case = lock_case(first.case_id)
     s = uow.session()
     s.refresh(first)
@@ -93,12 +96,13 @@ def complete_task(actor: Actor, task_id: int, data: dict[str, Any], lock_token: 
     validate_form(form_for(dep, task)["schema"], data)
     level = LEVELS.get(task.task_name)
     if level is None:
-        runner.complete(case, task.task_guid, data, assign)
+        runner.complete(case.process, task.task_guid, data, assign)
         outcome = "completed"
     else:
         outcome = _complete_report_step(actor, case, dep, task, level, data, lock_token)
     task.completed_at, task.completed_by_id, task.outcome = utcnow(), actor.user_id, outcome
-    case.updated_at = utcnow()
+    mirror_status(case)
+    case.updated_at = case.process.updated_at = utcnow()
     if outcome != "rejected":  # a rejection logged its own round (reason, target) above
         event(case, actor, outcome, task.task_name)
     audit.record(actor, "task_completed", object_type="human_task", object_id=task.id, details={"outcome": outcome})
@@ -136,7 +140,7 @@ def _complete_report_step(
         )
         report.status = "rejected_" + level
         _exam_status(case, report, "review_rejected")
-        runner.reject_to(case, task.task_guid, target, {"decision": "", "reject_reason": reason}, assign)
+        runner.reject_to(case.process, task.task_guid, target, {"decision": "", "reject_reason": reason}, assign)
         event(case, actor, "rejected_round", task.task_name, reason=reason[:500], back_to=target)
         audit.record(actor, "report_rejected", object_type="report", object_id=report.id, reason=reason[:500])
         reports.release_lock(actor, report)
@@ -163,7 +167,7 @@ def _complete_report_step(
         _exam_status(case, report, "reviewed")
         audit.record(actor, "report_approved", object_type="report", object_id=report.id, details={"level": 3})
     reports.release_lock(actor, report)
-    runner.complete(case, task.task_guid, {"decision": "approve"}, assign)
+    runner.complete(case.process, task.task_guid, {"decision": "approve"}, assign)
     return "completed"
 
 
@@ -200,8 +204,9 @@ def correct_report(actor: Actor, case_id: int, reason: str) -> Report:
     reports.add_revision(
         new, actor, "l3", reports.current_content(old), signed=False, kind="draft", note=f"更正原因：{reason[:500]}"
     )
-    case.status = "open"
-    runner.reopen(case, "draft_report", {"decision": "", "correction": True}, assign)
+    case.process.status = "open"
+    runner.reopen(case.process, "draft_report", {"decision": "", "correction": True}, assign)
+    mirror_status(case)
     event(case, actor, "correction_started", None, reason=reason[:500], version=new.version)
     audit.record(
         actor,

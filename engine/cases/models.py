@@ -12,18 +12,16 @@ from sqlalchemy import (
     Date,
     ForeignKey,
     Index,
-    Integer,
     String,
     Table,
     Text,
     UniqueConstraint,
-    select,
 )
-from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.accounts.models import Institution, User
 from engine.db import Base, UTCDateTime, utcnow
-from engine.workflow.models import ProcessDeployment
+from engine.workflow.models import ProcessInstance
 
 # UX.md R2: the fixed exam status set, in display order, with Chinese labels.
 EXAM_STATUSES: dict[str, str] = {
@@ -112,7 +110,9 @@ case_exam = Table(
 
 
 class Case(Base):
-    """A remote-diagnosis request (远程诊断申请) holding one or more exams; its workflow state lives here."""
+    """A remote-diagnosis request (远程诊断申请) holding one or more exams; its process instance holds the workflow.
+
+    `status` mirrors the process instance's status (lists filter on it without a join)."""
 
     __tablename__ = "remote_case"
     __table_args__ = (Index("ix_remote_case_inst_status", "requesting_institution_id", "status", "id"),)
@@ -127,26 +127,23 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | completed | incident | cancelled
     dispatch_mode: Mapped[str | None] = mapped_column(String(16))
     target_group: Mapped[str | None] = mapped_column(String(64))
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("process_deployment.id"))
-    workflow_state: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The case's own remote-diagnosis process, which owns its workflow state (issue 14).
+    process_instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __mapper_args__ = {"version_id_col": state_version}  # optimistic lock on every save
-
-    # The pinned deployment's content hash, read in the same statement as the case row: loading a workflow
-    # needs (deployment id, hash) to find the cached spec, and a second round trip per step cost ~0.6 ms on
-    # PostgreSQL (bench/bench_engine.py). Expire it after changing `deployment_id` (engine/cases/processes.py).
-    deployment_hash: Mapped[str] = column_property(
-        select(ProcessDeployment.content_hash).where(ProcessDeployment.id == deployment_id).scalar_subquery()
-    )
-
+    # Loaded with the case row when locking it (engine/cases/services.py lock_case), otherwise on first use.
+    process: Mapped[ProcessInstance] = relationship(lazy="select")
     requesting_institution: Mapped[Institution] = relationship(lazy="joined")
     requester: Mapped[User] = relationship(lazy="joined")
     patient: Mapped[Patient] = relationship(lazy="joined")
     exams: Mapped[list[Exam]] = relationship(secondary=case_exam, lazy="selectin", order_by="Exam.id")
+
+    @property
+    def deployment_id(self) -> int:
+        """The deployment the case's process is pinned to."""
+        return self.process.deployment_id
 
 
 class CaseEvent(Base):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from engine import audit, uow
 from engine.actor import Actor
-from engine.cases.services import assign, event, lock_case
+from engine.cases.services import assign, event, lock_case, mirror_status
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.visibility import get_migratable_case
-from engine.workflow import runner, specs, spiff
+from engine.workflow import runner, specs, spiff, state
 from engine.workflow.models import ProcessDeployment
 
 
@@ -64,22 +64,24 @@ def migrate(actor: Actor, case_ids: list[int], deployment_id: int) -> int:
         case = lock_case(cid)
         if case.status not in ("open", "incident"):
             raise Conflict("case_closed", f"申请 {case.case_no} 已结束，不能迁移")
-        source = s.get(ProcessDeployment, case.deployment_id)
+        pi = case.process
+        source = s.get(ProcessDeployment, pi.deployment_id)
         assert source is not None
         if source.process_id != target.process_id:
             raise Conflict("process_mismatch", "只能迁移到同一流程的其他版本")
         try:
             wf = spiff.restore(
                 specs.spec_of(target.id, target.content_hash),
-                case.workflow_state,
+                state.upgrade(pi.state, pi.serializer_version),
                 spiff.make_script_engine(lambda *_a: {}),
             )
         except Exception as exc:  # noqa: BLE001 — report which case cannot move
             raise Conflict("migration_failed", f"申请 {case.case_no} 的当前步骤在目标版本中不存在：{exc}") from exc
-        case.deployment_id = target.id
+        pi.deployment_id = target.id
         uow.session().flush()
-        uow.session().expire(case, ["deployment_hash"])  # the column_property follows deployment_id
-        runner.save(case, wf, assign)
+        uow.session().expire(pi, ["deployment_hash"])  # the column_property follows deployment_id
+        runner.save(pi, wf, assign)
+        mirror_status(case)
         event(case, actor, "migrated", None, from_version=source.version, to_version=target.version)
         moved += 1
     audit.record(

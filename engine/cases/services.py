@@ -3,13 +3,14 @@ release, assign, consult) are engine/cases/tasks.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import contains_eager, lazyload
 
 from engine import audit, uow
 from engine.accounts.models import Institution, User
@@ -30,8 +31,8 @@ from engine.db import ID_MAX, utcnow
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.reports.models import Report, ReportRevision
 from engine.visibility import get_visible
-from engine.workflow import runner, specs
-from engine.workflow.models import WorkflowTimer
+from engine.workflow import instances, runner, specs
+from engine.workflow.models import ProcessInstance
 from engine.workflow.runner import Assignment, ReadyTask
 
 PROCESS_ID = "remote_diagnosis"
@@ -164,6 +165,8 @@ def create_case(
         exam.exam_no = f"{actor.institution_code}{e.modality}{today}{exam.id:06d}"
         exam_rows.append(exam)
     deployment = specs.latest(PROCESS_ID)
+    # The case's process instance is about the case: its subject id is set once the case row has its id.
+    pi = runner.create_instance(deployment, institution_id=actor.institution_id or 0, subject_type="case", subject_id=0)
     case = Case(
         case_no=f"tmp-{utcnow().timestamp()}",
         requesting_institution_id=actor.institution_id,
@@ -171,12 +174,13 @@ def create_case(
         patient_id=p.id,
         emergency=emergency,
         clinical_info=clinical_info[:4000],
-        deployment_id=deployment.id,
-        workflow_state={},
+        process_instance_id=pi.id,
     )
+    case.process = pi
     case.exams = exam_rows
     s.add(case)
     s.flush()
+    pi.subject_id = case.id
     case.case_no = f"RC{today}{case.id:06d}"
     for exam in exam_rows:
         exam.status = "examined"
@@ -195,7 +199,8 @@ def create_case(
         "configured_user": (policy.target_user_id or 0) if policy else 0,
     }
     event(case, actor, "created", details_exams=[x.exam_no for x in exam_rows])
-    wf = runner.start(case, deployment, data, assign)
+    wf = runner.start(pi, deployment, data, assign)
+    mirror_status(case)
     decided = next(iter(runner.ready_tasks(wf)), None)  # the DMN's choice, shown in the case detail
     if decided is not None:
         case.dispatch_mode = decided.data.get("dispatch_mode") or None
@@ -301,9 +306,17 @@ def qualified_doctor(user_id: Any, role: str) -> User:
     return user
 
 
-def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
-    """Who may take each new READY task: the dispatch mode for the first report, the previous author after a
-    rejection, and never an earlier author of the same report at a higher level (AC-06)."""
+def assign(pi: runner.InstanceLike, r: ReadyTask) -> Assignment:
+    """Who may take each new READY task of a case's process (the remote-diagnosis kind's assigner): the task
+    belongs to the case (HumanTask.case_id) and carries its emergency flag."""
+    case = uow.session().get(Case, pi.subject_id)  # locked and loaded by the caller: no statement
+    assert case is not None
+    return replace(_assign_case(case, r), case_id=case.id, emergency=case.emergency)
+
+
+def _assign_case(case: Case, r: ReadyTask) -> Assignment:
+    """The dispatch mode for the first report, the previous author after a rejection, and never an earlier
+    author of the same report at a higher level (AC-06)."""
     role = lane_role(r.lane)
     report, signers = report_and_signers(case.id)
     l1 = report.author_l1_id if report else None
@@ -334,20 +347,66 @@ def assign(case: runner.CaseLike, r: ReadyTask) -> Assignment:
     return Assignment(role)
 
 
-@lru_cache(maxsize=1)
-def _lock_case_stmt() -> Any:
-    # OF remote_case: PostgreSQL refuses FOR UPDATE on the nullable side of the eager-loaded outer joins.
-    stmt = select(Case).where(Case.id == bindparam("case_id")).with_for_update(of=Case)
+@lru_cache(maxsize=2)
+def _lock_case_stmt(by_process: bool) -> Any:
+    # The case row and its process instance row in one statement, both locked (OF: PostgreSQL refuses FOR UPDATE
+    # on the nullable side of the eager-loaded outer joins). Every path locks a case's instance this way, so the
+    # two rows are always taken in the same order.
+    key = Case.process_instance_id if by_process else Case.id
+    stmt = (
+        select(Case)
+        .join(ProcessInstance, ProcessInstance.id == Case.process_instance_id)
+        .where(key == bindparam("key"))
+        .with_for_update(of=(Case, ProcessInstance))
+    )
     # One statement per step: the requester/institution/exam graph loads only if the caller touches it.
-    return stmt.options(lazyload("*")).execution_options(populate_existing=True)
+    return stmt.options(lazyload("*"), contains_eager(Case.process)).execution_options(populate_existing=True)
 
 
 def lock_case(case_id: int) -> Case:
-    """Lock the case row before loading its workflow (STYLE.md §3). SQLite already serialises writers."""
-    case = uow.session().execute(_lock_case_stmt(), {"case_id": case_id}).unique().scalar_one_or_none()
+    """Lock the case row and its process instance before loading its workflow (STYLE.md §3). SQLite already
+    serialises writers.
+
+    Raises:
+        NotFound: no such case.
+    """
+    case = uow.session().execute(_lock_case_stmt(False), {"key": case_id}).unique().scalar_one_or_none()
     if case is None:
         raise NotFound()
     return case
+
+
+def _lock_case_process(pi_id: int) -> ProcessInstance:
+    """The remote-diagnosis kind's lock: the case of the instance with it (engine/workflow/instances.py)."""
+    case = uow.session().execute(_lock_case_stmt(True), {"key": pi_id}).unique().scalar_one_or_none()
+    if case is None:
+        raise NotFound()
+    return case.process
+
+
+def mirror_status(case: Case) -> None:
+    """The case's status follows its process instance's (case lists filter on it without a join)."""
+    pi = case.process
+    if case.status != pi.status:
+        case.status = pi.status
+    if case.completed_at != pi.completed_at:
+        case.completed_at = pi.completed_at
+
+
+def _after(pi: ProcessInstance, actor: Actor | None, what: str, details: Mapping[str, Any]) -> None:
+    """History and status of the case after the worker fired its timers or someone retried its incident."""
+    case = uow.session().get(Case, pi.subject_id)
+    assert case is not None
+    mirror_status(case)
+    case.updated_at = utcnow()
+    if what == "timer":
+        for name, due in details["timers"]:
+            event(case, None, "timer", name, due_at=due)
+    else:
+        event(case, actor, what, None, **dict(details))
+
+
+instances.register_kind(PROCESS_ID, assign=assign, lock=_lock_case_process, after=_after)
 
 
 def print_report(actor: Actor, case_id: int) -> Report:
@@ -368,47 +427,12 @@ def institution_of(case: Case) -> Institution:
     return case.requesting_institution
 
 
-def due_timer_cases(now: datetime, limit: int = 100) -> list[int]:
-    """Cases with at least one due, unfired timer (the worker then fires each in its own unit of work)."""
-    return list(
-        uow.session()
-        .execute(
-            select(WorkflowTimer.case_id)
-            .where(WorkflowTimer.fired_at.is_(None), WorkflowTimer.due_at <= now)
-            .distinct()
-            .limit(limit)
-        )
-        .scalars()
-    )
-
-
 def fire_case_timers(case_id: int, now: datetime) -> int:
-    """Fire the due timers of one case under its lock, exactly once (WF-06). Returns how many fired."""
-    s = uow.session()
-    case = lock_case(case_id)
-    rows = list(
-        s.execute(
-            select(WorkflowTimer).where(
-                WorkflowTimer.case_id == case.id, WorkflowTimer.fired_at.is_(None), WorkflowTimer.due_at <= now
-            )
-        ).scalars()
-    )
-    if not rows:
-        return 0
-    for row in rows:  # marked first: a fired row is never deleted by the next sync, so it fires once
-        row.fired_at = now
-    s.flush()
-    runner.fire_timers(case, assign)
-    for row in rows:
-        event(case, None, "timer", row.task_name, due_at=row.due_at.isoformat())
-    audit.record(
-        Actor.system("worker"),
-        "timer_fired",
-        object_type="case",
-        object_id=case.id,
-        details={"timers": [r.task_name for r in rows]},
-    )
-    return len(rows)
+    """Fire the due timers of one case's process under its lock, exactly once (WF-06). Returns how many fired."""
+    case = uow.session().get(Case, case_id)
+    if case is None:
+        raise NotFound()
+    return instances.fire_instance_timers(case.process_instance_id, now)
 
 
 def retry_incident(actor: Actor, case_id: int) -> Case:
@@ -421,8 +445,5 @@ def retry_incident(actor: Actor, case_id: int) -> Case:
     case = lock_case(case_id)
     if case.status != "incident":
         raise Conflict("no_incident", "该申请没有待处理的流程异常")
-    runner.retry_incident(case, assign)
-    case.updated_at = utcnow()
-    event(case, actor, "retried", None, status=case.status)
-    audit.record(actor, "incident_retried", object_type="case", object_id=case.id, details={"status": case.status})
+    instances.retry(actor, case.process)
     return case

@@ -1,7 +1,8 @@
-"""Load a case's workflow, complete one task, run engine steps, save state-only JSON, sync human tasks.
+"""Load a process instance's workflow, complete one task, run engine steps, save state-only JSON, sync human tasks.
 
-The caller (engine/cases/services.py) holds the case row lock and passes an `assigner` that decides who may
-take each new READY user task. Failing service tasks become incidents; the caller still gets a normal answer.
+The caller (a domain service, e.g. engine/cases/services.py) holds the process instance's row lock and passes an
+`assigner` that decides who may take each new READY user task. Failing service tasks become incidents; the caller
+still gets a normal answer. Works for any process kind (issue 14).
 """
 
 from __future__ import annotations
@@ -18,17 +19,28 @@ from sqlalchemy.orm.attributes import instance_state
 from engine import uow
 from engine.db import upsert_insert, utcnow
 from engine.errors import Conflict
-from engine.workflow import service_tasks, specs, spiff
-from engine.workflow.models import HumanTask, HumanTaskExclusion, Incident, ProcessDeployment, WorkflowTimer
+from engine.workflow import service_tasks, specs, spiff, state
+from engine.workflow.models import (
+    HumanTask,
+    HumanTaskExclusion,
+    Incident,
+    ProcessDeployment,
+    ProcessInstance,
+    WorkflowTimer,
+)
 
 
-class CaseLike(Protocol):
+class InstanceLike(Protocol):
+    """What the runner needs of a process instance (engine/workflow/models.py ProcessInstance)."""
+
     id: int
     deployment_id: int
-    workflow_state: dict[str, Any]
+    state: dict[str, Any]
+    serializer_version: int
     status: str
-    emergency: bool
     completed_at: Any
+    subject_type: str
+    subject_id: int
 
 
 @dataclass
@@ -40,6 +52,8 @@ class Assignment:
     group_code: str | None = None
     in_pool: bool = False
     exclude: set[int] = field(default_factory=set)
+    case_id: int | None = None  # the remote-diagnosis case whose own process this is (HumanTask.case_id)
+    emergency: bool = False
 
 
 @dataclass
@@ -52,24 +66,25 @@ class ReadyTask:
     data: dict[str, Any]
 
 
-Assigner = Callable[[CaseLike, ReadyTask], Assignment]
+Assigner = Callable[[InstanceLike, ReadyTask], Assignment]
 
 
 def _engine() -> Any:
     return spiff.make_script_engine(service_tasks.call)
 
 
-def _deployment(case: CaseLike) -> ProcessDeployment:
-    row = uow.session().get(ProcessDeployment, case.deployment_id)
+def _deployment(pi: InstanceLike) -> ProcessDeployment:
+    row = uow.session().get(ProcessDeployment, pi.deployment_id)
     assert row is not None
     return row
 
 
-def load(case: CaseLike) -> Any:
-    digest = getattr(case, "deployment_hash", None)  # read with the case row (engine/cases/models.py)
+def load(pi: InstanceLike) -> Any:
+    digest = getattr(pi, "deployment_hash", None)  # read with the instance row (engine/workflow/models.py)
     if digest is None:
-        digest = _deployment(case).content_hash
-    wf = spiff.restore(specs.spec_of(case.deployment_id, digest), case.workflow_state, _engine())
+        digest = _deployment(pi).content_hash
+    stored = state.upgrade(pi.state, pi.serializer_version)  # older formats through their migrations
+    wf = spiff.restore(specs.spec_of(pi.deployment_id, digest), stored, _engine())
     wf.telerad_timers_at_load = waiting_timers(wf)
     wf.telerad_ready_at_load = {r.guid for r in ready_tasks(wf)}
     return wf
@@ -95,25 +110,32 @@ def ready_tasks(wf: Any) -> list[ReadyTask]:
     return out
 
 
-def _run(case: CaseLike, wf: Any) -> None:
+def _run(pi: InstanceLike, wf: Any) -> None:
     """Engine steps; a failing service task becomes an incident instead of an error for the caller."""
     try:
         wf.do_engine_steps()
     except Exception as exc:  # noqa: BLE001 — SpiffWorkflow wraps handler errors in its own exception types
-        case.status = "incident"
+        pi.status = "incident"
         failed = [t.task_spec.name for t in wf.get_tasks(state=spiff.TaskState.ERROR)] or ["?"]
-        uow.session().add(Incident(case_id=case.id, task_name=failed[0], error=str(exc)[:2000]))
+        uow.session().add(Incident(process_instance_id=pi.id, task_name=failed[0], error=str(exc)[:2000]))
         return
-    if wf.completed and case.status != "incident":
-        case.status = "completed"
-        case.completed_at = utcnow()
+    if wf.completed and pi.status != "incident":
+        pi.status = "completed"
+        pi.completed_at = utcnow()
 
 
-def save(case: CaseLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
+def save_state(pi: InstanceLike, wf: Any) -> None:
+    """The state-only JSON in the current format (engine/workflow/state.py)."""
+    pi.state = spiff.state_to_dict(wf)
+    if pi.serializer_version != state.STATE_VERSION:
+        pi.serializer_version = state.STATE_VERSION
+
+
+def save(pi: InstanceLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
     """Persist state-only JSON, copy timer due times out, and make `human_task` match the READY user tasks."""
-    case.workflow_state = spiff.state_to_dict(wf)
-    sync_timers(case, wf)
-    return sync_human_tasks(case, ready_tasks(wf), assigner, getattr(wf, "telerad_ready_at_load", None))
+    save_state(pi, wf)
+    sync_timers(pi, wf)
+    return sync_human_tasks(pi, ready_tasks(wf), assigner, getattr(wf, "telerad_ready_at_load", None))
 
 
 # The per-step writes as Core statements built once: an ORM-enabled bulk statement built per call spent more
@@ -121,14 +143,14 @@ def save(case: CaseLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
 # Both run on the session's connection after a flush; `_expire` keeps the identity map honest.
 _TIMER, _TASK = cast(Table, WorkflowTimer.__table__), cast(Table, HumanTask.__table__)
 _END_TIMERS = delete(_TIMER).where(
-    _TIMER.c.case_id == bindparam("case_id"),
+    _TIMER.c.process_instance_id == bindparam("pi_id"),
     _TIMER.c.task_guid.in_(bindparam("guids", expanding=True)),
     _TIMER.c.fired_at.is_(None),
 )
 _CLOSE_TASKS = (
     update(_TASK)
     .where(
-        _TASK.c.case_id == bindparam("b_case_id"),  # b_: an UPDATE reserves the column names for SET
+        _TASK.c.process_instance_id == bindparam("b_pi_id"),  # b_: an UPDATE reserves the column names for SET
         _TASK.c.task_guid.in_(bindparam("b_guids", expanding=True)),
         _TASK.c.completed_at.is_(None),
     )
@@ -169,7 +191,7 @@ def waiting_timers(wf: Any) -> dict[str, tuple[str, Any]]:
     return waiting
 
 
-def sync_timers(case: CaseLike, wf: Any) -> None:
+def sync_timers(pi: InstanceLike, wf: Any) -> None:
     """SpiffWorkflow has no scheduler: copy the due time of every waiting timer into `workflow_timer`.
 
     `workflow_timer` holds exactly the timers that were waiting when the workflow was loaded (every save goes
@@ -187,16 +209,20 @@ def sync_timers(case: CaseLike, wf: Any) -> None:
         s.flush()
         conn = s.connection()
         if gone:
-            conn.execute(_END_TIMERS, {"case_id": case.id, "guids": sorted(gone)})
+            conn.execute(_END_TIMERS, {"pi_id": pi.id, "guids": sorted(gone)})
         if armed:  # new, moved, or re-armed after a 驳回 (the reset task keeps its id; see the full comparison)
             rows = [
-                {"case_id": case.id, "task_guid": guid, "task_name": name, "due_at": due, "fired_at": None}
+                {"process_instance_id": pi.id, "task_guid": guid, "task_name": name, "due_at": due, "fired_at": None}
                 for guid, (name, due) in sorted(armed.items())
             ]
             conn.execute(_arm_timers(conn.dialect.name), rows)
-        _expire(s, WorkflowTimer, lambda r: r.get("case_id") == case.id and r.get("task_guid") in gone | set(armed))
+        _expire(
+            s,
+            WorkflowTimer,
+            lambda r: r.get("process_instance_id") == pi.id and r.get("task_guid") in gone | set(armed),
+        )
         return
-    timers = list(s.execute(select(WorkflowTimer).where(WorkflowTimer.case_id == case.id)).scalars())
+    timers = list(s.execute(select(WorkflowTimer).where(WorkflowTimer.process_instance_id == pi.id)).scalars())
     existing = {r.task_guid: r for r in timers if r.fired_at is None}
     fired = {r.task_guid: r for r in timers if r.fired_at is not None}
     for guid, row in existing.items():
@@ -210,26 +236,26 @@ def sync_timers(case: CaseLike, wf: Any) -> None:
             if fired[guid].due_at != due:
                 fired[guid].fired_at, fired[guid].due_at, fired[guid].task_name = None, due, name
         elif guid not in existing or existing[guid].due_at != due:
-            s.add(WorkflowTimer(case_id=case.id, task_guid=guid, task_name=name, due_at=due))
+            s.add(WorkflowTimer(process_instance_id=pi.id, task_guid=guid, task_name=name, due_at=due))
     s.flush()
 
 
-def fire_timers(case: CaseLike, assigner: Assigner) -> Any:
-    """Run a case whose timers are due (the worker calls this under the case lock)."""
-    wf = load(case)
+def fire_timers(pi: InstanceLike, assigner: Assigner) -> Any:
+    """Run a process whose timers are due (the worker calls this under the instance's lock)."""
+    wf = load(pi)
     wf.refresh_timers()  # refresh_waiting_tasks is deprecated (a DeprecationWarning) in SpiffWorkflow 3.2
-    _run(case, wf)
-    save(case, wf, assigner)
+    _run(pi, wf)
+    save(pi, wf, assigner)
     return wf
 
 
 def sync_human_tasks(
-    case: CaseLike, ready: list[ReadyTask], assigner: Assigner, open_guids: set[str] | None = None
+    pi: InstanceLike, ready: list[ReadyTask], assigner: Assigner, open_guids: set[str] | None = None
 ) -> list[HumanTask]:
     """Make the open `human_task` rows match the READY user tasks.
 
     `open_guids` are the READY user tasks when the workflow was loaded: every save goes through here, so they are
-    exactly the case's open rows, and closing the finished ones is one UPDATE (RETURNING keeps the session in
+    exactly the instance's open rows, and closing the finished ones is one UPDATE (RETURNING keeps the session in
     step) instead of a SELECT and an UPDATE. Without it (a workflow not loaded by `load`), read the rows."""
     s = uow.session()
     s.flush()
@@ -240,7 +266,7 @@ def sync_human_tasks(
             h.task_guid: h
             for h in s.execute(
                 select(HumanTask)
-                .where(HumanTask.case_id == case.id, HumanTask.completed_at.is_(None))
+                .where(HumanTask.process_instance_id == pi.id, HumanTask.completed_at.is_(None))
                 .options(lazyload(HumanTask.exclusions))  # not needed to close or keep a row
             ).scalars()
         }
@@ -251,15 +277,16 @@ def sync_human_tasks(
         open_guids = set(open_rows)
     elif open_guids - set(wanted):
         closing = open_guids - set(wanted)
-        s.connection().execute(_CLOSE_TASKS, {"b_case_id": case.id, "b_guids": sorted(closing), "b_now": now})
-        _expire(s, HumanTask, lambda h: h.get("case_id") == case.id and h.get("task_guid") in closing)
+        s.connection().execute(_CLOSE_TASKS, {"b_pi_id": pi.id, "b_guids": sorted(closing), "b_now": now})
+        _expire(s, HumanTask, lambda h: h.get("process_instance_id") == pi.id and h.get("task_guid") in closing)
     created = []
     for guid, r in wanted.items():
         if guid in open_guids:
             continue
-        a = assigner(case, r)
+        a = assigner(pi, r)
         row = HumanTask(
-            case_id=case.id,
+            process_instance_id=pi.id,
+            case_id=a.case_id,
             task_guid=guid,
             task_name=r.name,
             title=r.title,
@@ -268,7 +295,7 @@ def sync_human_tasks(
             assignee_id=a.assignee_id,
             group_code=a.group_code,
             in_pool=a.in_pool,
-            emergency=case.emergency,
+            emergency=a.emergency,
             claimed_at=now if a.assignee_id else None,
         )
         row.exclusions = [HumanTaskExclusion(user_id=u) for u in sorted(a.exclude)]
@@ -278,12 +305,31 @@ def sync_human_tasks(
     return created
 
 
-def start(case: CaseLike, deployment: ProcessDeployment, data: dict[str, Any], assigner: Assigner) -> Any:
+def create_instance(
+    deployment: ProcessDeployment, *, institution_id: int, subject_type: str, subject_id: int
+) -> ProcessInstance:
+    """A new process instance row (state empty until `start` saves it), pinned to `deployment`."""
+    pi = ProcessInstance(
+        process_id=deployment.process_id,
+        deployment_id=deployment.id,
+        state={},
+        serializer_version=state.STATE_VERSION,
+        status="open",
+        institution_id=institution_id,
+        subject_type=subject_type,
+        subject_id=subject_id,
+    )
+    uow.session().add(pi)
+    uow.session().flush()
+    return pi
+
+
+def start(pi: InstanceLike, deployment: ProcessDeployment, data: dict[str, Any], assigner: Assigner) -> Any:
     wf = new(deployment)
     for t in wf.get_tasks(state=spiff.TaskState.READY):
         t.data.update(data)
-    _run(case, wf)
-    save(case, wf, assigner)
+    _run(pi, wf)
+    save(pi, wf, assigner)
     return wf
 
 
@@ -294,20 +340,20 @@ def _ready(wf: Any, guid: str) -> Any:
     raise Conflict("task_not_ready", "任务已完成或已被回退，请刷新")
 
 
-def complete(case: CaseLike, guid: str, data: dict[str, Any], assigner: Assigner) -> Any:
+def complete(pi: InstanceLike, guid: str, data: dict[str, Any], assigner: Assigner) -> Any:
     """Complete one READY user task with `data` and run the engine to the next wait state."""
-    wf = load(case)
+    wf = load(pi)
     task = _ready(wf, guid)
     task.data.update(data)
     task.run()
-    _run(case, wf)
-    save(case, wf, assigner)
+    _run(pi, wf)
+    save(pi, wf, assigner)
     return wf
 
 
-def reject_to(case: CaseLike, guid: str, target: str, data: dict[str, Any], assigner: Assigner) -> Any:
+def reject_to(pi: InstanceLike, guid: str, target: str, data: dict[str, Any], assigner: Assigner) -> Any:
     """Carry out a drawn reject flow by resetting to `target`'s last completed instance (the tree stays small)."""
-    wf = load(case)
+    wf = load(pi)
     _ready(wf, guid)
     done = wf.get_tasks(spec_name=target, state=spiff.TaskState.COMPLETED)
     if not done:
@@ -315,22 +361,22 @@ def reject_to(case: CaseLike, guid: str, target: str, data: dict[str, Any], assi
     wf.reset_from_task_id(done[-1].id)
     for t in wf.get_tasks(state=spiff.TaskState.READY, manual=True):
         t.data.update(data)
-    _run(case, wf)
-    save(case, wf, assigner)
+    _run(pi, wf)
+    save(pi, wf, assigner)
     return wf
 
 
-def reopen(case: CaseLike, target: str, data: dict[str, Any], assigner: Assigner) -> Any:
-    """Reset a (possibly completed) case back to `target`'s last completed instance — used for corrections."""
-    wf = load(case)
+def reopen(pi: InstanceLike, target: str, data: dict[str, Any], assigner: Assigner) -> Any:
+    """Reset a (possibly completed) process back to `target`'s last completed instance — used for corrections."""
+    wf = load(pi)
     done = wf.get_tasks(spec_name=target, state=spiff.TaskState.COMPLETED)
     if not done:
         raise Conflict("reopen_target_missing", "无法重新打开：目标步骤尚未执行")
     wf.reset_from_task_id(done[-1].id)
     for t in wf.get_tasks(state=spiff.TaskState.READY, manual=True):
         t.data.update(data)
-    _run(case, wf)
-    save(case, wf, assigner)
+    _run(pi, wf)
+    save(pi, wf, assigner)
     return wf
 
 
@@ -365,18 +411,18 @@ def _reject_targets(deployment_id: int, digest: str) -> dict[str, str]:
     return out
 
 
-def retry_incident(case: CaseLike, assigner: Assigner) -> Any:
-    """Re-run the failed service task(s) of an incident case."""
-    wf = load(case)
+def retry_incident(pi: InstanceLike, assigner: Assigner) -> Any:
+    """Re-run the failed service task(s) of a process instance in incident."""
+    wf = load(pi)
     for t in wf.get_tasks(state=spiff.TaskState.ERROR):
         wf.reset_from_task_id(t.id)
-    case.status = "open"
-    _run(case, wf)
-    if case.status != "incident":
+    pi.status = "open"
+    _run(pi, wf)
+    if pi.status != "incident":
         uow.session().execute(
             update(Incident)
-            .where(Incident.case_id == case.id, Incident.resolved_at.is_(None))
+            .where(Incident.process_instance_id == pi.id, Incident.resolved_at.is_(None))
             .values(resolved_at=utcnow())
         )
-    save(case, wf, assigner)
+    save(pi, wf, assigner)
     return wf

@@ -606,10 +606,11 @@ def test_rpt11_200_rollbacks_keep_state_size_and_task_rows_flat(app: Flask) -> N
             case = s.get(Case, case_id)
             assert case is not None
             assert case.status == "open"
-            sizes.append(len(json.dumps(case.workflow_state).encode()))
+            sizes.append(len(json.dumps(case.process.state).encode()))
             assert count(HumanTask, HumanTask.case_id == case_id, HumanTask.completed_at.is_(None)) == 1
             assert count(HumanTask, HumanTask.case_id == case_id) == base_rows + 2 * (i + 1)
-            assert count(WorkflowTimer, WorkflowTimer.case_id == case_id, WorkflowTimer.fired_at.is_(None)) <= 1
+            of_case = WorkflowTimer.process_instance_id == case.process_instance_id
+            assert count(WorkflowTimer, of_case, WorkflowTimer.fired_at.is_(None)) <= 1
         rid = s.execute(select(Report.id).where(Report.case_id == case_id)).scalar_one()
         assert count(ReportRevision, ReportRevision.report_id == rid) == 400  # no lost revision
         assert count(CaseEvent, CaseEvent.case_id == case_id, CaseEvent.event == "rejected_round") == 200

@@ -165,7 +165,9 @@ def test_wf07_running_cases_stay_on_their_version_and_migration_is_explicit(app:
 def _incidents(app: Flask, case_id: int) -> list[tuple[str, bool]]:
     with app.app_context():
         rows = uow.session().execute(
-            select(Incident.task_name, Incident.resolved_at.is_not(None)).where(Incident.case_id == case_id)
+            select(Incident.task_name, Incident.resolved_at.is_not(None))
+            .join(Case, Case.process_instance_id == Incident.process_instance_id)
+            .where(Case.id == case_id)
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -215,7 +217,8 @@ def test_incident_retry_through_the_runner_under_the_case_lock(app: Flask, monke
         with uow.unit_of_work():
             case = services.lock_case(case_id)
             assert case.status == "incident"
-            runner.retry_incident(case, services.assign)
+            runner.retry_incident(case.process, services.assign)
+            services.mirror_status(case)
         case = uow.session().get(Case, case_id)
         assert case is not None
         assert case.status == "completed"

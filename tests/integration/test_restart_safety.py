@@ -144,13 +144,15 @@ def make_timer_due(app: Flask, case_id: int) -> None:
     with app.app_context(), uow.unit_of_work() as s:
         case = s.get(Case, case_id)
         assert case is not None
-        (timer,) = s.execute(select(WorkflowTimer).where(WorkflowTimer.case_id == case_id)).scalars()
+        (timer,) = s.execute(
+            select(WorkflowTimer).where(WorkflowTimer.process_instance_id == case.process_instance_id)
+        ).scalars()
         assert timer.task_name == "sla_timer"
         assert timer.fired_at is None
         assert timer.due_at > utcnow() + timedelta(minutes=25)  # 急诊: 30 minutes after the case was created
-        state = copy.deepcopy(case.workflow_state)
+        state = copy.deepcopy(case.process.state)
         state["tasks"][timer.task_guid]["internal_data"]["event_value"] = past.isoformat()
-        case.workflow_state = state
+        case.process.state = state
         timer.due_at = past
 
 
@@ -165,7 +167,12 @@ def timer_record(app: Flask, case_id: int) -> dict[str, Any]:
         audits = s.execute(
             select(func.count()).where(AuditEvent.event_type == "timer_fired", AuditEvent.object_id == str(case_id))
         ).scalar_one()
-        fired = s.execute(select(WorkflowTimer.fired_at).where(WorkflowTimer.case_id == case_id)).scalars().all()
+        of_case = select(Case.process_instance_id).where(Case.id == case_id).scalar_subquery()
+        fired = (
+            s.execute(select(WorkflowTimer.fired_at).where(WorkflowTimer.process_instance_id == of_case))
+            .scalars()
+            .all()
+        )
         open_tasks = s.execute(
             select(HumanTask.task_name).where(HumanTask.case_id == case_id, HumanTask.completed_at.is_(None))
         ).scalars()

@@ -378,7 +378,9 @@ class ReviewMachine(RuleBasedStateMachine):
         assert sorted(a.object_id for a in audits if a.event_type == "task_completed") == sorted(done)
         assert sum(1 for a in audits if a.event_type == "task_claimed") == self.claims
         timers = s.execute(
-            select(WorkflowTimer.due_at, WorkflowTimer.fired_at).where(WorkflowTimer.case_id == self.case_id)
+            select(WorkflowTimer.due_at, WorkflowTimer.fired_at)
+            .join(Case, Case.process_instance_id == WorkflowTimer.process_instance_id)
+            .where(Case.id == self.case_id)
         ).all()
         assert all(t.fired_at is None or t.fired_at >= t.due_at for t in timers), "a timer fired before it was due"
         fired = sum(1 for e in events if e.event == "timer")
