@@ -1,0 +1,2 @@
+export * from './keymap'
+export { B } from './bindings'
