@@ -17,7 +17,7 @@ from engine.accounts import integrity
 from engine.accounts.models import User, UserSession
 from engine.actor import Actor
 from engine.db import utcnow
-from engine.imaging import forwarding, targets
+from engine.imaging import events, forwarding, targets
 
 log = logging.getLogger("telerad.worker")
 
@@ -82,6 +82,12 @@ def forward_queue() -> int:
     return forwarding.run_forward_queue(transport).sent
 
 
+def ingest_events() -> int:
+    """Issue 12/14: apply the receive service's outbox — the audit event of each received study and the exam match
+    of each new one (REQ: IMG-06, DSEC-10) — a unit of work per batch."""
+    return events.drain()
+
+
 def storage_tasks() -> int:
     """IMG-09: advance compare / sync / migrate tasks; then placements chosen by routing rules."""
     return targets.run_storage_tasks() + targets.run_placements()
@@ -95,6 +101,7 @@ JOBS = {
     "fire_timers": (fire_timers, 15, True),
     "forward_queue": (forward_queue, 5, True),
     "storage_tasks": (storage_tasks, 10, True),
+    "ingest_events": (ingest_events, 2, True),
 }
 
 

@@ -46,6 +46,7 @@ POSTGRESQL_PATHS = (
     "dicom/test_qr.py",
     "dicom/test_worklist_mpps.py",
     "dicom/test_matching.py",
+    "dicom/test_ingest_events.py",  # the outbox under concurrent workers: FOR UPDATE SKIP LOCKED, conditional UPDATE
     "dicom/test_forwarding.py",  # forward-job upsert and RETURNING
     "dicom/test_routing.py",
     "api/test_tasks_concurrency.py",  # claims and completions under real threads (row locks)

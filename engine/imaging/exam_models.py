@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -53,3 +54,25 @@ class UnmatchedStudy(Base):
     details: Mapped[str] = mapped_column(String(256), default="")  # Chinese, for the matching UI
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IngestEvent(Base):
+    """The outbox of the receive service (issue 12, issue 14 "events out of ingest"; REQ: IMG-06, DSEC-10).
+
+    One row per study and receipt, written in the index transaction — an INSERT, nothing more: the audit event
+    "received images of a study" (its row built at receipt, chained later) and, for a study the receipt created, the
+    exam match. The worker (engine/imaging/events.py `process_pending`) does both in its own transaction and sets
+    `processed_at` in it, so each event takes effect once, whatever the restarts and concurrent workers.
+    """
+
+    __tablename__ = "ingest_event"
+    __table_args__ = (Index("ix_ingest_event_pending", "processed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # study_stored
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("dicom_study.id", ondelete="CASCADE"))
+    new_study: Mapped[bool] = mapped_column(Boolean, default=False)  # created by this receipt: match it to its exam
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the audit row, the sender, the tags matching reads
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -20,6 +20,7 @@ from engine.actor import Actor
 from engine.audit import AuditEvent
 from engine.db import UTCDateTime, utcnow
 from engine.errors import ValidationFailed
+from engine.imaging import outbox
 from engine.imaging.models import Instance, InstanceConflict, Series, Study
 from engine.imaging.source import Source
 from engine.imaging.storage import ObjectStore, StoredObject
@@ -237,8 +238,8 @@ def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta
     The institution comes from the source (a device's, a user's, a client's), never from the dataset. An identical
     resend (same digest) succeeds without a new row; a different content under the same SOP Instance UID is kept
     aside as an InstanceConflict and the original is left untouched. The first instance of each study in a receipt
-    writes one audit event (not one per instance). The common case — a new instance of a study this receipt
-    already saw — is a single INSERT.
+    queues one audit event (engine/imaging/outbox.py; not one per instance). The common case — a new instance of a
+    study this receipt already saw — is a single INSERT.
     """
     s = uow.session()
     src = state.source
@@ -264,7 +265,7 @@ def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta
         },
     ).scalar()
     if new_id is not None:
-        _audit_study(state, meta, study_id)
+        _stage_study(state, meta, study_id, stored=True, created=created)
         state.stored[meta.study_instance_uid] = state.stored.get(meta.study_instance_uid, 0) + 1
         return IngestResult(STORED, new_id, new_study_id=new_study)
     existing = s.execute(
@@ -273,8 +274,9 @@ def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta
         )
     ).one()
     if existing.sha256 == stored.sha256:
-        _audit_study(state, meta, study_id)
+        _stage_study(state, meta, study_id, stored=True, created=created)
         return IngestResult(DUPLICATE, existing.id, new_study_id=new_study)
+    _stage_study(state, meta, study_id, stored=False, created=created)
     conflict = InstanceConflict(
         institution_id=src.institution_id,
         instance_id=existing.id,
@@ -301,25 +303,23 @@ def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta
     return IngestResult(CONFLICT, existing.id, conflict.id, new_study_id=new_study)
 
 
-def _audit_study(state: IngestState, meta: InstanceMeta, study_id: int) -> None:
+def _stage_study(state: IngestState, meta: InstanceMeta, study_id: int, *, stored: bool, created: bool) -> None:
+    """The study's outbox row for this receipt (engine/imaging/outbox.py): its audit event on the first instance
+    stored or resent in this receipt — one per study and receipt, not per instance — and its exam match if this
+    receipt created it (REQ: DSEC-10, IMG-06)."""
     uid = meta.study_instance_uid
-    if uid in state.audited:
-        return
-    state.audited.add(uid)
-    src = state.source
-    audit.record(
-        src.actor,
-        "dicom_instances_stored",
-        object_type="dicom_study",
-        object_id=study_id,
-        patient_id=meta.patient_id[:64] or None,
-        details={
+    audit_it = stored and uid not in state.audited
+    if audit_it:
+        state.audited.add(uid)
+    if audit_it or created:
+        study = {
             "study_instance_uid": uid,
-            "calling_aet": src.calling_aet,
-            "via": src.via,
-            "dicom_event": "110104",
-        },
-    )
+            "accession_number": meta.accession_number,
+            "patient_id": meta.patient_id,
+            "modality": meta.modality,
+            "study_date": meta.study_date,
+        }
+        outbox.stage_study(state.source, study_id, study, audited=audit_it, new_study=created)
 
 
 def record_store_failure(state: IngestState, reason: str, details: dict[str, Any]) -> None:

@@ -12,9 +12,10 @@ OAuth client, always with an institution). The rules are the same for every sour
    failure and raised; nothing is stored (DSEC-04, DSEC-08).
 2. durable — a helper thread links the file under its content key and fsyncs it and its directory (DSEC-05), while
 3. index — this thread writes the rows (engine/imaging/ingest.py: new, identical resend or conflict, DSEC-06),
-   matches a new study to its exam (IMG-06) and applies the routing rules (forward jobs, storage placement; DCM-02,
-   IMG-07/08) in one transaction that commits only once step 2 is done — through the injected committer, which may
-   commit it together with other receipts' rows (dicom/groupcommit.py), or in a unit of work of its own.
+   queues the study's audit event and, for a new study, its exam match (IMG-06) as one outbox row that the worker
+   applies (engine/imaging/outbox.py, events.py), and applies the routing rules (forward jobs, storage placement;
+   DCM-02, IMG-07/08) in one transaction that commits only once step 2 is done — through the injected committer,
+   which may commit it together with other receipts' rows (dicom/groupcommit.py), or in a unit of work of its own.
 4. The caller acknowledges (e.g. C-STORE 0x0000) only after `receive` returned.
 
 Nothing here imports Flask or dicom/: the app context, the committer, the write gate and the fault points (crash
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine import uow
-from engine.imaging import header, ingest, matching, routing
+from engine.imaging import header, ingest, routing
 from engine.imaging.ingest import IngestResult, IngestState, InstanceMeta, InvalidInstance
 from engine.imaging.source import Source
 from engine.imaging.storage import ObjectStore, StorageFull, StoredObject, key_for
@@ -57,10 +58,9 @@ def _no_fault(point: str) -> None:
 
 def index(state: IngestState, stored: StoredObject, meta: InstanceMeta) -> IngestResult:
     """Index one instance whose bytes are durable under `stored.key`, in the caller's unit of work: its rows, the
-    exam match of a study it created, its routing (REQ: DSEC-03/06, IMG-06, DCM-02, IMG-07/08). Never commits."""
+    outbox row of its study's audit event and exam match (engine/imaging/outbox.py; the worker applies them), its
+    routing (REQ: DSEC-03/06, IMG-06, DCM-02, IMG-07/08). Never commits."""
     result = ingest.ingest_instance(state, stored, meta)
-    if result.new_study_id is not None:
-        matching.match_new_study(state.source, result.new_study_id, meta)
     routing.apply_at_ingest(state.source, meta, result)
     return result
 

@@ -21,7 +21,16 @@ from dicom import scp as scp_mod
 from engine import uow
 from engine.imaging.exam_models import UnmatchedStudy
 from engine.imaging.models import Instance, InstanceConflict, Study
-from tests.dicom.conftest import add_node, audit_events, count, fresh_copy, sample_file, scp, store  # noqa: F401
+from tests.dicom.conftest import (  # noqa: F401
+    add_node,
+    audit_events,
+    count,
+    fresh_copy,
+    sample_file,
+    scp,
+    store,
+    worker_applies_ingest_events,
+)
 from tests.factories import as_user, institution
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
@@ -211,6 +220,7 @@ def archive(app: Flask, scp: scp_mod.Running, tmp_path: Path) -> dict[str, Any]:
     sr_path = _sr(tmp_path)
     assert store(scp.port, "MOD_M01", [a, sr_path]) == [0, 0]
     assert store(scp.port, "MOD_M02", [b]) == [0]
+    worker_applies_ingest_events(app)  # the audit events and exam matches of the three new studies
     return {
         "a": a,
         "b": b,
@@ -333,6 +343,7 @@ def test_dsec06_conflicts_are_listed_and_marked_resolved_with_a_note(
 
 
 def test_img06_unmatched_studies_are_listed_per_institution(app: Flask, archive: dict[str, Any]) -> None:
+    ids = {code: institution(app, code).id for code in ("M01", "M02")}  # before the write transaction below
     with app.app_context():  # image matching (IMG-06) queues studies without an exam; add any it did not
         s = uow.session()
         queued = set(s.execute(select(UnmatchedStudy.study_id)).scalars())
@@ -340,7 +351,7 @@ def test_img06_unmatched_studies_are_listed_per_institution(app: Flask, archive:
             if archive[key] not in queued:
                 s.add(
                     UnmatchedStudy(
-                        institution_id=institution(app, code).id,
+                        institution_id=ids[code],
                         study_id=archive[key],
                         reason="no_exam",
                         details="无对应检查",

@@ -96,6 +96,15 @@ def audit_events(app: Flask, event_type: str) -> list[AuditEvent]:
         return found
 
 
+def worker_applies_ingest_events(app: Flask) -> int:
+    """Run the worker's `ingest_events` job now (telerad/jobs.py): the outbox rows the receive service wrote become
+    their audit events and exam matches (engine/imaging/events.py). Returns how many were applied."""
+    from engine.imaging import events
+
+    with app.app_context():
+        return events.drain()
+
+
 def count(app: Flask, model: Any, *where: Any) -> int:
     return int(scalar(app, select(func.count()).select_from(model).where(*where)) or 0)
 

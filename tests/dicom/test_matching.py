@@ -14,7 +14,7 @@ from dicom.scp import Running
 from engine.imaging.exam_models import UnmatchedStudy
 from engine.imaging.models import Study
 from tests.dicom import synthetic
-from tests.dicom.conftest import add_node, audit_events, count, rows, store
+from tests.dicom.conftest import add_node, audit_events, count, rows, store, worker_applies_ingest_events
 from tests.dicom.exams import add_exam, exam_status, institution_id
 
 
@@ -34,6 +34,7 @@ def test_img06_match_by_accession_moves_registered_exam_to_examined(
         for i in range(3)
     ]  # fmt: skip
     assert store(scp.port, modality, files) == [status.SUCCESS] * 3
+    worker_applies_ingest_events(app)
     study_id, exam_id, _ = _study(app, "1.2.826.0.1.3680043.8.498.61")
     assert exam_id == exam
     assert exam_status(app, exam) == "examined"
@@ -61,6 +62,7 @@ def test_img06_match_by_patient_modality_local_date(app: Flask, scp: Running, mo
     f = synthetic.ct(tmp_path / "mr.dcm", StudyInstanceUID="1.2.826.0.1.3680043.8.498.62", AccessionNumber="",
                      PatientID="P901", Modality="MR", StudyDate="20260402")  # fmt: skip
     assert store(scp.port, modality, [f]) == [status.SUCCESS]
+    worker_applies_ingest_events(app)
     _, exam_id, _ = _study(app, "1.2.826.0.1.3680043.8.498.62")
     assert exam_id == exam
     assert [exam_status(app, e) for e in (exam, ct_same_day, mr_other_day)] == ["examined", "registered", "registered"]
@@ -76,6 +78,7 @@ def test_img06_in_progress_exam_completes_and_examined_exam_is_only_linked(
     a = synthetic.ct(tmp_path / "a.dcm", StudyInstanceUID="1.2.826.0.1.3680043.8.498.63", AccessionNumber="ACC-RUN")
     b = synthetic.ct(tmp_path / "b.dcm", StudyInstanceUID="1.2.826.0.1.3680043.8.498.64", AccessionNumber="ACC-LATE")
     assert store(scp.port, modality, [a, b]) == [status.SUCCESS] * 2
+    worker_applies_ingest_events(app)
     assert _study(app, "1.2.826.0.1.3680043.8.498.63")[1] == running
     assert _study(app, "1.2.826.0.1.3680043.8.498.64")[1] == later
     assert exam_status(app, running) == "examined"
@@ -95,7 +98,9 @@ def test_img06_unmatched_queue_and_no_cross_institution_match(
     unknown = synthetic.ct(tmp_path / "u.dcm", StudyInstanceUID="1.2.826.0.1.3680043.8.498.66",
                            AccessionNumber="NOPE", PatientID="P-UNKNOWN", StudyDate="20260101")  # fmt: skip
     assert store(scp.port, "M02MOD", [foreign]) == [status.SUCCESS]
+    worker_applies_ingest_events(app)
     assert store(scp.port, modality, [unknown]) == [status.SUCCESS]
+    worker_applies_ingest_events(app)
     assert exam_status(app, exam) == "registered"
     u = UnmatchedStudy
     queue = rows(app, select(u.study_id, u.institution_id, u.reason, u.resolved_at, u.details).order_by(u.id))

@@ -30,7 +30,7 @@ from engine.imaging.storage import ObjectStore
 from tests.api.test_imaging_api import HospitalPacs
 from tests.conftest import TEST_SECRET
 from tests.dicom import synthetic
-from tests.dicom.conftest import add_node, audit_events, count, rows
+from tests.dicom.conftest import add_node, audit_events, count, rows, worker_applies_ingest_events
 from tests.factories import as_user, institution, make_user
 
 ADMIN = Actor.system("test")
@@ -124,6 +124,7 @@ def test_dcm04_img07_retrieved_instances_are_routed_and_placed_like_c_store(
     result = r.get_json()
     assert (r.status_code, result["ok"], result["completed"], result["failed"]) == (200, True, 3, 0), result
     _assert_routed(app, tmp_path, {str(d.SOPInstanceUID) for d in study}, pacs_node, ai, archive)
+    assert worker_applies_ingest_events(app) == 1
     (stored,) = audit_events(app, "dicom_instances_stored")  # one per study, naming the node as the actor
     assert stored.username == f"dicom:{PACS_AET}"
     assert stored.details["via"] == ("c-get" if method == "get" else "c-store")
@@ -219,6 +220,7 @@ def test_dsec03_img07_any_source_gets_the_same_rules(
     assert sorted(rows(app, select(ForwardJob.instance_id, ForwardJob.node_id))) == sorted(
         (r.instance_id, ai) for r in results
     )
+    assert worker_applies_ingest_events(app) == 2
     audited = audit_events(app, "dicom_instances_stored")  # one per receipt and study: the upload, the resend
     assert [(e.username, e.details["via"]) for e in audited] == [
         (user.username if kind == "user" else "oauth:pacs-gateway", source.via)

@@ -33,6 +33,7 @@ from tests.dicom.conftest import (
     fresh_copy,
     sample_file,
     store,
+    worker_applies_ingest_events,
 )
 
 CT = synthetic.CT_IMAGE
@@ -320,9 +321,17 @@ def test_dsec10_association_store_and_query_audited(app: Flask, scp: Running, mo
     assert len(accepted) == 2
     assert accepted[0].ip == "127.0.0.1"
     assert accepted[0].institution_code == "M01"
+    # The receipt queued its audit event in the index transaction (engine/imaging/outbox.py); the worker chains it
+    assert audit_events(app, "dicom_instances_stored") == []
+    assert worker_applies_ingest_events(app) == 1
+    assert worker_applies_ingest_events(app) == 0  # applied once
     stored = audit_events(app, "dicom_instances_stored")
     assert [e.details["dicom_event"] for e in stored] == ["110104"]
     assert stored[0].patient_id == str(dcmread(f).PatientID)
+    assert stored[0].username == f"dicom:{modality}"
+    assert stored[0].institution_code == "M01"
+    assert stored[0].ip == "127.0.0.1"
+    assert stored[0].details["received_at"] <= stored[0].ts.isoformat()
     queries = audit_events(app, "dicom_query")
     assert len(queries) == 1
     assert queries[0].details["dicom_event"] == "110112"

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from dicom import status
 from dicom.scp import Running
 from engine.accounts.models import Institution
+from engine.imaging.exam_models import IngestEvent
 from engine.imaging.models import Instance, InstanceConflict, Series, Study
 from engine.imaging.storage import ObjectStore
 from tests.conftest import BACKEND, database_backends, terminate_backends
@@ -32,6 +33,7 @@ from tests.dicom.conftest import (
     sample_file,
     scalar,
     store,
+    worker_applies_ingest_events,
 )
 
 # pydicom's bundled test files: every listed modality family and transfer syntax of issue 4 that ships locally.
@@ -165,7 +167,10 @@ def test_dcm02_many_instances_one_association_one_audit_per_study(
     assert count(app, Instance) == 20
     assert count(app, Study) == 1
     assert count(app, Series) == 1
-    # REQ: DSEC-10 / issue 4: one audit event per association per study, not one per instance.
+    # REQ: DSEC-10 / issue 4: one audit event per association per study, not one per instance (queued in the
+    # index transaction as one outbox row, chained by the worker).
+    assert count(app, IngestEvent) == 1
+    assert worker_applies_ingest_events(app) == 1
     events = audit_events(app, "dicom_instances_stored")
     assert len(events) == 1
     assert events[0].details["study_instance_uid"] == study_uid
@@ -202,6 +207,7 @@ def test_dsec06_identical_resend_is_idempotent(app: Flask, scp: Running, modalit
     assert store(scp.port, modality, [f]) == [status.SUCCESS]
     assert count(app, Instance) == 1
     assert count(app, InstanceConflict) == 0
+    assert worker_applies_ingest_events(app) == 2
     assert len(audit_events(app, "dicom_instances_stored")) == 2  # one per association
     assert echo_ok(scp.port, modality)
 

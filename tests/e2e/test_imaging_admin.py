@@ -22,7 +22,7 @@ from sqlalchemy import update
 from engine import uow
 from engine.imaging import routing
 from engine.imaging.routing_models import ForwardJob
-from tests.dicom.conftest import fresh_copy, sample_file, scp, store  # noqa: F401
+from tests.dicom.conftest import fresh_copy, sample_file, scp, store, worker_applies_ingest_events  # noqa: F401
 from tests.e2e.test_account_flow import _login
 from tests.factories import make_user
 
@@ -332,6 +332,7 @@ def test_cstore_from_a_registered_device_shows_in_studies_unmatched_conflicts_an
     changed = tmp_path / "changed.dcm"
     ds.save_as(changed, enforce_file_format=True)
     assert store(scp.port, "E2E_MOD1", [changed]) == [0]
+    worker_applies_ingest_events(app)  # the worker's job (telerad run runs it every 2 s): the exam match
 
     # 影像检查: search, open the detail.
     _menu(page, "menu.imaging")
