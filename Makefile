@@ -94,9 +94,15 @@ fmt: venv ## ruff 格式化
 	$(VENV)/bin/ruff format engine api telerad tests bench dicom
 	$(VENV)/bin/ruff check --fix engine api telerad tests bench dicom
 
-bench: setup ## 基准测试（输出 JSON）
+# Every benchmark under bench/ prints one JSON object (those with a database: {"sqlite": {…}, "postgresql": {…}});
+# make bench runs them all and keeps each object in bench-results/<name>.json. Never part of make test.
+BENCHES := bench_api bench_engine bench_dicom bench_transcode bench_validate
+bench: setup ## 运行全部基准测试（每个输出一个 JSON，保存在 bench-results/）
 	bash scripts/ensure-postgres.sh
-	$(PY) bench/bench_api.py
+	@mkdir -p bench-results
+	@set -e; for b in $(BENCHES); do \
+	  echo "[bench] $$b"; $(PY) bench/$$b.py > bench-results/$$b.json; cat bench-results/$$b.json; echo; \
+	done
 
 clean: ## 删除构建产物与本地数据
 	rm -rf web/dist instance .pytest_cache

@@ -341,6 +341,29 @@ class TeleradPeer(Peer):
         self.info = {"command": shlex.join(cmd), "database": self.db_url.split("://")[0], "mode": "test"}
         self._spawn(cmd, self.env)
 
+    def drain_ingest_events(self) -> dict[str, Any]:
+        """The worker's share of the stores (issue 12/14 outbox): what `telerad worker` (or `telerad run`'s worker
+        thread) does after the C-STOREs were acknowledged — chain each study's audit event, match new studies —
+        timed here, after the store runs, in a process of its own (seconds and CPU)."""
+        script = (
+            "import json, resource, time\n"
+            "from api.app import create_app\n"
+            "from engine.imaging import events\n"
+            "with create_app().app_context():\n"
+            "    c0 = resource.getrusage(resource.RUSAGE_SELF)\n"
+            "    t0 = time.perf_counter()\n"
+            "    n = events.drain()\n"
+            "    wall = time.perf_counter() - t0\n"
+            "    c1 = resource.getrusage(resource.RUSAGE_SELF)\n"
+            "cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)\n"
+            "print(json.dumps({'events': n, 'seconds': round(wall, 2), 'cpu_s': round(cpu, 2),\n"
+            "                  'cpu_ms_per_event': round(cpu * 1000 / n, 3) if n else None}))\n"
+        )
+        res = subprocess.run([str(VENV_BIN / "python"), "-c", script], env=self.env, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"draining the ingest events failed: {res.stderr[-2000:]}")
+        return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
 
 class CmdPeer(Peer):
     """Debug stand-in for telerad's SCP: `--peer-cmd` formatted with {port}, {aet} and {dir}."""
@@ -617,6 +640,9 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
             shutil.rmtree(data)
         for peer in peers:
             out[peer.name] = {s: throughput(runs[peer.name][s], *sizes[s]) for s in SCENARIOS if runs[peer.name][s]}
+        if isinstance(telerad, TeleradPeer):
+            out["telerad"]["ingest_events_after_stores"] = drained = telerad.drain_ingest_events()
+            log(f"  worker: {drained}")
         if args.get:
             for name, figure in get_section(peers, args, shared).items():
                 out[name]["get_uncompressed"] = figure

@@ -57,6 +57,7 @@ POSTGRESQL_PATHS = (
     "api/test_id_bounds.py",  # 32-bit integer keys on PostgreSQL
     "api/test_login_throttle.py",  # concurrent attempts against one ceiling
     "api/test_imaging_routing.py",  # forward jobs and rules
+    "api/test_settings.py",  # JSON values and defaults resolution by role and institution
     "api/test_notifications.py",  # savepoints around audit subscribers, conditional UPDATE of the acknowledgement
 )
 
