@@ -176,21 +176,78 @@ def scoped_tasks(actor: Actor, *, own_or_open_candidate: bool) -> Select[Any]:
     rule, and adding the rule's OR only hid the list's order from the planner: the group list sorted 1,870
     rows instead of walking ix_human_task_open_list (PostgreSQL p95 9.2 → see bench/bench_engine.py)."""
     if own_or_open_candidate and _per_row_doctor_rule(actor):
-        return select(HumanTask)
+        other = _other_kinds_tasks(actor)  # the doctor rule's terms are about case tasks only
+        return select(HumanTask) if other is None else select(HumanTask).where(or_(_is_case_task(), other))
     return scoped(actor, HumanTask)
+
+
+# --- process instances of any kind (issue 14) -------------------------------------------------------------------
+
+ProcessRule = Callable[[Actor], ColumnElement[bool]]
+_PROCESS_RULES: dict[str, ProcessRule] = {}
+REMOTE_DIAGNOSIS = "remote_diagnosis"  # the kind whose tasks carry their case (HumanTask.case_id)
+
+
+def process_rule(process_id: str) -> Callable[[ProcessRule], ProcessRule]:
+    """Register the visibility of one process kind: a clause over `ProcessInstance` (its institution, its
+    subject …). A kind nobody registered is visible to nobody. The remote-diagnosis kind's rule is the Case rule."""
+
+    def deco(fn: ProcessRule) -> ProcessRule:
+        _PROCESS_RULES[process_id] = fn
+        return fn
+
+    return deco
+
+
+def _kinds_clause(actor: Actor, kinds: list[str]) -> ColumnElement[bool]:
+    terms = [and_(ProcessInstance.process_id == k, _PROCESS_RULES[k](actor)) for k in kinds]
+    return or_(*terms) if terms else false()
+
+
+@rule(ProcessInstance)
+def _process_instances(actor: Actor) -> ColumnElement[bool]:
+    return _kinds_clause(actor, sorted(_PROCESS_RULES))
+
+
+@process_rule(REMOTE_DIAGNOSIS)
+def _remote_diagnosis_processes(actor: Actor) -> ColumnElement[bool]:
+    return ProcessInstance.id.in_(select(Case.process_instance_id).where(_cases(actor)))
+
+
+def _other_kinds_tasks(actor: Actor) -> ColumnElement[bool] | None:
+    """Tasks of the other registered kinds (no case of their own): through their instance's rule. None when
+    no other kind is registered, so the remote-diagnosis task lists keep exactly their indexed query."""
+    others = sorted(k for k in _PROCESS_RULES if k != REMOTE_DIAGNOSIS)
+    if not others:
+        return None
+    visible = select(ProcessInstance.id).where(_kinds_clause(actor, others))
+    return and_(HumanTask.case_id.is_(None), HumanTask.process_instance_id.in_(visible))
 
 
 @rule(HumanTask)
 def _tasks(actor: Actor) -> ColumnElement[bool]:
-    """The tasks of the cases the actor sees (the Case rule), written per task row for central doctors: an
-    `IN (visible cases)` list made every task list scan all cases (bench/bench_engine.py: 230 ms at 110,000)."""
+    """Tasks of the remote-diagnosis kind: those of the cases the actor sees (the Case rule), written per task
+    row for central doctors — an `IN (visible cases)` list made every task list scan all cases
+    (bench/bench_engine.py: 230 ms at 110,000). Tasks of other kinds: their kind's rule (`process_rule`)."""
     if not actor.has("task.read"):
         return false()
+    other = _other_kinds_tasks(actor)
+    case_tasks = _case_tasks(actor)
+    # The doctor rule's first terms (holds it, could take it) say nothing of a task's kind: with other kinds
+    # registered they apply to case tasks only, and a task of another kind is seen through its kind's rule alone.
+    return case_tasks if other is None else or_(and_(_is_case_task(), case_tasks), other)
+
+
+def _is_case_task() -> ColumnElement[bool]:
+    return HumanTask.case_id.is_not(None)
+
+
+def _case_tasks(actor: Actor) -> ColumnElement[bool]:
     if not _per_row_doctor_rule(actor):
         return HumanTask.case_id.in_(select(Case.id).where(_cases(actor)))
-    other = aliased(HumanTask)
+    peer = aliased(HumanTask)
     holds = exists().where(
-        other.case_id == HumanTask.case_id, or_(other.assignee_id == actor.user_id, open_candidate(actor, other))
+        peer.case_id == HumanTask.case_id, or_(peer.assignee_id == actor.user_id, open_candidate(actor, peer))
     )
     worked = exists().where(CaseEvent.case_id == HumanTask.case_id, CaseEvent.actor_id == actor.user_id)
     # The row itself first: a task the actor holds or could take makes its case visible without a subquery.
