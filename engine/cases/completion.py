@@ -251,6 +251,16 @@ def publish(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str, Any]
     else:
         set_exam_status(case, "released")
     event(case, None, "released")
+    # The release is the report's last state change: audited like the others (it ran as the process's service
+    # task, after the L3 approval, so its actor is the workflow). Its subscribers notify the requester (issue 14).
+    audit.record(
+        Actor.system("workflow"),
+        "report_released",
+        object_type="report",
+        object_id=report.id,
+        patient_id=case.patient.patient_no[:64] if case.patient else None,
+        details={"case_id": case.id, "case_no": case.case_no, "correction_of": report.correction_of_id},
+    )
     return {"released": True}
 
 

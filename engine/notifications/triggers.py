@@ -6,15 +6,13 @@ Both are written in the unit of work of the action that causes them. Imported on
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from engine import audit
 from engine.accounts.models import Institution, User
 from engine.audit import AuditEvent
-from engine.cases.models import Case, CaseEvent
+from engine.cases.models import Case
 from engine.notifications import services
 from engine.reports.models import Report
 
@@ -110,20 +108,6 @@ def on_report_released(s: Session, ev: AuditEvent) -> None:
         notify_report_released(s, case)
 
 
-def _released_in_flush(s: Session, _ctx: Any, _instances: Any) -> None:
-    # The publish service task (engine/cases/completion.py) writes no `report_released` audit event yet, only the
-    # case history row "released"; until it does, that row is the trigger. Same transaction, so a rollback of the
-    # release takes the notification with it.
-    released = [o for o in s.new if isinstance(o, CaseEvent) and o.event == "released"]
-    if not released:
-        return
-    with s.no_autoflush:
-        for ce in released:
-            case = s.get(Case, ce.case_id)
-            if case is not None:
-                notify_report_released(s, case)
-
-
 def _forget_on_commit(s: Session) -> None:
     if not s.in_nested_transaction():
         s.info.pop(_NOTIFIED_KEY, None)
@@ -136,6 +120,5 @@ def _forget_on_rollback(s: Session, previous_transaction: SessionTransaction) ->
 
 audit.subscribe("security_alert", on_security_alert)
 audit.subscribe("report_released", on_report_released)
-event.listen(Session, "before_flush", _released_in_flush)
 event.listen(Session, "after_commit", _forget_on_commit)
 event.listen(Session, "after_soft_rollback", _forget_on_rollback)

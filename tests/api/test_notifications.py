@@ -228,6 +228,8 @@ def test_released_report_notifies_the_requester_with_a_link_to_the_case(app: Fla
     l3 = team.to_level(case_id, "review_level3")
     assert rows(app, "report_released") == []
     ok(complete(team.l3, l3.id, APPROVE))
+    (released,) = audit_rows(app, "report_released")  # the release is audited, and that event notifies
+    assert (released.username, released.details["case_id"]) == ("workflow", case_id)
     (n,) = rows(app, "report_released")
     assert (n.severity, n.recipient_user_id, n.link) == ("info", team.req.user.id, f"/cases/{case_id}")
     assert "诊断报告已发布" in n.text
