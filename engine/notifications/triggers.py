@@ -54,12 +54,25 @@ def _who(s: Session, ev: AuditEvent) -> str:
     return f"来源 {ev.ip}" if ev.ip else "未知来源"
 
 
+def _object_label(s: Session, object_type: str, object_id: str) -> str:
+    """How the alert names the object: a case by its number (the id means nothing to a person), an id that names
+    no case (a probe) as such; anything else by its id."""
+    if object_type == "case":
+        case_no = (
+            s.execute(select(Case.case_no).where(Case.id == int(object_id))).scalar()
+            if object_id.isdigit() and int(object_id) < 2**31
+            else None
+        )
+        return case_no if case_no is not None else f"（不存在，编号 {object_id}）"
+    return object_id
+
+
 def security_alert_text(s: Session, ev: AuditEvent) -> str:
     obj = ""
     if ev.object_type:
         obj = f"，对象：{OBJECT_NAMES.get(ev.object_type, '其他对象')}"
         if ev.object_id:
-            obj += f" {ev.object_id}"
+            obj += f" {_object_label(s, ev.object_type, ev.object_id)}"
     return f"{_who(s, ev)}：{ev.reason or '安全告警'}{obj}"
 
 

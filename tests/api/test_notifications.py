@@ -15,6 +15,7 @@ from engine import audit, uow
 from engine.accounts.models import Institution, User
 from engine.actor import Actor
 from engine.audit import AuditEvent
+from engine.cases.models import Case
 from engine.notifications import delivery, services
 from engine.notifications.models import Notification, NotificationReceipt
 from tests.api.test_cases_flow import APPROVE, Team, complete, new_case, ok, refused
@@ -87,6 +88,14 @@ def trespass(app: Flask) -> tuple[Session, int]:
     return intruder, case_id
 
 
+def case_no(app: Flask, case_id: int) -> str:
+    with app.app_context():
+        try:
+            return str(uow.session().execute(select(Case.case_no).where(Case.id == case_id)).scalar_one())
+        finally:
+            uow.session().rollback()
+
+
 def test_security_alert_notifies_the_central_security_admins_once_and_delivers_after_commit(
     app: Flask, sent: list[delivery.Delivery]
 ) -> None:
@@ -106,7 +115,7 @@ def test_security_alert_notifies_the_central_security_admins_once_and_delivers_a
     assert set(receipts(app, n.id)) == {sec1.user.id, sec2.user.id}  # the role's holders at the central hospital
     assert f"测试{intruder.user.username}" in n.text
     assert "访问可见范围之外的对象" in n.text
-    assert f"远程诊断申请 {case_id}" in n.text
+    assert f"远程诊断申请 {case_no(app, case_id)}" in n.text  # its number, not the database id
     assert "remote_case" not in n.text
     assert [(d.notification_id, d.channel, set(d.user_ids)) for d in sent] == [
         (n.id, "sms", {sec1.user.id, sec2.user.id})
