@@ -39,6 +39,13 @@ class RoleOutSchema(Schema):
     name = fields.String()
 
 
+class RoleChoiceSchema(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    name = fields.String()
+    menus = fields.List(fields.String())
+
+
 class DefaultSchema(Schema):
     key = fields.String()
     name = fields.String()
@@ -101,6 +108,17 @@ def delete_my_setting(key: str) -> Any:
 @requires(AUTHENTICATED)
 def setting_keys() -> Any:
     return [{"key": k.key, "name": k.name, "default": k.builtin()} for k in registry.all_keys()]
+
+
+@blp.route("/settings/roles", methods=["GET"])
+@blp.response(200, RoleChoiceSchema(many=True))
+@requires(MANAGE)
+def setting_roles() -> Any:
+    """The roles of the caller's institution that may carry defaults, with the menus each opens."""
+    return [
+        {"id": r.id, "code": r.code, "name": r.name, "menus": r.menus}
+        for r in services.list_roles(actor=current_actor())
+    ]
 
 
 @blp.route("/settings/defaults", methods=["GET"])

@@ -15,7 +15,8 @@ from jsonschema.exceptions import ValidationError as SchemaError
 from sqlalchemy import delete, select
 
 from engine import audit, uow
-from engine.accounts.models import Role, user_role
+from engine.accounts.models import Institution, Role, user_role
+from engine.accounts.permissions import BASELINE, BUILTIN_BY_CODE, BY_CODE, CENTRAL
 from engine.actor import Actor
 from engine.db import upsert_insert, utcnow
 from engine.errors import AuthenticationFailed, NotFound, ValidationFailed
@@ -32,6 +33,14 @@ class Effective:
     key: str
     value: Any
     source: str  # user | role | institution | builtin
+
+
+@dataclass(frozen=True)
+class RoleChoice:
+    id: int
+    code: str
+    name: str
+    menus: list[str]  # the menu codes a holder of the role opens (with the baseline ones), in catalogue order
 
 
 @dataclass(frozen=True)
@@ -224,6 +233,32 @@ def _role(actor: Actor, role_id: int) -> Role:
     if role is None or (role.institution_id is not None and role.institution_id != actor.institution_id):
         raise NotFound("role_not_found", "角色不存在")
     return role
+
+
+def list_roles(actor: Actor) -> list[RoleChoice]:
+    """The enabled roles the administrator may set defaults for: the built-in ones that can be held at their
+    institution (a member hospital holds no central-only role) and the institution's own custom roles, with the
+    menus each opens (the defaults page offers a role only the landing pages its holders can open)."""
+    inst_id = _institution_id(actor)
+    s = uow.session()
+    inst = s.get(Institution, inst_id)
+    central = inst is not None and inst.kind == CENTRAL
+    rows = s.execute(
+        select(Role)
+        .where(Role.enabled.is_(True), (Role.institution_id.is_(None)) | (Role.institution_id == inst_id))
+        .order_by(Role.id)
+    )
+    out = []
+    for role in rows.unique().scalars():
+        builtin = BUILTIN_BY_CODE.get(role.code) if role.institution_id is None else None
+        if builtin is not None and builtin.scope == CENTRAL and not central:
+            continue
+        codes = set(BASELINE) | set(role.permission_codes)
+        menus = [
+            p.code for p in BY_CODE.values() if p.kind == "menu" and p.code in codes and (central or p.scope != CENTRAL)
+        ]
+        out.append(RoleChoice(role.id, role.code, role.name, menus))
+    return out
 
 
 def list_defaults(actor: Actor) -> list[DefaultRow]:

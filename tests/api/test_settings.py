@@ -309,3 +309,35 @@ def test_defaults_are_audited_user_settings_are_not(app):  # type: ignore[no-unt
 
     assert EVENT_TYPES["setting_default_changed"] == "修改默认个人设置"
     assert EVENT_TYPES["setting_default_removed"] == "删除默认个人设置"
+
+
+def test_roles_offered_for_defaults_are_the_institutions_with_their_menus(app):  # type: ignore[no-untyped-def]
+    from engine.accounts.models import Institution, Role
+
+    with app.app_context():
+        s = uow.session()
+        m01 = s.execute(select(Institution).where(Institution.code == "M01")).unique().scalar_one()
+        m02 = s.execute(select(Institution).where(Institution.code == "M02")).unique().scalar_one()
+        s.add(Role(code="m01_reader", name="一院阅读", institution_id=m01.id, builtin=False, enabled=True))
+        s.add(Role(code="m02_reader", name="二院阅读", institution_id=m02.id, builtin=False, enabled=True))
+        uow.commit()
+    for sess in (as_user(app, "report_l1"), as_user(app, "sec_admin")):
+        r = sess.get("/api/settings/roles")
+        assert r.status_code == 403
+        assert r.get_json()["details"]["permission"] == "setting.default.manage"
+
+    central = {r["code"]: r for r in _admin(app).get("/api/settings/roles").get_json()}
+    assert set(central["report_l1"]) == {"id", "code", "name", "menus"}
+    assert central["report_l1"]["name"] == "初级报告医生"
+    assert central["report_l1"]["menus"][:2] == ["menu.home", "menu.profile"]
+    assert {"menu.tasks", "menu.pool", "menu.cases"} <= set(central["report_l1"]["menus"])
+    assert "menu.users" not in central["report_l1"]["menus"]
+    assert "m01_reader" not in central
+    assert "m02_reader" not in central
+
+    member = {r["code"]: r for r in _admin(app, "M01").get("/api/settings/roles").get_json()}
+    assert "report_l1" not in member  # a central-only role is never held at a member hospital
+    assert member["m01_reader"]["name"] == "一院阅读"
+    assert "m02_reader" not in member
+    assert "menu.dicom_storage" not in member["sys_admin"]["menus"]  # central-only menus stay central
+    assert "menu.dicom_storage" in central["sys_admin"]["menus"]
