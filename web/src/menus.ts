@@ -32,6 +32,28 @@ export const MENU_DEFS: readonly MenuDef[] = [
   { code: 'menu.dicom_storage', path: '/admin/dicom/storage', labelKey: 'menu.dicomStorage', icon: 'Coin' },
 ]
 
+/**
+ * Pages behind a function permission rather than a menu code of their own, shown in the sidebar
+ * right after the menu named by `after` (or last when the user lacks that menu). They are not
+ * landing pages: `landing_page` holds menu codes only.
+ */
+export interface PermMenuDef extends MenuDef {
+  perm: string
+  after: string
+}
+
+export const PERM_MENU_DEFS: readonly PermMenuDef[] = [
+  // issue 14: the institution's and its roles' default per-user settings (系统管理员).
+  {
+    code: 'setting.default.manage',
+    perm: 'setting.default.manage',
+    after: 'menu.users',
+    path: '/admin/settings/defaults',
+    labelKey: 'menu.settingDefaults',
+    icon: 'Setting',
+  },
+]
+
 const BY_CODE = new Map(MENU_DEFS.map((m) => [m.code, m]))
 
 export function menuByCode(code: string): MenuDef | undefined {
@@ -40,9 +62,15 @@ export function menuByCode(code: string): MenuDef | undefined {
 
 /**
  * Sidebar entries for the given menu codes, in the server's order, without
- * duplicates; unknown codes are dropped.
+ * duplicates; unknown codes are dropped. With `perms`, the pages of
+ * PERM_MENU_DEFS the user holds the permission of join after their menu.
  */
-export function buildMenus(codes: readonly string[] | null | undefined): MenuDef[] {
+export function buildMenus(
+  codes: readonly string[] | null | undefined,
+  perms?: readonly string[] | null,
+): MenuDef[] {
+  const held = new Set(perms ?? [])
+  const extra = PERM_MENU_DEFS.filter((d) => held.has(d.perm))
   const seen = new Set<string>()
   const out: MenuDef[] = []
   for (const code of codes || []) {
@@ -50,14 +78,26 @@ export function buildMenus(codes: readonly string[] | null | undefined): MenuDef
     if (def && !seen.has(code)) {
       seen.add(code)
       out.push(def)
+      for (const e of extra) if (e.after === code && !seen.has(e.code)) (seen.add(e.code), out.push(e))
     }
   }
+  for (const e of extra) if (!seen.has(e.code)) (seen.add(e.code), out.push(e))
   return out
 }
 
-/** Where to land after login when no `next` is given. */
-export function landingPath(codes: readonly string[] | null | undefined): string {
+/** The pages a user may choose as their landing page: the menus they hold. */
+export function landingChoices(codes: readonly string[] | null | undefined): MenuDef[] {
+  return buildMenus(codes)
+}
+
+/**
+ * Where to land after login when no `next` is given: the user's `landing_page` setting when it is
+ * a menu they hold, else 首页 when allowed, else their first menu. Never a page they may not open.
+ */
+export function landingPath(codes: readonly string[] | null | undefined, preferred?: unknown): string {
   const menus = buildMenus(codes)
+  const chosen = typeof preferred === 'string' ? menus.find((m) => m.code === preferred) : undefined
+  if (chosen) return chosen.path
   if (menus.some((m) => m.code === 'menu.home')) return '/home'
   return menus[0]?.path ?? '/home'
 }

@@ -63,6 +63,7 @@ const zhCN = {
     dicomRouting: '路由规则',
     dicomForward: '转发队列',
     dicomStorage: '存储管理',
+    settingDefaults: '默认个人设置',
   },
   fields: {
     username: '用户名',
@@ -223,6 +224,10 @@ const zhCN = {
     revoke: '注销',
     revokeConfirm: '确定注销该会话吗？该设备将被强制退出登录。',
     revoked: '会话已注销',
+    preferences: '个人设置',
+    landingPage: '登录后首页',
+    landingDefault: '默认',
+    landingNow: '登录后进入“{page}”，选择后自动保存',
   },
   reviews: {
     heading: '账号审核',

@@ -1,7 +1,7 @@
 import type { RouteLocationRaw, RouteMeta, RouteRecordNameGeneric, Router } from 'vue-router'
 import type { useAuthStore } from '@/stores/auth'
-import { landingPath } from '@/menus'
 import { loginLocation, stepLocation } from './authRedirect'
+import { userLandingPath } from './landing'
 
 type AuthStore = ReturnType<typeof useAuthStore>
 
@@ -24,7 +24,7 @@ export async function resolveNavigation(
 
   if (to.meta.public) {
     // A logged-in user has no business on the plain login page.
-    if (to.name === 'login' && store.isLoggedIn) return landingPath(store.user?.menus)
+    if (to.name === 'login' && store.isLoggedIn) return userLandingPath(store)
     return true
   }
 
@@ -36,7 +36,7 @@ export async function resolveNavigation(
     return loginLocation(to.fullPath)
   }
 
-  if (to.name === 'root') return landingPath(store.user.menus)
+  if (to.name === 'root') return userLandingPath(store)
 
   const menu = to.meta.menu
   const anyMenu = to.meta.anyMenu

@@ -34,7 +34,7 @@ export const useAuthStore = defineStore('auth', () => {
   const isLoggedIn = computed(() => !!user.value && user.value.state === 'active')
   const permissions = computed(() => new Set(user.value?.permissions ?? []))
   const menuCodes = computed(() => new Set(user.value?.menus ?? []))
-  const menus = computed(() => buildMenus(user.value?.menus))
+  const menus = computed(() => buildMenus(user.value?.menus, user.value?.permissions))
   const isAdmin = computed(() => (user.value?.roles ?? []).some((r) => isAdminRoleCode(r.code)))
 
   function setPending(p: PendingInfo | null): void {

@@ -9,6 +9,8 @@ import { routes } from '../routes'
 import { resolveNavigation } from '../guards'
 
 vi.mock('@/api/auth', () => ({ fetchMe: vi.fn(), logout: vi.fn() }))
+// '/' asks for the landing page setting (issue 14): none here; src/router/__tests__/landing.spec.ts covers it.
+vi.mock('@/api/settings', () => ({ getMySettings: vi.fn().mockResolvedValue([]), putMySetting: vi.fn(), deleteMySetting: vi.fn() }))
 
 function me(menus: string[], state: Me['state'] = 'active'): Me {
   return {

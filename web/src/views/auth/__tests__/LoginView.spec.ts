@@ -20,6 +20,9 @@ vi.mock('@/api/auth', () => ({
   logout: vi.fn(),
 }))
 
+// The landing page setting (issue 14): none set here; src/router/__tests__/landing.spec.ts covers it.
+vi.mock('@/api/settings', () => ({ getMySettings: vi.fn().mockResolvedValue([]), putMySetting: vi.fn(), deleteMySetting: vi.fn() }))
+
 vi.mock('qrcode', () => ({ default: { toCanvas: vi.fn().mockResolvedValue(undefined) } }))
 
 const Dummy = defineComponent({ render: () => null })
