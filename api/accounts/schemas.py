@@ -17,9 +17,14 @@ class InstitutionSchema(Schema):
     id = fields.Integer()
     code = fields.String()
     name = fields.String()
+    name_pinyin = fields.String()  # 拼音首字母, so pick lists filter by initials too (issue 14)
     kind = fields.String()
     parent_id = fields.Integer(allow_none=True)
     departments = fields.List(fields.Nested(DepartmentSchema))
+
+
+class InstitutionQuerySchema(StrictSchema):
+    q = fields.String(validate=validate.Length(max=64))
 
 
 _name = validate.Length(min=1, max=32)

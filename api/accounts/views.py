@@ -367,8 +367,9 @@ def permissions() -> Any:
 
 
 @blp.route("/institutions", methods=["GET"])
+@blp.arguments(sch.InstitutionQuerySchema, location="query")
 @blp.response(200, sch.InstitutionSchema(many=True))
 @requires("institution.read")
-def institutions() -> Any:
-    """可见范围内的机构与科室。"""
-    return queries.list_institutions(current_actor())
+def institutions(args: dict[str, Any]) -> Any:
+    """可见范围内的机构与科室（按名称或拼音首字母搜索）。"""
+    return queries.list_institutions(current_actor(), q=args.get("q"))

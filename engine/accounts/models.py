@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
+from engine.pinyin import keep_initials
 
 INSTITUTION_KINDS = ("central", "member")
 REVIEW_STATUSES = ("pending", "approved", "rejected")
@@ -21,6 +22,7 @@ class Institution(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(128))
+    name_pinyin: Mapped[str] = mapped_column(String(128), default="", server_default=text("''"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -29,6 +31,9 @@ class Institution(Base):
     departments: Mapped[list[Department]] = relationship(
         back_populates="institution", order_by="Department.id", lazy="selectin"
     )
+
+
+keep_initials(Institution.name, "name_pinyin", 128)
 
 
 class Department(Base):
@@ -112,6 +117,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64))
     username_norm: Mapped[str] = mapped_column(String(64), unique=True)
     full_name: Mapped[str] = mapped_column(String(64), index=True)
+    name_pinyin: Mapped[str] = mapped_column(String(64), default="", server_default=text("''"), index=True)
     institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
     title: Mapped[str] = mapped_column(String(64), default="")
@@ -149,6 +155,9 @@ class User(Base):
     @property
     def role_codes(self) -> set[str]:
         return {r.code for r in self.roles if r.enabled}
+
+
+keep_initials(User.full_name, "name_pinyin")
 
 
 class PasswordHistory(Base):

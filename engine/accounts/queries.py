@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
-from engine import uow
+from engine import pinyin, uow
 from engine.accounts.models import Institution, LoginThrottle, Role, User, user_role
 from engine.accounts.passwords import normalise_username
 from engine.accounts.permissions import BASELINE, CATALOGUE, CENTRAL, DROPPED_AT_MEMBER
@@ -24,6 +24,13 @@ def like_pattern(text: str) -> str:
     """A LIKE pattern that matches `text` literally ('%' and '_' escaped, WEB-03)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def user_name_matches(q: str) -> ColumnElement[bool]:
+    """姓名 anywhere in the name, or 拼音首字母 from the start of the name's initials (issue 14)."""
+    by_name = User.full_name.like(like_pattern(q.strip()), escape="\\")
+    key = pinyin.search_key(q)
+    return or_(by_name, pinyin.matches_prefix(User.name_pinyin, key)) if key else by_name
 
 
 @dataclass
@@ -88,9 +95,7 @@ def list_users(
         col: InstrumentedAttribute[str] | ColumnElement[str] = User.username_norm
         if uow.session().get_bind().dialect.name == "postgresql":
             col = col.collate("C")  # code-point order, so the range below is exactly "starts with"
-        stmt = stmt.where(
-            User.full_name.like(like_pattern(term), escape="\\") | ((col >= prefix) & (col < prefix + "\U0010ffff"))
-        )
+        stmt = stmt.where(user_name_matches(term) | ((col >= prefix) & (col < prefix + "\U0010ffff")))
     if institution_id is not None:
         stmt = stmt.where(User.institution_id == institution_id)
     if enabled is not None:
@@ -138,9 +143,14 @@ def list_roles(actor: Actor, *, q: str | None = None, enabled: bool | None = Non
     return [(r, int(counts.get(r.id, 0))) for r in roles]
 
 
-def list_institutions(actor: Actor | None = None) -> list[Institution]:
+def list_institutions(actor: Actor | None = None, *, q: str | None = None) -> list[Institution]:
+    """Enabled institutions (public) or those the actor may see; `q` matches the name or its 拼音首字母."""
     s = uow.session()
     stmt = select(Institution).where(Institution.enabled.is_(True)) if actor is None else scoped(actor, Institution)
+    if q and q.strip():
+        by_name = Institution.name.like(like_pattern(q.strip()), escape="\\")
+        key = pinyin.search_key(q)
+        stmt = stmt.where(or_(by_name, pinyin.matches_prefix(Institution.name_pinyin, key)) if key else by_name)
     return list(s.execute(stmt.order_by(Institution.kind, Institution.code)).unique().scalars())
 
 

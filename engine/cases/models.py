@@ -16,11 +16,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.accounts.models import Institution, User
 from engine.db import Base, UTCDateTime, utcnow
+from engine.pinyin import keep_initials
 from engine.workflow.models import ProcessInstance
 
 # UX.md R2: the fixed exam status set, in display order, with Chinese labels.
@@ -67,6 +69,7 @@ class Patient(Base):
     institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
     patient_no: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(64), index=True)
+    name_pinyin: Mapped[str] = mapped_column(String(64), default="", server_default=text("''"), index=True)
     sex: Mapped[str] = mapped_column(String(1))
     birth_date: Mapped[date | None] = mapped_column(Date)
     phone_enc: Mapped[str | None] = mapped_column(Text)
@@ -74,6 +77,9 @@ class Patient(Base):
     id_number_enc: Mapped[str | None] = mapped_column(Text)
     id_number_masked: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+keep_initials(Patient.name, "name_pinyin")
 
 
 class Exam(Base):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, not_, or_, select
 
-from engine import uow
+from engine import pinyin, uow
 from engine.accounts.models import Institution, User
-from engine.accounts.queries import Page, clamp_page, like_pattern
+from engine.accounts.queries import Page, clamp_page, like_pattern, user_name_matches
 from engine.actor import Actor
 from engine.cases.models import Case, CaseEvent, Exam, Patient, WorkGroup, WorkGroupMember, case_exam
 from engine.reports.models import Report
@@ -16,6 +16,13 @@ from engine.visibility import open_candidate, scoped, scoped_tasks
 from engine.workflow.models import HumanTask, HumanTaskExclusion
 
 SCOPES = ("mine", "group", "pool", "all")
+
+
+def patient_name_matches(q: str) -> ColumnElement[bool]:
+    """姓名 anywhere in the name, or 拼音首字母 from the start of the name's initials (issue 14)."""
+    by_name = Patient.name.like(like_pattern(q.strip()), escape="\\")
+    key = pinyin.search_key(q)
+    return or_(by_name, pinyin.matches_prefix(Patient.name_pinyin, key)) if key else by_name
 
 
 def task_query(
@@ -49,7 +56,7 @@ def task_query(
             HumanTask.case_id.in_(
                 select(Case.id)
                 .join(Patient, Patient.id == Case.patient_id)
-                .where(or_(Patient.name.like(pat, escape="\\"), Case.case_no.like(pat, escape="\\")))
+                .where(or_(patient_name_matches(q), Case.case_no.like(pat, escape="\\")))
             )
         )
     return stmt.order_by(HumanTask.emergency.desc(), HumanTask.created_at, HumanTask.id)
@@ -121,7 +128,7 @@ def list_cases(
         stmt = stmt.where(Case.emergency.is_(emergency))
     if q:
         pat = like_pattern(q.strip())
-        by_patient = select(Patient.id).where(Patient.name.like(pat, escape="\\"))
+        by_patient = select(Patient.id).where(patient_name_matches(q))
         by_exam = (
             select(case_exam.c.case_id)
             .join(Exam, Exam.id == case_exam.c.exam_id)
@@ -219,7 +226,7 @@ def doctors(actor: Actor, *, institution_id: int | None, q: str | None, role: st
     if institution_id:
         stmt = stmt.where(User.institution_id == institution_id)
     if q:
-        stmt = stmt.where(User.full_name.like(like_pattern(q.strip()), escape="\\"))
+        stmt = stmt.where(user_name_matches(q))
     users = list(s.execute(stmt.order_by(User.full_name).limit(200)).unique().scalars())
     wanted = {role} if role else {"report_l1", "report_l2", "report_l3"}
     return [u for u in users if u.role_codes & wanted][:100]

@@ -72,7 +72,9 @@ ALLOWED_KEYS = set(
     "last_error created_by started_at finished_at attempts next_attempt_at compression rule_id node counts "
     "pending sending modality received_before study_ids queued already_sent "
     # where a role or permission may be held (issue 11)
-    "scope".split()
+    "scope "
+    # 拼音首字母 of institution names, for pick lists filtered in the browser (issue 14)
+    "name_pinyin".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}
