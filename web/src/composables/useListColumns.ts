@@ -3,7 +3,7 @@
  * `list.<listId>.columns` (issue 14). Saved columns come first in their saved order; columns the
  * list has gained since are appended, shown; saved ids the list no longer has are ignored.
  */
-import { computed } from 'vue'
+import { computed, type Ref } from 'vue'
 import { resetSetting, useSetting } from './useSettings'
 
 export interface ColumnDef {
@@ -42,7 +42,18 @@ export function arrangeColumns(defs: readonly ColumnDef[], saved: readonly Saved
 
 export function useListColumns(listId: string, defs: readonly ColumnDef[]) {
   const key = `list.${listId}.columns`
-  const saved = useSetting<SavedColumn[]>(key, [])
+  return { key, ...listColumnsOver(defs, useSetting<SavedColumn[]>(key, []), () => resetSetting(key)) }
+}
+
+/**
+ * The column operations over any stored arrangement `saved` (the user's setting above, or a default
+ * being edited on the 默认个人设置 page); `reset` goes back to the default.
+ */
+export function listColumnsOver(
+  defs: readonly ColumnDef[],
+  saved: Ref<SavedColumn[] | null | undefined>,
+  reset: () => Promise<void> | void,
+) {
   const columns = computed(() => arrangeColumns(defs, saved.value))
   const visible = computed(() => columns.value.filter((c) => c.shown))
 
@@ -70,5 +81,7 @@ export function useListColumns(listId: string, defs: readonly ColumnDef[]) {
     store(columns.value.map((c) => (c.id === id ? { ...c, savedWidth: w } : c)))
   }
 
-  return { key, columns, visible, setShown, move, setWidth, reset: () => resetSetting(key) }
+  return { columns, visible, setShown, move, setWidth, reset: async () => void (await reset()) }
 }
+
+export type ListColumns = ReturnType<typeof listColumnsOver>

@@ -6,6 +6,8 @@ import { defineComponent, h } from 'vue'
 import ElementPlus from 'element-plus'
 import * as casesApi from '@/api/cases'
 import * as reportsApi from '@/api/reports'
+import * as settingsApi from '@/api/settings'
+import { resetSettingsCache, SAVE_DELAY_MS } from '@/composables/useSettings'
 import { ApiError } from '@/api/http'
 import type { CaseDetail, CaseItem } from '@/api/types'
 import { createAppI18n } from '@/i18n'
@@ -16,6 +18,7 @@ import CaseDetailView from '../CaseDetailView.vue'
 
 vi.mock('@/api/cases', () => ({ listCases: vi.fn(), getCase: vi.fn(), createCase: vi.fn(), getCaseDiagram: vi.fn() }))
 vi.mock('@/api/reports', () => ({ printReport: vi.fn() }))
+vi.mock('@/api/settings', () => ({ getMySettings: vi.fn(), putMySetting: vi.fn(), deleteMySetting: vi.fn() }))
 vi.mock('@/components/bpmn/BpmnViewer.vue', () => ({
   __esModule: true,
   default: defineComponent({
@@ -102,10 +105,64 @@ describe('cases pages', () => {
     vi.mocked(casesApi.getCaseDiagram).mockReset().mockResolvedValue({ bpmn_xml: '<x/>', active: ['review_level3'], completed: ['start'] })
     vi.mocked(casesApi.createCase).mockReset()
     vi.mocked(reportsApi.printReport).mockReset()
+    resetSettingsCache()
+    vi.mocked(settingsApi.getMySettings).mockReset().mockResolvedValue([])
+    vi.mocked(settingsApi.putMySetting).mockReset().mockImplementation(async (key, value) => ({ key, value, source: 'user' }))
+    vi.mocked(settingsApi.deleteMySetting).mockReset()
   })
 
   afterEach(() => {
+    vi.useRealTimers()
     document.body.innerHTML = ''
+  })
+
+  const headers = (w: { findAll: (s: string) => { text: () => string }[] }) =>
+    w.findAll('.el-table__header-wrapper th .cell').map((c) => c.text().trim()).filter(Boolean)
+
+  it('columns follow list.cases.columns (default or own); 列设置 hides, reorders and saves them', async () => {
+    const w0 = await mountAt('/cases', {})
+    expect(headers(w0)).toEqual(['急诊', '状态', '申请单号', '患者', '检查', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
+    w0.unmount()
+
+    // An institution default: 检查 hidden, 患者 first; columns it does not name follow, shown.
+    resetSettingsCache()
+    vi.mocked(settingsApi.getMySettings).mockResolvedValue([
+      { key: 'list.cases.columns', value: [{ id: 'patient', shown: true }, { id: 'exams', shown: false }], source: 'institution' },
+    ])
+    vi.useFakeTimers({ shouldAdvanceTime: true })
+    const w = await mountAt('/cases', {})
+    expect(headers(w)).toEqual(['患者', '急诊', '状态', '申请单号', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
+    expect(w.find('tr.el-table__row').text()).toContain('张三')
+    expect(w.find('tr.el-table__row .exam-line').exists()).toBe(false)
+
+    await w.find('[data-testid="case-table-columns"]').trigger('click')
+    await flushPromises()
+    const panel = document.querySelector('[data-testid="case-table-columns-panel"]')!
+    expect(panel.textContent).toContain('列设置')
+    expect(panel.textContent).toContain('报告状态')
+    ;(document.querySelector('[data-testid="case-table-columns-shown-exams"] input') as HTMLInputElement).click()
+    ;(document.querySelector('[data-testid="case-table-columns-shown-status"] input') as HTMLInputElement).click()
+    ;(document.querySelector('[data-testid="case-table-columns-down-patient"]') as HTMLButtonElement).click()
+    await flushPromises()
+    // The hidden 检查 comes back where it was (after 患者), then 患者 moves below it.
+    expect(headers(w)).toEqual(['检查', '患者', '急诊', '申请单号', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
+    vi.advanceTimersByTime(SAVE_DELAY_MS)
+    await flushPromises()
+    expect(settingsApi.putMySetting).toHaveBeenCalledTimes(1)
+    const [key, value] = vi.mocked(settingsApi.putMySetting).mock.calls[0]
+    expect(key).toBe('list.cases.columns')
+    expect((value as { id: string; shown: boolean }[]).map((c) => [c.id, c.shown])).toEqual([
+      ['exams', true],
+      ['patient', true],
+      ['emergency', true],
+      ['status', false],
+      ['case_no', true],
+      ['institution', true],
+      ['current_tasks', true],
+      ['report_status', true],
+      ['created_at', true],
+    ])
+    w.unmount()
   })
 
   it('lists cases with R2 status labels/colours, 急诊 and 未打印 markers; 新建申请 needs case.create', async () => {
