@@ -41,7 +41,7 @@ const enUS: DeepPartial<MessageSchema> = {
     saved: 'Saved',
     required: 'Required',
     total: '{n} in total',
-    keywordPlaceholder: 'Search by name',
+    keywordPlaceholder: 'Name or pinyin initials',
     selectPlaceholder: 'Select',
     warning: 'Notice',
   },
