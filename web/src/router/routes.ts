@@ -85,6 +85,13 @@ export const routes: RouteRecordRaw[] = [
         meta: { menu: 'menu.roles', titleKey: 'menu.roles' },
       },
       {
+        // issue 14: the institution's and its roles' default per-user settings (系统管理员).
+        path: 'admin/settings/defaults',
+        name: 'admin-setting-defaults',
+        component: () => import('@/views/admin/SettingDefaultsView.vue'),
+        meta: { perm: 'setting.default.manage', titleKey: 'menu.settingDefaults' },
+      },
+      {
         path: 'admin/audit',
         name: 'admin-audit',
         component: () => import('@/views/admin/AuditView.vue'),

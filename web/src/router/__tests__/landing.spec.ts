@@ -81,6 +81,8 @@ describe('menus: landing page and permission pages', () => {
     expect(buildMenus(['menu.home', 'menu.users'], []).map((m) => m.path)).toEqual(['/home', '/admin/users'])
     const zh = createAppI18n('zh-CN').global
     expect(zh.t(buildMenus([], perms)[0].labelKey)).toBe('默认个人设置')
+    const page = routes.find((r) => r.path === '/')!.children!.find((c) => c.path === 'admin/settings/defaults')
+    expect(page?.meta).toMatchObject({ perm: 'setting.default.manage', titleKey: 'menu.settingDefaults' })
   })
 })
 
