@@ -53,3 +53,14 @@ export const LEVEL_COLORS: Readonly<Record<string, string>> = {
   l2: '#c2410c',
   l3: '#7b5cd6',
 }
+
+/**
+ * A report's status as the exam status it shows (UX.md R2), or null when it has none of its own: a rejected
+ * round (rejected_l2 / rejected_l3) shows 审核驳回; draft and voided have their own labels (cases.reportDraft,
+ * cases.reportVoided). Never the raw code.
+ */
+export function reportStatusAsExam(code: string | null | undefined): ExamStatus | null {
+  if (isExamStatus(code)) return code
+  if (code && code.startsWith('rejected_')) return 'review_rejected'
+  return null
+}

@@ -185,6 +185,24 @@ describe('cases pages', () => {
     w2.unmount()
   })
 
+  it('report status in words, never the code: draft 书写中, a rejected round 审核驳回, voided 已作废', async () => {
+    const items = [
+      { ...ITEM, id: 6, report_status: 'draft' },
+      { ...ITEM, id: 7, report_status: 'rejected_l3' },
+      { ...ITEM, id: 8, report_status: 'voided' },
+      { ...ITEM, id: 9, report_status: 'preliminary' },
+    ]
+    vi.mocked(casesApi.listCases).mockResolvedValue({ items, total: 4, page: 1, page_size: 20 })
+    const wrapper = await mountAt('/cases', {})
+    const rows = wrapper.findAll('tr.el-table__row')
+    expect(rows[0].find('[data-testid="case-report-status"]').text()).toBe('书写中')
+    expect(rows[1].find('.exam-status-review_rejected').exists()).toBe(true)
+    expect(rows[2].find('[data-testid="case-report-status"]').text()).toBe('已作废')
+    expect(rows[3].find('.exam-status-preliminary').exists()).toBe(true)
+    for (const code of ['draft', 'rejected_l3', 'voided', 'preliminary']) expect(wrapper.text()).not.toContain(code)
+    wrapper.unmount()
+  })
+
   it('detail: report, corrected banner with reason, history, diagram markers; 打印 only for the requesting hospital', async () => {
     const other = await mountAt('/cases/5', { permissions: ['report.print'], institution: { id: 1, code: 'C1', name: '中心医院' } })
     expect(other.find('[data-testid="case-report-findings"]').text()).toBe('右肺上叶见结节')
