@@ -29,7 +29,8 @@ def test_security_alert_pops_up_for_the_security_admin_and_the_acknowledgement_s
 
     # Another user's action: a member hospital's requester asks for another hospital's case.
     owner = Session(app.test_client(), make_user(app, "requester", institution_code="M02"))
-    case_id = new_case(owner)["id"]
+    created = new_case(owner)
+    case_id, case_no = created["id"], created["case_no"]
     intruder = Session(app.test_client(), make_user(app, "requester", institution_code="M01"))
     assert intruder.get(f"/api/cases/{case_id}").status_code == 404
 
@@ -39,7 +40,7 @@ def test_security_alert_pops_up_for_the_security_admin_and_the_acknowledgement_s
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("安全告警")
     expect(dialog).to_contain_text("访问可见范围之外的对象")
-    expect(dialog).to_contain_text(f"远程诊断申请 {case_id}")
+    expect(dialog).to_contain_text(f"远程诊断申请 {case_no}")  # its number, not the database id
     expect(page.get_by_test_id("notification-badge")).to_contain_text("1")
     page.wait_for_timeout(400)  # the dialog's fade-in
     page.screenshot(path=str(SHOTS / "notif-critical-modal.png"))
