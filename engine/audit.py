@@ -78,6 +78,7 @@ EVENT_TYPES: dict[str, str] = {
     "process_deployed": "发布流程",
     "cases_migrated": "迁移流程实例",
     "incident_retried": "重试异常任务",
+    "clinical_query_started": "发起临床资料补充",
     "timer_fired": "定时事件触发",
     # DICOM (REQ: DSEC-10; DICOM audit message codes in the details)
     "dicom_node_created": "登记DICOM设备",

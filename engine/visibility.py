@@ -199,6 +199,35 @@ def process_rule(process_id: str) -> Callable[[ProcessRule], ProcessRule]:
     return deco
 
 
+_CANDIDATE_RULES: dict[str, ProcessRule] = {}
+
+
+def process_candidates(process_id: str) -> Callable[[ProcessRule], ProcessRule]:
+    """Register who may take the open tasks of one process kind other than remote diagnosis: a clause over
+    `ProcessInstance` (e.g. a permission and the instance's institution). A kind without one offers its tasks to
+    nobody. Remote-diagnosis tasks keep their lane-role and group rule (`open_candidate`)."""
+
+    def deco(fn: ProcessRule) -> ProcessRule:
+        _CANDIDATE_RULES[process_id] = fn
+        return fn
+
+    return deco
+
+
+def candidate_instances(actor: Actor) -> ColumnElement[bool]:
+    """The process instances (of kinds other than remote diagnosis) whose open tasks the actor may take."""
+    if actor.user_id is None:
+        return false()
+    terms = [and_(ProcessInstance.process_id == k, fn(actor)) for k, fn in sorted(_CANDIDATE_RULES.items())]
+    return or_(*terms) if terms else false()
+
+
+def may_take_process_task(actor: Actor, task: HumanTask) -> bool:
+    """The candidate check of a task of another kind (engine/cases/tasks.py can_take), by its kind's rule."""
+    stmt = select(ProcessInstance.id).where(ProcessInstance.id == task.process_instance_id, candidate_instances(actor))
+    return uow.session().execute(stmt).first() is not None
+
+
 def _kinds_clause(actor: Actor, kinds: list[str]) -> ColumnElement[bool]:
     terms = [and_(ProcessInstance.process_id == k, _PROCESS_RULES[k](actor)) for k in kinds]
     return or_(*terms) if terms else false()
@@ -229,9 +258,9 @@ def _tasks(actor: Actor) -> ColumnElement[bool]:
     """Tasks of the remote-diagnosis kind: those of the cases the actor sees (the Case rule), written per task
     row for central doctors — an `IN (visible cases)` list made every task list scan all cases
     (bench/bench_engine.py: 230 ms at 110,000). Tasks of other kinds: their kind's rule (`process_rule`)."""
-    if not actor.has("task.read"):
-        return false()
     other = _other_kinds_tasks(actor)
+    if not actor.has("task.read"):  # task.read is about case tasks: another kind's rule says who sees its own
+        return false() if other is None else other
     case_tasks = _case_tasks(actor)
     # The doctor rule's first terms (holds it, could take it) say nothing of a task's kind: with other kinds
     # registered they apply to case tasks only, and a task of another kind is seen through its kind's rule alone.

@@ -60,6 +60,7 @@ def purge_audit() -> int:
 
 def fire_timers() -> int:
     """WF-06: due BPMN timers of any process fire after any restart; each instance in its own unit of work."""
+    from engine.cases import clinical_queries as _queries  # noqa: F401 — registers the 临床资料补充 kind
     from engine.cases import services as _cases  # noqa: F401 — registers the remote-diagnosis process kind
     from engine.workflow import instances
 

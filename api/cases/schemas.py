@@ -201,8 +201,31 @@ EVENT_NAMES = {
     "incident": "流程异常",
     "retried": "重试",
     "timer": "定时事件",
+    "clinical_query_asked": "发起临床资料补充",
+    "clinical_query_answered": "答复临床资料补充",
+    "clinical_query_overdue": "临床资料补充超时",
 }
 
 
 class CorrectSchema(StrictSchema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class ClinicalQueryCreateSchema(StrictSchema):
+    question = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    due = fields.String(load_default=None, validate=validate.Regexp(r"^P[0-9DTHMS]{1,16}$"))  # ISO 8601 duration
+
+
+class ClinicalQuerySchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    status_name = fields.String()
+    question = fields.String()
+    due = fields.String()
+    asked_by = fields.String(allow_none=True)
+    asked_at = fields.DateTime(allow_none=True)
+    answer = fields.String()
+    unavailable = fields.Boolean()
+    reason = fields.String()
+    answered_at = fields.DateTime(allow_none=True)
+    overdue = fields.Boolean()

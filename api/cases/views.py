@@ -13,7 +13,7 @@ from api.security import current_actor, requires
 from engine import audit, uow
 from engine.accounts import auth
 from engine.actor import Actor
-from engine.cases import completion, queries, services, tasks
+from engine.cases import clinical_queries, completion, queries, services, tasks
 from engine.cases.models import Case
 from engine.errors import Forbidden, NotFound
 from engine.reports import services as reports
@@ -208,3 +208,22 @@ def print_report(report_id: int) -> Any:
 def correct(body: dict[str, Any], case_id: int) -> Any:
     """更正已发布的报告：生成新版本重新三级审核，发布后旧版本作废（报告已更正）。"""
     return report_out(completion.correct_report(current_actor(), case_id, body["reason"]))
+
+
+@blp.route("/cases/<int:case_id>/clinical-queries", methods=["POST"])
+@blp.arguments(sch.ClinicalQueryCreateSchema)
+@blp.response(201, sch.ClinicalQuerySchema)
+@requires("task.claim")
+def start_clinical_query(body: dict[str, Any], case_id: int) -> Any:
+    """补充临床资料：处理该申请的医生请申请医院补充临床资料（临床资料补充流程，issue 14）。"""
+    actor = current_actor()
+    pi = clinical_queries.start(actor, case_id, body["question"], body.get("due"))
+    return next(q for q in clinical_queries.list_for_case(actor, case_id) if q["id"] == pi.id)
+
+
+@blp.route("/cases/<int:case_id>/clinical-queries", methods=["GET"])
+@blp.response(200, sch.ClinicalQuerySchema(many=True))
+@requires("case.read")
+def clinical_query_list(case_id: int) -> Any:
+    """申请的临床资料补充：问题、答复与状态。"""
+    return clinical_queries.list_for_case(current_actor(), case_id)

@@ -14,7 +14,8 @@ from engine import uow
 from engine.accounts.models import User
 from engine.cases import processes
 from engine.errors import NotFound
-from engine.workflow import specs
+from engine.visibility import get_visible
+from engine.workflow import instances, specs
 from engine.workflow.models import ProcessDeployment, ProcessInstance
 
 blp = Blueprint("processes", __name__, url_prefix="/api/processes", description="流程管理")
@@ -155,3 +156,19 @@ def deploy(body: dict[str, Any]) -> Any:
 def migrate(body: dict[str, Any], deployment_id: int) -> Any:
     """把指定的运行中申请迁移到该版本（显式操作，留审计）。"""
     return {"migrated": processes.migrate(current_actor(), body["case_ids"], deployment_id)}
+
+
+class ProcessInstanceRefSchema(Schema):
+    id = fields.Integer()
+    process_id = fields.String()
+    status = fields.String()
+
+
+@blp.route("/instances/<int:instance_id>/retry", methods=["POST"])
+@blp.response(200, ProcessInstanceRefSchema)
+@requires("task.assign")
+def retry_instance(instance_id: int) -> Any:
+    """重试任一流程实例的异常：排除故障后由调度员重新执行失败的服务任务（issue 14）。"""
+    actor = current_actor()
+    pi = get_visible(actor, ProcessInstance, instance_id, object_type="process_instance")
+    return instances.retry(actor, pi)

@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 from api.cases.presenters import case_detail, report_out
 from api.cases.schemas import CaseDetailSchema, ReportSchema, UserRefSchema
 from api.schemas import Id, InstitutionRefSchema, Int32, PageQuery, StrictSchema
-from api.security import current_actor, requires
+from api.security import AUTHENTICATED, current_actor, requires
 from engine.cases import completion, queries
 from engine.cases import tasks as task_ops
 
@@ -31,8 +31,11 @@ class GroupRefSchema(Schema):
 
 class TaskItemSchema(Schema):
     id = fields.Integer()
-    case_id = fields.Integer()
-    case_no = fields.String()
+    case_id = fields.Integer(allow_none=True)
+    case_no = fields.String(allow_none=True)
+    process_id = fields.String()
+    process_name = fields.String()  # the process kind's Chinese name (远程影像诊断, 临床资料补充 …)
+    subject = fields.String()  # what the process is about, e.g. the case number
     task_name = fields.String()
     title = fields.String()
     lane_role = fields.String()
@@ -43,7 +46,7 @@ class TaskItemSchema(Schema):
     patient_name = fields.String()
     modality = fields.String()
     body_part = fields.String()
-    requesting_institution = fields.Nested(InstitutionRefSchema)
+    requesting_institution = fields.Nested(InstitutionRefSchema, allow_none=True)
     created_at = fields.DateTime()
     claimed_at = fields.DateTime(allow_none=True)
 
@@ -61,6 +64,24 @@ class TaskFormSchema(Schema):
     ui_schema = fields.Dict(allow_none=True)
     data = fields.Dict()
     report = fields.Nested(ReportSchema, allow_none=True)
+
+
+class ProcessTaskQuerySchema(PageQuery):
+    scope = fields.String(load_default="mine", validate=validate.OneOf(queries.PROCESS_TASK_SCOPES))
+
+
+class ProcessCompleteSchema(StrictSchema):
+    data = fields.Dict(required=True)
+
+
+class ProcessRefSchema(Schema):
+    id = fields.Integer()
+    process_id = fields.String()
+    status = fields.String()
+
+
+class ProcessWrapSchema(Schema):
+    process = fields.Nested(ProcessRefSchema)
 
 
 class CompleteSchema(StrictSchema):
@@ -210,3 +231,57 @@ def doctors(args: dict[str, Any]) -> Any:
 def groups() -> Any:
     """工作组。"""
     return queries.groups()
+
+
+# --- tasks of the other process kinds (issue 14: any process) ---------------------------------------------------
+# Who may see and take them is the task's process kind's rule (engine/visibility.py process_rule and
+# process_candidates, e.g. clinical_query.answer at the case's requesting institution), not task.read/task.claim,
+# which are the remote-diagnosis lists' central-only functions: a task outside the caller's rule answers 404 (and
+# a security alert) or 403 not_candidate, so these routes need only a logged-in, active session.
+
+
+@blp.route("/process-tasks", methods=["GET"])
+@blp.arguments(ProcessTaskQuerySchema, location="query")
+@blp.response(200, TaskPageSchema)
+@requires(AUTHENTICATED)
+def process_tasks(args: dict[str, Any]) -> Any:
+    """其他流程的任务：我的（已领取）或可领取的（如临床资料补充的答复任务）。"""
+    page = queries.list_process_tasks(current_actor(), args["scope"], args["page"], args["page_size"])
+    return {"items": queries.task_rows(page.items), "total": page.total, "page": page.page, "page_size": page.page_size}
+
+
+@blp.route("/process-tasks/<int:task_id>/claim", methods=["POST"])
+@blp.response(200, TaskItemSchema)
+@requires(AUTHENTICATED)
+def process_task_claim(task_id: int) -> Any:
+    """领取其他流程的任务（按该流程的候选规则）。"""
+    return _item(task_ops.claim(current_actor(), task_id))
+
+
+@blp.route("/process-tasks/<int:task_id>/release", methods=["POST"])
+@blp.response(200, TaskItemSchema)
+@requires(AUTHENTICATED)
+def process_task_release(task_id: int) -> Any:
+    """取消领取其他流程的任务。"""
+    return _item(task_ops.release(current_actor(), task_id))
+
+
+@blp.route("/process-tasks/<int:task_id>/form", methods=["GET"])
+@blp.response(200, TaskFormSchema)
+@requires(AUTHENTICATED)
+def process_task_form(task_id: int) -> Any:
+    """其他流程任务的表单：JSON Schema、界面布局与预填数据。"""
+    out = completion.task_form(current_actor(), task_id)
+    out["task"] = _item(out["task"])
+    out["report"] = None
+    return out
+
+
+@blp.route("/process-tasks/<int:task_id>/complete", methods=["POST"])
+@blp.arguments(ProcessCompleteSchema)
+@blp.response(200, ProcessWrapSchema)
+@requires(AUTHENTICATED)
+def process_task_complete(body: dict[str, Any], task_id: int) -> Any:
+    """提交其他流程任务的表单（服务器按 JSON Schema 校验），由该流程继续执行。"""
+    pi = completion.complete_process_task(current_actor(), task_id, body["data"])
+    return {"process": pi}

@@ -48,6 +48,10 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("case.create", "发起远程诊断申请", "function", "menu.cases", "clinical"),
     PermissionDef("case.read", "查看远程诊断申请", "function", "menu.cases", "clinical"),
     PermissionDef("report.print", "打印报告", "function", "menu.cases", "clinical"),
+    # 临床资料补充 (issue 14, the second process): the case's requesting institution answers a central doctor's
+    # query. Scope any, like the registrar/requester roles (the central hospital also requests for its own patients);
+    # the kind's candidate rule limits it to the instance's institution (engine/cases/clinical_queries.py).
+    PermissionDef("clinical_query.answer", "答复临床资料补充", "function", "menu.cases", "clinical"),
     PermissionDef("menu.tasks", "我的任务", "menu", None, "clinical", CENTRAL),
     PermissionDef("task.read", "查看任务", "function", "menu.tasks", "clinical", CENTRAL),
     PermissionDef("task.claim", "领取与处理任务", "function", "menu.tasks", "clinical", CENTRAL),
@@ -147,7 +151,9 @@ _SEC = frozenset(
 )
 _AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
 
-_REQUEST = frozenset({"menu.cases", "case.create", "case.read", "report.print", "menu.imaging", "image.read"})
+_REQUEST = frozenset(
+    {"menu.cases", "case.create", "case.read", "report.print", "menu.imaging", "image.read", "clinical_query.answer"}
+)
 _READ = frozenset(
     {
         "menu.tasks",

@@ -19,14 +19,14 @@ from engine.cases.services import (
     set_exam_status,
     signed_by,
 )
-from engine.cases.tasks import can_take, candidate_task, get_task
+from engine.cases.tasks import can_take, candidate_task, get_task, record
 from engine.db import utcnow
 from engine.errors import Conflict, Forbidden, ValidationFailed
 from engine.reports import services as reports
 from engine.reports.models import LEVELS, Report
 from engine.visibility import get_visible
-from engine.workflow import runner, service_tasks
-from engine.workflow.models import HumanTask, ProcessDeployment
+from engine.workflow import instances, runner, service_tasks
+from engine.workflow.models import HumanTask, ProcessDeployment, ProcessInstance
 
 
 def form_for(deployment: ProcessDeployment, task: HumanTask) -> dict[str, Any]:
@@ -55,6 +55,15 @@ def validate_form(schema: dict[str, Any], data: dict[str, Any]) -> None:
 def task_form(actor: Actor, task_id: int) -> dict[str, Any]:
     """Schema, UI schema and prefilled data of a task (for reports, the current text)."""
     task = get_task(actor, task_id)
+    if task.case_id is None:  # a task of another process kind: its deployment's form, its kind's prefill
+        pi = uow.session().get(ProcessInstance, task.process_instance_id)
+        assert pi is not None
+        other = uow.session().get(ProcessDeployment, pi.deployment_id)
+        assert other is not None
+        kind = instances.kind_of(pi.process_id)
+        prefill = kind.form_data(pi, task.task_name) if kind.form_data else {}
+        form = form_for(other, task)
+        return {"task": task, "schema": form["schema"], "ui_schema": form.get("ui"), "data": prefill, "report": None}
     case = uow.session().get(Case, task.case_id)
     assert case is not None
     dep = uow.session().get(ProcessDeployment, case.deployment_id)
@@ -107,6 +116,38 @@ def complete_task(actor: Actor, task_id: int, data: dict[str, Any], lock_token: 
         event(case, actor, outcome, task.task_name)
     audit.record(actor, "task_completed", object_type="human_task", object_id=task.id, details={"outcome": outcome})
     return case
+
+
+def complete_process_task(actor: Actor, task_id: int, data: dict[str, Any]) -> ProcessInstance:
+    """Complete a human task of any process kind but remote diagnosis (those go through `complete_task`): under
+    the kind's lock, the kind's candidate rule, the form's JSON Schema, then the kind records it (its `after`).
+
+    Raises:
+        Conflict: ``not_a_process_task`` for a remote-diagnosis task, ``task_not_ready``. Forbidden: not a
+            candidate. ValidationFailed: the form.
+    """
+    first = candidate_task(actor, task_id) or get_task(actor, task_id)
+    if first.case_id is not None:
+        raise Conflict("not_a_process_task", "远程诊断申请的任务请在任务页面提交")
+    s = uow.session()
+    found = s.get(ProcessInstance, first.process_instance_id)
+    assert found is not None
+    kind = instances.kind_of(found.process_id)
+    pi = kind.lock(found.id)
+    s.refresh(first)
+    task = first
+    if task.completed_at is not None:
+        raise Conflict("task_not_ready", "任务已完成或已被回退，请刷新")
+    _ensure_holder(actor, task)
+    dep = s.get(ProcessDeployment, pi.deployment_id)
+    assert dep is not None
+    validate_form(form_for(dep, task)["schema"], data)
+    runner.complete(pi, task.task_guid, data, kind.assign)
+    task.completed_at, task.completed_by_id, task.outcome = utcnow(), actor.user_id, "completed"
+    pi.updated_at = utcnow()
+    record(actor, task, "completed")
+    audit.record(actor, "task_completed", object_type="human_task", object_id=task.id, details={"outcome": "completed"})
+    return pi
 
 
 def _complete_report_step(

@@ -12,10 +12,12 @@ from engine.accounts.queries import Page, clamp_page, like_pattern, user_name_ma
 from engine.actor import Actor
 from engine.cases.models import Case, CaseEvent, Exam, Patient, WorkGroup, WorkGroupMember, case_exam
 from engine.reports.models import Report
-from engine.visibility import open_candidate, scoped, scoped_tasks
-from engine.workflow.models import HumanTask, HumanTaskExclusion
+from engine.visibility import candidate_instances, open_candidate, scoped, scoped_tasks
+from engine.workflow import instances
+from engine.workflow.models import HumanTask, HumanTaskExclusion, ProcessInstance
 
 SCOPES = ("mine", "group", "pool", "all")
+REMOTE_DIAGNOSIS, REMOTE_DIAGNOSIS_NAME = "remote_diagnosis", "远程影像诊断"
 
 
 def patient_name_matches(q: str) -> ColumnElement[bool]:
@@ -71,10 +73,69 @@ def list_tasks(actor: Actor, scope: str, page: int | None, page_size: int | None
     return Page(rows, total, page, page_size)
 
 
-def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
-    """Join what a task list shows in three batched queries (no N+1)."""
+PROCESS_TASK_SCOPES = ("mine", "open")
+
+
+def list_process_tasks(actor: Actor, scope: str, page: int | None, page_size: int | None) -> Page:
+    """Open tasks of the process kinds other than remote diagnosis (those have the lists above): the actor's
+    own (mine), or those their kind's candidate rule offers them, unassigned (open). Seen through the task rule."""
+    page, page_size = clamp_page(page, page_size)
+    stmt = scoped(actor, HumanTask).where(HumanTask.case_id.is_(None), HumanTask.completed_at.is_(None))
+    if scope == "mine":
+        stmt = stmt.where(HumanTask.assignee_id == actor.user_id)
+    else:
+        offered = select(ProcessInstance.id).where(candidate_instances(actor))
+        stmt = stmt.where(HumanTask.assignee_id.is_(None), HumanTask.process_instance_id.in_(offered))
+    stmt = stmt.order_by(HumanTask.emergency.desc(), HumanTask.created_at, HumanTask.id)
     s = uow.session()
-    case_ids = {t.case_id for t in tasks}
+    total = s.execute(stmt.with_only_columns(func.count(HumanTask.id)).order_by(None)).scalar_one()
+    rows = list(s.execute(stmt.offset((page - 1) * page_size).limit(page_size)).scalars())
+    return Page(rows, total, page, page_size)
+
+
+def _other_kind_rows(tasks: list[HumanTask]) -> dict[int, dict[str, Any]]:
+    """Task id → what a list shows of a task of another process kind: the kind's Chinese name and its subject
+    (the kind's `describe`, one call per kind and page)."""
+    if not tasks:
+        return {}
+    s = uow.session()
+    pis = {
+        p.id: p
+        for p in s.execute(
+            select(ProcessInstance).where(ProcessInstance.id.in_({t.process_instance_id for t in tasks}))
+        ).scalars()
+    }
+    by_kind: dict[str, list[ProcessInstance]] = {}
+    for p in pis.values():
+        by_kind.setdefault(p.process_id, []).append(p)
+    described: dict[int, Any] = {}
+    names: dict[str, str] = {}
+    for process_id, group in by_kind.items():
+        kind = instances.kind_of(process_id)
+        names[process_id] = kind.name
+        if kind.describe is not None:
+            described.update(kind.describe(group))
+    out = {}
+    for t in tasks:
+        p = pis[t.process_instance_id]
+        d = described.get(p.id, {})
+        out[t.id] = {
+            "process_id": p.process_id,
+            "process_name": names[p.process_id],
+            "subject": d.get("subject", ""),
+            "case_id": d.get("case_id"),
+            "case_no": d.get("case_no", ""),
+        }
+    return out
+
+
+def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
+    """Join what a task list shows in three batched queries (no N+1); tasks of other process kinds (no case)
+    show their kind's name and subject instead of the case's patient columns."""
+    s = uow.session()
+    others = _other_kind_rows([t for t in tasks if t.case_id is None])
+    tasks_of_cases = [t for t in tasks if t.case_id is not None]
+    case_ids = {t.case_id for t in tasks_of_cases}
     cases = {c.id: c for c in s.execute(select(Case).where(Case.id.in_(case_ids))).unique().scalars()} if tasks else {}
     users = (
         {
@@ -89,9 +150,32 @@ def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
     groups = {g.code: g for g in s.execute(select(WorkGroup)).scalars()} if tasks else {}
     out = []
     for t in tasks:
-        # Task lists show remote-diagnosis tasks, which carry their case (HumanTask.case_id); a process kind
-        # without a case needs its own columns here before its tasks can reach a list (issue 14, not yet).
-        assert t.case_id is not None, "a task list row without a case"
+        if t.case_id is None:
+            o = others[t.id]
+            out.append(
+                {
+                    "id": t.id,
+                    "case_id": o["case_id"],
+                    "case_no": o["case_no"],
+                    "process_id": o["process_id"],
+                    "process_name": o["process_name"],
+                    "subject": o["subject"],
+                    "task_name": t.task_name,
+                    "title": t.title,
+                    "lane_role": t.role_code,
+                    "assignee": users.get(t.assignee_id) if t.assignee_id else None,
+                    "in_pool": t.in_pool,
+                    "group": None,
+                    "emergency": t.emergency,
+                    "patient_name": "",
+                    "modality": "",
+                    "body_part": "",
+                    "requesting_institution": None,
+                    "created_at": t.created_at,
+                    "claimed_at": t.claimed_at,
+                }
+            )
+            continue
         c = cases[t.case_id]
         first = c.exams[0] if c.exams else None
         out.append(
@@ -99,6 +183,9 @@ def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
                 "id": t.id,
                 "case_id": c.id,
                 "case_no": c.case_no,
+                "process_id": REMOTE_DIAGNOSIS,
+                "process_name": REMOTE_DIAGNOSIS_NAME,
+                "subject": c.case_no,
                 "task_name": t.task_name,
                 "title": t.title,
                 "lane_role": t.role_code,

@@ -406,7 +406,7 @@ def _after(pi: ProcessInstance, actor: Actor | None, what: str, details: Mapping
         event(case, actor, what, None, **dict(details))
 
 
-instances.register_kind(PROCESS_ID, assign=assign, lock=_lock_case_process, after=_after)
+instances.register_kind(PROCESS_ID, assign=assign, lock=_lock_case_process, after=_after, name="远程影像诊断")
 
 
 def print_report(actor: Actor, case_id: int) -> Report:

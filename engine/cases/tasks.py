@@ -17,8 +17,9 @@ from engine.cases.models import (
 from engine.cases.services import event, group_exists, qualified_doctor
 from engine.db import utcnow
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from engine.visibility import get_visible
-from engine.workflow.models import HumanTask
+from engine.visibility import get_visible, may_take_process_task
+from engine.workflow import instances
+from engine.workflow.models import HumanTask, ProcessInstance
 
 
 def user_groups(user_id: int) -> list[str]:
@@ -34,8 +35,12 @@ def user_groups(user_id: int) -> list[str]:
 
 
 def can_take(actor: Actor, task: HumanTask, *, ignore_assignee: bool = False) -> bool:
-    """Candidate check: holds the lane role, in the group if any, not excluded (AC-06)."""
-    if task.role_code not in actor.roles or not actor.is_central:
+    """Candidate check: holds the lane role, in the group if any, not excluded (AC-06). A task of another
+    process kind (no case): its kind's candidate rule (visibility.process_candidates) instead of the lane role."""
+    if task.case_id is None:
+        if not may_take_process_task(actor, task):
+            return False
+    elif task.role_code not in actor.roles or not actor.is_central:
         return False
     if any(x.user_id == actor.user_id for x in task.exclusions):
         return False
@@ -44,6 +49,20 @@ def can_take(actor: Actor, task: HumanTask, *, ignore_assignee: bool = False) ->
     if task.group_code and task.group_code not in user_groups(actor.user_id or 0):
         return False
     return True
+
+
+def record(actor: Actor, task: HumanTask, what: str, **details: object) -> None:
+    """The history entry of a task operation: the case's own history for a remote-diagnosis task, else whatever
+    the task's process kind records (its `after` hook, engine/workflow/instances.py)."""
+    s = uow.session()
+    if task.case_id is not None:
+        case = s.get(Case, task.case_id)
+        assert case is not None
+        event(case, actor, what, task.task_name, **details)
+        return
+    pi = s.get(ProcessInstance, task.process_instance_id)
+    assert pi is not None
+    instances.kind_of(pi.process_id).after(pi, actor, what, {"task": task.task_name, **details})
 
 
 def get_task(actor: Actor, task_id: int) -> HumanTask:
@@ -78,9 +97,7 @@ def claim(actor: Actor, task_id: int) -> HumanTask:
         audit.record(actor, "claim_conflict", outcome="failure", object_type="human_task", object_id=task.id)
         raise Conflict("already_claimed", "抢单失败：该任务已被他人领取")
     s.refresh(task)
-    case = s.get(Case, task.case_id)
-    assert case is not None
-    event(case, actor, "claimed", task.task_name)  # REC-04: who took it, and it stays visible to them afterwards
+    record(actor, task, "claimed")  # REC-04: who took it, and it stays visible to them afterwards
     audit.record(actor, "task_claimed", object_type="human_task", object_id=task.id)
     return task
 
@@ -98,9 +115,7 @@ def release(actor: Actor, task_id: int) -> HumanTask:
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("not_holder", "只能释放自己领取的任务")
     s.refresh(task)
-    case = s.get(Case, task.case_id)
-    assert case is not None
-    event(case, actor, "released_claim", task.task_name)
+    record(actor, task, "released_claim")
     audit.record(actor, "task_released", object_type="human_task", object_id=task.id)
     return task
 
@@ -110,6 +125,8 @@ def assign_to(actor: Actor, task_id: int, user_id: int, *, consult: bool = False
     task = get_task(actor, task_id)
     if task.completed_at is not None:
         raise Conflict("task_not_ready", "任务已完成")
+    if task.case_id is None:  # doctors and work groups are the remote-diagnosis kind's candidates
+        raise Conflict("not_a_case_task", "该任务不属于远程诊断申请，不能指派给医生")
     if consult and task.assignee_id != actor.user_id:
         raise Forbidden("not_holder", "只有任务持有人可以发起会诊转派")
     if not consult and not actor.has("task.assign"):
@@ -143,6 +160,8 @@ def batch_assign(actor: Actor, task_ids: list[int], user_id: int | None, group_c
             assign_to(actor, tid, user_id)
         else:
             task = get_task(actor, tid)
+            if task.case_id is None:
+                raise Conflict("not_a_case_task", "该任务不属于远程诊断申请，不能指派给工作组")
             if task.completed_at is None:
                 task.group_code, task.assignee_id, task.in_pool, task.claimed_at = group_code, None, False, None
                 audit.record(

@@ -24,8 +24,14 @@ from engine.errors import Conflict, NotFound
 from engine.workflow import runner
 from engine.workflow.models import ProcessInstance, WorkflowTimer
 
-# after(instance, actor, what, details): what is "timer" (details: timers) or "retried" (details: status).
+# after(instance, actor, what, details): what is "timer" (details: timers), "retried" (details: status), or for a
+# task of a kind other than remote diagnosis "claimed", "released_claim" or "completed" (details: task).
 After = Callable[[ProcessInstance, Actor | None, str, Mapping[str, Any]], None]
+# describe(instances): per instance id, what a task list row shows of it — "subject" (the Chinese label of what it
+# is about, e.g. the case number) and, when it is about a case, "case_id"/"case_no"; one call per list page.
+Describe = Callable[[list[ProcessInstance]], Mapping[int, Mapping[str, Any]]]
+# form_data(instance, task name): the prefilled data of a task's form (e.g. the question being answered).
+FormData = Callable[[ProcessInstance, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,9 @@ class ProcessKind:
     assign: runner.Assigner
     lock: Callable[[int], ProcessInstance]
     after: After
+    name: str = ""  # the kind's Chinese name, shown in task lists
+    describe: Describe | None = None
+    form_data: FormData | None = None
 
 
 _KINDS: dict[str, ProcessKind] = {}
@@ -45,9 +54,14 @@ def register_kind(
     assign: runner.Assigner,
     lock: Callable[[int], ProcessInstance] | None = None,
     after: After | None = None,
+    name: str = "",
+    describe: Describe | None = None,
+    form_data: FormData | None = None,
 ) -> ProcessKind:
     """Register a process kind (idempotent per process id: the last registration wins)."""
-    kind = ProcessKind(process_id, assign, lock or lock_instance, after or (lambda *_a: None))
+    kind = ProcessKind(
+        process_id, assign, lock or lock_instance, after or (lambda *_a: None), name or process_id, describe, form_data
+    )
     _KINDS[process_id] = kind
     return kind
 

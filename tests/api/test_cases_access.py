@@ -188,7 +188,7 @@ def test_ac03_administrators_get_403_on_every_clinical_endpoint(app: Flask, role
     team = Team(app)
     case_id, rid = _released_case(app, team)
     admin = as_user(app, role)
-    ids = {"case_id": case_id, "report_id": rid, "task_id": 1, "deployment_id": 1}
+    ids = {"case_id": case_id, "report_id": rid, "task_id": 1, "deployment_id": 1, "instance_id": 1}
     checked = []
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith(CLINICAL_PREFIXES):

@@ -58,7 +58,9 @@ VARIANTS = variants()
 
 def deployments(app: Flask) -> int:
     with app.app_context():
-        return int(uow.session().execute(select(func.count()).select_from(ProcessDeployment)).scalar_one())
+        # Of this process: processes/ holds other kinds too (issue 14: clinical_query), deployed at start-up.
+        stmt = select(func.count()).select_from(ProcessDeployment).where(ProcessDeployment.process_id == PID)
+        return int(uow.session().execute(stmt).scalar_one())
 
 
 def admin(app: Flask) -> Session:
