@@ -18,6 +18,7 @@ import CaseDetailView from '../CaseDetailView.vue'
 
 vi.mock('@/api/cases', () => ({ listCases: vi.fn(), getCase: vi.fn(), createCase: vi.fn(), getCaseDiagram: vi.fn() }))
 vi.mock('@/api/reports', () => ({ printReport: vi.fn() }))
+vi.mock('@/api/clinicalQueries', () => ({ listClinicalQueries: vi.fn(async () => []), listProcessTasks: vi.fn() }))
 vi.mock('@/api/settings', () => ({ getMySettings: vi.fn(), putMySetting: vi.fn(), deleteMySetting: vi.fn() }))
 vi.mock('@/components/bpmn/BpmnViewer.vue', () => ({
   __esModule: true,
