@@ -124,8 +124,10 @@ def test_the_member_hospital_answers_and_the_doctor_reads_it(app: Flask) -> None
         False,
     )
     assert _queries(team.req, case_id) == [seen]
-    history = [e["event"] for e in case_of(team.l1, case_id)["history"]]
-    assert {"clinical_query_asked", "clinical_query_answered"} <= set(history)
+    history = {e["event"]: e for e in case_of(team.l1, case_id)["history"]}
+    assert history["clinical_query_asked"]["event_name"] == "发起临床资料补充"
+    assert history["clinical_query_asked"]["details"] == {"需补充": QUESTION, "答复时限": "24小时"}
+    assert history["clinical_query_answered"]["details"] == {"答复": answer}
     assert _open(registrar) == []
     assert ok(registrar.get("/api/process-tasks?scope=mine"))["items"] == []
     # The remote-diagnosis case goes on as before: the doctor still holds the draft task.
