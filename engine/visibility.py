@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import False_
 
 from engine import audit, uow
 from engine.accounts.models import Institution, Role, User
@@ -200,6 +201,20 @@ def process_rule(process_id: str) -> Callable[[ProcessRule], ProcessRule]:
 
 
 _CANDIDATE_RULES: dict[str, ProcessRule] = {}
+_TASK_RULES: dict[str, ProcessRule] = {}
+
+
+def process_task_rule(process_id: str) -> Callable[[ProcessRule], ProcessRule]:
+    """Register who sees the tasks of one process kind other than remote diagnosis, when that is fewer people than
+    see its instances (a clause over `ProcessInstance`); without one, its tasks follow its instance rule. An
+    actor for whom every kind's clause is `false()` gets the remote-diagnosis task queries unchanged (their
+    plans are what bench/bench_engine.py measures)."""
+
+    def deco(fn: ProcessRule) -> ProcessRule:
+        _TASK_RULES[process_id] = fn
+        return fn
+
+    return deco
 
 
 def process_candidates(process_id: str) -> Callable[[ProcessRule], ProcessRule]:
@@ -246,10 +261,14 @@ def _remote_diagnosis_processes(actor: Actor) -> ColumnElement[bool]:
 def _other_kinds_tasks(actor: Actor) -> ColumnElement[bool] | None:
     """Tasks of the other registered kinds (no case of their own): through their instance's rule. None when
     no other kind is registered, so the remote-diagnosis task lists keep exactly their indexed query."""
-    others = sorted(k for k in _PROCESS_RULES if k != REMOTE_DIAGNOSIS)
-    if not others:
+    terms = []
+    for kind in sorted(k for k in _PROCESS_RULES if k != REMOTE_DIAGNOSIS):
+        term = _TASK_RULES.get(kind, _PROCESS_RULES[kind])(actor)
+        if not isinstance(term, False_):  # a kind that shows this actor none of its tasks adds nothing
+            terms.append(and_(ProcessInstance.process_id == kind, term))
+    if not terms:
         return None
-    visible = select(ProcessInstance.id).where(_kinds_clause(actor, others))
+    visible = select(ProcessInstance.id).where(or_(*terms))
     return and_(HumanTask.case_id.is_(None), HumanTask.process_instance_id.in_(visible))
 
 

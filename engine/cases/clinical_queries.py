@@ -25,7 +25,7 @@ from engine.actor import Actor
 from engine.cases.models import Case, CaseEvent
 from engine.cases.services import event, lane_role
 from engine.errors import Forbidden, ValidationFailed
-from engine.visibility import clause, get_visible, process_candidates, process_rule, scoped
+from engine.visibility import clause, get_visible, process_candidates, process_rule, process_task_rule, scoped
 from engine.workflow import instances, runner, service_tasks, specs
 from engine.workflow.models import HumanTask, ProcessInstance
 from engine.workflow.runner import Assignment, ReadyTask
@@ -68,9 +68,11 @@ def _visible(actor: Actor) -> ColumnElement[bool]:
     return or_(*terms) if terms else false()
 
 
+@process_task_rule(PROCESS_ID)
 @process_candidates(PROCESS_ID)
 def _candidates(actor: Actor) -> ColumnElement[bool]:
-    """Only the case's requesting institution answers: its registrars and requesters."""
+    """Only the case's requesting institution answers: its registrars and requesters. They alone see the answer
+    task in task lists too (the doctor follows the query on the case page), so central task lists keep their plans."""
     if not actor.has(ANSWER_PERMISSION) or actor.institution_id is None:
         return false()
     return ProcessInstance.institution_id == actor.institution_id
