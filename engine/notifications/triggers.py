@@ -131,7 +131,26 @@ def _forget_on_rollback(s: Session, previous_transaction: SessionTransaction) ->
         s.info.pop(_NOTIFIED_KEY, None)
 
 
+# --- clinical information requests (临床资料补充) --------------------------------------------------------------------
+
+
+def on_clinical_query_started(s: Session, ev: AuditEvent) -> None:
+    """A central doctor asked the requesting hospital for missing clinical information (engine/cases/
+    clinical_queries.py): the case's requester is told, with a link to the case where the question is answered."""
+    case = s.get(Case, int(ev.object_id)) if ev.object_type == "case" and ev.object_id else None
+    if case is None:
+        return
+    services.notify(
+        "clinical_info_incomplete",
+        institution_id=case.requesting_institution_id,
+        user_id=case.requester_id,
+        text=f"远程诊断申请 {case.case_no}（患者 {case.patient.name}）需要补充临床资料，请在申请详情中答复。",
+        link=f"/cases/{case.id}",
+    )
+
+
 audit.subscribe("security_alert", on_security_alert)
+audit.subscribe("clinical_query_started", on_clinical_query_started)
 audit.subscribe("report_released", on_report_released)
 event.listen(Session, "after_commit", _forget_on_commit)
 event.listen(Session, "after_soft_rollback", _forget_on_rollback)

@@ -59,6 +59,10 @@ def test_the_member_hospital_answers_and_the_doctor_reads_it(app: Flask) -> None
     assert (query["status"], query["status_name"], query["question"]) == ("waiting", "待答复", QUESTION)
     case_no = case_of(team.req, case_id)["case_no"]
     assert audit_count(app, "clinical_query_started") == 1
+    # The case's requester is notified (临床资料不全), with a link to the case where it is answered.
+    (note,) = team.req.get("/api/notifications").get_json()["items"]
+    assert (note["kind_name"], note["link"]) == ("临床资料不全", f"/cases/{case_id}")
+    assert case_no in note["text"] and "需要补充临床资料" in note["text"]
 
     # Only a doctor working on the case asks; the case's requester cannot (no task.claim).
     refused(team.l2.post(f"/api/cases/{case_id}/clinical-queries", json={"question": "x"}), 404)
