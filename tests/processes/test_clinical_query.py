@@ -62,7 +62,8 @@ def test_the_member_hospital_answers_and_the_doctor_reads_it(app: Flask) -> None
     # The case's requester is notified (临床资料不全), with a link to the case where it is answered.
     (note,) = team.req.get("/api/notifications").get_json()["items"]
     assert (note["kind_name"], note["link"]) == ("临床资料不全", f"/cases/{case_id}")
-    assert case_no in note["text"] and "需要补充临床资料" in note["text"]
+    assert case_no in note["text"]
+    assert "需要补充临床资料" in note["text"]
 
     # Only a doctor working on the case asks; the case's requester cannot (no task.claim).
     refused(team.l2.post(f"/api/cases/{case_id}/clinical-queries", json={"question": "x"}), 404)
