@@ -209,7 +209,10 @@ def test_dsec08_an_idle_watchdog_thread_ends_and_the_next_call_starts_one() -> N
     proc.start()
     try:
         dog = sandbox._Watchdog("idle-test", idle_s=0.2)
-        ticket = dog.arm(proc, 60)
+        # A disarm does not wake the thread (no wake-up per call): if it already waits for this call's deadline, it
+        # goes idle only after that deadline — so a short one here (a 60 s one failed once in CI when the thread
+        # started waiting before the disarm).
+        ticket = dog.arm(proc, 0.5)
         assert not dog.disarm(ticket)
         deadline = time.monotonic() + 10
         while _watchdogs("idle-test") and time.monotonic() < deadline:
