@@ -22,23 +22,35 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext, suppress
-from typing import Any
+from typing import Any, Protocol
 
 from dicom import faults
 from engine import uow
 from engine.db import DEFER_WAL_SYNC
 
 MAX_BATCH = 64
-_CACHES = ("studies", "series", "audited", "stored", "modalities")
+_CACHES = ("studies", "series", "audited", "stored", "modalities", "fresh", "inserted")
+
+
+class BatchHooks(Protocol):
+    """Index work done for a whole batch (engine/imaging/ingest_batch.py's BatchIndexer): `prepare` gets the
+    batch's entries before their work runs, `flush` runs after it (before the commit), `discard` when it failed."""
+
+    def prepare(self, entries: list[Any]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 class _Item:
-    __slots__ = ("work", "durable", "state", "result", "error", "done", "committed")
+    __slots__ = ("work", "durable", "state", "entry", "result", "error", "done", "committed")
 
-    def __init__(self, work: Callable[[], Any], durable: Future[Any] | None, state: Any) -> None:
+    def __init__(self, work: Callable[[], Any], durable: Future[Any] | None, state: Any, entry: Any) -> None:
         self.work = work
         self.durable = durable
         self.state = state
+        self.entry = entry
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = False
@@ -54,10 +66,12 @@ class GroupCommit:
         write_gate: AbstractContextManager[Any] | None = None,
         max_batch: int = MAX_BATCH,
         sync: Callable[[], None] | None = None,
+        hooks: BatchHooks | None = None,
     ):
         self._app = app
         self._gate = write_gate
         self._max_batch = max_batch
+        self._hooks = hooks  # a batch of several rows: its index statements shared (engine/imaging/ingest_batch.py)
         self._sync = sync  # SQLite: the WAL sync that makes a commit durable, run after the gate is released
         self._cond = threading.Condition()
         self._queue: list[_Item] = []
@@ -65,14 +79,17 @@ class GroupCommit:
         self.transactions = 0  # statistics: transactions run and rows they carried
         self.rows = 0
 
-    def run(self, work: Callable[[], Any], durable: Future[Any] | None = None, state: Any = None) -> Any:
+    def run(
+        self, work: Callable[[], Any], durable: Future[Any] | None = None, state: Any = None, entry: Any = None
+    ) -> Any:
         """Run `work` (index writes through `uow.session()`) in a transaction that commits only after `durable`
         (the file linked under its key, it and its directory fsynced) has completed; returns its result once committed.
 
-        `state` is the IngestState the work updates (its caches are restored if the batch rolls back).
+        `state` is the IngestState the work updates (its caches are restored if the batch rolls back); `entry` what
+        the batch hooks' `prepare` gets for this row (None: nothing to prepare).
         Raises what `work` or `durable` raised, or the commit's error.
         """
-        item = _Item(work, durable, state)
+        item = _Item(work, durable, state, entry)
         with self._cond:
             self._queue.append(item)
         while True:
@@ -133,8 +150,7 @@ class GroupCommit:
         with self._app.app_context():  # pushed (and popped: session teardown) outside the gate
             try:
                 with self._gate or nullcontext(), uow.unit_of_work() as session:
-                    for it in batch:
-                        it.result = it.work()
+                    self._run_work(batch)
                     for it in batch:
                         if it.durable is not None:
                             it.durable.result()  # durable under its key before the commit (DSEC-05)
@@ -150,6 +166,22 @@ class GroupCommit:
                 self._sync()  # the commit durable (engine.db.durable_wal_commits) before any success is answered
         for it in batch:
             it.committed = True
+
+    def _run_work(self, batch: list[_Item]) -> None:
+        entries = [it.entry for it in batch if it.entry is not None]
+        hooks = self._hooks if len(entries) > 1 else None  # one row: the per-row path is already one INSERT
+        if hooks is None:
+            for it in batch:
+                it.result = it.work()
+            return
+        try:
+            hooks.prepare(entries)
+            for it in batch:
+                it.result = it.work()
+            hooks.flush()
+        except BaseException:
+            hooks.discard()
+            raise
 
 
 def _connection_lost(exc: BaseException) -> bool:

@@ -29,6 +29,7 @@ from dicom.writegate import WriteGate
 from engine import config, uow
 from engine.db import durable_wal_commits
 from engine.imaging.ingest import CONFLICT, IngestState, InvalidInstance
+from engine.imaging.ingest_batch import BatchIndexer
 from engine.imaging.receive import Receiver
 from engine.imaging.services import NodeInfo
 from engine.imaging.source import Source
@@ -66,7 +67,7 @@ def receiver(app: Any, settings: config.Settings) -> Receiver:
         store=ObjectStore(settings.storage_dir / "dicom"),
         disk_full_percent=settings.dicom_disk_full_percent,
         app_context=app.app_context,
-        committer=GroupCommit(app, gate, sync=durable_commits(app)),
+        committer=GroupCommit(app, gate, sync=durable_commits(app), hooks=BatchIndexer()),
         write_gate=gate,
         fault=faults.hit,
     )

@@ -71,6 +71,9 @@ class IngestState:
     audited: set[str] = field(default_factory=set)
     stored: dict[str, int] = field(default_factory=dict)  # StudyInstanceUID -> instances stored
     modalities: dict[int, str] = field(default_factory=dict)  # study id -> its only modality, for studies created here
+    # Filled by a group-commit batch's prepare step (engine/imaging/ingest_batch.py), consumed by ingest_instance:
+    fresh: set[str] = field(default_factory=set)  # StudyInstanceUIDs created for this receipt, not yet staged
+    inserted: dict[tuple[str, str], int | None] = field(default_factory=dict)  # (SOP UID, key) -> new row id or None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,9 @@ def _study_id(s: Session, state: IngestState, meta: InstanceMeta) -> tuple[int, 
     uid = meta.study_instance_uid
     cached = state.studies.get(uid)
     if cached is not None:
+        if uid in state.fresh:  # created by this batch's prepare step for this receipt (ingest_batch.py)
+            state.fresh.discard(uid)
+            return cached, True
         return cached, False
     inst_id = state.source.institution_id
     created = False
@@ -246,24 +252,12 @@ def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta
     study_id, created = _study_id(s, state, meta)
     new_study = study_id if created else None
     series_id = _series_id(s, state, meta, study_id)
-    new_id = s.execute(
-        _INSTANCE_INSERT,
-        {
-            "institution_id": src.institution_id,
-            "study_id": study_id,
-            "series_id": series_id,
-            "sop_instance_uid": meta.sop_instance_uid,
-            "sop_class_uid": meta.sop_class_uid,
-            "transfer_syntax_uid": meta.transfer_syntax_uid,
-            "instance_number": meta.instance_number,
-            "size": stored.size,
-            "sha256": stored.sha256,
-            "storage_key": stored.key,
-            "calling_aet": src.calling_aet,
-            "node_id": src.node_id,
-            "received_at": utcnow(),
-        },
-    ).scalar()
+    key = (meta.sop_instance_uid, stored.key)
+    new_id = (
+        state.inserted.pop(key)
+        if key in state.inserted
+        else _insert_instance(s, state, stored, meta, study_id, series_id)
+    )
     if new_id is not None:
         _stage_study(state, meta, study_id, stored=True, created=created)
         state.stored[meta.study_instance_uid] = state.stored.get(meta.study_instance_uid, 0) + 1
@@ -301,6 +295,31 @@ def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta
         details={"conflict_id": conflict.id, "sop_instance_uid": meta.sop_instance_uid, "sha256": stored.sha256},
     )
     return IngestResult(CONFLICT, existing.id, conflict.id, new_study_id=new_study)
+
+
+def _insert_instance(
+    s: Session, state: IngestState, stored: StoredObject, meta: InstanceMeta, study_id: int, series_id: int
+) -> int | None:
+    """The instance's row, or None when its SOP Instance UID is already indexed for the institution."""
+    src = state.source
+    return s.execute(
+        _INSTANCE_INSERT,
+        {
+            "institution_id": src.institution_id,
+            "study_id": study_id,
+            "series_id": series_id,
+            "sop_instance_uid": meta.sop_instance_uid,
+            "sop_class_uid": meta.sop_class_uid,
+            "transfer_syntax_uid": meta.transfer_syntax_uid,
+            "instance_number": meta.instance_number,
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "storage_key": stored.key,
+            "calling_aet": src.calling_aet,
+            "node_id": src.node_id,
+            "received_at": utcnow(),
+        },
+    ).scalar()
 
 
 def _stage_study(state: IngestState, meta: InstanceMeta, study_id: int, *, stored: bool, created: bool) -> None:

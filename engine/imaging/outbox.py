@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, bindparam, text
+from sqlalchemy.orm import Session
 
 from engine import audit, uow
 from engine.db import UTCDateTime, utcnow
 from engine.imaging.source import Source
 
 STUDY_STORED = "study_stored"
+_DEFERRED = "telerad.ingest_outbox_deferred"  # Session.info key: the rows a group-commit batch writes at its end
 
 _INSERT = text(
     "INSERT INTO ingest_event (kind, institution_id, study_id, new_study, payload, created_at) "
@@ -63,14 +65,34 @@ def stage_study(src: Source, study_id: int, study: dict[str, str], *, audited: b
     }
     now = utcnow()
     payload["received_at"] = now.isoformat()
-    uow.session().execute(
-        _INSERT,
-        {
-            "kind": STUDY_STORED,
-            "institution_id": src.institution_id,
-            "study_id": study_id,
-            "new_study": new_study,
-            "payload": payload,
-            "created_at": now,
-        },
-    )
+    row_params = {
+        "kind": STUDY_STORED,
+        "institution_id": src.institution_id,
+        "study_id": study_id,
+        "new_study": new_study,
+        "payload": payload,
+        "created_at": now,
+    }
+    s = uow.session()
+    deferred = s.info.get(_DEFERRED)
+    if deferred is not None:  # a group-commit batch: written with the batch's others (flush_deferred)
+        deferred.append(row_params)
+    else:
+        s.execute(_INSERT, row_params)
+
+
+def defer(s: Session) -> None:
+    """Queue this transaction's outbox rows until `flush_deferred` (a group-commit batch, ingest_batch.py)."""
+    s.info[_DEFERRED] = []
+
+
+def flush_deferred(s: Session) -> None:
+    """Write the queued rows in one executemany, before the commit; rows are queued one by one again afterwards."""
+    rows = s.info.pop(_DEFERRED, None)
+    if rows:
+        s.execute(_INSERT, rows)
+
+
+def discard_deferred(s: Session) -> None:
+    """The batch failed: its transaction rolls back, and so do its queued rows."""
+    s.info.pop(_DEFERRED, None)

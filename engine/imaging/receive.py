@@ -47,9 +47,12 @@ SEALER_THREADS = 8
 class Committer(Protocol):
     """Runs `work` (index writes through `uow.session()`) in a transaction that commits only after `durable` has
     completed, and returns its result once committed (dicom/groupcommit.py's GroupCommit). `state` is the
-    IngestState the work updates, whose caches are restored if the transaction rolls back."""
+    IngestState the work updates, whose caches are restored if the transaction rolls back; `entry` (state, stored,
+    meta) lets a batch of receipts resolve their rows together (engine/imaging/ingest_batch.py)."""
 
-    def run(self, work: Callable[[], Any], durable: Future[Any] | None = None, state: Any = None) -> Any: ...
+    def run(
+        self, work: Callable[[], Any], durable: Future[Any] | None = None, state: Any = None, entry: Any = None
+    ) -> Any: ...
 
 
 def _no_fault(point: str) -> None:
@@ -163,7 +166,9 @@ class Receiver:
         try:
             stored = StoredObject(key_for(digest), digest, size)
             if self.committer is not None:  # may commit with other receipts' rows, after `publishing`
-                result: IngestResult = self.committer.run(lambda: index(state, stored, meta), publishing, state)
+                result: IngestResult = self.committer.run(
+                    lambda: index(state, stored, meta), publishing, state, (state, stored, meta)
+                )
                 return result
             with self.write_gate or nullcontext(), self.app_context(), uow.unit_of_work():
                 result = index(state, stored, meta)
