@@ -80,6 +80,7 @@ EVENT_TYPES: dict[str, str] = {
     "incident_retried": "重试异常任务",
     "clinical_query_started": "发起临床资料补充",
     "timer_fired": "定时事件触发",
+    "process_message_delivered": "流程收到消息",
     # DICOM (REQ: DSEC-10; DICOM audit message codes in the details)
     "dicom_node_created": "登记DICOM设备",
     "dicom_node_updated": "修改DICOM设备",

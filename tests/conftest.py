@@ -55,6 +55,7 @@ POSTGRESQL_PATHS = (
     "dicom/test_worklist_mpps.py",
     "dicom/test_matching.py",
     "dicom/test_ingest_events.py",  # the outbox under concurrent workers: FOR UPDATE SKIP LOCKED, conditional UPDATE
+    "dicom/test_ingest_correlation.py",  # images_received delivered once by racing workers (process instance locks)
     "dicom/test_forwarding.py",  # forward-job upsert and RETURNING
     "dicom/test_routing.py",
     "api/test_tasks_concurrency.py",  # claims and completions under real threads (row locks)

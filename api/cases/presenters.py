@@ -72,7 +72,10 @@ def _history_details(event: str, details: Any) -> Any:
         return {"流程": "临床资料补充"} if "query" in details else details
     if event == "clinical_query_asked":
         due = str(details.get("due", ""))
-        return {"需补充": details.get("question", ""), "答复时限": _DUE_NAMES.get(due, due)}
+        what = "需补传影像" if details.get("request_images") else "需补充"
+        return {what: details.get("question", ""), "答复时限": _DUE_NAMES.get(due, due)}
+    if event == "clinical_query_images_arrived":
+        return {"影像": details.get("study_instance_uid", "")}
     if event == "clinical_query_answered":
         if details.get("unavailable"):
             return {"无法提供": details.get("reason", "")}

@@ -204,6 +204,8 @@ EVENT_NAMES = {
     "clinical_query_asked": "发起临床资料补充",
     "clinical_query_answered": "答复临床资料补充",
     "clinical_query_overdue": "临床资料补充超时",
+    "clinical_query_images_arrived": "补传影像已到达",
+    "message": "流程收到消息",
 }
 
 
@@ -214,10 +216,13 @@ class CorrectSchema(StrictSchema):
 class ClinicalQueryCreateSchema(StrictSchema):
     question = fields.String(required=True, validate=validate.Length(min=1, max=2000))
     due = fields.String(load_default=None, validate=validate.Regexp(r"^P[0-9DTHMS]{1,16}$"))  # ISO 8601 duration
+    request_images = fields.Boolean(load_default=False)  # 补传影像 instead of clinical information
 
 
 class ClinicalQuerySchema(Schema):
     id = fields.Integer()
+    kind = fields.String()  # info | images
+    kind_name = fields.String()
     status = fields.String()
     status_name = fields.String()
     question = fields.String()

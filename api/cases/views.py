@@ -215,9 +215,9 @@ def correct(body: dict[str, Any], case_id: int) -> Any:
 @blp.response(201, sch.ClinicalQuerySchema)
 @requires("task.claim")
 def start_clinical_query(body: dict[str, Any], case_id: int) -> Any:
-    """补充临床资料：处理该申请的医生请申请医院补充临床资料（临床资料补充流程，issue 14）。"""
+    """补充临床资料：处理该申请的医生请申请医院补充临床资料，或补传影像（request_images；影像到达后自动完成）。"""
     actor = current_actor()
-    pi = clinical_queries.start(actor, case_id, body["question"], body.get("due"))
+    pi = clinical_queries.start(actor, case_id, body["question"], body.get("due"), body.get("request_images", False))
     return next(q for q in clinical_queries.list_for_case(actor, case_id) if q["id"] == pi.id)
 
 

@@ -3,10 +3,11 @@
 `process_pending` takes the unprocessed `ingest_event` rows in id order and, in one transaction per batch: chains
 each row's audit event (engine/audit.py), matches each new study to its exam (engine/imaging/matching.py, in a
 savepoint: a matching problem leaves the study unmatched, never the event unprocessed) and marks the row
-processed. The mark is a conditional UPDATE in that same transaction, so an event takes effect exactly once: a
-worker that dies mid-batch leaves its rows for the next run, and two workers (`telerad run`'s worker thread and a
-separate `telerad worker`, or several) never both apply one — on PostgreSQL the batch is taken with FOR UPDATE
-SKIP LOCKED, on SQLite write transactions are serialised.
+processed, and delivers ``images_received`` to the processes waiting for images of the study's exam or case
+(engine/imaging/arrivals.py; in a savepoint too). The mark is a conditional UPDATE in that same transaction, so an
+event takes effect exactly once: a worker that dies mid-batch leaves its rows for the next run, and two workers
+(`telerad run`'s worker thread and a separate `telerad worker`, or several) never both apply one — on PostgreSQL
+the batch is taken with FOR UPDATE SKIP LOCKED, on SQLite write transactions are serialised.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import logging
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from engine import audit, uow
 from engine.actor import Actor
 from engine.db import utcnow
-from engine.imaging import matching
+from engine.imaging import arrivals, matching
 from engine.imaging.exam_models import IngestEvent
 from engine.imaging.ingest import InstanceMeta
 from engine.imaging.outbox import STUDY_STORED
@@ -95,3 +97,18 @@ def _study_stored(event: IngestEvent) -> None:
             study_date=study.get("study_date", ""),
         )
         matching.match_new_study(source, event.study_id, meta)
+    _images_received(event.study_id)
+
+
+def _images_received(study_id: int) -> None:
+    """The study's images arrived: its exam's (and cases') waiting processes take ``images_received`` — also for a
+    later receipt into a study matched before (补传). A lock conflict rolls the batch back (its events stay pending
+    and are applied again); any other failure is logged and leaves the event processed, as a matching failure does,
+    so one broken process never blocks the outbox."""
+    try:
+        with uow.session().begin_nested():
+            arrivals.deliver_for_study(study_id)
+    except OperationalError:
+        raise
+    except Exception:
+        log.exception("delivering images_received for study %s failed", study_id)

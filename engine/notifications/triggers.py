@@ -135,10 +135,21 @@ def _forget_on_rollback(s: Session, previous_transaction: SessionTransaction) ->
 
 
 def on_clinical_query_started(s: Session, ev: AuditEvent) -> None:
-    """A central doctor asked the requesting hospital for missing clinical information (engine/cases/
-    clinical_queries.py): the case's requester is told, with a link to the case where the question is answered."""
+    """A central doctor asked the requesting hospital for missing clinical information, or to re-send images
+    (engine/cases/clinical_queries.py): the case's requester is told (临床资料不全, or 等待影像 for 补传影像), with a
+    link to the case where the question is answered."""
     case = s.get(Case, int(ev.object_id)) if ev.object_type == "case" and ev.object_id else None
     if case is None:
+        return
+    if (ev.details or {}).get("request_images"):  # 补传影像: the hospital re-sends or adds images
+        services.notify(
+            "images_awaited",
+            institution_id=case.requesting_institution_id,
+            user_id=case.requester_id,
+            text=f"远程诊断申请 {case.case_no}（患者 {case.patient.name}）需要补传影像，请重新发送或补充影像；"
+            "影像到达后自动完成。",
+            link=f"/cases/{case.id}",
+        )
         return
     services.notify(
         "clinical_info_incomplete",

@@ -24,8 +24,9 @@ from engine.errors import Conflict, NotFound
 from engine.workflow import runner
 from engine.workflow.models import ProcessInstance, WorkflowTimer
 
-# after(instance, actor, what, details): what is "timer" (details: timers), "retried" (details: status), or for a
-# task of a kind other than remote diagnosis "claimed", "released_claim" or "completed" (details: task).
+# after(instance, actor, what, details): what is "timer" (details: timers), "retried" (details: status), "message"
+# (details: message, status; engine/workflow/messages.py), or for a task of a kind other than remote diagnosis
+# "claimed", "released_claim" or "completed" (details: task).
 After = Callable[[ProcessInstance, Actor | None, str, Mapping[str, Any]], None]
 # describe(instances): per instance id, what a task list row shows of it — "subject" (the Chinese label of what it
 # is about, e.g. the case number) and, when it is about a case, "case_id"/"case_no"; one call per list page.

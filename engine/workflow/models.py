@@ -138,6 +138,22 @@ class WorkflowTimer(Base):
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class WorkflowMessageWait(Base):
+    """A message catch a process instance waits on (a BPMN message catch event, receive task or boundary event),
+    copied out of the workflow state like the timers, so that whoever delivers a message finds the waiting
+    instances with one indexed query instead of loading workflows (engine/workflow/messages.py; issue 14 "events
+    out of ingest"). Correlation is by the instance's subject (`process_instance.subject_type/subject_id`)."""
+
+    __tablename__ = "workflow_message_wait"
+    __table_args__ = (Index("ix_workflow_message_wait_name", "message_name", "process_instance_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_instance_id: Mapped[int] = mapped_column(ForeignKey("process_instance.id", ondelete="CASCADE"), index=True)
+    task_guid: Mapped[str] = mapped_column(String(36), unique=True)
+    message_name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Incident(Base):
     """A failed service task: the process waits with its state intact until someone retries (ARCHITECTURE.md)."""
 

@@ -26,6 +26,7 @@ from engine.workflow.models import (
     Incident,
     ProcessDeployment,
     ProcessInstance,
+    WorkflowMessageWait,
     WorkflowTimer,
 )
 
@@ -86,6 +87,7 @@ def load(pi: InstanceLike) -> Any:
     stored = state.upgrade(pi.state, pi.serializer_version)  # older formats through their migrations
     wf = spiff.restore(specs.spec_of(pi.deployment_id, digest), stored, _engine())
     wf.telerad_timers_at_load = waiting_timers(wf)
+    wf.telerad_messages_at_load = spiff.waiting_messages(wf)
     wf.telerad_ready_at_load = {r.guid for r in ready_tasks(wf)}
     return wf
 
@@ -93,6 +95,7 @@ def load(pi: InstanceLike) -> Any:
 def new(deployment: ProcessDeployment) -> Any:
     wf = spiff.new_workflow(specs.spec_of(deployment.id, deployment.content_hash), _engine())
     wf.telerad_timers_at_load = {}
+    wf.telerad_messages_at_load = {}
     wf.telerad_ready_at_load = set()
     return wf
 
@@ -132,9 +135,11 @@ def save_state(pi: InstanceLike, wf: Any) -> None:
 
 
 def save(pi: InstanceLike, wf: Any, assigner: Assigner) -> list[HumanTask]:
-    """Persist state-only JSON, copy timer due times out, and make `human_task` match the READY user tasks."""
+    """Persist state-only JSON, copy timer due times and message waits out, and make `human_task` match the READY
+    user tasks."""
     save_state(pi, wf)
     sync_timers(pi, wf)
+    sync_messages(pi, wf)
     return sync_human_tasks(pi, ready_tasks(wf), assigner, getattr(wf, "telerad_ready_at_load", None))
 
 
@@ -238,6 +243,60 @@ def sync_timers(pi: InstanceLike, wf: Any) -> None:
         elif guid not in existing or existing[guid].due_at != due:
             s.add(WorkflowTimer(process_instance_id=pi.id, task_guid=guid, task_name=name, due_at=due))
     s.flush()
+
+
+_MSG = cast(Table, WorkflowMessageWait.__table__)
+_END_WAITS = delete(_MSG).where(
+    _MSG.c.process_instance_id == bindparam("pi_id"), _MSG.c.task_guid.in_(bindparam("guids", expanding=True))
+)
+
+
+def sync_messages(pi: InstanceLike, wf: Any) -> None:
+    """Make `workflow_message_wait` hold exactly the message catches the workflow waits on (engine/workflow/
+    messages.py finds waiting instances there). Like `sync_timers`: no statement when they are as loaded — the
+    usual step, so a process without message catches pays nothing; a workflow not loaded by `load`/`new` is
+    compared with its rows."""
+    waiting = spiff.waiting_messages(wf)
+    before = getattr(wf, "telerad_messages_at_load", None)
+    if before is not None and waiting == before:
+        return
+    s = uow.session()
+    s.flush()
+    if before is None:
+        rows = s.execute(
+            select(WorkflowMessageWait.task_guid, WorkflowMessageWait.message_name).where(
+                WorkflowMessageWait.process_instance_id == pi.id
+            )
+        )
+        before = {guid: name for guid, name in rows}
+    gone = {guid for guid, name in before.items() if waiting.get(guid) != name}
+    new = {guid: name for guid, name in waiting.items() if before.get(guid) != name}
+    conn = s.connection()
+    if gone:
+        conn.execute(_END_WAITS, {"pi_id": pi.id, "guids": sorted(gone)})
+    if new:
+        now = utcnow()
+        conn.execute(
+            _MSG.insert(),
+            [
+                {"process_instance_id": pi.id, "task_guid": g, "message_name": n, "created_at": now}
+                for g, n in sorted(new.items())
+            ],
+        )
+    _expire(s, WorkflowMessageWait, lambda r: r.get("process_instance_id") == pi.id)
+    wf.telerad_messages_at_load = waiting
+
+
+def deliver_message(pi: InstanceLike, name: str, payload: dict[str, Any], assigner: Assigner) -> int:
+    """Deliver the message `name` to a process instance (the caller holds its lock) and run it to its next wait
+    state. Returns how many of its catches took the message; 0 means it was not waiting for it (already delivered
+    by someone else, ended, or never waited) and nothing was written."""
+    wf = load(pi)
+    caught = spiff.catch_message(wf, name, payload)
+    if caught:
+        _run(pi, wf)
+        save(pi, wf, assigner)
+    return caught
 
 
 def fire_timers(pi: InstanceLike, assigner: Assigner) -> Any:

@@ -31,7 +31,11 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (  # type: ignore[imp
     WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.specs.event_definitions.message import (  # type: ignore[import-untyped]
+    MessageEventDefinition,
+)
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition  # type: ignore[import-untyped]
+from SpiffWorkflow.bpmn.util import BpmnEvent  # type: ignore[import-untyped]
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow  # type: ignore[import-untyped]
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser  # type: ignore[import-untyped]
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG  # type: ignore[import-untyped]
@@ -184,3 +188,34 @@ def timer_due(event_value: Any) -> datetime:
     """The due time SpiffWorkflow stored for a waiting timer (ISO string, or a cycle's `next`)."""
     raw = event_value["next"] if isinstance(event_value, dict) else event_value
     return TimerEventDefinition.get_datetime(raw).astimezone(UTC)
+
+
+def waiting_messages(wf: Any) -> dict[str, str]:
+    """task id → message name of every WAITING message catch (intermediate catch event, receive task, boundary
+    event). Read from the workflow's event manager, which holds exactly its waiting catching tasks — no walk of
+    the task tree (this runs on every load and save, bench/bench_engine.py)."""
+    out: dict[str, str] = {}
+    for t in wf.event_manager.tasks.values():
+        definition = getattr(t.task_spec, "event_definition", None)
+        if isinstance(definition, MessageEventDefinition) and t.state == TaskState.WAITING:
+            out[str(t.id)] = definition.name
+    return out
+
+
+def catch_message(wf: Any, name: str, payload: dict[str, Any]) -> int:
+    """Deliver the message `name` with `payload` to every task of `wf` waiting for it; returns how many caught it
+    (0: nothing waits, the workflow is unchanged). A catch with a ``messageVariable`` finds the payload there.
+
+    The event is built from the waiting task's own definition: SpiffWorkflow matches an event by its definition's
+    class and name, and the spiff parser makes its own MessageEventDefinition subclass."""
+    waiting = [
+        t
+        for t in wf.event_manager.tasks.values()
+        if t.state == TaskState.WAITING
+        and isinstance(getattr(t.task_spec, "event_definition", None), MessageEventDefinition)
+        and t.task_spec.event_definition.name == name
+    ]
+    if not waiting:
+        return 0
+    wf.send_event(BpmnEvent(waiting[0].task_spec.event_definition, payload=dict(payload)))
+    return len(waiting)

@@ -7,7 +7,10 @@ import type { Paged, TaskForm, TaskItem } from './types'
 
 export interface ClinicalQuery {
   id: number
-  status: 'waiting' | 'overdue' | 'answered' | 'unavailable' | 'incident'
+  /** info: 补充临床资料; images: 补传影像 (completed by the arrival of the images) */
+  kind: 'info' | 'images'
+  kind_name: string
+  status: 'waiting' | 'awaiting_images' | 'overdue' | 'answered' | 'images_arrived' | 'unavailable' | 'incident'
   status_name: string
   question: string
   due: string
@@ -33,7 +36,7 @@ export async function listClinicalQueries(caseId: number | string): Promise<Clin
 
 export async function startClinicalQuery(
   caseId: number | string,
-  body: { question: string; due?: string },
+  body: { question: string; due?: string; request_images?: boolean },
 ): Promise<ClinicalQuery> {
   const { data } = await http.post<ClinicalQuery>(`/cases/${caseId}/clinical-queries`, body)
   return data

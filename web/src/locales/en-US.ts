@@ -105,6 +105,47 @@ const enUS: DeepPartial<MessageSchema> = {
     notFoundText: 'The page does not exist.',
     goHome: 'Home',
   },
+  clinicalQuery: {
+    title: 'Information requests',
+    ask: 'Request clinical information',
+    askImages: 'Request images',
+    kind: 'Type',
+    kinds: { info: 'Clinical information', images: 'Re-send images' },
+    request: 'Request',
+    question: 'Clinical information needed',
+    imagesQuestion: 'Images needed (series, body part, reason)',
+    imagesRequired: 'Please describe the images needed',
+    imagesExplained:
+      'When the hospital re-sends or adds the images, this request completes by itself and you are notified; ' +
+      'past the due time it shows "Overdue".',
+    imagesSent: 'The requesting hospital has been asked to re-send images',
+    imagesWaitingForUs: 'The central hospital asks us to re-send images',
+    imagesHowTo:
+      'Re-send the images of this exam from the modality or PACS (same accession number); the request completes ' +
+      'when they arrive. If they cannot be provided, say why.',
+    imagesArrived: 'The requested images arrived',
+    cannotResend: 'Cannot re-send',
+    cannotResendTitle: 'Images cannot be re-sent',
+    submitCannotResend: 'Submit the reason',
+    cannotResendSent: 'The central hospital has been told',
+    due: 'Due within',
+    dues: { PT24H: '24 hours', PT48H: '48 hours', PT72H: '72 hours' },
+    send: 'Send',
+    sent: 'The requesting hospital has been asked for clinical information',
+    questionRequired: 'Please describe the clinical information needed',
+    none: 'No information requests',
+    status: 'Status',
+    answerColumn: 'Answer',
+    unavailable: 'Not available',
+    wasOverdue: 'Was overdue',
+    waitingForUs: 'The central hospital asks us for clinical information',
+    answer: 'Answer',
+    claimAndAnswer: 'Claim and answer',
+    answerTitle: 'Answer the information request',
+    submitAnswer: 'Submit answer',
+    answered: 'Answer submitted',
+    fixErrors: 'Please correct the errors in the form first',
+  },
 }
 
 export default enUS

@@ -19,6 +19,8 @@ vi.mock('@/api/clinicalQueries', () => ({
 
 const ANSWERED: ClinicalQuery = {
   id: 3,
+  kind: 'info',
+  kind_name: '补充临床资料',
   status: 'answered',
   status_name: '已答复',
   question: '请补充既往手术史',
@@ -93,5 +95,60 @@ describe('临床资料补充 on the case page', () => {
     expect(w.find('[data-testid="clinical-query-ask"]').exists()).toBe(false)
     const buttons = w.findAll('[data-testid="clinical-query-answer-open"]')
     expect(buttons.map((b) => b.text())).toEqual(['领取并答复'])
+  })
+
+  it('a doctor asks for images; the query shows 等待补传影像 and its kind, never a raw code', async () => {
+    const awaiting: ClinicalQuery = {
+      ...structuredClone(ANSWERED),
+      id: 4,
+      kind: 'images',
+      kind_name: '补传影像',
+      status: 'awaiting_images',
+      status_name: '等待补传影像',
+      question: '请补传薄层重建序列',
+      answer: '',
+      answered_at: null,
+      overdue: false,
+    }
+    vi.mocked(api.listClinicalQueries).mockResolvedValue([awaiting])
+    const w = await mountAs(['task.claim'])
+    const table = w.find('[data-testid="clinical-query-table"]').text()
+    expect(table).toContain('补传影像')
+    expect(table).toContain('等待补传影像')
+    expect(table).not.toContain('awaiting_images')
+    expect(table).not.toContain('images')
+    await w.find('[data-testid="clinical-query-ask-images"]').trigger('click')
+    await flushPromises()
+    expect(document.body.textContent).toContain('需补传的影像')
+    await w.find('textarea[data-testid="clinical-query-question"]').setValue('请补传增强序列')
+    await w.find('[data-testid="clinical-query-send"]').trigger('click')
+    await flushPromises()
+    expect(api.startClinicalQuery).toHaveBeenCalledWith(5, {
+      question: '请补传增强序列',
+      due: 'PT24H',
+      request_images: true,
+    })
+  })
+
+  it('the requesting hospital is asked to re-send images and may only say it cannot', async () => {
+    const task = {
+      id: 21,
+      case_id: 5,
+      task_name: 'resend_images',
+      process_id: 'clinical_query',
+      process_name: '临床资料补充',
+      assignee: null,
+    } as ProcessTaskItem
+    vi.mocked(api.listProcessTasks).mockImplementation(async (scope) => ({
+      items: scope === 'open' ? [task] : [],
+      total: 1,
+      page: 1,
+      page_size: 100,
+    }))
+    const w = await mountAs(['clinical_query.answer', 'case.read'])
+    const alert = w.find('[data-testid="clinical-query-resend"]')
+    expect(alert.text()).toContain('中心医院医生请本院补传影像')
+    expect(alert.text()).toContain('影像到达后此请求自动完成')
+    expect(w.findAll('[data-testid="clinical-query-answer-open"]').map((b) => b.text())).toEqual(['无法补传'])
   })
 })
