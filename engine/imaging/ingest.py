@@ -143,6 +143,10 @@ _SERIES_INSERT = text(
 ).bindparams(bindparam("created_at", type_=UTCDateTime()))
 
 
+_STUDY_SELECT = text("SELECT id FROM dicom_study WHERE institution_id = :i AND study_instance_uid = :u")
+_SERIES_SELECT = text("SELECT id FROM dicom_series WHERE institution_id = :i AND series_instance_uid = :u")
+
+
 def _study_id(s: Session, state: IngestState, meta: InstanceMeta) -> tuple[int, bool]:
     """The study's id, and whether this call created it."""
     uid = meta.study_instance_uid
@@ -154,7 +158,7 @@ def _study_id(s: Session, state: IngestState, meta: InstanceMeta) -> tuple[int, 
         return cached, False
     inst_id = state.source.institution_id
     created = False
-    found = s.execute(select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)).scalar()
+    found = s.execute(_STUDY_SELECT, {"i": inst_id, "u": uid}).scalar()
     if found is None:
         found = s.execute(
             _STUDY_INSERT,
@@ -180,9 +184,7 @@ def _study_id(s: Session, state: IngestState, meta: InstanceMeta) -> tuple[int, 
             state.modalities[found] = meta.modality
             created = True
         else:  # a concurrent association inserted it first: use theirs
-            found = s.execute(
-                select(Study.id).where(Study.institution_id == inst_id, Study.study_instance_uid == uid)
-            ).scalar_one()
+            found = s.execute(_STUDY_SELECT, {"i": inst_id, "u": uid}).scalar_one()
     state.studies[uid] = found
     return found, created
 
@@ -193,9 +195,7 @@ def _series_id(s: Session, state: IngestState, meta: InstanceMeta, study_id: int
     if cached is not None:
         return cached[0]
     inst_id = state.source.institution_id
-    found = s.execute(
-        select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
-    ).scalar()
+    found = s.execute(_SERIES_SELECT, {"i": inst_id, "u": uid}).scalar()
     if found is None:
         found = s.execute(
             _SERIES_INSERT,
@@ -211,9 +211,7 @@ def _series_id(s: Session, state: IngestState, meta: InstanceMeta, study_id: int
             },
         ).scalar()
         if found is None:  # a concurrent association inserted it first
-            found = s.execute(
-                select(Series.id).where(Series.institution_id == inst_id, Series.series_instance_uid == uid)
-            ).scalar_one()
+            found = s.execute(_SERIES_SELECT, {"i": inst_id, "u": uid}).scalar_one()
         # ModalitiesInStudy follows the series (recomputed only when a series is new: rare). A study this
         # association created with this series' modality already says so: nothing to recompute.
         if state.modalities.get(study_id) != meta.modality:

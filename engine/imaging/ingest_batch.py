@@ -207,6 +207,15 @@ class BatchIndexer:
                     state.inserted[key] = ids.pop(m.sop_instance_uid, None)
 
 
+@cache
+def _select_existing(table: str, uid: str) -> TextClause:
+    """The ids of the rows of the institution among the given UIDs (textual: the ORM select() with an IN list cost
+    more CPU than the INSERT it precedes)."""
+    return text(
+        f"SELECT {uid}, id FROM {table} WHERE institution_id = :inst_id AND {uid} IN :uids"  # noqa: S608 — constants
+    ).bindparams(bindparam("uids", expanding=True))
+
+
 def _existing(s: Session, model: Any, uid_column: Any, inst_id: int, uids: list[str]) -> dict[str, int]:
-    found = s.execute(select(uid_column, model.id).where(model.institution_id == inst_id, uid_column.in_(uids)))
-    return {uid: row_id for uid, row_id in found}
+    stmt = _select_existing(model.__tablename__, uid_column.key)
+    return {uid: row_id for uid, row_id in s.execute(stmt, {"inst_id": inst_id, "uids": uids})}
