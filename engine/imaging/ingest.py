@@ -243,7 +243,8 @@ def ingest_instance(state: IngestState, stored: StoredObject, meta: InstanceMeta
     resend (same digest) succeeds without a new row; a different content under the same SOP Instance UID is kept
     aside as an InstanceConflict and the original is left untouched. The first instance of each study in a receipt
     queues one audit event (engine/imaging/outbox.py; not one per instance). The common case — a new instance of a
-    study this receipt already saw — is a single INSERT.
+    study this receipt already saw — is a single INSERT; in a group-commit batch of several receipts the rows were
+    resolved for the whole batch beforehand (engine/imaging/ingest_batch.py) and none is needed here.
     """
     s = uow.session()
     src = state.source
