@@ -179,6 +179,11 @@ def test_the_due_time_timer_fires_once(app: Flask) -> None:
     assert len(_events(app, case_id, "clinical_query_overdue")) == 1
     (seen,) = _queries(team.l1, case_id)
     assert (seen["status"], seen["status_name"], seen["overdue"]) == ("overdue", "已超时", True)
+    # The requester, who was asked, is reminded once (超时提醒), with a link to the case.
+    notes = team.req.get("/api/notifications").get_json()["items"]
+    (late,) = [n for n in notes if n["kind"] == "overdue"]
+    assert (late["kind_name"], late["link"]) == ("超时提醒", f"/cases/{case_id}")
+    assert "已超过答复时限" in late["text"]
     # Still answerable after the reminder; then the instance completes.
     (row,) = _open(team.req)
     ok(team.req.post(f"/api/process-tasks/{row['id']}/complete", json={"data": {"answer": "无手术史"}}))
