@@ -226,3 +226,33 @@ def test_a_failed_recording_is_an_incident_until_retried(app: Flask, monkeypatch
     assert audit_count(app, "incident_retried") == 2
     # The generic endpoint retries through visibility: a member user gets the guard's 403, an unknown id 404.
     refused(dispatcher.post("/api/processes/instances/999999/retry"), 404)
+
+
+# REQ: AC-03 — the other process kinds' task lists are a function too: whoever no kind's task or candidate rule gives
+# anything (the three administrators, the process administrator, central doctors and dispatchers, whose tasks are
+# the remote-diagnosis lists) is refused with 403 `forbidden` and a Chinese message, audited, on every route — not
+# an empty list; the answering institution's registrars and requesters keep them.
+@pytest.mark.parametrize("role", ["sys_admin", "sec_admin", "audit_admin", "process_admin", "report_l1", "dispatcher"])
+def test_ac03_process_task_routes_refuse_who_holds_no_process_task_function(app: Flask, role: str) -> None:
+    team = Team(app)
+    _start(team)
+    (row,) = _open(team.req)
+    outsider = as_user(app, role)
+    before = audit_count(app, "permission_denied")
+    calls = [
+        outsider.get("/api/process-tasks?scope=mine"),
+        outsider.get("/api/process-tasks?scope=open"),
+        outsider.get(f"/api/process-tasks/{row['id']}/form"),
+        outsider.post(f"/api/process-tasks/{row['id']}/claim"),
+        outsider.post(f"/api/process-tasks/{row['id']}/release"),
+        outsider.post(f"/api/process-tasks/{row['id']}/complete", json={"data": {"answer": "x"}}),
+    ]
+    for resp in calls:
+        body = refused(resp, 403, "forbidden")
+        assert body["message"] == "没有权限执行此操作"
+        assert body["details"] == {"function": "process_tasks"}
+    assert audit_count(app, "permission_denied") - before == len(calls)
+    assert audit_count(app, "security_alert") == 0  # a function refused, not a probe of another hospital's task
+    assert [r["id"] for r in _open(team.req)] == [row["id"]]  # nothing was claimed or completed
+    for holder in (team.req, as_user(app, "registrar", institution_code="M02")):
+        assert ok(holder.get("/api/process-tasks?scope=mine"))["items"] == []  # holders of the function: a list
