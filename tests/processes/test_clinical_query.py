@@ -130,8 +130,14 @@ def test_the_member_hospital_answers_and_the_doctor_reads_it(app: Flask) -> None
     assert _queries(team.req, case_id) == [seen]
     history = {e["event"]: e for e in case_of(team.l1, case_id)["history"]}
     assert history["clinical_query_asked"]["event_name"] == "发起临床资料补充"
-    assert history["clinical_query_asked"]["details"] == {"需补充": QUESTION, "答复时限": "24小时"}
-    assert history["clinical_query_answered"]["details"] == {"答复": answer}
+    # Details are codes (the SPA labels them: web/src/utils/caseHistory.ts); the query's id ties them together.
+    assert history["clinical_query_asked"]["details"] == {"query": query["id"], "question": QUESTION, "due": "PT24H"}
+    assert history["clinical_query_answered"]["details"] == {
+        "query": query["id"],
+        "answer": answer,
+        "unavailable": False,
+        "reason": "",
+    }
     assert _open(registrar) == []
     assert ok(registrar.get("/api/process-tasks?scope=mine"))["items"] == []
     # The remote-diagnosis case goes on as before: the doctor still holds the draft task.
