@@ -522,6 +522,8 @@ const enUS: MessageSchema = {
     manual: 'Manual',
     pool: 'Task pool',
     group: 'Group',
+    directed: 'Directed',
+    rule: 'By rule',
   },
   taskForm: {
     back: 'Back',

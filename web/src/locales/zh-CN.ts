@@ -513,6 +513,8 @@ const zhCN = {
     manual: '人工分配',
     pool: '抢单',
     group: '小组',
+    directed: '定向分配',
+    rule: '按规则分配',
   },
   taskForm: {
     back: '返回',

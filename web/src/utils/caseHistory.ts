@@ -11,6 +11,14 @@ export type { Translator }
 
 /** Detail keys that identify something for the system only (a 临床资料补充 query's id). */
 const HIDDEN_KEYS = new Set(['query'])
+/** The order details read in (the database may return a JSON object's keys sorted); other keys follow. */
+const ORDER = ['question', 'answer', 'unavailable', 'reason', 'due', 'due_at', 'details_exams', 'emergency', 'back_to',
+  'to', 'version', 'from_version', 'to_version', 'status']
+
+function rank(key: string): number {
+  const i = ORDER.indexOf(key)
+  return i < 0 ? ORDER.length : i
+}
 
 export function historyEventName(tr: Translator, entry: Pick<CaseHistoryEntry, 'event' | 'event_name'>): string {
   return label(tr, `caseHistory.events.${entry.event}`, entry.event_name || entry.event)
@@ -58,6 +66,7 @@ export function historyDetailsText(tr: Translator, details: unknown): string {
   return Object.entries(details as Record<string, unknown>)
     .filter(([k, v]) => !HIDDEN_KEYS.has(k) && v !== null && v !== undefined && v !== '' && v !== false)
     .filter(([, v]) => !(Array.isArray(v) && v.length === 0))
+    .sort(([a], [b]) => rank(a) - rank(b))
     .map(([k, v]) => {
       const name = label(tr, `caseHistory.details.${k}`, k)
       return v === true ? name : tr.t('caseHistory.pair', { label: name, value: valueText(tr, k, v) })

@@ -88,8 +88,9 @@ describe('case history labels', () => {
     const tr = translator('zh-CN')
     const text = historyDetailsText(tr, DETAILS)
     expect(text).toBe(
-      '检查：EX001、EX002；到期时间：2026-03-01 10:30；急诊；原因：左右侧写反；退回到：书写初步报告；报告版本：2；' +
-        '原流程版本：1；新流程版本：3；转给：王医生；流程状态：流程异常；需补充：请补充既往病史；答复时限：24小时；无法提供',
+      '需补充：请补充既往病史；无法提供；原因：左右侧写反；答复时限：24小时；到期时间：2026-03-01 10:30；' +
+        '检查：EX001、EX002；急诊；退回到：书写初步报告；转给：王医生；报告版本：2；原流程版本：1；新流程版本：3；' +
+        '流程状态：流程异常',
     )
     for (const raw of ['details_exams', 'due_at', 'back_to', 'draft_report', 'incident', 'PT24H', 'query', '42', 'true']) {
       expect(text).not.toContain(raw)
@@ -115,7 +116,7 @@ describe('case history labels', () => {
     )
     expect(historyTaskName(tr, 'sla_timer')).toBe('Report time limit')
     const text = historyDetailsText(tr, { details_exams: ['EX001'], due: 'PT48H', back_to: 'report_level2' })
-    expect(text).toBe('Exams: EX001; Answer within: 48 h; Returned to: Report confirmation')
+    expect(text).toBe('Answer within: 48 h; Exams: EX001; Returned to: Report confirmation')
     expect(text).not.toMatch(/[\u4e00-\u9fff]/)
   })
 
@@ -123,7 +124,7 @@ describe('case history labels', () => {
     const tr = translator('zh-CN')
     expect(historyEventName(tr, { event: 'future_event', event_name: '将来的事件' })).toBe('将来的事件')
     expect(historyTaskName(tr, 'new_task')).toBe('new_task')
-    expect(historyDetailsText(tr, { new_key: 'x' })).toBe('new_key：x')
+    expect(historyDetailsText(tr, { new_key: 'x', due: 'PT1H' })).toBe('答复时限：1小时；new_key：x')
   })
 
   it('writes ISO 8601 durations in words', () => {
