@@ -85,4 +85,5 @@ REPORT_RELEASED = register(Kind("report_released", "报告已发布", "info", fr
 CRITICAL_RESULT = register(Kind("critical_result", "危急值", "critical", _CLINICAL, channels=("sms", "phone")))
 CLINICAL_INFO_INCOMPLETE = register(Kind("clinical_info_incomplete", "临床资料不全", "warning", _CLINICAL))
 IMAGES_AWAITED = register(Kind("images_awaited", "等待影像", "info", _CLINICAL))
+# overdue: raised today by an unanswered 临床资料补充 (engine/cases/clinical_queries.py, its due timer).
 OVERDUE = register(Kind("overdue", "超时提醒", "warning", _CLINICAL))
