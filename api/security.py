@@ -9,7 +9,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, redirect, request
@@ -54,6 +54,21 @@ def requires(permission: str, *, states: tuple[str, ...] = ("active",), anon_csr
         return fn
 
     return deco
+
+
+def deny(actor: Actor, details: dict[str, Any]) -> NoReturn:
+    """Refuse a function the actor does not hold (AC-03): 403 ``forbidden``, audited as ``permission_denied`` (AC-05:
+    the event survives the rollback). `details` names the function: ``{"permission": code}`` or what a view checks."""
+    audit.record(
+        actor,
+        "permission_denied",
+        outcome="failure",
+        object_type="endpoint",
+        object_id=request.endpoint,
+        reason=f"{request.method} {request.path[:200]}",
+        details=details,
+    )
+    raise Forbidden("forbidden", "没有权限执行此操作", details)
 
 
 def mark_public(app: Flask, endpoint: str) -> None:
@@ -171,17 +186,7 @@ def install(app: Flask) -> None:
                 raise Forbidden("password_change_required", "请先修改密码")
             raise Forbidden("mfa_not_required", "当前会话不需要双因素认证")  # an active session on /api/auth/mfa*
         if permission != AUTHENTICATED and not g.actor.has(permission):
-            # AC-05: an out-of-scope attempt is refused and audited (the event survives the rollback).
-            audit.record(
-                g.actor,
-                "permission_denied",
-                outcome="failure",
-                object_type="endpoint",
-                object_id=request.endpoint,
-                reason=f"{request.method} {request.path[:200]}",
-                details={"permission": permission},
-            )
-            raise Forbidden("forbidden", "没有权限执行此操作", {"permission": permission})
+            deny(g.actor, {"permission": permission})
         return None
 
     def _check_body() -> None:

@@ -117,6 +117,8 @@ class Settings:
     lockout_duration_min: int = 30
     inactive_disable_days: int = 90
     audit_retention_days: int = 180
+    # How often the worker looks for due BPMN timers (REQ: WF-06): a timer fires at most this long after it falls due.
+    timer_poll_seconds: int = 15
     max_upload_bytes: int = 10 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
     max_image_pixels: int = 25_000_000
@@ -247,6 +249,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.absolute_timeout_hours = _int(env, "TELERAD_ABSOLUTE_TIMEOUT_HOURS", s.absolute_timeout_hours)
     s.password_max_age_days = _int(env, "TELERAD_PASSWORD_MAX_AGE_DAYS", s.password_max_age_days)
     s.audit_retention_days = _int(env, "TELERAD_AUDIT_RETENTION_DAYS", s.audit_retention_days)
+    s.timer_poll_seconds = _int(env, "TELERAD_TIMER_POLL_SECONDS", s.timer_poll_seconds)
+    if not 1 <= s.timer_poll_seconds <= 3600:
+        raise ConfigError(f"TELERAD_TIMER_POLL_SECONDS must be between 1 and 3600, got {s.timer_poll_seconds}")
     s.web_dist = Path(env.get("TELERAD_WEB_DIST", str(Path(__file__).resolve().parent.parent / "web" / "dist")))
     secret = env.get("TELERAD_SECRET_KEY", "")
     for key, value in overrides.items():

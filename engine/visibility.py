@@ -237,6 +237,17 @@ def candidate_instances(actor: Actor) -> ColumnElement[bool]:
     return or_(*terms) if terms else false()
 
 
+def has_process_tasks(actor: Actor) -> bool:
+    """Whether any process kind other than remote diagnosis can show or offer the actor a task at all — its task
+    rule (or instance rule) or candidate rule is not `false()` for them. Without one, the other kinds' task lists
+    are not a function of theirs (REQ: AC-03): /api/process-tasks answers 403, as /api/tasks does without task.read."""
+    if actor.user_id is None:
+        return False
+    if _other_kinds_tasks(actor) is not None:
+        return True
+    return any(not isinstance(fn(actor), False_) for fn in _CANDIDATE_RULES.values())
+
+
 def may_take_process_task(actor: Actor, task: HumanTask) -> bool:
     """The candidate check of a task of another kind (engine/cases/tasks.py can_take), by its kind's rule."""
     stmt = select(ProcessInstance.id).where(ProcessInstance.id == task.process_instance_id, candidate_instances(actor))

@@ -94,7 +94,8 @@ def storage_tasks() -> int:
     return targets.run_storage_tasks() + targets.run_placements()
 
 
-# name → (function, interval in seconds, manages its own units of work?)
+# name → (function, interval in seconds, manages its own units of work?); fire_timers' interval is the setting
+# TELERAD_TIMER_POLL_SECONDS (engine/config.py), this value its default.
 JOBS = {
     "sweep_sessions": (sweep_sessions, 300, False),
     "disable_inactive": (disable_inactive, 3600, False),
@@ -123,7 +124,9 @@ def _runner(app: Any, fn: Any, own_transactions: bool) -> Any:
 
 def run_worker(app: Any, block: bool = True) -> Any:
     sched = BlockingScheduler() if block else BackgroundScheduler()
-    for name, (fn, seconds, own) in JOBS.items():
+    intervals = {"fire_timers": config.current().timer_poll_seconds}
+    for name, (fn, default_seconds, own) in JOBS.items():
+        seconds = intervals.get(name, default_seconds)
         sched.add_job(_runner(app, fn, own), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
     sched.start()
     return sched

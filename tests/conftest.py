@@ -79,6 +79,7 @@ SERIAL_TESTS = (
     "dicom/test_crash.py",  # `telerad dicom` killed at each fault point, then restarted
     "dicom/test_cli.py",  # `telerad dicom --processes N` forks receivers; one is killed
     "integration/test_restart_safety.py",  # worker processes killed mid-flow; timers fire on the clock
+    "integration/test_process_timer_restart.py",  # the server killed, two workers fire a query's timer on the clock
     "integration/test_durable_commits.py",  # strace attached to the receiver
     "integration/test_pool_liveness.py",  # PostgreSQL server processes terminated under the pool; idle-time pings
     "dicom/test_store.py::test_dsec05_store_survives_the_server_dropping_the_receivers_connection",  # same, mid-series

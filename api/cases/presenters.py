@@ -60,29 +60,6 @@ def member_view(actor: Actor, case_id: int) -> Report | None:
     return services.current_report(case_id) if actor.is_central else services.released_report(case_id)
 
 
-_DUE_NAMES = {"PT24H": "24小时", "PT48H": "48小时", "PT72H": "72小时"}
-
-
-def _history_details(event: str, details: Any) -> Any:
-    """The 临床资料补充 entries' details under Chinese names (their keys are codes); other events' as stored."""
-    if not isinstance(details, dict):
-        return details
-    if not event.startswith("clinical_query_"):
-        # A 临床资料补充 task's claim/release/completion names its process, not the query's id.
-        return {"流程": "临床资料补充"} if "query" in details else details
-    if event == "clinical_query_asked":
-        due = str(details.get("due", ""))
-        what = "需补传影像" if details.get("request_images") else "需补充"
-        return {what: details.get("question", ""), "答复时限": _DUE_NAMES.get(due, due)}
-    if event == "clinical_query_images_arrived":
-        return {"影像": details.get("study_instance_uid", "")}
-    if event == "clinical_query_answered":
-        if details.get("unavailable"):
-            return {"无法提供": details.get("reason", "")}
-        return {"答复": details.get("answer", "")}
-    return None
-
-
 def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
     (row,) = queries.case_rows([case])
     dep = uow.session().get(ProcessDeployment, case.deployment_id)
@@ -107,7 +84,8 @@ def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
                 "event_name": sch.EVENT_NAMES.get(e.event, e.event),
                 "actor": e.actor_name,
                 "task_title": e.task_name,
-                "details": _history_details(e.event, e.details),
+                # Codes, as stored: the SPA labels keys and values (web/src/utils/caseHistory.ts, vue-i18n).
+                "details": e.details,
             }
             for e in queries.history(case.id)
         ],

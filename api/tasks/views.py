@@ -10,9 +10,11 @@ from marshmallow import Schema, fields, validate
 from api.cases.presenters import case_detail, report_out
 from api.cases.schemas import CaseDetailSchema, ReportSchema, UserRefSchema
 from api.schemas import Id, InstitutionRefSchema, Int32, PageQuery, StrictSchema
-from api.security import AUTHENTICATED, current_actor, requires
+from api.security import AUTHENTICATED, current_actor, deny, requires
+from engine.actor import Actor
 from engine.cases import completion, queries
 from engine.cases import tasks as task_ops
+from engine.visibility import has_process_tasks
 
 blp = Blueprint("tasks", __name__, url_prefix="/api", description="任务与抢单池")
 
@@ -237,7 +239,18 @@ def groups() -> Any:
 # Who may see and take them is the task's process kind's rule (engine/visibility.py process_rule and
 # process_candidates, e.g. clinical_query.answer at the case's requesting institution), not task.read/task.claim,
 # which are the remote-diagnosis lists' central-only functions: a task outside the caller's rule answers 404 (and
-# a security alert) or 403 not_candidate, so these routes need only a logged-in, active session.
+# a security alert) or 403 not_candidate. The routes need a logged-in, active session whose permissions give some
+# kind's task or candidate rule anything at all (`_process_actor`); anyone else — an administrator, a central
+# doctor — holds no such function and gets 403 `forbidden`, audited, like /api/tasks without task.read (AC-03).
+
+PROCESS_TASK_FUNCTION = {"function": "process_tasks"}
+
+
+def _process_actor() -> Actor:
+    actor = current_actor()
+    if not has_process_tasks(actor):
+        deny(actor, PROCESS_TASK_FUNCTION)  # REQ: AC-03
+    return actor
 
 
 @blp.route("/process-tasks", methods=["GET"])
@@ -246,7 +259,7 @@ def groups() -> Any:
 @requires(AUTHENTICATED)
 def process_tasks(args: dict[str, Any]) -> Any:
     """其他流程的任务：我的（已领取）或可领取的（如临床资料补充的答复任务）。"""
-    page = queries.list_process_tasks(current_actor(), args["scope"], args["page"], args["page_size"])
+    page = queries.list_process_tasks(_process_actor(), args["scope"], args["page"], args["page_size"])
     return {"items": queries.task_rows(page.items), "total": page.total, "page": page.page, "page_size": page.page_size}
 
 
@@ -255,7 +268,7 @@ def process_tasks(args: dict[str, Any]) -> Any:
 @requires(AUTHENTICATED)
 def process_task_claim(task_id: int) -> Any:
     """领取其他流程的任务（按该流程的候选规则）。"""
-    return _item(task_ops.claim(current_actor(), task_id))
+    return _item(task_ops.claim(_process_actor(), task_id))
 
 
 @blp.route("/process-tasks/<int:task_id>/release", methods=["POST"])
@@ -263,7 +276,7 @@ def process_task_claim(task_id: int) -> Any:
 @requires(AUTHENTICATED)
 def process_task_release(task_id: int) -> Any:
     """取消领取其他流程的任务。"""
-    return _item(task_ops.release(current_actor(), task_id))
+    return _item(task_ops.release(_process_actor(), task_id))
 
 
 @blp.route("/process-tasks/<int:task_id>/form", methods=["GET"])
@@ -271,7 +284,7 @@ def process_task_release(task_id: int) -> Any:
 @requires(AUTHENTICATED)
 def process_task_form(task_id: int) -> Any:
     """其他流程任务的表单：JSON Schema、界面布局与预填数据。"""
-    out = completion.task_form(current_actor(), task_id)
+    out = completion.task_form(_process_actor(), task_id)
     out["task"] = _item(out["task"])
     out["report"] = None
     return out
@@ -283,5 +296,5 @@ def process_task_form(task_id: int) -> Any:
 @requires(AUTHENTICATED)
 def process_task_complete(body: dict[str, Any], task_id: int) -> Any:
     """提交其他流程任务的表单（服务器按 JSON Schema 校验），由该流程继续执行。"""
-    pi = completion.complete_process_task(current_actor(), task_id, body["data"])
+    pi = completion.complete_process_task(_process_actor(), task_id, body["data"])
     return {"process": pi}

@@ -4,7 +4,8 @@ A central doctor working on a remote-diagnosis case asks the case's requesting i
 information; a registrar or requester there (permission ``clinical_query.answer``) answers, or says it cannot be
 provided and why; the answer is recorded in the case history (service task ``clinical_query.record_answer``),
 where the doctor sees it. Unanswered after the due time (process variable ``due``, ISO 8601 duration, default
-PT24H), a non-interrupting timer runs ``clinical_query.overdue`` once: the query shows 已超时.
+PT24H), a non-interrupting timer runs ``clinical_query.overdue`` once: the query shows 已超时 and the case's requester
+gets a 超时提醒 notification.
 
 补传影像: the doctor may instead ask the institution to re-send or add images (``request_images``). The answer task
 is then 补传影像, with a boundary message catch ``images_received``: when the worker applies the ingest event of a
@@ -186,8 +187,18 @@ def record_answer(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str
 
 @service_tasks.register("clinical_query.overdue")
 def overdue(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str, Any]:
-    """Service task behind the due-time timer: the query shows 已超时 (once: the timer is not a cycle)."""
-    event(_case_of(params), None, OVERDUE, "answer_query", query=int(params["query_id"]))
+    """Service task behind the due-time timer: the query shows 已超时 and the case's requester, who was asked,
+    is reminded (notification kind 超时提醒), in the timer's unit of work — once: the timer is not a cycle."""
+    case = _case_of(params)
+    event(case, None, OVERDUE, "answer_query", query=int(params["query_id"]))
+    notifications.notify(
+        "overdue",
+        institution_id=case.requesting_institution_id,
+        user_id=case.requester_id,
+        text=f"远程诊断申请 {case.case_no}（患者 {case.patient.name}）的临床资料补充已超过答复时限，"
+        "请尽快在申请详情中答复。",
+        link=f"/cases/{case.id}",
+    )
     return {"overdue": True}
 
 

@@ -87,4 +87,5 @@ CLINICAL_INFO_INCOMPLETE = register(Kind("clinical_info_incomplete", "临床资�
 IMAGES_AWAITED = register(Kind("images_awaited", "等待影像", "info", _CLINICAL))
 # 补传影像 (engine/cases/clinical_queries.py): the images a doctor asked for arrived (issue 14, events out of ingest).
 IMAGES_ARRIVED = register(Kind("images_arrived", "影像已到达", "info", _CLINICAL))
+# overdue: raised today by an unanswered 临床资料补充 (engine/cases/clinical_queries.py, its due timer).
 OVERDUE = register(Kind("overdue", "超时提醒", "warning", _CLINICAL))

@@ -18,13 +18,10 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -34,7 +31,7 @@ from engine.cases.models import Case, CaseEvent
 from engine.db import utcnow
 from engine.workflow.models import HumanTask, WorkflowTimer
 from tests import factories
-from tests.conftest import BACKEND, PG_HOST, PG_PORT, PG_USER, TEST_SECRET, _pg_admin_exec, make_settings
+from tests.conftest import TEST_SECRET, make_settings
 from tests.factories import make_user
 
 TELERAD = Path(sys.executable).with_name("telerad")
@@ -103,18 +100,6 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
         self.proc = None
-
-
-@pytest.fixture
-def file_database(tmp_path: Path) -> Iterator[str]:
-    """A database of its own that two processes can share (the suite's per-test copy is not used here)."""
-    if BACKEND == "postgresql":
-        name = f"telerad_restart_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        _pg_admin_exec(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-        _pg_admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    else:
-        yield f"sqlite:///{tmp_path / 'telerad.db'}"
 
 
 def new_case(registrar: Client, n: int) -> dict[str, Any]:
@@ -196,6 +181,7 @@ def test_wf06_kill_mid_flow_then_the_case_continues_and_the_due_timer_fires_once
         "TELERAD_ARGON2_MEMORY_KIB": "1024",
         "TELERAD_ARGON2_TIME_COST": "1",
         "TELERAD_LOGIN_IP_LIMIT": "1000 per minute",
+        "TELERAD_TIMER_POLL_SECONDS": "1",  # the worker looks for due timers every second (default 15)
     }
     done = subprocess.run([str(TELERAD), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -238,7 +224,7 @@ def test_wf06_kill_mid_flow_then_the_case_continues_and_the_due_timer_fires_once
         assert case["report"]["status"] == "released"
         assert {e["status"] for e in case["exams"]} == {"released"}
 
-        deadline = time.monotonic() + 40  # the restarted worker runs fire_timers every 15 s
+        deadline = time.monotonic() + 40  # the restarted worker runs fire_timers every second
         while not timer_record(app, second["id"])["fired"][0] and time.monotonic() < deadline:
             time.sleep(0.5)
         with app.app_context():

@@ -130,8 +130,19 @@ def test_the_member_hospital_answers_and_the_doctor_reads_it(app: Flask) -> None
     assert _queries(team.req, case_id) == [seen]
     history = {e["event"]: e for e in case_of(team.l1, case_id)["history"]}
     assert history["clinical_query_asked"]["event_name"] == "发起临床资料补充"
-    assert history["clinical_query_asked"]["details"] == {"需补充": QUESTION, "答复时限": "24小时"}
-    assert history["clinical_query_answered"]["details"] == {"答复": answer}
+    # Details are codes (the SPA labels them: web/src/utils/caseHistory.ts); the query's id ties them together.
+    assert history["clinical_query_asked"]["details"] == {
+        "query": query["id"],
+        "question": QUESTION,
+        "due": "PT24H",
+        "request_images": False,
+    }
+    assert history["clinical_query_answered"]["details"] == {
+        "query": query["id"],
+        "answer": answer,
+        "unavailable": False,
+        "reason": "",
+    }
     assert _open(registrar) == []
     assert ok(registrar.get("/api/process-tasks?scope=mine"))["items"] == []
     # The remote-diagnosis case goes on as before: the doctor still holds the draft task.
@@ -179,6 +190,11 @@ def test_the_due_time_timer_fires_once(app: Flask) -> None:
     assert len(_events(app, case_id, "clinical_query_overdue")) == 1
     (seen,) = _queries(team.l1, case_id)
     assert (seen["status"], seen["status_name"], seen["overdue"]) == ("overdue", "已超时", True)
+    # The requester, who was asked, is reminded once (超时提醒), with a link to the case.
+    notes = team.req.get("/api/notifications").get_json()["items"]
+    (late,) = [n for n in notes if n["kind"] == "overdue"]
+    assert (late["kind_name"], late["link"]) == ("超时提醒", f"/cases/{case_id}")
+    assert "已超过答复时限" in late["text"]
     # Still answerable after the reminder; then the instance completes.
     (row,) = _open(team.req)
     ok(team.req.post(f"/api/process-tasks/{row['id']}/complete", json={"data": {"answer": "无手术史"}}))
@@ -221,3 +237,33 @@ def test_a_failed_recording_is_an_incident_until_retried(app: Flask, monkeypatch
     assert audit_count(app, "incident_retried") == 2
     # The generic endpoint retries through visibility: a member user gets the guard's 403, an unknown id 404.
     refused(dispatcher.post("/api/processes/instances/999999/retry"), 404)
+
+
+# REQ: AC-03 — the other process kinds' task lists are a function too: whoever no kind's task or candidate rule gives
+# anything (the three administrators, the process administrator, central doctors and dispatchers, whose tasks are
+# the remote-diagnosis lists) is refused with 403 `forbidden` and a Chinese message, audited, on every route — not
+# an empty list; the answering institution's registrars and requesters keep them.
+@pytest.mark.parametrize("role", ["sys_admin", "sec_admin", "audit_admin", "process_admin", "report_l1", "dispatcher"])
+def test_ac03_process_task_routes_refuse_who_holds_no_process_task_function(app: Flask, role: str) -> None:
+    team = Team(app)
+    _start(team)
+    (row,) = _open(team.req)
+    outsider = as_user(app, role)
+    before = audit_count(app, "permission_denied")
+    calls = [
+        outsider.get("/api/process-tasks?scope=mine"),
+        outsider.get("/api/process-tasks?scope=open"),
+        outsider.get(f"/api/process-tasks/{row['id']}/form"),
+        outsider.post(f"/api/process-tasks/{row['id']}/claim"),
+        outsider.post(f"/api/process-tasks/{row['id']}/release"),
+        outsider.post(f"/api/process-tasks/{row['id']}/complete", json={"data": {"answer": "x"}}),
+    ]
+    for resp in calls:
+        body = refused(resp, 403, "forbidden")
+        assert body["message"] == "没有权限执行此操作"
+        assert body["details"] == {"function": "process_tasks"}
+    assert audit_count(app, "permission_denied") - before == len(calls)
+    assert audit_count(app, "security_alert") == 0  # a function refused, not a probe of another hospital's task
+    assert [r["id"] for r in _open(team.req)] == [row["id"]]  # nothing was claimed or completed
+    for holder in (team.req, as_user(app, "registrar", institution_code="M02")):
+        assert ok(holder.get("/api/process-tasks?scope=mine"))["items"] == []  # holders of the function: a list

@@ -105,7 +105,9 @@ def test_the_arrival_completes_the_query_once_and_tells_the_doctor(app: Flask) -
     (row,) = ok(registrar.get("/api/process-tasks?scope=open"))["items"]
     assert (row["title"], row["case_id"]) == ("补传影像", case_id)
     history = {e["event"]: e for e in case_of(team.l1, case_id)["history"]}
-    assert history["clinical_query_asked"]["details"] == {"需补传影像": REQUEST, "答复时限": "24小时"}
+    # stored codes; the web app labels them (web/src/utils/caseHistory.ts: 补传影像, 答复时限 24小时)
+    asked = history["clinical_query_asked"]["details"]
+    assert (asked["question"], asked["due"], asked["request_images"]) == (REQUEST, "PT24H", True)
 
     study_id = _receive(app, "ACC-IR-1")
     assert _queries(team.l1, case_id)[0]["status"] == "awaiting_images"  # nothing before the worker runs

@@ -25,7 +25,7 @@ export function createAppI18n(locale: AppLocale = initialLocale()) {
     fallbackWarn: false,
     messages: {
       'zh-CN': zhCN,
-      'en-US': enUS as MessageSchema,
+      'en-US': enUS,
     },
   })
 }
