@@ -221,7 +221,7 @@ def _series_id(s: Session, state: IngestState, meta: InstanceMeta, study_id: int
             s.execute(update(Study).where(Study.id == study_id).values(modalities=",".join(mods), updated_at=utcnow()))
             state.modalities.pop(study_id, None)  # several modalities now: recompute for every new series
     state.series[uid] = (found, meta.modality)
-    return found
+    return int(found)
 
 
 # One textual statement, valid on SQLite (≥ 3.35) and PostgreSQL alike, so its compiled form is cached: the
