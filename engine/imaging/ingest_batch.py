@@ -96,7 +96,7 @@ class BatchIndexer:
                 wanted.setdefault(state.source.institution_id, {}).setdefault(meta.study_instance_uid, []).append(e)
         for inst_id, by_uid in wanted.items():
             ids = _existing(s, Study, Study.study_instance_uid, inst_id, list(by_uid))
-            missing = [uid for uid in by_uid if uid not in ids]
+            missing = sorted(uid for uid in by_uid if uid not in ids)  # one lock order for concurrent receivers
             if missing:
                 rows = []
                 for uid in missing:
@@ -134,7 +134,7 @@ class BatchIndexer:
                 wanted.setdefault(state.source.institution_id, {}).setdefault(meta.series_instance_uid, []).append(e)
         for inst_id, by_uid in wanted.items():
             ids = _existing(s, Series, Series.series_instance_uid, inst_id, list(by_uid))
-            missing = [uid for uid in by_uid if uid not in ids]
+            missing = sorted(uid for uid in by_uid if uid not in ids)  # one lock order for concurrent receivers
             if missing:
                 rows = []
                 for uid in missing:
@@ -197,6 +197,7 @@ class BatchIndexer:
                     "storage_key": stored.key, "calling_aet": src.calling_aet, "node_id": src.node_id,
                     "received_at": now,
                 })  # fmt: skip
+            rows.sort(key=lambda r: r["sop_instance_uid"])  # one lock order for concurrent receivers
             ids = _run_many(
                 s, "dicom_instance", _INSTANCE_COLUMNS, "institution_id, sop_instance_uid", "sop_instance_uid", rows
             )
