@@ -143,6 +143,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.audit.views import blp as audit_blp
     from api.auth.views import blp as auth_blp
     from api.cases.views import blp as cases_blp
+    from api.dicomweb import blp as dicomweb_blp
     from api.health import blp as health_blp
     from api.imaging.routing_views import blp as imaging_routing_blp
     from api.imaging.scu_views import blp as imaging_scu_blp
@@ -159,6 +160,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     api.register_blueprint(settings_blp)
     api.register_blueprint(notifications_blp)
     security.mark_public(app, "api-docs.openapi_json")
+    app.register_blueprint(dicomweb_blp)  # plain Flask: DICOM JSON and multipart, not in the OpenAPI document
 
 
 def _register_spa(app: Flask, dist: Path) -> None:
@@ -176,8 +178,8 @@ def _register_spa(app: Flask, dist: Path) -> None:
     @app.route("/<path:path>", endpoint="spa")
     @security.requires(security.PUBLIC)
     def index(path: str) -> Any:
-        if path.startswith("api/") or path == "api":
-            abort(404)
+        if security.guarded(f"/{path}"):
+            abort(404)  # JSON 404 under /api, /dicomweb and /oauth: never the SPA's index.html
         top = dist / path
         if path and "/" not in path and top.is_file():
             return send_from_directory(dist, path)

@@ -29,6 +29,9 @@ STATES_ATTR = "_telerad_states"
 ANON_CSRF_ATTR = "_telerad_anon_csrf"
 ANON_CSRF_COOKIE = "telerad_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Paths the guard covers (deny by default, sessions, CSRF, no-store); everything else is the SPA and its assets.
+GUARDED_PREFIXES = ("/api/", "/dicomweb/", "/oauth/")
+GUARDED_ROOTS = frozenset({"/api", "/dicomweb", "/oauth"})
 MAX_JSON_DEPTH = 32
 
 
@@ -155,7 +158,7 @@ def install(app: Flask) -> None:
             if request.method in SAFE_METHODS:
                 return redirect(request.url.replace("http://", "https://", 1), code=301)
             return Response(status=301, headers={"Location": request.url.replace("http://", "https://", 1)})
-        if not request.path.startswith("/api/"):
+        if not guarded(request.path):
             g.actor = Actor.anonymous(request.remote_addr, request.user_agent.string, g.request_id)
             return None
         if request.method not in SAFE_METHODS:
@@ -249,12 +252,17 @@ def install(app: Flask) -> None:
         h["Referrer-Policy"] = "no-referrer"
         h["Cross-Origin-Opener-Policy"] = "same-origin"
         h["Permissions-Policy"] = "camera=(self), microphone=(), geolocation=()"
-        if request.path.startswith("/api/"):
+        if guarded(request.path):
             h["Cache-Control"] = "no-store"
             h["Pragma"] = "no-cache"
         if settings.production:
             h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         h["X-Request-ID"] = g.get("request_id", "")
+
+
+def guarded(path: str) -> bool:
+    """Whether the request guard covers `path`: the JSON API, DICOMweb and OAuth (not the SPA)."""
+    return path.startswith(GUARDED_PREFIXES) or path in GUARDED_ROOTS
 
 
 def set_session_token(token: str) -> None:

@@ -166,6 +166,18 @@ def test_web04_security_headers_on_api_spa_and_errors(app, client):  # type: ign
     assert pages["spa_index"].headers["Cache-Control"] == "no-cache"
 
 
+def test_web04_unknown_dicomweb_and_oauth_paths_answer_json_404_never_the_spa(app, client):  # type: ignore[no-untyped-def]
+    """Issue 15: /dicomweb and /oauth are the guard's like /api — a client that mistypes a DICOMweb or token URL
+    gets a JSON 404 (not index.html with 200), with no-store."""
+    for url in ("/dicomweb", "/dicomweb/nope", "/dicomweb/studies/1.2.3/nope", "/oauth", "/oauth/nope", "/api"):
+        r = client.get(url)
+        assert r.status_code == 404, url
+        assert r.mimetype == "application/json", url
+        assert r.get_json()["code"] == "not_found", url
+        assert r.headers["Cache-Control"] == "no-store", url
+    assert b'<div id="app">' in client.get("/dicomweb-help").data  # only the prefixes themselves are the guard's
+
+
 def test_web05_a_forced_500_answers_a_generic_body(app, client, caplog):  # type: ignore[no-untyped-def]
     @app.route("/api/_test/boom", endpoint="boom")
     @requires(PUBLIC)
