@@ -11,6 +11,9 @@ export default mergeConfig(
       include: ['src/**/__tests__/**/*.spec.ts', 'tests/unit/**/*.spec.ts'],
       setupFiles: ['tests/unit/setup.ts'],
       css: false,
+      // A mounted page with Element Plus takes ~1 s on a quiet 2-core machine and 5 s+ when the machine is shared:
+      // the default 5 s timeout failed specs that pass alone. They assert behaviour, never time.
+      testTimeout: 20000,
       server: {
         deps: {
           inline: ['element-plus', '@jsonforms/core', '@jsonforms/vue'],
