@@ -269,14 +269,22 @@ def instance_url(base: str, ref: InstanceRef) -> str:
     return f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}/instances/{ref.sop_uid}"
 
 
+_BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
+
+
 def _bulk_paths(ds: Dataset, prefix: str, out: dict[int, str]) -> None:
-    """id(element) → its bulkdata tag path ("00420011", "00540016/0/00181072") for every element of `ds`."""
-    for elem in ds:
-        path = f"{prefix}{elem.tag:08X}"
+    """id(element) → its bulkdata tag path ("00420011", "00540016/0/00181072") for the binary elements of `ds` (the
+    ones DICOM JSON may give as BulkDataURI); other values are not converted here (pydicom's raw VR is read)."""
+    for tag in list(ds.keys()):
+        raw_vr = ds.get_item(tag).VR  # type: ignore[union-attr]
+        if raw_vr is not None and raw_vr != "SQ" and raw_vr not in _BULK_VRS:
+            continue
+        elem = ds[tag]
+        path = f"{prefix}{int(tag):08X}"
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value):
                 _bulk_paths(item, f"{path}/{i}/", out)
-        else:
+        elif elem.VR in _BULK_VRS:
             out[id(elem)] = path
 
 
