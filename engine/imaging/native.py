@@ -281,3 +281,49 @@ def native_child(path: str, target: str) -> bytes:
     out.is_implicit_VR = target == IMPLICIT_VR_LE
     write_dataset(out, ds)
     return out.getvalue()
+
+
+def frames_child(path: str, numbers: list[int]) -> tuple[str, list[tuple[bool, bytes | str]]]:
+    """Runs in the sandbox: frames `numbers` (1-based) of the compressed Part-10 file `path`, each decoded on its
+    own by the decoders `native_child` uses (imagecodecs, else pydicom's) to native little endian bytes in a Bits
+    Allocated container (colour-by-pixel; 1-bit data packed), with the decoded Photometric Interpretation. A frame
+    that does not decode is `(False, reason)`: the others are still returned (DICOMweb answers them; issue 15)."""
+    import numpy as np
+    from pydicom.encaps import encapsulate, get_frame
+    from pydicom.pixels.utils import pack_bits
+
+    from engine.imaging import fastdecode
+
+    ds = dcmread(path)
+    stored = str(ds.file_meta.TransferSyntaxUID)
+    if stored not in DECODABLE:
+        raise TranscodeError(f"无法解码传输语法 {stored}")
+    nr_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    encapsulated = ds.PixelData
+    extended = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+        del ds["ExtendedOffsetTable"], ds["ExtendedOffsetTableLengths"]
+    if "NumberOfFrames" in ds:
+        ds.NumberOfFrames = 1
+    pi = str(ds.PhotometricInterpretation)
+    out: list[tuple[bool, bytes | str]] = []
+    for number in numbers:
+        try:
+            frame = get_frame(encapsulated, number - 1, number_of_frames=nr_frames, extended_offsets=extended)
+            ds.PixelData = encapsulate([frame])
+            ds["PixelData"].is_undefined_length = True
+            decoded = fastdecode.decode(ds, stored)
+            arrays, pi = decoded if decoded is not None else pydicom_frames(ds, stored)
+            arr = arrays[0]
+            out.append(
+                (
+                    True,
+                    bytes(pack_bits(arr.ravel()))
+                    if int(ds.BitsAllocated) == 1
+                    else np.ascontiguousarray(arr).tobytes(),
+                )
+            )
+        except (ValueError, RuntimeError, NotImplementedError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            out.append((False, f"{type(exc).__name__}: {str(exc)[:200]}"))
+    return pi, out

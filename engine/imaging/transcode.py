@@ -1,9 +1,10 @@
 """Sending a stored instance in a transfer syntax the peer accepts (REQ: DCM-04, IMG-08, IMG-04, DSEC-08).
 
-Used by C-GET/C-MOVE (dicom/qr.py), forwarding (engine/imaging/forwarding.py), the SCU send (dicom/scu.py) and,
-later, DICOMweb. The rule is the same everywhere: the stored bytes when the peer accepts the stored syntax, else an
-uncompressed syntax (explicit VR little endian, then implicit), decoding the pixel data when the stored syntax is
-compressed. Nothing is ever re-compressed here (policies that compress are engine/imaging/compression.py's).
+Used by C-GET/C-MOVE (dicom/qr.py), forwarding (engine/imaging/forwarding.py), the SCU send (dicom/scu.py) and
+DICOMweb WADO (engine/dicomweb: instances, frames, rendered images). The rule is the same everywhere: the stored
+bytes when the peer accepts the stored syntax, else an uncompressed syntax (explicit VR little endian, then
+implicit), decoding the pixel data when the stored syntax is compressed. Nothing is ever re-compressed here
+(policies that compress are engine/imaging/compression.py's).
 
 Codec: imagecodecs (engine/imaging/fastdecode.py) for JPEG (libjpeg-turbo 3: lossless, baseline, extended), JPEG-LS
 (CharLS) and RLE — a 512×512 16-bit JPEG-lossless CT slice in ~1.5 ms of CPU instead of ~8.6 ms, lossless bit for
@@ -210,6 +211,20 @@ class Transcoder:
             return bytes(self._call(native.native_child, str(path), target))
         except SandboxError as exc:
             raise TranscodeError(f"解码失败：{exc.message}") from exc
+
+    def frames(self, path: Path, numbers: list[int]) -> tuple[str, list[tuple[bool, bytes | str]]]:
+        """Frames `numbers` (1-based) of the compressed Part-10 file `path` decoded one by one to native bytes
+        (DICOMweb frames and rendered images), and the decoded Photometric Interpretation; a frame that does not
+        decode is `(False, reason)`, the others are returned.
+
+        Raises:
+            TranscodeError: not decodable at all, or the sandbox's limits were exceeded.
+        """
+        try:
+            pi, frames = self._call(native.frames_child, str(path), list(numbers))
+        except SandboxError as exc:
+            raise TranscodeError(f"解码失败：{exc.message}") from exc
+        return str(pi), [(bool(ok), value) for ok, value in frames]
 
     def trim(self, keep: int = 1) -> None:
         """Close idle workers beyond `keep` (one warm decoder stays, not one per core)."""

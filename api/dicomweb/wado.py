@@ -1,0 +1,322 @@
+"""WADO-RS routes (PS3.18 §10.4; REQ: VIEW transport, AC-02, WEB-04; issue 15): instances, metadata, frames, bulk
+data, rendered and thumbnail at study, series and instance level. The work is engine/dicomweb's; here the Accept
+header is negotiated, the study resolved through the visibility rule (anything invisible answers 404 and writes a
+security alert) and the body streamed. The request guard sets `Cache-Control: no-store` on every answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from flask import Response, request
+
+from api.dicomweb import DICOM, DICOM_JSON, blp
+from api.security import current_actor, deny, requires
+from engine.actor import Actor
+from engine.dicomweb import frames as wado_frames
+from engine.dicomweb import rendered, wado
+from engine.dicomweb.media import Multipart, NotAcceptable, accepted_syntaxes, multipart_ranges, parse_accept
+from engine.errors import DomainError, NotFound, ValidationFailed
+from engine.imaging.native import TranscodeError
+
+READ = "image.read"
+STUDY = "/studies/<study>"
+SERIES = STUDY + "/series/<series>"
+INSTANCE = SERIES + "/instances/<sop>"
+
+
+class Undecodable(DomainError):
+    status = 409
+
+
+# -- visibility --------------------------------------------------------------------------------------------------
+def _may_read_pixels(actor: Actor) -> bool:
+    """The 系统管理员 keeps the DICOM admin pages' study lists but no pixel data (issue 15): an account whose only
+    role is sys_admin reads metadata, never instances, frames or images."""
+    return bool(actor.roles - {"sys_admin"}) or not actor.roles
+
+
+def _refs(
+    study: str, series: str | None = None, sop: str | None = None, *, pixels: bool = True
+) -> list[wado.InstanceRef]:
+    actor = current_actor()
+    refs = wado.select_instances(actor, study, series, sop, request.args.get("institution") or None)
+    if pixels and not _may_read_pixels(actor):
+        deny(actor, {"pixel_data": True})
+    return refs
+
+
+def _stream(chunks: Iterable[bytes], content_type: str, status: int = 200, **headers: str) -> Response:
+    resp = Response(chunks, status=status, content_type=content_type, direct_passthrough=True)
+    resp.headers.update(headers)
+    return resp
+
+
+def _single(refs: list[wado.InstanceRef]) -> wado.InstanceRef:
+    return refs[0]
+
+
+# -- instances ---------------------------------------------------------------------------------------------------
+def _retrieve(refs: list[wado.InstanceRef]) -> Response:
+    ranges = multipart_ranges(parse_accept(request.headers.get("Accept")), DICOM)
+    if not ranges:
+        raise NotAcceptable()
+    items = wado.plan(refs, accepted_syntaxes(ranges))
+    mp = Multipart(DICOM)
+    headers: dict[str, str] = {}
+    if len(items) < len(refs):  # PS3.18 §8.6.1: some instances cannot be sent in an acceptable syntax
+        headers["Warning"] = (
+            f'299 telerad "{len(refs) - len(items)} instances not available in an acceptable transfer syntax"'
+        )
+    return _stream(wado.stream_instances(items, mp), mp.content_type, 206 if headers else 200, **headers)
+
+
+@blp.get(STUDY)
+@requires(READ)
+def retrieve_study(study: str) -> Response:
+    return _retrieve(_refs(study))
+
+
+@blp.get(SERIES)
+@requires(READ)
+def retrieve_series(study: str, series: str) -> Response:
+    return _retrieve(_refs(study, series))
+
+
+@blp.get(INSTANCE)
+@requires(READ)
+def retrieve_instance(study: str, series: str, sop: str) -> Response:
+    return _retrieve(_refs(study, series, sop))
+
+
+# -- metadata ----------------------------------------------------------------------------------------------------
+def _metadata(refs: list[wado.InstanceRef]) -> Response:
+    ranges = parse_accept(request.headers.get("Accept"))
+    if not any(r.matches(DICOM_JSON) or r.media == "application/json" for r in ranges):
+        raise NotAcceptable()
+    base = request.host_url.rstrip("/") + (blp.url_prefix or "")
+    return _stream(wado.stream_metadata(refs, base), DICOM_JSON)
+
+
+@blp.get(STUDY + "/metadata")
+@requires(READ)
+def study_metadata(study: str) -> Response:
+    return _metadata(_refs(study, pixels=False))
+
+
+@blp.get(SERIES + "/metadata")
+@requires(READ)
+def series_metadata(study: str, series: str) -> Response:
+    return _metadata(_refs(study, series, pixels=False))
+
+
+@blp.get(INSTANCE + "/metadata")
+@requires(READ)
+def instance_metadata(study: str, series: str, sop: str) -> Response:
+    return _metadata(_refs(study, series, sop, pixels=False))
+
+
+# -- frames ------------------------------------------------------------------------------------------------------
+def _frame_parts(
+    results: list[tuple[bool, bytes | str]], numbers: list[int], mp: Multipart, media: str
+) -> tuple[Iterator[bytes], list[int]]:
+    failed = [n for n, (ok, _v) in zip(numbers, results, strict=True) if not ok]
+
+    def body() -> Iterator[bytes]:
+        for ok, value in results:
+            if ok and isinstance(value, bytes):
+                yield from mp.part([value], media)
+        yield mp.close()
+
+    return body(), failed
+
+
+@blp.get(INSTANCE + "/frames/<frame_list>")
+@requires(READ)
+def retrieve_frames(study: str, series: str, sop: str, frame_list: str) -> Response:
+    numbers = wado_frames.parse_frame_list(frame_list)
+    ref = _single(_refs(study, series, sop))
+    header = wado.read_header(ref.path)
+    wado_frames.check_frames(header, numbers)
+    how = wado_frames.plan_frames(wado_frames.frame_ranges(parse_accept(request.headers.get("Accept"))), header.ts)
+    try:
+        _pi, results = wado_frames.get_frames(ref, header, numbers, how)
+    except TranscodeError as exc:
+        raise Undecodable("frame_undecodable", f"帧无法解码：{exc}"[:300]) from exc
+    mp = Multipart(how.media)
+    body, failed = _frame_parts(results, numbers, mp, f"{how.media}; transfer-syntax={how.ts}")
+    if len(failed) == len(numbers):
+        raise Undecodable("frame_undecodable", "请求的帧均无法解码", {"frames": failed[:16]})
+    ctype = mp.content_type
+    if failed:  # PS3.18 §8.6.1: 206 with a Warning naming what is missing
+        warning = f'299 telerad "frames {",".join(map(str, failed[:32]))} could not be decoded"'
+        return _stream(body, ctype, 206, Warning=warning)
+    return _stream(body, ctype)
+
+
+# -- bulk data ---------------------------------------------------------------------------------------------------
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, stop) of a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range; None when absent.
+
+    Raises:
+        RangeNotSatisfiable: a range past the end, several ranges, or not a bytes range.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        raise RangeNotSatisfiable(size)
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":
+            n = int(last)
+            start, stop = max(0, size - n), size
+        else:
+            start = int(first)
+            stop = min(size, int(last) + 1) if last else size
+    except ValueError:
+        raise RangeNotSatisfiable(size) from None
+    if start >= size or stop <= start:
+        raise RangeNotSatisfiable(size)
+    return start, stop
+
+
+class RangeNotSatisfiable(DomainError):
+    status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__("range_not_satisfiable", "请求的字节范围无效或超出数据长度", {"size": size})
+
+
+@blp.get(INSTANCE + "/bulkdata/<path:tag_path>")
+@requires(READ)
+def retrieve_bulkdata(study: str, series: str, sop: str, tag_path: str) -> Response:
+    ref = _single(_refs(study, series, sop, pixels=tag_path.strip("/").upper() == "7FE00010"))
+    bulk = wado.bulk_value(ref, tag_path)
+    ranges = parse_accept(request.headers.get("Accept"))
+    octet = wado_frames.OCTET
+    multipart = bool(multipart_ranges(ranges, octet)) and not any(r.media == octet for r in ranges[:1])
+    if not multipart and not any(r.matches(octet) for r in ranges):
+        raise NotAcceptable()
+    span = _byte_range(request.headers.get("Range"), bulk.size)
+    start, stop = span or (0, bulk.size)
+    headers = {"Accept-Ranges": "bytes"}
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{bulk.size}"
+    status = 206 if span is not None else 200
+    if not multipart:
+        headers["Content-Length"] = str(stop - start)
+        return _stream(bulk.chunks(start, stop), octet, status, **headers)
+    mp = Multipart(octet)
+    part_headers = {"Content-Range": headers["Content-Range"]} if span is not None else {}
+
+    def body() -> Iterator[bytes]:
+        yield from mp.part(bulk.chunks(start, stop), headers=part_headers)
+        yield mp.close()
+
+    return _stream(body(), mp.content_type, status, **headers)
+
+
+# -- rendered and thumbnail --------------------------------------------------------------------------------------
+def _render(
+    refs: list[wado.InstanceRef], frame: int | None, thumbnail: bool, numbers: list[int] | None = None
+) -> Response:
+    media = rendered.rendered_media(parse_accept(request.headers.get("Accept")))
+    if media is None:
+        raise NotAcceptable()
+    window = rendered.parse_window(request.args.get("window"))
+    viewport = rendered.parse_viewport(request.args.get("viewport"), rendered.THUMBNAIL if thumbnail else None)
+    quality = _quality(request.args.get("quality"))
+    if thumbnail:  # one representative image: the middle instance of the first series with pixels
+        refs = [refs[len(refs) // 2]]
+
+    def one(ref: wado.InstanceRef, number: int) -> bytes:
+        header = wado.read_header(ref.path)
+        arr, pi = rendered.frame_array(ref, header, number)
+        return rendered.render(arr, header.ds, pi, media, window, viewport, quality)
+
+    try:
+        if len(refs) == 1 and (numbers is None or len(numbers) == 1):
+            image = one(refs[0], (numbers or [frame or 1])[0])
+            return _stream([image], media, 200, **{"Content-Length": str(len(image))})
+    except TranscodeError as exc:
+        raise Undecodable("frame_undecodable", f"图像无法解码：{exc}"[:300]) from exc
+    mp = Multipart(media)
+    jobs = [(refs[0], n) for n in numbers] if numbers else [(r, 1) for r in refs]
+
+    def body() -> Iterator[bytes]:
+        for ref, number in jobs:
+            try:
+                yield from mp.part([one(ref, number)])
+            except (TranscodeError, NotFound, OSError, ValueError):
+                continue  # not an image (SR) or not decodable: left out
+        yield mp.close()
+
+    return _stream(body(), mp.content_type)
+
+
+def _quality(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 90
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise ValidationFailed("bad_quality", "图像质量须为 1 到 100 的整数")
+    return int(raw)
+
+
+@blp.get(STUDY + "/rendered")
+@requires(READ)
+def study_rendered(study: str) -> Response:
+    return _render(_refs(study), None, False)
+
+
+@blp.get(SERIES + "/rendered")
+@requires(READ)
+def series_rendered(study: str, series: str) -> Response:
+    return _render(_refs(study, series), None, False)
+
+
+@blp.get(INSTANCE + "/rendered")
+@requires(READ)
+def instance_rendered(study: str, series: str, sop: str) -> Response:
+    return _render(_refs(study, series, sop), 1, False)
+
+
+@blp.get(INSTANCE + "/frames/<frame_list>/rendered")
+@requires(READ)
+def frames_rendered(study: str, series: str, sop: str, frame_list: str) -> Response:
+    return _render(_refs(study, series, sop), None, False, wado_frames.parse_frame_list(frame_list))
+
+
+def _thumbnail_refs(refs: list[wado.InstanceRef]) -> list[wado.InstanceRef]:
+    first_series = next((r.series_uid for r in refs if r.sop_class not in _NON_IMAGE), refs[0].series_uid)
+    return [r for r in refs if r.series_uid == first_series]
+
+
+_NON_IMAGE = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33"}
+)
+
+
+@blp.get(STUDY + "/thumbnail")
+@requires(READ)
+def study_thumbnail(study: str) -> Response:
+    return _render(_thumbnail_refs(_refs(study)), 1, True)
+
+
+@blp.get(SERIES + "/thumbnail")
+@requires(READ)
+def series_thumbnail(study: str, series: str) -> Response:
+    return _render(_refs(study, series), 1, True)
+
+
+@blp.get(INSTANCE + "/thumbnail")
+@requires(READ)
+def instance_thumbnail(study: str, series: str, sop: str) -> Response:
+    return _render(_refs(study, series, sop), 1, True)
+
+
+@blp.get(INSTANCE + "/frames/<frame_list>/thumbnail")
+@requires(READ)
+def frames_thumbnail(study: str, series: str, sop: str, frame_list: str) -> Response:
+    numbers = wado_frames.parse_frame_list(frame_list)
+    return _render(_refs(study, series, sop), numbers[0], True, numbers[:1])

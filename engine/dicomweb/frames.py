@@ -1,0 +1,169 @@
+"""WADO-RS frames (PS3.18 §10.4.1.1.4; issue 15): frames of one stored instance, as stored or as native pixels.
+
+Frames go out as stored — cut from the file by the Basic or Extended Offset Table, or a fragment scan (pydicom's
+`get_frame` on the open file: no other frame is read, nothing is decoded) — when the Accept header takes the
+stored syntax's media type (image/jpeg, image/jls, image/jp2, image/jpx, image/dicom-rle) or `*`. Native frames
+(application/octet-stream, explicit VR little endian) of uncompressed data are byte ranges of the stored Pixel
+Data; of compressed data they are decoded in engine/imaging/transcode.py's sandboxed pool, frame by frame: a frame
+that does not decode fails alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.encaps import get_frame
+
+from engine.dicomweb.media import ANY_SYNTAX, EXPLICIT_VR_LE, MediaRange, NotAcceptable
+from engine.dicomweb.wado import Header, InstanceRef
+from engine.errors import NotFound, ValidationFailed
+from engine.imaging import transcode
+from engine.imaging.native import DECODABLE, UNCOMPRESSED, TranscodeError
+
+OCTET = "application/octet-stream"
+MAX_FRAMES = 65535
+# PS3.18 Table 8.7.3-2: the media type of each compressed transfer syntax's frames.
+FRAME_MEDIA = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+
+
+def parse_frame_list(raw: str) -> list[int]:
+    """A 1-based frame list ("1,3,5").
+
+    Raises:
+        ValidationFailed: not a comma-separated list of positive integers, or too long.
+    """
+    parts = [p.strip() for p in raw.split(",")]
+    if not parts or len(parts) > MAX_FRAMES or not all(p.isdigit() and 0 < int(p) <= MAX_FRAMES for p in parts):
+        raise ValidationFailed("bad_frame_list", "帧号列表格式不正确（从 1 开始、以逗号分隔的正整数）")
+    return [int(p) for p in parts]
+
+
+def check_frames(header: Header, numbers: list[int]) -> None:
+    """Raises NotFound when the instance has no pixel data or a frame number is past its last frame."""
+    if header.pixel_offset is None:
+        raise NotFound("frame_not_found", "该实例没有像素数据")
+    over = [n for n in numbers if n > header.frames]
+    if over:
+        raise NotFound("frame_not_found", f"帧号超出范围（共 {header.frames} 帧）", {"frames": over[:16]})
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """How the frames go out: `media` of each part and the transfer syntax (`stored`: cut as stored)."""
+
+    media: str
+    ts: str
+    stored: bool
+
+
+def plan_frames(ranges: list[MediaRange], stored_ts: str) -> FramePlan:
+    """The first acceptable form for frames stored in `stored_ts`, in the Accept header's order.
+
+    Raises:
+        NotAcceptable: only forms telerad cannot make were asked for (it never re-compresses).
+    """
+    stored_media = FRAME_MEDIA.get(stored_ts, OCTET)
+    for r in ranges:
+        part = r.part_type or (r.media if r.media not in ("multipart/related", "multipart/*") else "*/*")
+        ts = r.syntax
+        if part == "*/*" or (part != OCTET and MediaRange(part).matches(stored_media) and part.endswith("/*")):
+            if ts in (None, ANY_SYNTAX, stored_ts):
+                return FramePlan(stored_media, stored_ts, True)
+        if MediaRange(part).matches(stored_media) and ts in (None, ANY_SYNTAX, stored_ts):
+            return FramePlan(stored_media, stored_ts, True)
+        if MediaRange(part).matches(OCTET) and (ts or EXPLICIT_VR_LE) in (EXPLICIT_VR_LE, ANY_SYNTAX):
+            if stored_ts in UNCOMPRESSED or ts == ANY_SYNTAX and stored_ts not in DECODABLE:
+                return (
+                    FramePlan(OCTET, stored_ts, True)
+                    if stored_ts in UNCOMPRESSED
+                    else FramePlan(OCTET, EXPLICIT_VR_LE, False)
+                )
+            if stored_ts in DECODABLE:
+                return FramePlan(OCTET, EXPLICIT_VR_LE, False)
+    raise NotAcceptable(details={"stored": stored_ts})
+
+
+def frame_ranges(ranges: list[MediaRange]) -> list[MediaRange]:
+    """The Accept ranges that can name frame parts (multipart/related of any image or octet-stream type)."""
+    return [
+        r
+        for r in ranges
+        if r.media in ("*/*", "multipart/related", "multipart/*") or r.media == OCTET or r.media.startswith("image/")
+    ] or []
+
+
+def native_frame_size(header: Header) -> int:
+    ds = header.ds
+    bits = int(ds.BitsAllocated)
+    pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+    if bits == 1 and pixels % 8:
+        raise NotAcceptable("1 位数据的帧不按字节对齐，无法单独提供", {"bits_allocated": 1})
+    return pixels * bits // 8
+
+
+def stored_frames(ref: InstanceRef, header: Header, numbers: list[int]) -> list[tuple[bool, bytes | str]]:
+    """The frames as stored: byte ranges of native Pixel Data, or encapsulated frames cut from the file."""
+    assert header.pixel_offset is not None
+    out: list[tuple[bool, bytes | str]] = []
+    with open(ref.path, "rb") as fp:
+        if header.ts in UNCOMPRESSED:
+            size = native_frame_size(header)
+            for n in numbers:
+                fp.seek(header.pixel_offset + (n - 1) * size)
+                data = fp.read(size)
+                out.append((True, data) if len(data) == size else (False, "像素数据不完整"))
+            return out
+        ds = header.ds
+        extended = None
+        if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+            extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+        for n in numbers:
+            fp.seek(header.pixel_offset)
+            try:
+                out.append((True, get_frame(fp, n - 1, number_of_frames=header.frames, extended_offsets=extended)))
+            except (ValueError, KeyError, IndexError, OSError) as exc:
+                out.append((False, f"{type(exc).__name__}: {str(exc)[:200]}"))
+    return out
+
+
+def get_frames(
+    ref: InstanceRef, header: Header, numbers: list[int], how: FramePlan
+) -> tuple[str, list[tuple[bool, bytes | str]]]:
+    """The frames in the planned form and the Photometric Interpretation of the data sent.
+
+    Raises:
+        TranscodeError: the instance cannot be decoded at all (or the sandbox's limits were exceeded).
+    """
+    pi = str(header.ds.get("PhotometricInterpretation", ""))
+    if how.stored:
+        return pi, stored_frames(ref, header, numbers)
+    if header.ts not in DECODABLE:
+        raise TranscodeError(f"无法解码传输语法 {header.ts}")
+    pool = transcode.transcoder()
+    try:
+        return pool.frames(ref.path, numbers)
+    except TranscodeError:
+        if len(numbers) == 1:
+            raise
+    # the decoder died on one of them (a malformed frame can crash a codec: the sandbox catches it): one at a time,
+    # so only that frame fails
+    out: list[tuple[bool, bytes | str]] = []
+    for number in numbers:
+        try:
+            pi, [one] = pool.frames(ref.path, [number])
+        except TranscodeError as exc:
+            one = (False, str(exc))
+        out.append(one)
+    return pi, out

@@ -1,0 +1,390 @@
+"""WADO-RS over the archive: which stored instances a request names, the instances as multipart/related DICOM, their
+metadata as DICOM JSON and their bulk data (PS3.18 §10.4; REQ: VIEW transport, AC-02, DSEC-03, WEB-04; issue 15).
+
+Everything is read from the stored Part-10 files (engine/imaging/storage.py) and streamed: the index is queried once
+(`select_instances`, before the response starts: the unit of work ends when the headers go out), then the generators
+read only files. Instances go out as stored when the Accept header allows the stored transfer syntax (or `*`), else
+decoded to explicit VR little endian by engine/imaging/transcode.py in its sandboxed pool, a few ahead of the one
+being sent. Headers are read by pydicom up to the Pixel Data (no pixel decoding); nothing is cached on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from sqlalchemy import select
+
+from engine import audit, uow, visibility
+from engine.accounts.models import Institution
+from engine.actor import Actor
+from engine.dicomweb.media import ANY_SYNTAX, Multipart, NotAcceptable
+from engine.errors import NotFound, ValidationFailed
+from engine.imaging import targets, transcode
+from engine.imaging.models import Instance, Series, Study
+from engine.imaging.native import DECODABLE, UNCOMPRESSED, TranscodeError
+
+log = logging.getLogger("telerad.dicomweb")
+
+CHUNK = 1 << 20
+BULK_THRESHOLD = 1024  # values longer than this (bytes, base64) go out as BulkDataURI (PS3.18 F.2.7)
+MAX_INSTANCES = 65535
+PIXEL_DATA = 0x7FE00010
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """One stored instance a request names; `path` is the file on whichever storage target holds it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class: str
+    ts: str
+    path: Path
+
+
+def _resolve_study(actor: Actor, study_uid: str, institution_code: str | None = None) -> Study:
+    """The study `study_uid` as `actor` may see it (engine/visibility.py): at `institution_code` when given, else
+    the most recently received of the visible ones (one StudyInstanceUID may exist at two institutions, DSEC-03).
+
+    Raises:
+        NotFound: no such study within the actor's visibility (a security alert when it exists outside it).
+    """
+    s = uow.session()
+    stmt = visibility.scoped(actor, Study).where(Study.study_instance_uid == study_uid)
+    if institution_code:
+        stmt = stmt.join(Institution, Institution.id == Study.institution_id).where(
+            Institution.code == institution_code
+        )
+    study = s.execute(stmt.order_by(Study.created_at.desc(), Study.id.desc()).limit(1)).scalars().first()
+    if study is not None:
+        return study
+    if s.execute(select(Study.id).where(Study.study_instance_uid == study_uid).limit(1)).first() is not None:
+        audit.security_alert(actor, "dicom_study", study_uid[:64], "访问可见范围之外的对象")
+    raise NotFound("study_not_found", "检查不存在或无权访问")
+
+
+def select_instances(
+    actor: Actor,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    institution_code: str | None = None,
+) -> list[InstanceRef]:
+    """The stored instances of a study, series or instance, in series and instance number order.
+
+    Raises:
+        NotFound: the study is not visible, or the series or instance is not in it.
+        ValidationFailed: more than MAX_INSTANCES instances.
+    """
+    study = _resolve_study(actor, study_uid, institution_code)
+    stmt = (
+        select(
+            Series.series_instance_uid,
+            Instance.sop_instance_uid,
+            Instance.sop_class_uid,
+            Instance.transfer_syntax_uid,
+            Instance.storage_target_id,
+            Instance.storage_key,
+        )
+        .join(Series, Series.id == Instance.series_id)
+        .where(Instance.study_id == study.id)
+    )
+    if series_uid is not None:
+        stmt = stmt.where(Series.series_instance_uid == series_uid)
+    if sop_uid is not None:
+        stmt = stmt.where(Instance.sop_instance_uid == sop_uid)
+    stmt = stmt.order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id)
+    rows = uow.session().execute(stmt.limit(MAX_INSTANCES + 1)).all()
+    if not rows:
+        what = "实例" if sop_uid is not None else "序列"
+        raise NotFound("not_found", f"{what}不存在")
+    if len(rows) > MAX_INSTANCES:
+        raise ValidationFailed("too_many_instances", f"实例超过 {MAX_INSTANCES} 个，请按序列获取")
+    paths: dict[tuple[int | None, str], Path] = {}
+    out = []
+    for series, sop, sop_class, ts, target, key in rows:
+        path = paths.get((target, key)) or targets.path_of(target, key)
+        paths[(target, key)] = path
+        out.append(InstanceRef(study_uid, series, sop, sop_class, ts, path))
+    return out
+
+
+# -- the stored file ---------------------------------------------------------------------------------------------
+@dataclass
+class Header:
+    """A stored instance's data set up to its Pixel Data, and where the Pixel Data value lies in the file."""
+
+    ds: Dataset
+    ts: str
+    pixel_offset: int | None = None  # the first byte of the value (the Basic Offset Table item when encapsulated)
+    pixel_length: int | None = None  # None: undefined length (encapsulated)
+    pixel_vr: str = "OW"
+
+    @property
+    def frames(self) -> int:
+        return int(self.ds.get("NumberOfFrames", 1) or 1)
+
+
+def read_header(path: Path) -> Header:
+    """The header of a stored Part-10 file (pydicom, stopped before the Pixel Data; no pixel decoding).
+
+    Raises:
+        OSError, ValueError: the file cannot be read.
+    """
+    with open(path, "rb") as fp:
+        ds = dcmread(fp, stop_before_pixels=True)
+        pos = fp.tell()
+        head = fp.read(12)
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    header = Header(ds, ts)
+    if len(head) >= 8 and struct.unpack_from("<HH", head) == (0x7FE0, 0x0010):
+        if ts == "1.2.840.10008.1.2":  # implicit VR: tag, 4-byte length
+            (length,) = struct.unpack_from("<I", head, 4)
+            header.pixel_offset, header.pixel_vr = pos + 8, "OW"
+        else:
+            header.pixel_vr = head[4:6].decode("ascii", "replace")
+            (length,) = struct.unpack_from("<I", head, 8)
+            header.pixel_offset = pos + 12
+        header.pixel_length = None if length == 0xFFFFFFFF else length
+    return header
+
+
+def encapsulated_length(path: Path, offset: int) -> int:
+    """The length of an undefined-length Pixel Data value from `offset` up to and including its sequence delimiter
+    (items are skipped by their lengths, no fragment is read).
+
+    Raises:
+        ValueError: the items do not end in a sequence delimiter.
+    """
+    with open(path, "rb") as fp:
+        fp.seek(offset)
+        pos = offset
+        while True:
+            item = fp.read(8)
+            if len(item) < 8:
+                raise ValueError("像素数据缺少序列结束标记")
+            group, elem, length = struct.unpack("<HHI", item)
+            pos += 8
+            if (group, elem) == (0xFFFE, 0xE0DD):
+                return pos - offset
+            if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+                raise ValueError("像素数据的封装项不正确")
+            pos += length
+            fp.seek(pos)
+
+
+def file_chunks(path: Path, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    """The bytes of `path` from `offset`, `length` of them (to the end when None), in CHUNK pieces."""
+    with open(path, "rb") as fp:
+        fp.seek(offset)
+        left = length
+        while left is None or left > 0:
+            data = fp.read(CHUNK if left is None else min(CHUNK, left))
+            if not data:
+                return
+            if left is not None:
+                left -= len(data)
+            yield data
+
+
+# -- retrieve ----------------------------------------------------------------------------------------------------
+def choose_syntax(stored: str, accepted: list[str]) -> str | None:
+    """The syntax to send an instance stored in `stored`, for syntaxes in preference order (`*`: as stored): the
+    stored one, or an uncompressed one when the stored data is uncompressed or decodable; None when none fits
+    (telerad never compresses for a client)."""
+    for ts in accepted:
+        if ts in (ANY_SYNTAX, stored):
+            return stored
+        if ts in UNCOMPRESSED and (stored in UNCOMPRESSED or stored in DECODABLE):
+            return ts
+    return None
+
+
+def plan(refs: list[InstanceRef], accepted: list[str]) -> list[tuple[InstanceRef, str]]:
+    """Each instance with the syntax it goes out in; instances no accepted syntax fits are left out.
+
+    Raises:
+        NotAcceptable: none of the instances fits.
+    """
+    out = [(ref, ts) for ref in refs if (ts := choose_syntax(ref.ts, accepted)) is not None]
+    if not out:
+        raise NotAcceptable(details={"accepted": accepted[:8], "stored": sorted({r.ts for r in refs})[:8]})
+    return out
+
+
+def part10(ref: InstanceRef, ts: str, data: bytes) -> bytes:
+    """Preamble, File Meta Information (the stored one, with the new Transfer Syntax UID) and the data set."""
+    stored, _offset = transcode.stored_meta(ref.path)
+    meta = FileMetaDataset()
+    for elem in stored:
+        if elem.tag != 0x00020000:  # group length: written anew
+            meta.add(elem)
+    meta.TransferSyntaxUID = UID(ts)
+    out = DicomBytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=True)
+    return bytes(out.getvalue()) + data
+
+
+def outgoing(item: tuple[InstanceRef, str]) -> transcode.Outgoing | Exception:
+    ref, ts = item
+    try:
+        return transcode.prepare(ref.path, [ts])
+    except (TranscodeError, OSError, ValueError) as exc:
+        return exc
+
+
+def stream_instances(items: list[tuple[InstanceRef, str]], mp: Multipart | None) -> Iterator[bytes]:
+    """The multipart/related body of the instances (`mp`; None: the Part-10 bytes of each, unframed — WADO-URI's
+    one instance), each as stored or transcoded; the next instances are prepared (decoded in the sandbox pool)
+    while the current one is sent. An instance that cannot be read or decoded is left out (logged) — the status
+    line has gone out already."""
+    workers = transcode.transcoder().workers if any(ref.ts != ts for ref, ts in items) else 1
+    with transcode.Prefetch(items, outgoing, workers=workers, ahead=workers + 1) as ahead:
+        for (ref, _ts), out in ahead:
+            if isinstance(out, Exception):
+                log.warning("WADO: instance %s left out: %s", ref.sop_uid, out)
+                continue
+            chunks = file_chunks(ref.path) if out.data is None else iter([part10(ref, out.ts, out.data)])
+            yield from (chunks if mp is None else mp.part(chunks))
+    if mp is not None:
+        yield mp.close()
+
+
+# -- metadata ----------------------------------------------------------------------------------------------------
+def instance_url(base: str, ref: InstanceRef) -> str:
+    return f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}/instances/{ref.sop_uid}"
+
+
+_BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
+
+
+def _bulk_paths(ds: Dataset, prefix: str, out: dict[int, str]) -> None:
+    """id(element) → its bulkdata tag path ("00420011", "00540016/0/00181072") for the binary elements of `ds` (the
+    ones DICOM JSON may give as BulkDataURI); other values are not converted here (pydicom's raw VR is read)."""
+    for tag in list(ds.keys()):
+        raw_vr = ds.get_item(tag).VR  # type: ignore[union-attr]
+        if raw_vr is not None and raw_vr != "SQ" and raw_vr not in _BULK_VRS:
+            continue
+        elem = ds[tag]
+        path = f"{prefix}{int(tag):08X}"
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value):
+                _bulk_paths(item, f"{path}/{i}/", out)
+        elif elem.VR in _BULK_VRS:
+            out[id(elem)] = path
+
+
+def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
+    """The DICOM JSON of one stored instance: values over BULK_THRESHOLD and the Pixel Data as BulkDataURI."""
+    header = read_header(ref.path)
+    url = instance_url(base, ref)
+    paths: dict[int, str] = {}
+    _bulk_paths(header.ds, "", paths)
+
+    def bulk(elem: DataElement) -> str:
+        return f"{url}/bulkdata/{paths.get(id(elem), f'{elem.tag:08X}')}"
+
+    doc: dict[str, Any] = header.ds.to_json_dict(BULK_THRESHOLD, bulk)
+    if header.pixel_offset is not None:
+        doc["7FE00010"] = {"vr": header.pixel_vr, "BulkDataURI": f"{url}/bulkdata/7FE00010"}
+    return doc
+
+
+def stream_metadata(refs: list[InstanceRef], base: str) -> Iterator[bytes]:
+    """A JSON array of the instances' DICOM JSON, one instance at a time."""
+    yield b"["
+    first = True
+    for ref in refs:
+        try:
+            doc = metadata_of(ref, base)
+        except (OSError, ValueError) as exc:
+            log.warning("WADO metadata: instance %s left out: %s", ref.sop_uid, exc)
+            continue
+        yield (b"" if first else b",") + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        first = False
+    yield b"]"
+
+
+# -- bulk data ---------------------------------------------------------------------------------------------------
+def _parse_tag_path(raw: str) -> list[int | str]:
+    parts = [p for p in raw.strip("/").split("/")]
+    if not parts or len(parts) % 2 == 0 or len(parts) > 15:
+        raise ValidationFailed("bad_bulkdata_path", "批量数据路径格式不正确")
+    out: list[int | str] = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            if len(part) != 8 or not all(c in "0123456789abcdefABCDEF" for c in part):
+                raise ValidationFailed("bad_bulkdata_path", "批量数据路径中的标签格式不正确")
+            out.append(part.upper())
+        else:
+            if not part.isdigit():
+                raise ValidationFailed("bad_bulkdata_path", "批量数据路径中的条目序号格式不正确")
+            out.append(int(part))
+    return out
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """A bulk data value: `size` bytes at `offset` of the file `path`, or `data`."""
+
+    size: int
+    path: Path | None = None
+    offset: int = 0
+    data: bytes | None = None
+
+    def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        stop = self.size if stop is None else stop
+        if self.data is not None:
+            yield self.data[start:stop]
+        elif self.path is not None:
+            yield from file_chunks(self.path, self.offset + start, stop - start)
+
+
+def bulk_value(ref: InstanceRef, tag_path: str) -> Bulk:
+    """The value a BulkDataURI of `metadata_of` names: the Pixel Data straight from the file (as stored), any other
+    element from the header.
+
+    Raises:
+        ValidationFailed: the path is malformed. NotFound: no such element or item.
+    """
+    parts = _parse_tag_path(tag_path)
+    header = read_header(ref.path)
+    if parts == ["7FE00010"]:
+        if header.pixel_offset is None:
+            raise NotFound("bulkdata_not_found", "该实例没有像素数据")
+        size = header.pixel_length
+        if size is None:
+            size = encapsulated_length(ref.path, header.pixel_offset)
+        return Bulk(size, path=ref.path, offset=header.pixel_offset)
+    ds: Any = header.ds
+    elem: Any = None
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            tag = int(str(part), 16)
+            if tag not in ds:
+                raise NotFound("bulkdata_not_found", "批量数据不存在")
+            elem = ds[tag]
+        else:
+            items = elem.value if elem.VR == "SQ" else []
+            if not isinstance(part, int) or part >= len(items):
+                raise NotFound("bulkdata_not_found", "批量数据不存在")
+            ds = items[part]
+    if elem is None or elem.VR == "SQ":
+        raise NotFound("bulkdata_not_found", "批量数据不存在")
+    value = elem.value
+    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return Bulk(len(data), data=data)
