@@ -1,0 +1,124 @@
+"""DICOMweb test fixtures (issue 15): telerad served over real HTTP, `dicomweb-client` as the client.
+
+dicomweb-client needs a real URL and a `requests.Session`; the session logs in through `/api/auth/login` (and
+`/api/auth/mfa` for roles that need a second factor) and so carries the session cookie, with the CSRF header set for
+the unsafe methods (STOW-RS from the browser's session). Every test here keeps its own database copy (tests/dicomweb
+is not under SAVEPOINT_PATHS): the server answers from its own threads and connections, so seeded rows are committed.
+
+    def test_x(app, dicomweb):
+        dicomweb.seed(archive.small_series(3, PatientName="Wang^Wu"), institution="M01")
+        user, client = dicomweb.client("report_l1")            # a DICOMwebClient logged in as a new user
+        studies = client.search_for_studies(search_filters={"PatientName": "wang*"})
+        r = dicomweb.get(user, "/dicomweb/studies", params={...})  # raw requests.Response for status/header checks
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyotp
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from flask import Flask
+from pydicom.dataset import Dataset
+
+from tests.dicom import archive
+from tests.dicom.conftest import add_node
+from tests.factories import TestUser, make_user
+
+
+@pytest.fixture
+def dicomweb_server(app: Flask) -> Iterator[str]:
+    """The test app (its own fresh database) served by waitress on a free loopback port; the base URL."""
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="telerad-dicomweb-test")
+    port = server.effective_port  # type: ignore[union-attr]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.close()
+    thread.join(timeout=5)
+
+
+def http_session(base: str, user: TestUser) -> requests.Session:
+    """A `requests.Session` logged in as `user` over HTTP (TOTP when the user has a second factor)."""
+    s = requests.Session()
+    r = s.post(f"{base}/api/auth/login", json={"username": user.username, "password": user.password}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    if body["state"] == "mfa_required":
+        assert user.totp_secret
+        r = s.post(
+            f"{base}/api/auth/mfa",
+            json={"code": pyotp.TOTP(user.totp_secret).now()},
+            headers={"X-CSRF-Token": body["csrf_token"]},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+    assert body["state"] == "active", body
+    s.headers["X-CSRF-Token"] = str(body["csrf_token"])
+    return s
+
+
+@dataclass
+class DicomWeb:
+    """What a DICOMweb test needs: the server's URL, seeded studies, logged-in users and clients."""
+
+    app: Flask
+    base: str
+    _nodes: dict[str, int] = field(default_factory=dict)
+    _sessions: dict[int, requests.Session] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The DICOMweb service root (`…/dicomweb`), as dicomweb-client wants it."""
+        return f"{self.base}/dicomweb"
+
+    def node(self, institution: str) -> int:
+        """A DICOM device of `institution` (created once per test) as which seeded instances arrive."""
+        if institution not in self._nodes:
+            self._nodes[institution] = add_node(self.app, f"DW{institution}"[:16], institution=institution)
+        return self._nodes[institution]
+
+    def seed(self, datasets: list[Dataset], *, institution: str = "M01", route: bool = False) -> list[int]:
+        """Store and index `datasets` through the receive service's indexing step (tests/dicom/archive.py `ingest`)
+        as sent by a device of `institution`; the instance ids."""
+        return archive.ingest(self.app, self.node(institution), datasets, route=route)
+
+    def user(self, *roles: str, institution_code: str = "CENTRAL", **kw: Any) -> TestUser:
+        return make_user(self.app, *roles, institution_code=institution_code, **kw)
+
+    def session(self, user: TestUser) -> requests.Session:
+        if user.id not in self._sessions:
+            self._sessions[user.id] = http_session(self.base, user)
+        return self._sessions[user.id]
+
+    def client_for(self, user: TestUser) -> DICOMwebClient:
+        return DICOMwebClient(url=self.url, session=self.session(user))
+
+    def client(self, *roles: str, institution_code: str = "CENTRAL", **kw: Any) -> tuple[TestUser, DICOMwebClient]:
+        """A new user holding `roles` and a DICOMwebClient logged in as them."""
+        user = self.user(*roles, institution_code=institution_code, **kw)
+        return user, self.client_for(user)
+
+    def get(self, user: TestUser, path: str, **kw: Any) -> requests.Response:
+        """A raw GET as `user` (status codes, headers, error bodies that dicomweb-client turns into exceptions)."""
+        kw.setdefault("timeout", 60)
+        return self.session(user).get(f"{self.base}{path}", **kw)
+
+    def close(self) -> None:
+        for s in self._sessions.values():
+            s.close()
+
+
+@pytest.fixture
+def dicomweb(app: Flask, dicomweb_server: str) -> Iterator[DicomWeb]:
+    dw = DicomWeb(app, dicomweb_server)
+    yield dw
+    dw.close()
