@@ -6,7 +6,7 @@ the unsafe methods (STOW-RS from the browser's session). Every test here keeps i
 is not under SAVEPOINT_PATHS): the server answers from its own threads and connections, so seeded rows are committed.
 
     def test_x(app, dicomweb):
-        dicomweb.seed(archive.small_series(3, PatientName="Wang^Wu"), institution="M01")
+        dicomweb.seed(archive.small_series(3, PatientName="Wang^Wu"), institution="M01")  # the real receive path
         user, client = dicomweb.client("report_l1")            # a DICOMwebClient logged in as a new user
         studies = client.search_for_studies(search_filters={"PatientName": "wang*"})
         r = dicomweb.get(user, "/dicomweb/studies", params={...})  # raw requests.Response for status/header checks
@@ -26,6 +26,10 @@ from dicomweb_client.api import DICOMwebClient
 from flask import Flask
 from pydicom.dataset import Dataset
 
+from dicom import receiving
+from engine import config
+from engine.imaging.ingest import IngestState
+from engine.imaging.source import Source
 from tests.dicom import archive
 from tests.dicom.conftest import add_node
 from tests.factories import TestUser, make_user
@@ -86,10 +90,26 @@ class DicomWeb:
             self._nodes[institution] = add_node(self.app, f"DW{institution}"[:16], institution=institution)
         return self._nodes[institution]
 
-    def seed(self, datasets: list[Dataset], *, institution: str = "M01", route: bool = False) -> list[int]:
-        """Store and index `datasets` through the receive service's indexing step (tests/dicom/archive.py `ingest`)
-        as sent by a device of `institution`; the instance ids."""
-        return archive.ingest(self.app, self.node(institution), datasets, route=route)
+    def seed(self, datasets: list[Dataset], *, institution: str = "M01") -> list[int]:
+        """Receive `datasets` through the one receive path (engine/imaging/receive.py `Receiver.receive`: validator,
+        durable store, index, matching to exams, routing) as sent by a device of `institution`; the instance ids."""
+        settings: config.Settings = self.app.extensions["telerad_settings"]
+        node = archive.node_info(self.app, self.node(institution))
+        tmp = settings.storage_dir / "dicom" / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        rx = receiving.receiver(self.app, settings)
+        ids: list[int] = []
+        try:
+            state = IngestState(Source.device(node, "127.0.0.1", via="c-store"))
+            for ds in datasets:
+                path = tmp / f"in-{ds.SOPInstanceUID}.dcm"
+                ds.save_as(path, enforce_file_format=True)
+                result = rx.receive(state, path)
+                assert result.instance_id is not None
+                ids.append(result.instance_id)
+        finally:
+            receiving.close(rx)
+        return ids
 
     def user(self, *roles: str, institution_code: str = "CENTRAL", **kw: Any) -> TestUser:
         return make_user(self.app, *roles, institution_code=institution_code, **kw)
