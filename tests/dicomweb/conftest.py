@@ -25,6 +25,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from flask import Flask
 from pydicom.dataset import Dataset
+from werkzeug.serving import make_server
 
 from dicom import receiving
 from engine import config
@@ -37,16 +38,16 @@ from tests.factories import TestUser, make_user
 
 @pytest.fixture
 def dicomweb_server(app: Flask) -> Iterator[str]:
-    """The test app (its own fresh database) served by waitress on a free loopback port; the base URL."""
-    from waitress.server import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="telerad-dicomweb-test")
-    port = server.effective_port  # type: ignore[union-attr]
-    thread = threading.Thread(target=server.run, daemon=True)
+    """The test app (its own fresh database) served over HTTP on a free loopback port, a thread per request; the
+    base URL. werkzeug's server, not waitress: it shuts down cleanly between tests (`shutdown()` ends
+    `serve_forever()`), where closing waitress's sockets under its running loop raised EBADF in its thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="dicomweb-test-server", daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.close()
-    thread.join(timeout=5)
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
 
 
 def http_session(base: str, user: TestUser) -> requests.Session:
