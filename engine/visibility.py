@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true, tuple_
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import False_, True_
 
@@ -353,16 +353,14 @@ def _any(terms: list[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 
 def _case_patient_studies(actor: Actor) -> ColumnElement[bool]:
-    """Studies of the patients of the cases the actor sees: two EXISTS over indexed keys (exam.id, case.patient_id;
-    patient (institution_id, patient_no))."""
+    """Studies of the patients of the cases the actor sees. Both terms are uncorrelated subqueries over the visible
+    cases (computed once, hashed, then probed per study row by exam_id and by (institution_id, patient_id)): as
+    correlated EXISTS, PostgreSQL estimated ~500,000 for 10,000 studies and paid ~250 ms of JIT compilation for a
+    12 ms query; this form stays far below the JIT threshold (plan: see the commit message)."""
     cases = _cases(actor)
-    by_exam = exists(
-        select(Exam.id).join(Case, Case.patient_id == Exam.patient_id).where(Exam.id == Study.exam_id, cases)
-    )
-    by_patient_no = exists(
-        select(Patient.id)
-        .join(Case, Case.patient_id == Patient.id)
-        .where(Patient.institution_id == Study.institution_id, Patient.patient_no == Study.patient_id, cases)
+    by_exam = Study.exam_id.in_(select(Exam.id).join(Case, Case.patient_id == Exam.patient_id).where(cases))
+    by_patient_no = tuple_(Study.institution_id, Study.patient_id).in_(
+        select(Patient.institution_id, Patient.patient_no).join(Case, Case.patient_id == Patient.id).where(cases)
     )
     return or_(by_exam, and_(Study.patient_id != "", by_patient_no))
 

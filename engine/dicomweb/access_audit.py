@@ -44,7 +44,8 @@ def accessed(actor: Actor, study: Study, *, via: str) -> bool:
     values = {"principal": principal_of(actor), "study_id": study.id, "day": today(), "created_at": utcnow()}
     dialect = s.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(StudyAccess).values(**values)
-    took = s.execute(ins.on_conflict_do_nothing()).rowcount == 1  # type: ignore[attr-defined]  # CursorResult
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING here (issue 15, measured).
+    took = s.execute(ins.on_conflict_do_nothing().returning(StudyAccess.study_id)).first() is not None
     if took:
         audit.record(
             actor,
