@@ -6,9 +6,11 @@ member hospital sends them; the queries go over real HTTP with a logged-in sessi
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import requests
 from dicomweb_client.api import DICOMwebClient
 from flask import Flask
 from pydicom.uid import generate_uid
@@ -16,7 +18,7 @@ from requests import HTTPError
 
 from tests.dicom import archive, synthetic
 from tests.dicom.conftest import audit_events
-from tests.dicomweb.conftest import DicomWeb
+from tests.dicomweb.conftest import DicomWeb, http_session
 
 NAME, UID, DATE, MODS, INST_CODE = "00100010", "0020000D", "00080020", "00080061", "00091001"
 
@@ -190,3 +192,41 @@ def test_qido_needs_a_session(dicomweb: DicomWeb) -> None:
     with pytest.raises(HTTPError) as err:
         client.search_for_studies()
     assert err.value.response.status_code == 401
+
+
+def test_dsec10_access_audited_once_per_session_study_and_day_under_concurrent_requests(dicomweb: DicomWeb) -> None:
+    """Twelve concurrent study-scoped queries of one session (real threads, one connection each): one audit event;
+    another session of the same user is another principal (REQ: DSEC-10)."""
+    series = archive.small_series(2, PatientID="AUD1")
+    dicomweb.seed(series, institution="M01")
+    user = dicomweb.user("requester", institution_code="M01")
+    cookies = dicomweb.session(user).cookies
+    uid = str(series[0].StudyInstanceUID)
+
+    def one(_: int) -> int:
+        with requests.Session() as s:
+            s.cookies.update(cookies)
+            return s.get(f"{dicomweb.base}/dicomweb/studies/{uid}/instances", timeout=60).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        assert set(pool.map(one, range(12))) == {200}
+    events = audit_events(dicomweb.app, "dicomweb_study_accessed")
+    assert len(events) == 1
+    assert (events[0].details["study_instance_uid"], events[0].details["via"]) == (uid, "qido")
+    assert dicomweb.get(user, f"/dicomweb/studies/{uid}/series").status_code == 200
+    assert len(audit_events(dicomweb.app, "dicomweb_study_accessed")) == 1
+    second = http_session(dicomweb.base, user)  # a second login: another session
+    assert second.get(f"{dicomweb.base}/dicomweb/studies/{uid}/series", timeout=60).status_code == 200
+    assert len(audit_events(dicomweb.app, "dicomweb_study_accessed")) == 2
+    assert dicomweb.get(user, "/dicomweb/studies").status_code == 200  # a search is no access of a study
+    assert len(audit_events(dicomweb.app, "dicomweb_study_accessed")) == 2
+
+
+def test_dicomweb_rate_limit_is_per_session_not_per_ip(app: Flask, dicomweb: DicomWeb) -> None:
+    app.extensions["telerad_settings"].dicomweb_rate_limit = "5 per minute"
+    first, second = (dicomweb.user("requester", institution_code="M01") for _ in range(2))
+    assert [dicomweb.get(first, "/dicomweb/studies").status_code for _ in range(5)] == [204] * 5
+    r = dicomweb.get(first, "/dicomweb/studies")
+    assert r.status_code == 429
+    assert dicomweb.get(second, "/dicomweb/studies").status_code == 204  # same address, another session
+    assert dicomweb.get(first, "/api/auth/me").status_code == 200  # /api keeps its own limit
