@@ -95,6 +95,10 @@ class Settings:
     dicom_disk_full_percent: float = 95.0  # REL-01: at or above this usage C-STORE answers 0xA700
     dicom_conflict_status: int = 0x0000  # DSEC-06: status for a same-UID, different-content resend (kept aside)
     dicom_find_limit: int = 1000  # C-FIND result cap per query (C1: universal matches are capped)
+    # DICOMweb (issue 15): requests per user or OAuth client (not per IP), sized so a viewer loads a 1,000-frame
+    # study (one request per frame, plus metadata) well within the minute; QIDO result cap (DSEC-11: ≤ 1,000).
+    dicomweb_rate_limit: str = "6000 per minute"
+    qido_max_results: int = 1000
     dicom_orphan_age_min: int = 60  # the sweeper removes store files without an index row older than this
     trusted_proxies: int = 0
     ratelimit_storage_uri: str = "memory://"
@@ -183,6 +187,7 @@ def _check_login_throttle(s: Settings) -> None:
         ("TELERAD_LOGIN_USER_IP_LIMIT", s.login_user_ip_limit),
         ("TELERAD_LOGIN_IP_LIMIT", s.login_ip_limit),
         ("TELERAD_LOGIN_TRUSTED_IP_LIMIT", s.login_trusted_ip_limit),
+        ("TELERAD_DICOMWEB_RATE_LIMIT", s.dicomweb_rate_limit),
     ):
         try:
             ok = parse(value).amount >= 1
@@ -235,6 +240,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.dicom_disk_full_percent = _float(env, "TELERAD_DICOM_DISK_FULL_PERCENT", s.dicom_disk_full_percent)
     s.dicom_conflict_status = _int(env, "TELERAD_DICOM_CONFLICT_STATUS", s.dicom_conflict_status)
     s.dicom_find_limit = _int(env, "TELERAD_DICOM_FIND_LIMIT", s.dicom_find_limit)
+    s.dicomweb_rate_limit = env.get("TELERAD_DICOMWEB_RATE_LIMIT", s.dicomweb_rate_limit)
+    s.qido_max_results = _int(env, "TELERAD_QIDO_MAX_RESULTS", s.qido_max_results)
+    if not 1 <= s.qido_max_results <= 1000:
+        raise ConfigError(f"TELERAD_QIDO_MAX_RESULTS must be between 1 and 1000 (DSEC-11), got {s.qido_max_results}")
     s.dicom_orphan_age_min = _int(env, "TELERAD_DICOM_ORPHAN_AGE_MIN", s.dicom_orphan_age_min)
     s.trusted_proxies = _int(env, "TELERAD_TRUSTED_PROXIES", 0)
     s.ratelimit_storage_uri = env.get("TELERAD_RATELIMIT_STORAGE_URI", "memory://")

@@ -5,6 +5,7 @@ from engine.accounts import models as accounts_models  # noqa: F401
 from engine.attachments import models as attachment_models  # noqa: F401
 from engine.cases import models as case_models  # noqa: F401
 from engine.db import Base
+from engine.dicomweb import models as dicomweb_models  # noqa: F401
 from engine.imaging import exam_models as imaging_exam_models  # noqa: F401
 from engine.imaging import models as imaging_models  # noqa: F401
 from engine.imaging import routing_models as imaging_routing_models  # noqa: F401

@@ -1,9 +1,14 @@
-"""C-FIND matching over the archive index at PATIENT, STUDY, SERIES and IMAGE level (PS3.4 C.2.2; REQ: AC-08).
+"""Matching over the archive index at PATIENT, STUDY, SERIES and IMAGE level (PS3.4 C.2.2; REQ: AC-08): the one
+matcher of DIMSE C-FIND (`find`, limited to the calling device's institution) and of QIDO-RS (engine/dicomweb/qido.py,
+`match` with the actor's visibility clause, issue 15).
 
-Every query is limited to the calling device's institution before any key is applied, and capped.
+Every query is limited to its scope (`Scope`) before any key is applied, and capped.
 Matching (PS3.4 C.2.2.2): an empty value matches everything; `*` and `?` are wildcards (PN case-insensitive);
 UID lists (`a\\b`) match any; DA and TM accept ranges (`20200101-`, `-20201231`, `20200101-20201231`);
 ModalitiesInStudy matches a study holding any of the listed modalities.
+Fuzzy matching (QIDO `fuzzymatching=true`, PS3.18 §8.3.4.2): a PN value matches when any name component (family,
+given …, of any representation) starts with it, case-insensitively, or — for a value of Latin letters only — when
+the study's matched exam's patient record's 拼音首字母 start with it ("zs" finds 张三; engine/pinyin.py).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
 
-from engine import audit, uow
+from engine import audit, pinyin, uow
+from engine.cases.models import Exam, Patient
 from engine.imaging.models import Instance, Series, Study
 from engine.imaging.services import NodeInfo
 
@@ -24,6 +30,28 @@ LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
 class QueryError(ValueError):
     """The identifier cannot be processed (bad level or malformed range); C-FIND answers a failure status."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows a query may see, per table it selects from (each clause on that table's own indexed columns)."""
+
+    study: ColumnElement[bool]
+    series: ColumnElement[bool]
+    instance: ColumnElement[bool]
+
+    @classmethod
+    def institution(cls, institution_id: int) -> Scope:
+        return cls(
+            Study.institution_id == institution_id,
+            Series.institution_id == institution_id,
+            Instance.institution_id == institution_id,
+        )
+
+    @classmethod
+    def studies(cls, visible: ColumnElement[bool]) -> Scope:
+        """One clause over `Study` (a visibility rule): every level joins its study, so it applies to all."""
+        return cls(visible, visible, visible)
 
 
 @dataclass(frozen=True)
@@ -101,7 +129,41 @@ def _range(value: str, width: int, kind: str) -> tuple[str | None, str | None]:
     return lo or None, hi or None
 
 
-def _condition(key: _Key, value: str) -> ColumnElement[bool] | None:
+def _fuzzy_pn(col: Any, value: str) -> ColumnElement[bool]:
+    low = _like_pattern(value.lower().replace("*", "").replace("?", ""))
+    lowered = func.lower(col)
+    terms: list[ColumnElement[bool]] = [lowered.like(f"{low}%", escape="!")]
+    terms += [lowered.like(f"%{sep}{low}%", escape="!") for sep in ("^", " ", "=")]
+    key = pinyin.search_key(value)
+    if key and col is Study.patient_name:
+        terms.append(
+            exists(
+                select(Exam.id)
+                .join(Patient, Patient.id == Exam.patient_id)
+                .where(Exam.id == Study.exam_id, pinyin.matches_prefix(Patient.name_pinyin, key))
+            )
+        )
+    return or_(*terms)
+
+
+def _pn_condition(col: Any, value: str) -> ColumnElement[bool]:
+    """PN matching, case-insensitive. A value without `=` may match any one component group of a stored name
+    ("Wang^Xiaoming=王^小明"): "王*" finds it by its ideographic group, "wang*" by its alphabetic one."""
+    lowered = func.lower(col)
+    wild = "*" in value or "?" in value
+    whole = lowered.like(_like_pattern(value.lower()), escape="!") if wild else lowered == value.lower()
+    if "=" in value:
+        return whole
+    p = _like_pattern(value.lower())
+    groups = [
+        lowered.like(p + "=%", escape="!"),
+        lowered.like("%=" + p, escape="!"),
+        lowered.like("%=" + p + "=%", escape="!"),
+    ]
+    return or_(whole, and_(col.like("%=%"), or_(*groups)))
+
+
+def _condition(key: _Key, value: str, fuzzy: bool = False) -> ColumnElement[bool] | None:
     value = value.strip()
     if value == "" or value == "*":
         return None
@@ -130,21 +192,21 @@ def _condition(key: _Key, value: str) -> ColumnElement[bool] | None:
         conds.append(col != "")
         return and_(*conds)
     if key.kind == "pn":
-        if "*" in value or "?" in value:
-            return func.lower(col).like(_like_pattern(value.lower()), escape="!")
-        return func.lower(col) == value.lower()
+        if fuzzy:
+            return _fuzzy_pn(col, value)
+        return _pn_condition(col, value)
     if "*" in value or "?" in value:
         return col.like(_like_pattern(value), escape="!")
     return col == value
 
 
-def _apply(stmt: Select[Any], level: str, keys: dict[str, str]) -> Select[Any]:
+def _apply(stmt: Select[Any], level: str, keys: dict[str, str], fuzzy: bool = False) -> Select[Any]:
     table = KEYS_BY_LEVEL[level]
     for name, value in keys.items():
         key = table.get(name)
         if key is None or value is None:
             continue
-        cond = _condition(key, str(value))
+        cond = _condition(key, str(value), fuzzy)
         if cond is not None:
             stmt = stmt.where(cond)
     return stmt
@@ -170,6 +232,7 @@ def _study_counts(study_ids: list[int]) -> tuple[dict[int, int], dict[int, int]]
 def _study_row(st: Any) -> dict[str, Any]:
     """The STUDY keys of a `Study`, or of a row of `_STUDY_COLUMNS` (same attribute names)."""
     return {
+        "_institution_id": st.institution_id,
         "PatientID": st.patient_id,
         "PatientName": st.patient_name,
         "PatientBirthDate": st.patient_birth_date,
@@ -195,7 +258,17 @@ def _series_row(se: Series) -> dict[str, Any]:
     }
 
 
-def _find_patients(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Query:
+    scope: Scope
+    keys: dict[str, str]
+    limit: int
+    offset: int = 0
+    want: frozenset[str] = frozenset()
+    fuzzy: bool = False
+
+
+def _find_patients(q: _Query) -> list[dict[str, Any]]:
     s = uow.session()
     stmt = select(
         Study.patient_id,
@@ -203,8 +276,8 @@ def _find_patients(node: NodeInfo, keys: dict[str, str], limit: int, want: set[s
         func.max(Study.patient_birth_date),
         func.max(Study.patient_sex),
         func.count(),
-    ).where(Study.institution_id == node.institution_id)
-    stmt = _apply(stmt, "PATIENT", keys).group_by(Study.patient_id).order_by(Study.patient_id).limit(limit)
+    ).where(q.scope.study)
+    stmt = _apply(stmt, "PATIENT", q.keys, q.fuzzy).group_by(Study.patient_id).order_by(Study.patient_id)
     return [
         {
             "PatientID": pid,
@@ -213,7 +286,7 @@ def _find_patients(node: NodeInfo, keys: dict[str, str], limit: int, want: set[s
             "PatientSex": sex,
             "NumberOfPatientRelatedStudies": n,
         }
-        for pid, name, birth, sex, n in s.execute(stmt).all()
+        for pid, name, birth, sex, n in s.execute(stmt.offset(q.offset).limit(q.limit)).all()
     ]
 
 
@@ -221,6 +294,7 @@ def _find_patients(node: NodeInfo, keys: dict[str, str], limit: int, want: set[s
 # SQL (measured: bench/bench_dicom.py find section, see the commit message).
 _STUDY_COLUMNS = (
     Study.id,
+    Study.institution_id,
     Study.patient_id,
     Study.patient_name,
     Study.patient_birth_date,
@@ -236,13 +310,13 @@ _STUDY_COLUMNS = (
 )
 
 
-def _find_studies(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+def _find_studies(q: _Query) -> list[dict[str, Any]]:
     s = uow.session()
-    stmt = select(*_STUDY_COLUMNS).where(Study.institution_id == node.institution_id)
-    stmt = _apply(stmt, "STUDY", keys).order_by(Study.study_date.desc(), Study.id).limit(limit)
-    found = s.execute(stmt).all()
+    stmt = select(*_STUDY_COLUMNS).where(q.scope.study)
+    stmt = _apply(stmt, "STUDY", q.keys, q.fuzzy).order_by(Study.study_date.desc(), Study.id)
+    found = s.execute(stmt.offset(q.offset).limit(q.limit)).all()
     rows = [_study_row(r) for r in found]
-    if want & {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"} and found:
+    if q.want & {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"} and found:
         n_series, n_inst = _study_counts([r.id for r in found])
         for r, row in zip(found, rows, strict=True):
             row["NumberOfStudyRelatedSeries"] = n_series.get(r.id, 0)
@@ -250,17 +324,13 @@ def _find_studies(node: NodeInfo, keys: dict[str, str], limit: int, want: set[st
     return rows
 
 
-def _find_series(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+def _find_series(q: _Query) -> list[dict[str, Any]]:
     s = uow.session()
-    stmt = (
-        select(Series, Study)
-        .join(Study, Study.id == Series.study_id)
-        .where(Series.institution_id == node.institution_id)
-    )
-    stmt = _apply(stmt, "SERIES", keys).order_by(Series.study_id, Series.series_number, Series.id).limit(limit)
-    pairs = s.execute(stmt).all()
+    stmt = select(Series, Study).join(Study, Study.id == Series.study_id).where(q.scope.series)
+    stmt = _apply(stmt, "SERIES", q.keys, q.fuzzy).order_by(Series.study_id, Series.series_number, Series.id)
+    pairs = s.execute(stmt.offset(q.offset).limit(q.limit)).all()
     counts: dict[int, int] = {}
-    if "NumberOfSeriesRelatedInstances" in want and pairs:
+    if "NumberOfSeriesRelatedInstances" in q.want and pairs:
         ids = [se.id for se, _ in pairs]
         counts = dict(
             s.execute(
@@ -277,30 +347,31 @@ def _find_series(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str
     return out
 
 
-def _find_images(node: NodeInfo, keys: dict[str, str], limit: int, want: set[str]) -> list[dict[str, Any]]:
+def _find_images(q: _Query) -> list[dict[str, Any]]:
     s = uow.session()
     stmt = (
         select(Instance, Series, Study)
         .join(Series, Series.id == Instance.series_id)
         .join(Study, Study.id == Instance.study_id)
-        .where(Instance.institution_id == node.institution_id)
+        .where(q.scope.instance)
     )
-    stmt = _apply(stmt, "IMAGE", keys).order_by(Instance.series_id, Instance.instance_number, Instance.id)
+    stmt = _apply(stmt, "IMAGE", q.keys, q.fuzzy).order_by(Instance.series_id, Instance.instance_number, Instance.id)
     out = []
-    for inst, se, st in s.execute(stmt.limit(limit)).all():
+    for inst, se, st in s.execute(stmt.offset(q.offset).limit(q.limit)).all():
         row = {**_study_row(st), **_series_row(se)}
         row.update(
             {
                 "SOPInstanceUID": inst.sop_instance_uid,
                 "SOPClassUID": inst.sop_class_uid,
                 "InstanceNumber": inst.instance_number,
+                "_transfer_syntax_uid": inst.transfer_syntax_uid,
             }
         )
         out.append(row)
     return out
 
 
-_FINDERS: dict[str, Callable[[NodeInfo, dict[str, str], int, set[str]], list[dict[str, Any]]]] = {
+_FINDERS: dict[str, Callable[[_Query], list[dict[str, Any]]]] = {
     "PATIENT": _find_patients,
     "STUDY": _find_studies,
     "SERIES": _find_series,
@@ -308,13 +379,20 @@ _FINDERS: dict[str, Callable[[NodeInfo, dict[str, str], int, set[str]], list[dic
 }
 
 
-def find(
-    node: NodeInfo, level: str, keys: dict[str, str], *, limit: int, ip: str | None = None
+def match(
+    scope: Scope,
+    level: str,
+    keys: dict[str, str],
+    *,
+    limit: int,
+    offset: int = 0,
+    want: set[str] | frozenset[str] = frozenset(),
+    fuzzy: bool = False,
 ) -> list[dict[str, Any]]:
-    """Match `keys` (DICOM keyword → query value) at `level` within the node's institution (REQ: AC-08).
+    """Match `keys` (DICOM keyword → query value) at `level` within `scope`; rows `offset` … `offset + limit`.
 
-    Returns at most `limit` rows, each a dict of keyword → value for every key the level knows. The query is
-    audited (DICOM audit 110112, DSEC-10).
+    Each row is a dict of keyword → value for every key the level knows (and the counts named in `want`), plus
+    `_institution_id` (the study's institution: one StudyInstanceUID may be stored by two; DSEC-03).
 
     Raises:
         QueryError: unknown level or a malformed key value.
@@ -322,7 +400,19 @@ def find(
     level = (level or "").strip().upper()
     if level not in _FINDERS:
         raise QueryError(f"查询级别无效：{level!r}")
-    rows = _FINDERS[level](node, keys, limit, set(keys))
+    return _FINDERS[level](_Query(scope, keys, limit, offset, frozenset(want), fuzzy))
+
+
+def find(
+    node: NodeInfo, level: str, keys: dict[str, str], *, limit: int, ip: str | None = None
+) -> list[dict[str, Any]]:
+    """C-FIND: match `keys` at `level` within the node's institution (REQ: AC-08), audited (DICOM 110112, DSEC-10).
+
+    Raises:
+        QueryError: unknown level or a malformed key value.
+    """
+    rows = match(Scope.institution(node.institution_id), level, keys, limit=limit, want=set(keys))
+    level = level.strip().upper()
     audit.record(
         node.actor(ip),
         "dicom_query",

@@ -231,7 +231,9 @@ def archive(app: Flask, scp: scp_mod.Running, tmp_path: Path) -> dict[str, Any]:
     }
 
 
-def test_ac02_ac08_member_hospital_sees_only_its_studies_central_sees_all(app: Flask, archive: dict[str, Any]) -> None:
+def test_ac02_ac08_member_hospital_sees_only_its_studies_central_admin_sees_all(
+    app: Flask, archive: dict[str, Any]
+) -> None:
     m01 = as_user(app, "requester", institution_code="M01")
     page = m01.get("/api/imaging/studies").get_json()
     assert page["total"] == 2
@@ -248,7 +250,10 @@ def test_ac02_ac08_member_hospital_sees_only_its_studies_central_sees_all(app: F
     assert len(audit_events(app, "security_alert")) == before + 1
     assert m01.get("/api/imaging/studies/999999").status_code == 404
 
-    doctor = as_user(app, "report_l2")
+    # Issue 15: a central doctor sees the studies of their cases' patients only (tests/dicomweb/
+    # test_qido_visibility.py); the central DICOM administrator keeps the institution-wide list (no pixel data).
+    assert as_user(app, "report_l2").get("/api/imaging/studies").get_json()["total"] == 0
+    doctor = as_user(app, "sys_admin")
     page = doctor.get("/api/imaging/studies", query_string={"page_size": 1000}).get_json()
     assert page["page_size"] == 100
     assert page["total"] == 3

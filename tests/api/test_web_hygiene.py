@@ -157,6 +157,8 @@ def test_web04_security_headers_on_api_spa_and_errors(app, client):  # type: ign
         assert csp["default-src"] == "default-src 'self'", name
         assert "'unsafe-inline'" not in r.headers["Content-Security-Policy"], name
         assert "'unsafe-eval'" not in r.headers["Content-Security-Policy"], name
+        # WEB-03/issue 15: Cornerstone3D's WASM codecs need exactly 'wasm-unsafe-eval' in script-src, nothing else
+        assert csp["script-src"] == "script-src 'self' 'wasm-unsafe-eval'", name
         assert csp["frame-ancestors"] == "frame-ancestors 'none'", name
         assert r.headers["X-Content-Type-Options"] == "nosniff", name
         assert r.headers["Referrer-Policy"] == "no-referrer", name

@@ -1,0 +1,58 @@
+"""DSEC-10 "accessed" (DICOM audit 110103) for DICOMweb: once per (session or client, study, day), not per request.
+
+A viewer loading a 1,000-frame study sends over a thousand requests; writing a chained audit event for each would
+serialise them all through the audit chain's lock (engine/audit.py). Instead each request inserts the key row
+(principal, study, day) with INSERT … ON CONFLICT DO NOTHING — concurrent requests of one key do not wait on the
+chain, only on that row's unique index — and only the request whose insert took writes the audit event, in the same
+transaction (if it rolls back, so does the key row, and the next request audits). QIDO (study-scoped) and WADO call
+`accessed`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine import audit, uow
+from engine.actor import Actor
+from engine.db import utcnow
+from engine.dicomweb.models import StudyAccess
+from engine.imaging.models import Study
+
+CHINA = timezone(timedelta(hours=8))  # the platform's day (Asia/Shanghai, no DST)
+
+
+def principal_of(actor: Actor) -> str:
+    """The audit-once key's principal: the OAuth client, else the browser session, else the user."""
+    client = getattr(actor, "client_id", None)
+    if client:
+        return f"client:{client}"[:80]
+    if actor.session_id:
+        return f"session:{actor.session_id}"[:80]
+    return f"user:{actor.user_id}"
+
+
+def today() -> date:
+    return datetime.now(CHINA).date()
+
+
+def accessed(actor: Actor, study: Study, *, via: str) -> bool:
+    """Record that `actor` accessed `study` over DICOMweb (`via`: "qido", "wado" …); True when this call wrote the
+    day's audit event, False when the key existed already."""
+    s = uow.session()
+    values = {"principal": principal_of(actor), "study_id": study.id, "day": today(), "created_at": utcnow()}
+    dialect = s.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(StudyAccess).values(**values)
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING here (issue 15, measured).
+    took = s.execute(ins.on_conflict_do_nothing().returning(StudyAccess.study_id)).first() is not None
+    if took:
+        audit.record(
+            actor,
+            "dicomweb_study_accessed",
+            object_type="dicom_study",
+            object_id=study.id,
+            patient_id=study.patient_id[:64] or None,
+            details={"study_instance_uid": study.study_instance_uid, "via": via, "dicom_event": "110103"},
+        )
+    return took
