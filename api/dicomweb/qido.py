@@ -64,11 +64,17 @@ def _institution_id(code: str) -> int:
 
 
 def _case_id(value: str | None) -> int | None:
+    """The `case=` parameter: a case id."""
     if value is None:
         return None
     if not value.isdigit() or len(value) > 10:
         raise ValidationFailed("bad_parameter", f"参数 case 必须是病例编号（整数）：{value[:32]!r}")
     return int(value)
+
+
+def case_param() -> int | None:
+    """The request's `case=` (the case in context, for which copy of a study; engine/dicomweb/resolve.py)."""
+    return _case_id(request.args.get("case"))
 
 
 def _answer(result: qido.Result, headers: dict[str, str]) -> Response:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from flask import Response, request
+from flask import Response, g, request
 
 from api.dicomweb import DICOM, DICOM_JSON, blp
+from api.dicomweb.qido import case_param
 from api.security import current_actor, deny, requires
-from engine.actor import Actor
+from engine import visibility
+from engine.dicomweb import access_audit, rendered, resolve, wado
 from engine.dicomweb import frames as wado_frames
-from engine.dicomweb import rendered, wado
 from engine.dicomweb.media import Multipart, NotAcceptable, accepted_syntaxes, multipart_ranges, parse_accept
 from engine.errors import DomainError, NotFound, ValidationFailed
 from engine.imaging.native import TranscodeError
@@ -30,24 +31,27 @@ class Undecodable(DomainError):
 
 
 # -- visibility --------------------------------------------------------------------------------------------------
-def _may_read_pixels(actor: Actor) -> bool:
-    """The 系统管理员 keeps the DICOM admin pages' study lists but no pixel data (issue 15): an account whose only
-    role is sys_admin reads metadata, never instances, frames or images."""
-    return bool(actor.roles - {"sys_admin"}) or not actor.roles
-
-
 def _refs(
     study: str, series: str | None = None, sop: str | None = None, *, pixels: bool = True
 ) -> list[wado.InstanceRef]:
+    """The instances a request names, its study resolved for the caller (engine/dicomweb/resolve.py: `institution=`,
+    `case=`, else the latest visible copy — named in X-Telerad-Institution / X-Telerad-Study-Choice), its pixel data
+    only for clinical sight (visibility.may_read_pixels: the 系统管理员 lists studies, never reads images), the access
+    audited once per principal, study and day (DSEC-10)."""
     actor = current_actor()
-    refs = wado.select_instances(actor, study, series, sop, request.args.get("institution") or None)
-    if pixels and not _may_read_pixels(actor):
+    chosen, why = resolve.study_for(actor, study, request.args.get("institution") or None, case_param())
+    if pixels and not visibility.may_read_pixels(actor, chosen):
         deny(actor, {"pixel_data": True})
+    refs = wado.select_instances(chosen, series, sop)
+    access_audit.accessed(actor, chosen, via="wado")
+    code = resolve.institution_codes({chosen.institution_id}).get(chosen.institution_id, ("", ""))[0]
+    g.study_choice = {"X-Telerad-Institution": code, "X-Telerad-Study-Choice": why}
     return refs
 
 
 def _stream(chunks: Iterable[bytes], content_type: str, status: int = 200, **headers: str) -> Response:
     resp = Response(chunks, status=status, content_type=content_type, direct_passthrough=True)
+    resp.headers.update(g.get("study_choice") or {})
     resp.headers.update(headers)
     return resp
 

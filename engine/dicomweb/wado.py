@@ -26,9 +26,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from sqlalchemy import select
 
-from engine import audit, uow, visibility
-from engine.accounts.models import Institution
-from engine.actor import Actor
+from engine import uow
 from engine.dicomweb.media import ANY_SYNTAX, Multipart, NotAcceptable
 from engine.errors import NotFound, ValidationFailed
 from engine.imaging import targets, transcode
@@ -55,41 +53,15 @@ class InstanceRef:
     path: Path
 
 
-def _resolve_study(actor: Actor, study_uid: str, institution_code: str | None = None) -> Study:
-    """The study `study_uid` as `actor` may see it (engine/visibility.py): at `institution_code` when given, else
-    the most recently received of the visible ones (one StudyInstanceUID may exist at two institutions, DSEC-03).
+def select_instances(study: Study, series_uid: str | None = None, sop_uid: str | None = None) -> list[InstanceRef]:
+    """The stored instances of a study (resolved for the caller by engine/dicomweb/resolve.py), or of one of its
+    series or instances, in series and instance number order.
 
     Raises:
-        NotFound: no such study within the actor's visibility (a security alert when it exists outside it).
-    """
-    s = uow.session()
-    stmt = visibility.scoped(actor, Study).where(Study.study_instance_uid == study_uid)
-    if institution_code:
-        stmt = stmt.join(Institution, Institution.id == Study.institution_id).where(
-            Institution.code == institution_code
-        )
-    study = s.execute(stmt.order_by(Study.created_at.desc(), Study.id.desc()).limit(1)).scalars().first()
-    if study is not None:
-        return study
-    if s.execute(select(Study.id).where(Study.study_instance_uid == study_uid).limit(1)).first() is not None:
-        audit.security_alert(actor, "dicom_study", study_uid[:64], "访问可见范围之外的对象")
-    raise NotFound("study_not_found", "检查不存在或无权访问")
-
-
-def select_instances(
-    actor: Actor,
-    study_uid: str,
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
-    institution_code: str | None = None,
-) -> list[InstanceRef]:
-    """The stored instances of a study, series or instance, in series and instance number order.
-
-    Raises:
-        NotFound: the study is not visible, or the series or instance is not in it.
+        NotFound: the series or instance is not in the study.
         ValidationFailed: more than MAX_INSTANCES instances.
     """
-    study = _resolve_study(actor, study_uid, institution_code)
+    study_uid = study.study_instance_uid
     stmt = (
         select(
             Series.series_instance_uid,

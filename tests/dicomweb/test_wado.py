@@ -272,7 +272,7 @@ def test_wado_invisible_study_is_404_and_a_corrupt_frame_fails_alone(
     for path in ("", "/metadata", f"/series/{series}/instances/{sop}/frames/1", "/rendered"):
         r = other.get(f"{live}/dicomweb/studies/{study['uid']}{path}", timeout=10)
         assert r.status_code == 404, path
-        assert r.json()["code"] == "study_not_found", path
+        assert r.json()["code"] == "not_found", path  # engine/dicomweb/resolve.py, as QIDO
     with app.app_context():
         alerts = (
             uow.session().execute(select(AuditEvent).where(AuditEvent.event_type == "security_alert")).scalars().all()
