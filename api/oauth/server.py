@@ -9,6 +9,7 @@ ASCII there, a deliberate deviation (JSON is UTF-8, and in a redirect it is perc
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -141,7 +142,7 @@ def _client_secret_basic(query_client: Any, request: Any) -> Client | None:
     if not client_id:
         return None
     client_id = client_id[:150]
-    actor = g.actor
+    actor = replace(g.actor, username=f"oauth:{client_id[:64]}")  # the name tried, like a failed login's username
     if clients.locked_until(client_id) is not None:
         audit.record(
             actor,
@@ -261,7 +262,7 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
     user = getattr(request, "user", None)
     tokens.save(client.row, token["access_token"], token["scope"], token["expires_in"], user.id if user else None)
     audit.record(
-        g.actor,
+        tokens.client_actor(client.row, g.actor),
         "oauth_token_issued",
         object_type="oauth_client",
         object_id=client.row.client_id,

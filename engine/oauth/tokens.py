@@ -41,6 +41,22 @@ def save(client: OAuthClient, access_token: str, scope: str, expires_in: int, us
     )
 
 
+def client_actor(client: OAuthClient, meta: Actor, permissions: frozenset[str] = frozenset()) -> Actor:
+    """The actor a client acts as (and is audited as): ``oauth:<client_id>`` of its institution."""
+    inst = client.institution
+    return Actor(
+        user_id=None,
+        username=f"oauth:{client.client_id}",
+        institution_id=inst.id,
+        institution_kind=inst.kind,
+        institution_code=inst.code,
+        permissions=permissions,
+        ip=meta.ip,
+        user_agent=meta.user_agent,
+        request_id=meta.request_id,
+    )
+
+
 @dataclass(frozen=True)
 class Bearer:
     actor: Actor
@@ -68,18 +84,7 @@ def resolve(token: str, meta: Actor) -> Bearer | None:
     scopes = tuple(row.scope.split())
     granted = clients.permissions_for(list(scopes), inst.kind)
     if row.user_id is None:
-        actor = Actor(
-            user_id=None,
-            username=f"oauth:{client.client_id}",
-            institution_id=inst.id,
-            institution_kind=inst.kind,
-            institution_code=inst.code,
-            permissions=granted,
-            ip=meta.ip,
-            user_agent=meta.user_agent,
-            request_id=meta.request_id,
-        )
-        return Bearer(actor, client.client_id, scopes)
+        return Bearer(client_actor(client, meta, granted), client.client_id, scopes)
     user = s.get(User, row.user_id)
     if user is None or not user.enabled or user.review_status != "approved":
         return None

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from engine import uow
 from engine.accounts.models import LoginThrottle
+from engine.audit import AuditEvent
 from engine.oauth.models import OAuthClient, OAuthToken
 from tests.api.oauth_support import basic, client_token, make_client
 from tests.factories import audit_count
@@ -44,8 +45,14 @@ def test_dsec11_client_credentials_round_trip_returns_an_opaque_bearer_token_sto
         assert stored.secret_hash != secret
         assert len(stored.secret_hash or "") == 64
         assert row.expires_at - row.issued_at == timedelta(seconds=3600)
-    assert audit_count(app, "oauth_token_issued") == 1
     assert audit_count(app, "oauth_client_created") == 1
+    with app.app_context():
+        issued = (
+            uow.session().execute(select(AuditEvent).where(AuditEvent.event_type == "oauth_token_issued")).scalar_one()
+        )
+    # Audited as the client of its institution, never with the token.
+    assert (issued.username, issued.institution_code, issued.object_id) == (f"oauth:{client_id}", "CENTRAL", client_id)
+    assert body["access_token"] not in f"{issued.reason} {issued.details}"
 
 
 def test_dsec11_scope_subset_and_scope_outside_the_client_refused(app, client):  # type: ignore[no-untyped-def]
@@ -96,7 +103,11 @@ def test_auth04_five_wrong_secrets_lock_the_client_then_it_works_after_31_minute
         assert r.get_json()["error"] == "invalid_client"
         assert "锁定" in r.get_json()["error_description"]
     assert audit_count(app, "oauth_client_locked") == 1
-    assert audit_count(app, "oauth_client_auth_failure") >= 6
+    with app.app_context():
+        failures = uow.session().execute(
+            select(AuditEvent.username, AuditEvent.outcome).where(AuditEvent.event_type == "oauth_client_auth_failure")
+        )
+        assert set(failures.all()) == {(f"oauth:{client_id}", "failure")}
     with time_machine.travel(t0 + timedelta(minutes=29), tick=False):
         assert client_token(client, client_id, secret).status_code == 423
     with time_machine.travel(t0 + timedelta(minutes=31), tick=False):
