@@ -151,6 +151,9 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.imaging.scu_views import blp as imaging_scu_blp
     from api.imaging.views import blp as imaging_blp
     from api.notifications.views import blp as notifications_blp
+    from api.oauth import server as oauth_server
+    from api.oauth.admin_views import blp as oauth_clients_blp
+    from api.oauth.views import blp as oauth_blp
     from api.processes.views import blp as processes_blp
     from api.settings.views import blp as settings_blp
     from api.tasks.views import blp as tasks_blp
@@ -161,8 +164,11 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     api.register_blueprint(imaging_scu_blp)
     api.register_blueprint(settings_blp)
     api.register_blueprint(notifications_blp)
+    api.register_blueprint(oauth_clients_blp)
     security.mark_public(app, "api-docs.openapi_json")
     app.register_blueprint(dicomweb_blp)  # plain Flask: DICOM JSON and multipart, not in the OpenAPI document
+    oauth_server.build(app)
+    app.register_blueprint(oauth_blp)  # plain Flask: OAuth's form-encoded requests and RFC 6749 error bodies
 
 
 def _register_spa(app: Flask, dist: Path) -> None:

@@ -1,6 +1,6 @@
-"""Request guards: deny-by-default permissions, sessions, CSRF, body limits, security headers.
+"""Request guards: deny-by-default permissions, sessions, bearer tokens, CSRF, body limits, security headers.
 
-REQ: AC-01, SESS-01..03, SESS-06, WEB-01, WEB-04..06, AUTH-07.
+REQ: AC-01, SESS-01..03, SESS-06, WEB-01, WEB-04..06, AUTH-07, DSEC-11.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from engine.accounts import auth
 from engine.accounts.queries import effective_permissions
 from engine.actor import Actor
 from engine.errors import AuthenticationFailed, DomainError, Forbidden, ValidationFailed
+from engine.oauth import tokens as oauth_tokens
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +29,9 @@ PERMISSION_ATTR = "_telerad_permission"
 STATES_ATTR = "_telerad_states"
 ANON_CSRF_ATTR = "_telerad_anon_csrf"
 ANON_CSRF_COOKIE = "telerad_csrf"
+CLIENT_AUTH_ATTR = "_telerad_client_auth"
+# OAuth 2.0 bearer tokens are accepted under this prefix only (issue 15; REQ: DSEC-11).
+BEARER_PREFIX = "/dicomweb/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Paths the guard covers (deny by default, sessions, CSRF, no-store); everything else is the SPA and its assets.
 GUARDED_PREFIXES = ("/api/", "/dicomweb/", "/oauth/")
@@ -43,17 +47,22 @@ class UnsupportedMediaType(DomainError):
     status = 415
 
 
-def requires(permission: str, *, states: tuple[str, ...] = ("active",), anon_csrf: bool = False) -> Callable[[F], F]:
+def requires(
+    permission: str, *, states: tuple[str, ...] = ("active",), anon_csrf: bool = False, client_auth: bool = False
+) -> Callable[[F], F]:
     """Declare who may call a view: PUBLIC, AUTHENTICATED or a permission code (AC-01 deny by default).
 
     `states` lists the session states allowed (a session waiting for MFA or a password change may only
     reach the auth endpoints). `anon_csrf` marks public unsafe endpoints that need the double-submit token.
+    `client_auth` marks a PUBLIC endpoint that authenticates from the request's own credentials (OAuth's
+    /oauth/token): no session cookie is read or set, so there is nothing ambient to forge and no CSRF check.
     """
 
     def deco(fn: F) -> F:
         setattr(fn, PERMISSION_ATTR, permission)
         setattr(fn, STATES_ATTR, states)
         setattr(fn, ANON_CSRF_ATTR, anon_csrf)
+        setattr(fn, CLIENT_AUTH_ATTR, client_auth)
         return fn
 
     return deco
@@ -153,6 +162,8 @@ def install(app: Flask) -> None:
         g.session = None
         g.new_token = None
         g.clear_cookie = False
+        g.oauth = None
+        g.www_authenticate = None
         # AUTH-07: in production only TLS (terminated by the trusted proxy) reaches the app.
         if settings.production and not request.is_secure:
             if request.method in SAFE_METHODS:
@@ -165,6 +176,14 @@ def install(app: Flask) -> None:
             _check_body()
         view = app.view_functions.get(request.endpoint or "")
         permission = permission_of(app, request.endpoint)
+        if "access_token" in request.args:  # RFC 6750 §2.3 refused: URLs end up in logs, history and Referer
+            raise AuthenticationFailed("token_in_query", "访问令牌不能放在网址中，请使用 Authorization: Bearer 请求头")
+        bearer = _bearer_token()
+        if bearer is not None:
+            return _bearer_guard(view, permission, bearer)
+        if view is not None and getattr(view, CLIENT_AUTH_ATTR, False):
+            g.actor = Actor.anonymous(request.remote_addr, (request.user_agent.string or "")[:256], g.request_id)
+            return None  # its own client authentication (OAuth); no cookie read, none set, no CSRF
         token = request.cookies.get(settings.session_cookie_name)
         anon = Actor.anonymous(request.remote_addr, (request.user_agent.string or "")[:256], g.request_id)
         sess = auth.load_session(token, anon) if token else None
@@ -181,6 +200,8 @@ def install(app: Flask) -> None:
         if permission == PUBLIC:
             return None
         if sess is None:
+            if request.path.startswith(BEARER_PREFIX):
+                g.www_authenticate = 'Bearer realm="telerad"'
             raise AuthenticationFailed("unauthenticated", "请先登录或登录已超时")
         if sess.state not in getattr(view, STATES_ATTR, ("active",)):
             if sess.state == "mfa_required":
@@ -191,6 +212,32 @@ def install(app: Flask) -> None:
         if permission != AUTHENTICATED and not g.actor.has(permission):
             deny(g.actor, {"permission": permission})
         return None
+
+    def _bearer_token() -> str | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else None
+
+    def _bearer_guard(view: Any, permission: str | None, token: str) -> None:
+        """A request with `Authorization: Bearer`: only under /dicomweb/, never with the session cookie, no CSRF
+        (a bearer token is not sent by the browser on its own), and the token's actor (REQ: DSEC-11)."""
+        if not request.path.startswith(BEARER_PREFIX):
+            raise AuthenticationFailed("bearer_not_allowed", "访问令牌只能用于 DICOMweb 接口（/dicomweb/）")
+        meta = Actor.anonymous(request.remote_addr, (request.user_agent.string or "")[:256], g.request_id)
+        resolved = oauth_tokens.resolve(token, meta)
+        if resolved is None:
+            g.www_authenticate = 'Bearer realm="telerad", error="invalid_token"'
+            raise AuthenticationFailed("invalid_token", "访问令牌无效、已过期或已吊销")
+        g.oauth = resolved
+        g.actor = resolved.actor
+        if view is None:
+            return None
+        if permission is None:
+            raise Forbidden("no_permission_declared", "接口未声明权限")
+        if permission in (PUBLIC, AUTHENTICATED) or g.actor.has(permission):
+            return None
+        g.www_authenticate = 'Bearer realm="telerad", error="insufficient_scope"'
+        deny(g.actor, {"permission": permission})
 
     def _check_body() -> None:
         length = request.content_length
@@ -235,6 +282,8 @@ def install(app: Flask) -> None:
             resp.set_cookie(name, g.new_token, httponly=True, secure=settings.production, samesite="Lax", path="/")
         elif g.get("clear_cookie"):
             resp.delete_cookie(name, path="/", secure=settings.production, httponly=True, samesite="Lax")
+        if g.get("www_authenticate") and resp.status_code in (401, 403):
+            resp.headers["WWW-Authenticate"] = g.www_authenticate
         _headers(resp)
         return resp
 

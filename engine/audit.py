@@ -116,6 +116,13 @@ EVENT_TYPES: dict[str, str] = {
     # Per-user settings: institution and role defaults set by an administrator (issue 14)
     "setting_default_changed": "修改默认个人设置",
     "setting_default_removed": "删除默认个人设置",
+    # OAuth 2.0 clients of DICOMweb (issue 15; REQ: DSEC-11, AUTH-04)
+    "oauth_client_created": "登记接入客户端",
+    "oauth_client_revoked": "吊销接入客户端",
+    "oauth_client_auth_failure": "接入客户端认证失败",
+    "oauth_client_locked": "接入客户端锁定",
+    "oauth_token_issued": "签发访问令牌",
+    "oauth_authorized": "授权第三方应用",
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")

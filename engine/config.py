@@ -124,6 +124,8 @@ class Settings:
     # How often the worker looks for due BPMN timers (REQ: WF-06): a timer fires at most this long after it falls due.
     timer_poll_seconds: int = 15
     max_upload_bytes: int = 10 * 1024 * 1024
+    # Lifetime of OAuth 2.0 bearer access tokens (issue 15; REQ: DSEC-11), seconds: 60 .. 86400.
+    oauth_token_lifetime_s: int = 3600
     max_json_bytes: int = 1024 * 1024
     max_image_pixels: int = 25_000_000
     web_dist: Path = Path("web/dist")
@@ -261,6 +263,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.timer_poll_seconds = _int(env, "TELERAD_TIMER_POLL_SECONDS", s.timer_poll_seconds)
     if not 1 <= s.timer_poll_seconds <= 3600:
         raise ConfigError(f"TELERAD_TIMER_POLL_SECONDS must be between 1 and 3600, got {s.timer_poll_seconds}")
+    s.oauth_token_lifetime_s = _int(env, "TELERAD_OAUTH_TOKEN_LIFETIME", s.oauth_token_lifetime_s)
+    if not 60 <= s.oauth_token_lifetime_s <= 86400:
+        raise ConfigError(
+            f"TELERAD_OAUTH_TOKEN_LIFETIME must be between 60 and 86400 seconds, got {s.oauth_token_lifetime_s}"
+        )
     s.web_dist = Path(env.get("TELERAD_WEB_DIST", str(Path(__file__).resolve().parent.parent / "web" / "dist")))
     secret = env.get("TELERAD_SECRET_KEY", "")
     for key, value in overrides.items():

@@ -10,6 +10,7 @@ from engine.imaging import exam_models as imaging_exam_models  # noqa: F401
 from engine.imaging import models as imaging_models  # noqa: F401
 from engine.imaging import routing_models as imaging_routing_models  # noqa: F401
 from engine.notifications import models as notification_models  # noqa: F401
+from engine.oauth import models as oauth_models  # noqa: F401
 from engine.reports import models as report_models  # noqa: F401
 from engine.settings import models as settings_models  # noqa: F401
 from engine.workflow import models as workflow_models  # noqa: F401

@@ -1,4 +1,4 @@
-"""The `telerad` command: run, web, worker, dicom, db upgrade, demo, create-admin, audit verify/purge."""
+"""The `telerad` command: run, web, worker, dicom, db upgrade, demo, create-admin, audit verify/purge, oauth."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from engine import config
+from telerad.oauth_cli import oauth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +48,9 @@ def alembic_config(url: str | None = None):  # type: ignore[no-untyped-def]
 @click.group()
 def main() -> None:
     """telerad 远程影像诊断平台."""
+
+
+main.add_command(oauth)
 
 
 @main.group()

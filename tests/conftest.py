@@ -69,6 +69,8 @@ POSTGRESQL_PATHS = (
     "api/test_settings.py",  # JSON values and defaults resolution by role and institution
     "api/test_notifications.py",  # savepoints around audit subscribers, conditional UPDATE of the acknowledgement
     "api/test_pinyin_search.py",  # 拼音首字母 prefix as an index range under PostgreSQL's collation; migration 0012
+    "api/test_oauth_token.py",  # client lockout rows written after the rollback; tokens stored hashed (migration 0014)
+    "api/test_oauth_pkce.py",  # authorization codes single-use through a conditional DELETE
 )
 
 # Tests that start telerad (or redis, strace) as another process, kill processes (PostgreSQL server processes too)

@@ -83,6 +83,13 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("dicom.unmatched.read", "查看未匹配的影像检查", "function", "menu.dicom_unmatched", "sys"),
     PermissionDef("menu.imaging", "影像检查", "menu", None, "clinical"),
     PermissionDef("image.read", "查看影像检查与结构化报告", "function", "menu.imaging", "clinical"),
+    # DICOMweb writes (issue 15): STOW-RS, and an AI system's results. Held by OAuth clients through their scopes
+    # (engine/oauth/clients.py), or granted to a role like any other function.
+    PermissionDef("image.write", "上传影像（STOW-RS）", "function", "menu.imaging", "clinical"),
+    PermissionDef("ai.write", "写入AI分析结果", "function", "menu.imaging", "clinical"),
+    # OAuth 2.0 clients of DICOMweb (issue 15; REQ: DSEC-11): the central 系统管理员 registers and revokes them.
+    PermissionDef("menu.oauth_clients", "接入客户端", "menu", None, "sys", CENTRAL),
+    PermissionDef("oauth.manage", "登记与吊销接入客户端", "function", "menu.oauth_clients", "sys", CENTRAL),
     # Per-user settings (issue 14): the defaults an institution and its roles start from, set by the 系统管理员.
     PermissionDef("setting.default.manage", "设置本机构与角色的默认个人设置", "function", "menu.users", "sys"),
 )
@@ -132,6 +139,8 @@ _SYS = frozenset(
         "menu.imaging",
         "image.read",
         "setting.default.manage",
+        "menu.oauth_clients",
+        "oauth.manage",
     }
 )
 _SEC = frozenset(

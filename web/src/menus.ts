@@ -30,6 +30,7 @@ export const MENU_DEFS: readonly MenuDef[] = [
   { code: 'menu.dicom_routing', path: '/admin/dicom/routing', labelKey: 'menu.dicomRouting', icon: 'Guide' },
   { code: 'menu.dicom_forward', path: '/admin/dicom/forward', labelKey: 'menu.dicomForward', icon: 'Promotion' },
   { code: 'menu.dicom_storage', path: '/admin/dicom/storage', labelKey: 'menu.dicomStorage', icon: 'Coin' },
+  { code: 'menu.oauth_clients', path: '/admin/oauth-clients', labelKey: 'menu.oauthClients', icon: 'Key' },
 ]
 
 /**

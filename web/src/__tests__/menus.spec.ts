@@ -43,6 +43,7 @@ describe('menu builder', () => {
       'menu.dicom_routing': '/admin/dicom/routing',
       'menu.dicom_forward': '/admin/dicom/forward',
       'menu.dicom_storage': '/admin/dicom/storage',
+      'menu.oauth_clients': '/admin/oauth-clients',
     }
     expect(Object.fromEntries(MENU_DEFS.map((m) => [m.code, m.path]))).toEqual(expected)
   })

@@ -49,6 +49,13 @@ export const routes: RouteRecordRaw[] = [
     meta: { public: true, titleKey: 'regStatus.heading' },
   },
   {
+    // issue 15: OAuth consent for a third-party viewer; needs a logged-in user, no menu (GET /oauth/authorize).
+    path: '/oauth-consent',
+    name: 'oauth-consent',
+    component: () => import('@/views/oauth/ConsentView.vue'),
+    meta: { titleKey: 'consent.heading' },
+  },
+  {
     path: '/',
     component: () => import('@/layouts/AppLayout.vue'),
     children: [
@@ -183,6 +190,12 @@ export const routes: RouteRecordRaw[] = [
         name: 'dicom-storage',
         component: () => import('@/views/imaging/StorageView.vue'),
         meta: { menu: 'menu.dicom_storage', titleKey: 'menu.dicomStorage' },
+      },
+      {
+        path: 'admin/oauth-clients',
+        name: 'oauth-clients',
+        component: () => import('@/views/admin/OAuthClientsView.vue'),
+        meta: { menu: 'menu.oauth_clients', titleKey: 'menu.oauthClients' },
       },
       {
         path: '403',
