@@ -22,6 +22,7 @@ class Actor:
     user_agent: str | None = None
     request_id: str | None = None
     session_id: str | None = None
+    client_id: str | None = None  # an OAuth client's token (engine/oauth/tokens.py): the client it was issued to
 
     @classmethod
     def anonymous(cls, ip: str | None = None, user_agent: str | None = None, request_id: str | None = None) -> Actor:

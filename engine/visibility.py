@@ -49,8 +49,11 @@ def rule(model: type) -> Callable[[Callable[[Actor], ColumnElement[bool]]], Call
 def clause(actor: Actor, model: type) -> ColumnElement[bool]:
     """The WHERE clause limiting `model` to what `actor` may see. Unknown models see nothing."""
     fn = _RULES.get(model)
-    if fn is None or actor.user_id is None:
+    if fn is None:
         return false()
+    if actor.user_id is None:  # no user: an OAuth client of an institution sees only what _CLIENT_RULES give it
+        client_rule = _CLIENT_RULES.get(model) if actor.client_id else None
+        return client_rule(actor) if client_rule is not None else false()
     return fn(actor)
 
 
@@ -365,10 +368,19 @@ def _case_patient_studies(actor: Actor) -> ColumnElement[bool]:
     return or_(by_exam, and_(Study.patient_id != "", by_patient_no))
 
 
+def _client_studies(actor: Actor) -> ColumnElement[bool]:
+    """A machine client's sight (client-credentials token, engine/oauth): the studies of the institution it is bound
+    to, with dicomweb.read (image.read) — DSEC-03/DSEC-11 per-hospital scoping; never another institution's, also
+    for a client of the central hospital (an AI system reads what is stored at its own institution)."""
+    if not actor.has("image.read") or actor.institution_id is None:
+        return false()
+    return Study.institution_id == actor.institution_id
+
+
 def pixel_clause(actor: Actor) -> ColumnElement[bool]:
     """The studies whose pixel data (WADO, viewer) the actor may read: clinical sight and the hooks."""
     if actor.user_id is None:
-        return false()
+        return _client_studies(actor) if actor.client_id else false()
     terms: list[ColumnElement[bool]] = [fn(actor) for fn in _STUDY_HOOKS]
     if actor.has("image.read") and actor.has("case.read"):
         if actor.is_central:
@@ -402,6 +414,19 @@ def _dicom_instances(actor: Actor) -> ColumnElement[bool]:
     if not actor.is_central and not _STUDY_HOOKS:  # member hospital: its own institution, on the instance row
         return Instance.institution_id == actor.institution_id
     return exists(select(Study.id).where(Study.id == Instance.study_id, studies))
+
+
+def _client_instances(actor: Actor) -> ColumnElement[bool]:
+    if not actor.has("image.read") or actor.institution_id is None:
+        return false()
+    return Instance.institution_id == actor.institution_id
+
+
+# What a user-less OAuth client may see, per model (`clause`); every other model: nothing.
+_CLIENT_RULES: dict[type, Callable[[Actor], ColumnElement[bool]]] = {
+    Study: _client_studies,
+    Instance: _client_instances,
+}
 
 
 @rule(InstanceConflict)

@@ -47,6 +47,7 @@ def client_actor(client: OAuthClient, meta: Actor, permissions: frozenset[str] =
     return Actor(
         user_id=None,
         username=f"oauth:{client.client_id}",
+        client_id=client.client_id,
         institution_id=inst.id,
         institution_kind=inst.kind,
         institution_code=inst.code,
