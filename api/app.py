@@ -144,6 +144,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.auth.views import blp as auth_blp
     from api.cases.views import blp as cases_blp
     from api.dicomweb import blp as dicomweb_blp
+    from api.dicomweb import stow as _dicomweb_stow  # noqa: F401 (registers STOW-RS on the dicomweb blueprint)
     from api.health import blp as health_blp
     from api.imaging.routing_views import blp as imaging_routing_blp
     from api.imaging.scu_views import blp as imaging_scu_blp

@@ -120,6 +120,8 @@ class Settings:
     # How often the worker looks for due BPMN timers (REQ: WF-06): a timer fires at most this long after it falls due.
     timer_poll_seconds: int = 15
     max_upload_bytes: int = 10 * 1024 * 1024
+    # STOW-RS (issue 15): its own body cap instead of the app-wide limit above; over it the request answers 413.
+    stow_max_bytes: int = 4 * 1024 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
     max_image_pixels: int = 25_000_000
     web_dist: Path = Path("web/dist")
@@ -236,6 +238,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.dicom_conflict_status = _int(env, "TELERAD_DICOM_CONFLICT_STATUS", s.dicom_conflict_status)
     s.dicom_find_limit = _int(env, "TELERAD_DICOM_FIND_LIMIT", s.dicom_find_limit)
     s.dicom_orphan_age_min = _int(env, "TELERAD_DICOM_ORPHAN_AGE_MIN", s.dicom_orphan_age_min)
+    s.stow_max_bytes = _int(env, "TELERAD_STOW_MAX_BYTES", s.stow_max_bytes)
+    if s.stow_max_bytes < 1024:
+        raise ConfigError(f"TELERAD_STOW_MAX_BYTES must be at least 1024, got {s.stow_max_bytes}")
     s.trusted_proxies = _int(env, "TELERAD_TRUSTED_PROXIES", 0)
     s.ratelimit_storage_uri = env.get("TELERAD_RATELIMIT_STORAGE_URI", "memory://")
     s.login_user_ip_limit = env.get("TELERAD_LOGIN_USER_IP_LIMIT", s.login_user_ip_limit)

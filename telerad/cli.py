@@ -205,6 +205,13 @@ def audit_purge() -> None:
         click.echo(f"已清理 {n} 条审计记录")
 
 
+def _body_limit(s: config.Settings) -> int:
+    """Waitress's request body limit: room for a STOW-RS request up to its own cap (api/dicomweb/stow.py)."""
+    from api.dicomweb.stow import server_body_limit
+
+    return server_body_limit(s)
+
+
 @main.command()
 def web() -> None:
     """Serve the web app with waitress (production WSGI server)."""
@@ -213,7 +220,7 @@ def web() -> None:
     app = _app()
     s = config.current()
     click.echo(f"telerad web on http://{s.http_host}:{s.http_port}")
-    serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+    serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad", max_request_body_size=_body_limit(s))
 
 
 @main.command()
@@ -239,7 +246,7 @@ def run() -> None:
     threading.Thread(target=run_worker, args=(app,), kwargs={"block": False}, daemon=True).start()
     click.echo(f"telerad ({s.mode}) on http://{s.http_host}:{s.http_port}")
     try:
-        serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+        serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad", max_request_body_size=_body_limit(s))
     finally:
         if receivers is not None:
             _stop_child(receivers)

@@ -83,6 +83,8 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("dicom.unmatched.read", "查看未匹配的影像检查", "function", "menu.dicom_unmatched", "sys"),
     PermissionDef("menu.imaging", "影像检查", "menu", None, "clinical"),
     PermissionDef("image.read", "查看影像检查与结构化报告", "function", "menu.imaging", "clinical"),
+    # STOW-RS from the browser (issue 15): the hospital that registers the exam uploads its images.
+    PermissionDef("image.write", "上传影像（STOW-RS）", "function", "menu.imaging", "clinical"),
     # Per-user settings (issue 14): the defaults an institution and its roles start from, set by the 系统管理员.
     PermissionDef("setting.default.manage", "设置本机构与角色的默认个人设置", "function", "menu.users", "sys"),
 )
@@ -154,6 +156,7 @@ _AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
 _REQUEST = frozenset(
     {"menu.cases", "case.create", "case.read", "report.print", "menu.imaging", "image.read", "clinical_query.answer"}
 )
+_REGISTER = _REQUEST | {"image.write"}
 _READ = frozenset(
     {
         "menu.tasks",
@@ -172,7 +175,7 @@ _DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "ta
 _PROCESS = frozenset({"menu.processes", "process.read", "process.deploy"})
 
 BUILTIN_ROLES: tuple[RoleDef, ...] = (
-    RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", _REQUEST),
+    RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", _REGISTER),
     RoleDef("requester", "申请医生", "成员医院申请远程诊断、查看报告", _REQUEST),
     RoleDef("report_l1", "初级报告医生", "书写初步报告", _READ, CENTRAL),
     RoleDef("report_l2", "报告医生", "修改并确认报告", _READ, CENTRAL),
