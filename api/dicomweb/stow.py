@@ -13,6 +13,7 @@ The browser sends the CSRF header like any unsafe request (api/security.py); bea
 from __future__ import annotations
 
 import logging
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,7 +27,7 @@ from engine import config, uow
 from engine.actor import Actor
 from engine.dicomweb import stow
 from engine.errors import Forbidden, ValidationFailed
-from engine.imaging.ingest import CONFLICT, DUPLICATE, IngestState, InvalidInstance
+from engine.imaging.ingest import CONFLICT, DUPLICATE, IngestState, InstanceMeta, InvalidInstance
 from engine.imaging.receive import Receiver
 from engine.imaging.source import Source
 from engine.imaging.storage import StorageFull
@@ -91,20 +92,36 @@ def _failure(outcome: stow.Outcome, failure: int, reason: str, **details: Any) -
 
 
 def _receive_one(rx: Receiver, state: IngestState, part: stow.Part, study: str | None, conflict: int) -> stow.Outcome:
-    """One part through the receive path (the file is consumed); its outcome for the response."""
-    outcome = stow.peek(part.path)
-    if study is not None and outcome.study_instance_uid and outcome.study_instance_uid != study:
-        part.path.unlink(missing_ok=True)
-        exc = InvalidInstance(
-            "study_mismatch",
-            "实例的 Study Instance UID 与请求路径中的检查不一致，未存储",
-            {"study_instance_uid": outcome.study_instance_uid, "target_study": study},
-        )
-        rx.refuse(state, exc)
-        return _failure(outcome, status.STORE_DATASET_MISMATCH, exc.message, code=exc.code)
+    """One part through the receive path (the file is consumed); its outcome for the response.
+
+    The UIDs of the response come from the receive path's own header check (`accept`); a part it refuses before
+    that is read again for them (pydicom), from a second name kept until then."""
+    outcome = stow.Outcome()
+
+    def accept(meta: InstanceMeta) -> None:
+        outcome.sop_class_uid, outcome.sop_instance_uid = meta.sop_class_uid, meta.sop_instance_uid
+        outcome.study_instance_uid, outcome.series_instance_uid = meta.study_instance_uid, meta.series_instance_uid
+        if study is not None and meta.study_instance_uid != study:
+            raise InvalidInstance(
+                "study_mismatch",
+                "实例的 Study Instance UID 与请求路径中的检查不一致，未存储",
+                {"study_instance_uid": meta.study_instance_uid, "target_study": study},
+            )
+
+    kept = part.path.with_name(part.path.name + ".peek")
+    os.link(part.path, kept)
     try:
-        result = rx.receive(state, part.path, digest=part.digest, size=part.size)
+        try:
+            result = rx.receive(state, part.path, digest=part.digest, size=part.size, accept=accept)
+        finally:
+            if not outcome.sop_instance_uid:  # refused before its header was read: read it for the response
+                peeked = stow.peek(kept)
+                outcome.sop_class_uid, outcome.sop_instance_uid = peeked.sop_class_uid, peeked.sop_instance_uid
+                outcome.study_instance_uid = peeked.study_instance_uid
+                outcome.series_instance_uid = peeked.series_instance_uid
     except InvalidInstance as exc:
+        if exc.code == "study_mismatch":
+            return _failure(outcome, status.STORE_DATASET_MISMATCH, exc.message, code=exc.code)
         refused = receiving.refused_status(exc)
         code = int(refused.Status) if not isinstance(refused, int) else refused
         return _failure(outcome, code, exc.message, **{**exc.details, "code": exc.code})
@@ -113,6 +130,8 @@ def _receive_one(rx: Receiver, state: IngestState, part: stow.Part, study: str |
     except OSError:
         log.exception("STOW-RS: storage error")
         return _failure(outcome, status.PROCESSING_FAILURE, "存储出错，未存储", code="storage_error")
+    finally:
+        kept.unlink(missing_ok=True)
     if result.outcome == CONFLICT:
         # kept aside for the 系统管理员 (DSEC-06); answered like a C-STORE with the configured conflict status
         reason = "已有相同 SOP Instance UID 但内容不同的实例，本实例已另存待处理"
