@@ -47,6 +47,7 @@ def stow_source(actor: Actor) -> Source:
     Raises:
         Forbidden: the actor is neither (no institution to own the instances).
     """
+    # REQ: DSEC-03 — the owning institution is the sender's, never a tag's
     if actor.user_id is not None and actor.institution_id is not None:
         return Source.user(actor, via=VIA)
     name = actor.username or ""
@@ -112,6 +113,7 @@ def _receive_one(rx: Receiver, state: IngestState, part: stow.Part, study: str |
     os.link(part.path, kept)
     try:
         try:
+            # REQ: DSEC-04/05/06/08, DCM-02, IMG-06 — the one receive path, as for a C-STORE
             result = rx.receive(state, part.path, digest=part.digest, size=part.size, accept=accept)
         finally:
             if not outcome.sop_instance_uid:  # refused before its header was read: read it for the response

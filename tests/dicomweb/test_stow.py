@@ -97,6 +97,7 @@ def registrar(app: Flask) -> Session:
 
 
 # -- stored like a C-STORE ----------------------------------------------------------------------------------------
+# REQ: DSEC-03, DSEC-05, IMG-06, CLOUD-01
 def test_stow_several_instances_rows_files_outbox(
     app: Flask, settings: config.Settings, registrar: Session, tmp_path: Path
 ) -> None:
@@ -136,6 +137,7 @@ def test_stow_several_instances_rows_files_outbox(
     assert {e.username for e in events} == {registrar.user.username}
 
 
+# REQ: DSEC-04, DSEC-08
 def test_stow_broken_instance_refused_with_reason_others_stored(
     app: Flask, settings: config.Settings, registrar: Session
 ) -> None:
@@ -157,6 +159,7 @@ def test_stow_broken_instance_refused_with_reason_others_stored(
     assert tmp_files(settings) == []
 
 
+# REQ: DSEC-04
 def test_stow_all_failed_is_409_and_garbage_part_in_other_failures(app: Flask, registrar: Session) -> None:
     r = post(registrar, multipart([b"not dicom at all" * 20]))
     assert r.status_code == 409
@@ -167,6 +170,7 @@ def test_stow_all_failed_is_409_and_garbage_part_in_other_failures(app: Flask, r
     assert count(app, Instance) == 0
 
 
+# REQ: DSEC-06
 def test_stow_duplicates_and_conflicts(app: Flask, registrar: Session) -> None:
     """The same instance twice is stored once (an identical resend); the same UID with other content is kept aside
     as a conflict (DSEC-06) and answered with the configured conflict status (default success)."""
@@ -189,6 +193,7 @@ def test_stow_duplicates_and_conflicts(app: Flask, registrar: Session) -> None:
     assert count(app, InstanceConflict) == 1
 
 
+# REQ: DSEC-04
 def test_study_scoped_stow_refuses_other_study(app: Flask, registrar: Session) -> None:
     study = generate_uid()
     mine = fresh("CT_small.dcm", StudyInstanceUID=study)
@@ -249,6 +254,7 @@ class _FiveGigabytes(io.RawIOBase):
         raise AssertionError("the body of an over-cap request was read")
 
 
+# REQ: WEB-06
 def test_declared_5gb_refused_413_without_reading(app: Flask, registrar: Session) -> None:
     """Content-Length 5 GB (over the default 4 GB cap, far over the app-wide 10 MB limit): 413 in Chinese, the body
     never read."""
@@ -263,6 +269,7 @@ def test_declared_5gb_refused_413_without_reading(app: Flask, registrar: Session
     assert "上限" in r.get_json()["message"]
 
 
+# REQ: WEB-06, DSEC-05
 def test_chunked_body_over_cap_413_nothing_stored(
     app: Flask, settings: config.Settings, registrar: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -294,6 +301,7 @@ def _rss_kib() -> int:
     raise AssertionError("no VmRSS")
 
 
+# REQ: WEB-06
 def test_200mb_part_with_bounded_memory(
     app: Flask, settings: config.Settings, registrar: Session, tmp_path: Path
 ) -> None:
@@ -348,6 +356,7 @@ def test_200mb_part_with_bounded_memory(
 
 
 # -- who may ------------------------------------------------------------------------------------------------------
+# REQ: AC-01, WEB-01
 def test_stow_needs_session_csrf_and_permission(app: Flask, registrar: Session) -> None:
     body = multipart([fresh("CT_small.dcm")])
     # Without a session the guard (api/security.py) stops an unsafe request at the CSRF check, before the
@@ -365,6 +374,7 @@ def test_stow_needs_session_csrf_and_permission(app: Flask, registrar: Session) 
     assert count(app, Instance) == 0
 
 
+# REQ: DSEC-03
 def test_source_is_the_user_or_the_oauth_client(app: Flask, registrar: Session) -> None:
     from engine.actor import Actor
 
