@@ -160,12 +160,13 @@ def store_instances(study: str | None = None) -> Response:
     request.max_content_length = cap + stow.CHUNK
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     rx = receiving.receiver(app, settings)  # the one receive path, as the SCP builds it (dicom/receiving.py)
+    # The request's own transaction (the guard's session check may have written) ends before the body is read: an
+    # upload may take minutes, and on SQLite a write transaction left open would block every other writer (the SCP,
+    # the receive path's own units of work below) until it ends.
+    uow.commit()
     try:
         # each part into the store's tmp/, so that it is linked under its content key atomically
         parts = stow.spool(request.stream.read, boundary, rx.store.tmp_dir, cap)
-        # The request's own transaction ends before the receive path writes from its own units of work (on SQLite
-        # a write transaction left open here would block them).
-        uow.commit()
         outcomes = _receive_all(rx, source, parts, study, settings.dicom_conflict_status)
     finally:
         receiving.close(rx)
@@ -176,17 +177,18 @@ def store_instances(study: str | None = None) -> Response:
 def _receive_all(
     rx: Receiver, source: Source, parts: list[stow.Part], study: str | None, conflict: int
 ) -> list[stow.Outcome]:
-    """The parts through the receive path by up to RECEIVE_THREADS threads, each with its own receipt state (as
-    several associations of one device would be), so their rows are group-committed together (dicom/groupcommit.py):
-    one transaction and, on SQLite, one WAL sync for several instances. Each thread takes a contiguous run of parts
-    (one study's instances mostly stay with one state). Outcomes in the parts' order; the temp files of parts not
+    """The parts through the receive path by up to RECEIVE_THREADS threads, so that their rows are group-committed
+    together (dicom/groupcommit.py): one transaction and, on SQLite, one WAL sync for several instances. One receipt
+    state for the whole request (one audit event per study, as for one association): its caches are only touched by
+    the index work, which the group commit runs in one thread at a time (its leader), and restored by it on a
+    rollback. Each thread takes a contiguous run of parts; outcomes in the parts' order; the temp files of parts not
     received (an unexpected error) are removed."""
+    state = IngestState(source)
     n = min(RECEIVE_THREADS, len(parts))
     runs = [range(len(parts) * i // n, len(parts) * (i + 1) // n) for i in range(n)]
     outcomes: list[stow.Outcome | None] = [None] * len(parts)
 
     def work(run: range) -> None:
-        state = IngestState(source)
         for i in run:
             try:
                 outcomes[i] = _receive_one(rx, state, parts[i], study, conflict)

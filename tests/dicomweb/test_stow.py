@@ -24,12 +24,16 @@ from sqlalchemy import select
 from waitress.server import create_server
 
 from api.dicomweb import stow as stow_view
+from dicom.scp import Running
 from engine import config
 from engine.audit import AuditEvent
-from engine.imaging.models import Instance, InstanceConflict, Study
+from engine.imaging.models import Instance, InstanceConflict, Series, Study
 from tests.dicom import synthetic
-from tests.dicom.conftest import audit_events, count, rows, worker_applies_ingest_events
+from tests.dicom.conftest import add_node, audit_events, count, dataset_bytes, rows, scp, worker_applies_ingest_events
+from tests.dicom.conftest import store as cstore
 from tests.factories import Session, as_user, institution
+
+__all__ = ["scp"]  # the SCP fixture of the DICOM tests (tests/dicom/conftest.py)
 
 BOUNDARY = "telerad-stow-test"
 CT_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
@@ -135,6 +139,53 @@ def test_stow_several_instances_rows_files_outbox(
     assert len(events) == 3
     assert {e.details["via"] for e in events} == {"stow-rs"}
     assert {e.username for e in events} == {registrar.user.username}
+
+
+# REQ: DSEC-03, DSEC-05, DSEC-06
+def test_stow_indexes_like_c_store(
+    app: Flask, settings: config.Settings, scp: Running, registrar: Session, tmp_path: Path
+) -> None:
+    """The same two instances (a GB18030 name and a CT) sent to two institutions' archives, by C-STORE from an M02
+    device and by STOW-RS from an M01 user: the same study, series and instance rows (but for ids, timestamps and the
+    sender), the same data set stored, one outbox event per study each."""
+    institution(app, "M02")
+    add_node(app, "MOD_M02", institution="M02", allow="echo,store")
+    study = generate_uid()
+    files = [  # one patient's study (the study row takes the tags of whichever instance arrives first)
+        synthetic.chinese(tmp_path / "a.dcm", "赵^六", "GB18030", StudyInstanceUID=study),
+        synthetic.ct(tmp_path / "b.dcm", StudyInstanceUID=study, PatientName="赵^六", SpecificCharacterSet="GB18030"),
+    ]
+    assert cstore(scp.port, "MOD_M02", [str(f) for f in files]) == [0, 0]
+    assert post(registrar, multipart([f.read_bytes() for f in files])).status_code == 200
+
+    def by_institution(model: Any, skip: set[str]) -> dict[int, list[tuple[Any, ...]]]:
+        cols = [c for c in model.__table__.columns if c.name not in skip]
+        out: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows(app, select(model.institution_id, *cols)):
+            out.setdefault(row[0], []).append(tuple(row[1:]))
+        return {k: sorted(v, key=repr) for k, v in out.items()}
+
+    m01, m02 = institution(app, "M01").id, institution(app, "M02").id
+    sender = {"id", "institution_id", "created_at", "updated_at", "received_at", "source_node_id", "node_id"}
+    for model, skip in (
+        (Study, sender),
+        (Series, sender | {"study_id"}),
+        # the C-STORE file's meta header is the SCP's own (File Meta Information is not sent over DIMSE)
+        (Instance, sender | {"study_id", "series_id", "calling_aet", "size", "sha256", "storage_key"}),
+    ):
+        got = by_institution(model, skip)
+        assert got[m01] == got[m02], model.__name__
+    keys: dict[str, dict[int, str]] = {}
+    for uid, inst_id, key in rows(
+        app, select(Instance.sop_instance_uid, Instance.institution_id, Instance.storage_key)
+    ):
+        keys.setdefault(uid, {})[inst_id] = key
+    root = store_dir(settings)
+    for by_inst in keys.values():
+        assert dataset_bytes(root / by_inst[m01]) == dataset_bytes(root / by_inst[m02])
+    assert worker_applies_ingest_events(app) == 2
+    vias = sorted(e.details["via"] for e in audit_events(app, "dicom_instances_stored"))
+    assert vias == ["c-store", "stow-rs"]
 
 
 # REQ: DSEC-04, DSEC-08
