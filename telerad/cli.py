@@ -207,14 +207,10 @@ def audit_purge() -> None:
 
 
 def _web_ready(app: Any, s: config.Settings) -> int:
-    """Before any thread serves: the SQLite commits this process's receive path makes durable (dicom/receiving.py;
-    STOW-RS and C-GET receive in the web process) — engine event listeners, never added under running threads —
-    and waitress's request body limit, with room for a STOW-RS request up to its own cap (api/dicomweb/stow.py)."""
-    from api.dicomweb.stow import server_body_limit
-    from dicom.receiving import durable_commits
+    """Before any thread serves (STOW-RS and C-GET receive in the web process): api/dicomweb/stow.py."""
+    from api.dicomweb.stow import prepare_server
 
-    durable_commits(app)
-    return server_body_limit(s)
+    return prepare_server(app, s)
 
 
 @main.command()

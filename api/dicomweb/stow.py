@@ -63,6 +63,14 @@ def server_body_limit(settings: config.Settings) -> int:
     return max(settings.stow_max_bytes, settings.max_upload_bytes) + 2 * stow.CHUNK
 
 
+def prepare_server(app: Any, settings: config.Settings) -> int:
+    """For the WSGI server, before any of its threads serves: install the SQLite durable-commit listeners the receive
+    path needs (dicom/receiving.py; engine event listeners must not be added while other threads begin
+    transactions) and return its request body limit (`server_body_limit`)."""
+    receiving.durable_commits(app)
+    return server_body_limit(settings)
+
+
 def _check_request(study: str | None, cap: int) -> bytes:
     """The request before any byte of its body is read: size (declared), media type, boundary, target study."""
     length = request.content_length

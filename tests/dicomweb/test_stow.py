@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -440,11 +442,10 @@ def test_source_is_the_user_or_the_oauth_client(app: Flask, registrar: Session) 
 # -- a real HTTP client over a real server --------------------------------------------------------------------------
 @pytest.fixture
 def live(app: Flask, settings: config.Settings) -> Iterator[str]:
-    """telerad served by waitress on a free loopback port, with the server body limit `telerad web` uses.
+    """telerad served by waitress on a free loopback port, prepared as `telerad web` prepares it.
     (Minimal; tests/dicomweb/conftest.py of the QIDO helper provides the shared one.)"""
-    server = create_server(
-        app, host="127.0.0.1", port=0, threads=4, max_request_body_size=stow_view.server_body_limit(settings)
-    )
+    limit = stow_view.prepare_server(app, settings)  # as `telerad web` does
+    server = create_server(app, host="127.0.0.1", port=0, threads=4, max_request_body_size=limit)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
@@ -492,4 +493,34 @@ def test_live_chunked_over_cap_413_in_chinese(
     assert r.status_code == 413
     assert r.json()["code"] == "stow_too_large"
     assert "上限 2 MB，未存储任何实例" in r.json()["message"]  # waitress de-chunks it and declares its length
+    assert count(app, Instance) == 0
+
+
+def test_live_concurrent_requests(app: Flask, live: str, registrar: Session) -> None:
+    """Four clients storing at once (four waitress threads, each receiving its parts in threads of its own): every
+    instance stored once, each request answered 200."""
+    http = _http_session(live, registrar)
+    bodies = [multipart([fresh("CT_small.dcm") for _ in range(5)]) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda b: http.post(f"{live}/dicomweb/studies", data=b, headers={"Content-Type": CT_TYPE}), bodies)
+        )
+    assert [a.status_code for a in answers] == [200] * 4
+    assert count(app, Instance) == 20
+
+
+def test_live_declared_over_server_limit_refused_unread(app: Flask, live: str, settings: config.Settings) -> None:
+    """Through waitress, a Content-Length beyond its body limit (the cap plus 2 MiB) is refused at once, before the
+    app runs and without the body being sent (waitress's own plain 413)."""
+    port = int(live.rsplit(":", 1)[1])
+    declared = stow_view.server_body_limit(settings) + 1
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"POST /dicomweb/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {CT_TYPE}\r\n"
+                f"Content-Length: {declared}\r\n\r\n"
+            ).encode()
+        )
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert count(app, Instance) == 0
