@@ -146,6 +146,9 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.dicomweb import blp as dicomweb_blp
     from api.dicomweb import limits as _dicomweb_limits  # noqa: F401  (the /dicomweb rate limit)
     from api.dicomweb import qido as _dicomweb_qido  # noqa: F401  (QIDO-RS routes on the blueprint)
+    from api.dicomweb import stow as _dicomweb_stow  # noqa: F401 (registers STOW-RS on the dicomweb blueprint)
+    from api.dicomweb import wado as _dicomweb_wado  # noqa: F401  (WADO-RS routes on the blueprint)
+    from api.dicomweb import wado_uri as _dicomweb_wado_uri  # noqa: F401  (WADO-URI)
     from api.health import blp as health_blp
     from api.imaging.routing_views import blp as imaging_routing_blp
     from api.imaging.scu_views import blp as imaging_scu_blp

@@ -262,7 +262,8 @@ class OrthancPeer(Peer):
     name = "orthanc"
     aet = "ORTHANC"
 
-    def start(self) -> None:
+    def start(self, extra: dict[str, Any] | None = None) -> None:
+        """`extra`: configuration entries added to bench/orthanc/orthanc.json's (e.g. plugins, bench_dicomweb.py)."""
         storage = self.workdir / "orthanc-storage"
         storage.mkdir(parents=True, exist_ok=True)
         cfg = json.loads((ROOT / "bench" / "orthanc" / "orthanc.json").read_text())
@@ -276,6 +277,7 @@ class OrthancPeer(Peer):
             DicomAet=self.aet,
             DicomPort=self.port,
         )
+        cfg.update(extra or {})
         cfg["DicomModalities"]["bench"]["AET"] = SCU_AET
         path = self.workdir / "orthanc.json"
         path.write_text(json.dumps(cfg, indent=2))

@@ -126,6 +126,8 @@ class Settings:
     max_upload_bytes: int = 10 * 1024 * 1024
     # Lifetime of OAuth 2.0 bearer access tokens (issue 15; REQ: DSEC-11), seconds: 60 .. 86400.
     oauth_token_lifetime_s: int = 3600
+    # STOW-RS (issue 15): its own body cap instead of the app-wide limit above; over it the request answers 413.
+    stow_max_bytes: int = 4 * 1024 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
     max_image_pixels: int = 25_000_000
     web_dist: Path = Path("web/dist")
@@ -247,6 +249,9 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     if not 1 <= s.qido_max_results <= 1000:
         raise ConfigError(f"TELERAD_QIDO_MAX_RESULTS must be between 1 and 1000 (DSEC-11), got {s.qido_max_results}")
     s.dicom_orphan_age_min = _int(env, "TELERAD_DICOM_ORPHAN_AGE_MIN", s.dicom_orphan_age_min)
+    s.stow_max_bytes = _int(env, "TELERAD_STOW_MAX_BYTES", s.stow_max_bytes)
+    if s.stow_max_bytes < 1024:
+        raise ConfigError(f"TELERAD_STOW_MAX_BYTES must be at least 1024, got {s.stow_max_bytes}")
     s.trusted_proxies = _int(env, "TELERAD_TRUSTED_PROXIES", 0)
     s.ratelimit_storage_uri = env.get("TELERAD_RATELIMIT_STORAGE_URI", "memory://")
     s.login_user_ip_limit = env.get("TELERAD_LOGIN_USER_IP_LIMIT", s.login_user_ip_limit)

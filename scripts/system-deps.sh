@@ -3,6 +3,7 @@
 # chromium: browser end-to-end tests; fonts-wqy-microhei: Chinese text in watermarks and PDFs;
 # dcmtk: the DICOM tests' real peers (storescu, findscu, movescu, storescp...); orthanc: bench/bench_dicom.py's
 # reference archive (the benchmark starts its own instance with its own config; the package's service is not used);
+# orthanc-dicomweb: Orthanc's DICOMweb plugin, the reference of bench/bench_dicomweb.py (issue 15);
 # strace: the DICOM durability test watches the receiver's fsync/fdatasync/send order;
 # redis-server: the login-throttling test shares its counts between web processes through a private redis.
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } || need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 if [ "${1:-}" = "--with-postgres" ]; then
   command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 fi

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -209,6 +210,13 @@ def audit_purge() -> None:
         click.echo(f"已清理 {n} 条审计记录")
 
 
+def _web_ready(app: Any, s: config.Settings) -> int:
+    """Before any thread serves (STOW-RS and C-GET receive in the web process): api/dicomweb/stow.py."""
+    from api.dicomweb.stow import prepare_server
+
+    return prepare_server(app, s)
+
+
 @main.command()
 def web() -> None:
     """Serve the web app with waitress (production WSGI server)."""
@@ -216,8 +224,9 @@ def web() -> None:
 
     app = _app()
     s = config.current()
+    body_limit = _web_ready(app, s)
     click.echo(f"telerad web on http://{s.http_host}:{s.http_port}")
-    serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+    serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad", max_request_body_size=body_limit)
 
 
 @main.command()
@@ -240,10 +249,11 @@ def run() -> None:
     app = _app()
     s = config.current()
     receivers = _start_dicom(app, s)  # before any thread of ours: the child is started from one thread
+    body_limit = _web_ready(app, s)
     threading.Thread(target=run_worker, args=(app,), kwargs={"block": False}, daemon=True).start()
     click.echo(f"telerad ({s.mode}) on http://{s.http_host}:{s.http_port}")
     try:
-        serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad")
+        serve(app, host=s.http_host, port=s.http_port, threads=8, ident="telerad", max_request_body_size=body_limit)
     finally:
         if receivers is not None:
             _stop_child(receivers)

@@ -18,5 +18,3 @@ blp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 #: media types (PS3.18 §8.7)
 DICOM_JSON = "application/dicom+json"
 DICOM = "application/dicom"
-
-from api.dicomweb import wado, wado_uri  # noqa: E402, F401 - their routes register on `blp`

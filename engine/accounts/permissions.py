@@ -163,6 +163,7 @@ _AUDIT = frozenset({"menu.audit", "audit.read", "audit.export", "audit.verify"})
 _REQUEST = frozenset(
     {"menu.cases", "case.create", "case.read", "report.print", "menu.imaging", "image.read", "clinical_query.answer"}
 )
+_REGISTER = _REQUEST | {"image.write"}
 _READ = frozenset(
     {
         "menu.tasks",
@@ -181,7 +182,7 @@ _DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "ta
 _PROCESS = frozenset({"menu.processes", "process.read", "process.deploy"})
 
 BUILTIN_ROLES: tuple[RoleDef, ...] = (
-    RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", _REQUEST),
+    RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", _REGISTER),
     RoleDef("requester", "申请医生", "成员医院申请远程诊断、查看报告", _REQUEST),
     RoleDef("report_l1", "初级报告医生", "书写初步报告", _READ, CENTRAL),
     RoleDef("report_l2", "报告医生", "修改并确认报告", _READ, CENTRAL),

@@ -115,18 +115,21 @@ class Receiver:
         sop_instance: object = None,
         digest: str | None = None,
         size: int | None = None,
+        accept: Callable[[InstanceMeta], None] | None = None,
     ) -> IngestResult:
         """Receive the Part-10 file at `path` (in the store's tmp/, so linking it is atomic) from `state.source`:
         check, make durable, index and route, commit (module docstring). `digest` and `size` (SHA-256 of the whole
         file) when the caller hashed it while writing it (dicom/fastpath.py); otherwise it is hashed here, in a
-        helper thread, while the header is checked. The file is consumed.
+        helper thread, while the header is checked. `accept`, if given, sees the checked instance's indexed tags
+        before anything is stored and may refuse it with InvalidInstance, audited like any refusal (STOW-RS: an
+        instance of another study than the request's). The file is consumed.
 
         Raises:
             InvalidInstance, StorageFull: refused (audited); nothing stored.
             OSError: the file could not be hashed or made durable; no row committed.
         """
         try:
-            return self._receive(state, path, sop_class, sop_instance, digest, size)
+            return self._receive(state, path, sop_class, sop_instance, digest, size, accept)
         finally:
             path.unlink(missing_ok=True)
 
@@ -147,11 +150,14 @@ class Receiver:
         sop_instance: object,
         digest: str | None,
         size: int | None,
+        accept: Callable[[InstanceMeta], None] | None = None,
     ) -> IngestResult:
         hashing = self.sealer.submit(self.store.digest_of, path) if digest is None or size is None else None
         try:
             try:
                 meta = self.check(path, sop_class, sop_instance)
+                if accept is not None:
+                    accept(meta)
             finally:
                 if hashing is not None:  # also on refusal: never unlink under the hasher
                     digest, size = hashing.result()
