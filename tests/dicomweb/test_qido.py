@@ -7,6 +7,7 @@ member hospital sends them; the queries go over real HTTP with a logged-in sessi
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from flask import Flask
 from pydicom.uid import generate_uid
 from requests import HTTPError
 
+from engine import config
+from tests.conftest import TEST_SECRET
 from tests.dicom import archive, synthetic
 from tests.dicom.conftest import audit_events
 from tests.dicomweb.conftest import DicomWeb, http_session
@@ -230,3 +233,18 @@ def test_dicomweb_rate_limit_is_per_session_not_per_ip(app: Flask, dicomweb: Dic
     assert r.status_code == 429
     assert dicomweb.get(second, "/dicomweb/studies").status_code == 204  # same address, another session
     assert dicomweb.get(first, "/api/auth/me").status_code == 200  # /api keeps its own limit
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("TELERAD_QIDO_MAX_RESULTS", "5000"), ("TELERAD_QIDO_MAX_RESULTS", "0"), ("TELERAD_DICOMWEB_RATE_LIMIT", "lots")],
+)
+def test_dsec11_dicomweb_settings_outside_their_bounds_refuse_to_start(tmp_path: Path, key: str, value: str) -> None:
+    env = {"TELERAD_MODE": "test", "TELERAD_INSTANCE_DIR": str(tmp_path), "TELERAD_SECRET_KEY": TEST_SECRET, key: value}
+    with pytest.raises(config.ConfigError, match=key):
+        config.load_settings(env)
+    ok = config.load_settings(
+        {**env, "TELERAD_QIDO_MAX_RESULTS": "200", "TELERAD_DICOMWEB_RATE_LIMIT": "600 per minute"}
+    )
+    assert (ok.qido_max_results, ok.dicomweb_rate_limit) == (200, "600 per minute")
+    assert (config.Settings().qido_max_results, config.Settings().dicomweb_rate_limit) == (1000, "6000 per minute")

@@ -21,7 +21,7 @@ from engine.imaging.models import Study
 from engine.visibility import may_read_pixels
 from tests import factories
 from tests.api.test_cases_flow import new_case
-from tests.dicom.conftest import audit_events
+from tests.dicom.conftest import audit_events, worker_applies_ingest_events
 from tests.dicomweb.conftest import DicomWeb
 from tests.dicomweb.test_qido import INST_CODE, _study, _uids, _v
 from tests.factories import as_user
@@ -113,10 +113,18 @@ def test_ac02_central_doctor_sees_the_cases_studies_and_the_patients_priors_only
     dicomweb.seed([of_case, prior, other], institution="M01")
     namesake = _study(PatientID=patient_no, StudyDate="20261201")  # same number at another hospital: not the same
     dicomweb.seed([namesake], institution="M02")
+    worker_applies_ingest_events(app)  # the worker matches the case's study to its exam (by accession number)
+    with app.app_context():
+        linked = uow.session().execute(select(Study.exam_id).where(Study.accession_number == "ACC-CASE-1"))
+        assert linked.scalar_one() is not None
     doctor, client = dicomweb.client("report_l1")  # can take the case's open draft_report task from the pool
     seen = client.search_for_studies()
     assert _uids(seen) == {str(of_case.StudyInstanceUID), str(prior.StudyInstanceUID)}
     assert client.search_for_instances(search_filters={"PatientID": "SOMEONE-ELSE"}) == []
+    # fuzzymatching: 拼音首字母 of the patient record the study matched (患者N → "hz…"); the prior matched no exam
+    hz = client.search_for_studies(search_filters={"PatientName": "HZ"}, fuzzymatching=True)
+    assert _uids(hz) == {str(of_case.StudyInstanceUID)}
+    assert client.search_for_studies(search_filters={"PatientName": "hz"}) == []
     r = dicomweb.get(doctor, f"/dicomweb/studies/{of_case.StudyInstanceUID}/series?case={case['id']}")
     assert (r.status_code, r.headers["X-Telerad-Study-Choice"]) == (200, "case")
     assert dicomweb.get(doctor, f"/dicomweb/studies/{other.StudyInstanceUID}/series").status_code == 404
