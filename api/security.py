@@ -195,14 +195,16 @@ def install(app: Flask) -> None:
             return None  # 404 / 405 answered by Flask
         if permission is None:
             raise Forbidden("no_permission_declared", "接口未声明权限")  # deny by default (AC-01)
+        if sess is None and permission != PUBLIC:
+            # Not logged in: say so (401) before any CSRF check — an anonymous POST (e.g. a STOW-RS client that
+            # forgot its token) learns it must authenticate, not that a browser token is missing.
+            if request.path.startswith(BEARER_PREFIX):
+                g.www_authenticate = 'Bearer realm="telerad"'
+            raise AuthenticationFailed("unauthenticated", "请先登录或登录已超时")
         if request.method not in SAFE_METHODS:
             _check_csrf(view, sess)
         if permission == PUBLIC:
             return None
-        if sess is None:
-            if request.path.startswith(BEARER_PREFIX):
-                g.www_authenticate = 'Bearer realm="telerad"'
-            raise AuthenticationFailed("unauthenticated", "请先登录或登录已超时")
         if sess.state not in getattr(view, STATES_ATTR, ("active",)):
             if sess.state == "mfa_required":
                 raise Forbidden("mfa_required", "请先完成双因素认证")

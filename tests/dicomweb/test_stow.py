@@ -404,12 +404,13 @@ def test_200mb_part_with_bounded_memory(
 # REQ: AC-01, WEB-01
 def test_stow_needs_session_csrf_and_permission(app: Flask, registrar: Session) -> None:
     body = multipart([fresh("CT_small.dcm")])
-    # Without a session the guard (api/security.py) stops an unsafe request at the CSRF check, before the
-    # authentication check (test_access_control.py's AC-01 rule allows either); a bearer client skips CSRF.
+    # Without a session or token: 401 before any CSRF check (api/security.py), with a Bearer challenge under
+    # /dicomweb; a browser session without the CSRF header: 403; a bearer client skips CSRF.
     anonymous = app.test_client()
     for headers in ({}, {"X-CSRF-Token": "forged-token-forged-token"}):
         r = anonymous.post("/dicomweb/studies", data=body, headers={"Content-Type": CT_TYPE, **headers})
-        assert (r.status_code, r.get_json()["code"]) == (403, "csrf_failed")
+        assert (r.status_code, r.get_json()["code"]) == (401, "unauthenticated")
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
     r = registrar.client.post("/dicomweb/studies", data=body, headers={"Content-Type": CT_TYPE})
     assert (r.status_code, r.get_json()["code"]) == (403, "csrf_failed")
     requester = as_user(app, "requester", institution_code="M01")  # reads images, uploads none
