@@ -15,6 +15,7 @@ when a batch rolls back, so no id from a rolled-back transaction is reused.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
@@ -89,89 +90,59 @@ class BatchIndexer:
     # -- the three tables ----------------------------------------------------------------------------------------
     @staticmethod
     def _studies(s: Session, entries: list[Entry], now: Any) -> None:
-        wanted: dict[int, dict[str, list[Entry]]] = {}
-        for e in entries:
-            state, _, meta = e
-            if meta.study_instance_uid not in state.studies:
-                wanted.setdefault(state.source.institution_id, {}).setdefault(meta.study_instance_uid, []).append(e)
-        for inst_id, by_uid in wanted.items():
-            ids = _existing(s, Study, Study.study_instance_uid, inst_id, list(by_uid))
-            missing = sorted(uid for uid in by_uid if uid not in ids)  # one lock order for concurrent receivers
-            if missing:
-                rows = []
-                for uid in missing:
-                    state, _, m = by_uid[uid][0]
-                    rows.append({
-                        "institution_id": inst_id, "study_instance_uid": uid, "patient_id": m.patient_id,
-                        "patient_name": m.patient_name, "patient_birth_date": m.patient_birth_date,
-                        "patient_sex": m.patient_sex, "study_date": m.study_date, "study_time": m.study_time,
-                        "accession_number": m.accession_number, "study_description": m.study_description,
-                        "study_id": m.study_id, "referring_physician": m.referring_physician,
-                        "modalities": m.modality, "source_node_id": state.source.node_id,
-                        "created_at": now, "updated_at": now,
-                    })  # fmt: skip
-                created = _run_many(
-                    s, "dicom_study", _STUDY_COLUMNS, "institution_id, study_instance_uid", "study_instance_uid", rows
-                )
-                for uid, study_id in created.items():  # created here: the first receipt of it matches it (IMG-06)
-                    state = by_uid[uid][0][0]
-                    state.fresh.add(uid)
-                    state.modalities[study_id] = by_uid[uid][0][2].modality
-                ids.update(created)
-                late = [uid for uid in missing if uid not in ids]  # a concurrent receiver inserted them first
-                if late:
-                    ids.update(_existing(s, Study, Study.study_instance_uid, inst_id, late))
+        def row(inst_id: int, uid: str, e: Entry) -> dict[str, Any]:
+            state, _, m = e
+            return {
+                "institution_id": inst_id, "study_instance_uid": uid, "patient_id": m.patient_id,
+                "patient_name": m.patient_name, "patient_birth_date": m.patient_birth_date,
+                "patient_sex": m.patient_sex, "study_date": m.study_date, "study_time": m.study_time,
+                "accession_number": m.accession_number, "study_description": m.study_description,
+                "study_id": m.study_id, "referring_physician": m.referring_physician,
+                "modalities": m.modality, "source_node_id": state.source.node_id,
+                "created_at": now, "updated_at": now,
+            }  # fmt: skip
+
+        for by_uid, ids, created, _ in _resolve(
+            s, entries, lambda m: m.study_instance_uid, lambda st: st.studies, Study, Study.study_instance_uid,
+            _STUDY_COLUMNS, row,
+        ):  # fmt: skip
+            for uid, study_id in created.items():  # created here: the first receipt of it matches it (IMG-06)
+                state = by_uid[uid][0][0]
+                state.fresh.add(uid)
+                state.modalities[study_id] = by_uid[uid][0][2].modality
             for uid, group in by_uid.items():
                 for state, _, _ in group:
                     state.studies[uid] = ids[uid]
 
     @staticmethod
     def _series(s: Session, entries: list[Entry], now: Any) -> None:
-        wanted: dict[int, dict[str, list[Entry]]] = {}
-        for e in entries:
-            state, _, meta = e
-            if meta.series_instance_uid not in state.series:
-                wanted.setdefault(state.source.institution_id, {}).setdefault(meta.series_instance_uid, []).append(e)
-        for inst_id, by_uid in wanted.items():
-            ids = _existing(s, Series, Series.series_instance_uid, inst_id, list(by_uid))
-            missing = sorted(uid for uid in by_uid if uid not in ids)  # one lock order for concurrent receivers
-            if missing:
-                rows = []
-                for uid in missing:
-                    state, _, m = by_uid[uid][0]
-                    rows.append({
-                        "institution_id": inst_id, "study_id": state.studies[m.study_instance_uid],
-                        "series_instance_uid": uid, "modality": m.modality, "series_number": m.series_number,
-                        "body_part": m.body_part, "series_description": m.series_description, "created_at": now,
-                    })  # fmt: skip
-                ids.update(
-                    _run_many(
-                        s,
-                        "dicom_series",
-                        _SERIES_COLUMNS,
-                        "institution_id, series_instance_uid",
-                        "series_instance_uid",
-                        rows,
-                    )  # fmt: skip
-                )
-                late = [uid for uid in missing if uid not in ids]
-                if late:
-                    ids.update(_existing(s, Series, Series.series_instance_uid, inst_id, late))
-                for uid in missing:  # ModalitiesInStudy follows a new series (ingest._series_id)
-                    state, _, m = by_uid[uid][0]
-                    study_id = state.studies[m.study_instance_uid]
-                    if state.modalities.get(study_id) != m.modality:
-                        mods = sorted(
-                            {
-                                x
-                                for x in s.execute(select(Series.modality).where(Series.study_id == study_id)).scalars()
-                                if x
-                            }
-                        )
-                        s.execute(
-                            update(Study).where(Study.id == study_id).values(modalities=",".join(mods), updated_at=now)
-                        )
-                        state.modalities.pop(study_id, None)
+        def row(inst_id: int, uid: str, e: Entry) -> dict[str, Any]:
+            state, _, m = e
+            return {
+                "institution_id": inst_id, "study_id": state.studies[m.study_instance_uid],
+                "series_instance_uid": uid, "modality": m.modality, "series_number": m.series_number,
+                "body_part": m.body_part, "series_description": m.series_description, "created_at": now,
+            }  # fmt: skip
+
+        for by_uid, ids, _, missing in _resolve(
+            s, entries, lambda m: m.series_instance_uid, lambda st: st.series, Series, Series.series_instance_uid,
+            _SERIES_COLUMNS, row,
+        ):  # fmt: skip
+            for uid in missing:  # ModalitiesInStudy follows a new series (ingest._series_id)
+                state, _, m = by_uid[uid][0]
+                study_id = state.studies[m.study_instance_uid]
+                if state.modalities.get(study_id) != m.modality:
+                    mods = sorted(
+                        {
+                            x
+                            for x in s.execute(select(Series.modality).where(Series.study_id == study_id)).scalars()
+                            if x
+                        }
+                    )
+                    s.execute(
+                        update(Study).where(Study.id == study_id).values(modalities=",".join(mods), updated_at=now)
+                    )
+                    state.modalities.pop(study_id, None)
             for uid, group in by_uid.items():
                 for state, _, m in group:
                     state.series[uid] = (ids[uid], m.modality)
@@ -206,6 +177,45 @@ class BatchIndexer:
                 key = (m.sop_instance_uid, stored.key)
                 if key not in state.inserted:
                     state.inserted[key] = ids.pop(m.sop_instance_uid, None)
+
+
+Resolved = tuple[dict[str, list[Entry]], dict[str, int], dict[str, int], list[str]]
+
+
+def _resolve(
+    s: Session,
+    entries: list[Entry],
+    uid_of: Callable[[InstanceMeta], str],
+    cache_of: Callable[[IngestState], Mapping[str, Any]],
+    model: Any,
+    uid_column: Any,
+    columns: tuple[str, ...],
+    row: Callable[[int, str, Entry], dict[str, Any]],
+) -> list[Resolved]:
+    """Per institution, the batch's UIDs of one table that the receipts' caches do not hold: (entries by UID, every
+    UID's id, the ids this call inserted, the UIDs that did not exist before it). Existing rows by one SELECT, the
+    others by one multi-row INSERT in UID order (one lock order for concurrent receivers), and those a concurrent
+    receiver inserted first by a second SELECT."""
+    wanted: dict[int, dict[str, list[Entry]]] = {}
+    for e in entries:
+        uid = uid_of(e[2])
+        if uid not in cache_of(e[0]):
+            wanted.setdefault(e[0].source.institution_id, {}).setdefault(uid, []).append(e)
+    out: list[Resolved] = []
+    for inst_id, by_uid in wanted.items():
+        ids = _existing(s, model, uid_column, inst_id, list(by_uid))
+        missing = sorted(uid for uid in by_uid if uid not in ids)
+        created: dict[str, int] = {}
+        if missing:
+            key = uid_column.key
+            rows = [row(inst_id, uid, by_uid[uid][0]) for uid in missing]
+            created = _run_many(s, model.__tablename__, columns, f"institution_id, {key}", key, rows)
+            ids.update(created)
+            late = [uid for uid in missing if uid not in ids]
+            if late:
+                ids.update(_existing(s, model, uid_column, inst_id, late))
+        out.append((by_uid, ids, created, missing))
+    return out
 
 
 @cache
