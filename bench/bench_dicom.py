@@ -7,7 +7,7 @@ echoscu, getscu, dcmcjpeg) and orthanc (`bash scripts/system-deps.sh` installs t
 telerad runs with the receiver count a newcomer gets (TELERAD_DICOM_PROCESSES unset: from the core count).
 
 Both archives run on loopback with durable storage in a temporary directory: telerad's `telerad dicom`
-(TELERAD_MODE=test, its own instance dir, SQLite file or a fresh PostgreSQL database `telerad_bench_dicom`
+(TELERAD_MODE=test, its own instance dir, SQLite file or a fresh PostgreSQL database `telerad_bench_dicom_<pid>`
 created through TELERAD_BENCH_PG_ADMIN_URL, default postgres@127.0.0.1:5432) and an Orthanc started with
 bench/orthanc/orthanc.json (its default SQLite index + filesystem storage, SyncStorageArea on, security options of
 SECURITY.md DSEC-12, the sending AE registered as a modality). Nagle is off on every DICOM socket: dcmtk (storescu,
@@ -71,7 +71,7 @@ import dicom_retrieve  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 PG_ADMIN_URL = os.environ.get("TELERAD_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DB = "telerad_bench_dicom"
+PG_DB = f"telerad_bench_dicom_{os.getpid()}"  # per run: two runs at once never drop each other's database
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"  # /usr/sbin is not on every PATH
 SCU_AET = "BENCHSCU"
 INSTITUTION = "M01"

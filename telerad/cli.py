@@ -268,6 +268,7 @@ def _start_dicom(app: object, s: config.Settings) -> subprocess.Popen[bytes] | N
 
         try:
             scp.start(app, s)
+            scp.freeze_startup_heap()
             click.echo(f"telerad DICOM {s.dicom_aet} on port {s.dicom_port}")
         except OSError as exc:
             click.echo(f"DICOM 服务未启动（端口 {s.dicom_port}）：{exc}", err=True)
