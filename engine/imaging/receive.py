@@ -10,7 +10,9 @@ OAuth client, always with an institution). The rules are the same for every sour
    (engine/imaging/header.py, never the pixel data), its UIDs against PS3.5 and against what the sender announced
    (the C-STORE command's, when there is one), the store's free space. A refusal is audited as the sender's
    failure and raised; nothing is stored (DSEC-04, DSEC-08).
-2. durable — a helper thread links the file under its content key and fsyncs it and its directory (DSEC-05), while
+2. durable — a helper thread links the file under its content key and fsyncs it and its directory (DSEC-05). A file
+   hashed while it arrived (the C-STORE fast path) is linked before step 1 when its key is new, so these fsyncs
+   overlap the check; a refusal takes the link back (`ObjectStore.unlink_new`). Meanwhile
 3. index — this thread writes the rows (engine/imaging/ingest.py: new, identical resend or conflict, DSEC-06),
    queues the study's audit event and, for a new study, its exam match (IMG-06) as one outbox row that the worker
    applies (engine/imaging/outbox.py, events.py), and applies the routing rules (forward jobs, storage placement;
@@ -153,8 +155,17 @@ class Receiver:
         accept: Callable[[InstanceMeta], None] | None = None,
     ) -> IngestResult:
         hashing = self.sealer.submit(self.store.digest_of, path) if digest is None or size is None else None
+        early: Future[Any] | None = None  # the early link's fsyncs
+        linked: int | None = None  # its mtime (ns), to take it back
         try:
             try:
+                if digest is not None:
+                    # Hashed while it arrived (dicom/fastpath.py): linked under its key now if the key is new and
+                    # made durable in a helper thread while this one checks it; taken back below if refused.
+                    self.store.check_space(self.disk_full_percent)
+                    linked = self.store.link_new(path, digest)
+                    if linked is not None:
+                        early = self.sealer.submit(self._make_durable, digest)
                 meta = self.check(path, sop_class, sop_instance)
                 if accept is not None:
                     accept(meta)
@@ -162,13 +173,20 @@ class Receiver:
                 if hashing is not None:  # also on refusal: never unlink under the hasher
                     digest, size = hashing.result()
         except (InvalidInstance, StorageFull) as exc:
+            self._take_back(early, digest, linked)
             self.refuse(state, exc)
+            raise
+        except BaseException:
+            self._take_back(early, digest, linked)
             raise
         assert digest is not None
         assert size is not None
         # Durable under its key in a helper thread while this one runs the index INSERT; the transaction commits
         # only after the file is durable (never a row without its file, never a success before both).
-        publishing = self.sealer.submit(self._place_durably, path, digest, size)
+        if early is not None:
+            publishing: Future[Any] = early
+        else:  # not linked early (the key existed, or no digest yet): place it now
+            publishing = self.sealer.submit(self._place_durably, path, digest, size)
         try:
             stored = StoredObject(key_for(digest), digest, size)
             if self.committer is not None:  # may commit with other receipts' rows, after `publishing`
@@ -183,6 +201,21 @@ class Receiver:
             return result
         finally:
             futures.wait([publishing])  # never unlink (in `receive`) under a link still in progress
+
+    def _make_durable(self, digest: str) -> StoredObject:
+        """fsync a file linked early under its key, and its directory (REQ: DSEC-05)."""
+        stored = StoredObject(key_for(digest), digest, 0)
+        self.fault("after_rename")  # REQ: DSEC-05 crash test: under its key, not durable, no row
+        self.store.make_durable(stored)
+        self.fault("after_fsync")  # durable under its key, no row
+        return stored
+
+    def _take_back(self, early: Future[Any] | None, digest: str | None, linked: int | None) -> None:
+        """A refused receipt that was linked early leaves nothing under its key (DSEC-04: no file, no row)."""
+        if early is not None:
+            futures.wait([early])
+        if digest is not None and linked is not None:
+            self.store.unlink_new(key_for(digest), linked)
 
     def _place_durably(self, path: Path, digest: str, size: int) -> StoredObject:
         """Link a checked file under its content key, then fsync it and its directory: one journal commit for the

@@ -66,6 +66,8 @@ class ObjectStore:
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_layout()
+        os.close(os.open(self.root / ".sweep.lock", os.O_RDWR | os.O_CREAT, 0o600))  # before any receipt: taking a
+        # link back (`unlink_new`) must leave nothing new in the store
 
     def _prepare_layout(self) -> None:
         marker = self.root / ".layout-v1"
@@ -124,6 +126,30 @@ class ObjectStore:
             return StoredObject(key, digest, size)
         tmp.unlink(missing_ok=True)
         return StoredObject(key, digest, size)
+
+    def link_new(self, tmp: Path, digest: str) -> int | None:
+        """Link a complete file in `tmp_dir` under its content key only if nothing is there yet, keeping the temp
+        name (it may still be read); the linked file's mtime in ns, or None when the key exists already (then
+        `place` decides later). Used to make a receipt durable while it is still being checked; `unlink_new` takes
+        it back if the check refuses it."""
+        final = self.root / key_for(digest)
+        try:
+            os.link(tmp, final)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            return None
+        return os.stat(final).st_mtime_ns
+
+    def unlink_new(self, key: str, mtime_ns: int) -> None:
+        """Remove what `link_new` linked, unless identical content has been placed on it since (a `place` of the same
+        bytes renews the mtime under the sweep lock; `_reuse_or_replace`): that receipt's row will name it."""
+        with self._sweep_lock(fcntl.LOCK_EX):
+            try:
+                if os.stat(self.path(key)).st_mtime_ns == mtime_ns:
+                    self.delete(key)
+            except FileNotFoundError:
+                return
 
     def _reuse_or_replace(self, tmp: Path, final: Path, digest: str, size: int) -> None:
         """The key's file may already exist: keep it if it holds these bytes, else put ours there.

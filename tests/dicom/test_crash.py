@@ -225,15 +225,16 @@ def test_dsec05_crash_at_each_point_then_resend_keeps_invariants(
 ) -> None:
     # The CLI sweeper (`telerad dicom sweep`) once, the service function otherwise (saves a process start).
     observed, tmp_left, swept = run_crash_case(app, settings, scp, point, nth, 500, cli_sweep=point == "after_fsync")
-    # What the crash left: a temp file before the file was linked under its key (swept), nothing half-indexed
-    # anywhere. The file is linked under its key before it is fsynced (engine/imaging/storage.py: place, then
-    # make_durable), so from after_rename on the crash leaves no temp file.
-    if point == "after_receive":
+    # What the crash left: nothing half-indexed anywhere; a temp file until the receipt ended (swept). A C-STORE
+    # hashed while it arrived is linked under its key while it is checked and keeps its temp name until the receipt
+    # ends (engine/imaging/receive.py), so a crash from after_receive to after_db_insert leaves that temp name; the
+    # linked file of after_rename/after_fsync/after_db_insert is adopted by the resend's row.
+    if point == "before_response":
+        assert tmp_left == 0
+        assert swept == 0
+    else:
         assert tmp_left == 1
         assert swept == 1
-    else:
-        assert tmp_left == 0
-        assert swept == 0  # the linked file of after_rename/after_fsync/after_db_insert is adopted by the resend's row
     assert len(observed) == nth - 1
 
 

@@ -195,3 +195,27 @@ def test_dsec05_sweep_and_place_of_the_same_orphan_never_lose_the_file(tmp_path:
     store.make_durable(store.place(tmp2, digest, size))
     assert store.sweep(lambda keys: set(), older_than_s=600) == 0
     assert store.exists(orphan.key)
+
+
+def test_dsec04_a_refused_early_link_is_taken_back_unless_identical_content_was_placed_on_it(tmp_path: Path) -> None:
+    """A C-STORE hashed while it arrived is linked under its key while it is still being checked (engine/imaging/
+    receive.py); a refusal removes that link — but not when an identical, valid receipt has been placed on the same
+    key meanwhile (its `place` renewed the mtime), whose row will name the file."""
+    store = ObjectStore(tmp_path / "dicom")
+    tmp, digest, size = _received(store, "rx-early.dcm", b"early content")
+    linked = store.link_new(tmp, digest)
+    assert linked is not None
+    assert tmp.exists()  # the temp name is kept: the check may still be reading it
+    assert store.link_new(tmp, digest) is None  # the key exists now: a second early link does nothing
+    store.unlink_new(key_for(digest), linked)
+    assert not store.exists(key_for(digest))
+
+    linked = store.link_new(tmp, digest)
+    assert linked is not None
+    os.utime(store.path(key_for(digest)), ns=(linked, linked - 1_000_000_000))  # written a second earlier
+    linked = store.path(key_for(digest)).stat().st_mtime_ns
+    tmp2, _, _ = _received(store, "rx-same-valid.dcm", b"early content")
+    store.make_durable(store.place(tmp2, digest, size))  # an identical valid receipt reuses the file
+    store.unlink_new(key_for(digest), linked)
+    assert store.exists(key_for(digest))
+    assert store.path(key_for(digest)).read_bytes() == b"early content"
