@@ -108,6 +108,7 @@ EVENT_TYPES: dict[str, str] = {
     "dicom_study_viewed": "查看影像检查",
     "dicom_sr_viewed": "查看结构化报告",
     "dicomweb_study_accessed": "经 DICOMweb 访问影像检查",
+    "dicomweb_retrieve_failed": "经 DICOMweb 调阅影像失败",
     "dicom_conflict_resolved": "处理影像冲突",
     "dicom_scu_echo": "DICOM连通测试",
     "dicom_scu_find": "查询远程节点",

@@ -6,14 +6,17 @@ security alert) and the body streamed. The request guard sets `Cache-Control: no
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-from flask import Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 from api.dicomweb import DICOM, DICOM_JSON, blp
 from api.dicomweb.qido import case_param
 from api.security import current_actor, deny, requires
-from engine import visibility
+from engine import audit, uow, visibility
+from engine.actor import Actor
 from engine.dicomweb import access_audit, rendered, resolve, wado
 from engine.dicomweb import frames as wado_frames
 from engine.dicomweb.media import Multipart, NotAcceptable, accepted_syntaxes, multipart_ranges, parse_accept
@@ -24,6 +27,8 @@ READ = "image.read"
 STUDY = "/studies/<study>"
 SERIES = STUDY + "/series/<series>"
 INSTANCE = SERIES + "/instances/<sop>"
+
+log = logging.getLogger("telerad.dicomweb")
 
 
 class Undecodable(DomainError):
@@ -44,6 +49,7 @@ def _refs(
         deny(actor, {"pixel_data": True})
     refs = wado.select_instances(chosen, series, sop)
     access_audit.accessed(actor, chosen, via="wado")
+    g.study_audit = {"id": chosen.id, "uid": chosen.study_instance_uid, "patient_id": chosen.patient_id[:64] or None}
     code = resolve.institution_codes({chosen.institution_id}).get(chosen.institution_id, ("", ""))[0]
     g.study_choice = {"X-Telerad-Institution": code, "X-Telerad-Study-Choice": why}
     return refs
@@ -67,12 +73,70 @@ def _retrieve(refs: list[wado.InstanceRef]) -> Response:
         raise NotAcceptable()
     items = wado.plan(refs, accepted_syntaxes(ranges))
     mp = Multipart(DICOM)
-    headers: dict[str, str] = {}
-    if len(items) < len(refs):  # PS3.18 §8.6.1: some instances cannot be sent in an acceptable syntax
-        headers["Warning"] = (
-            f'299 telerad "{len(refs) - len(items)} instances not available in an acceptable transfer syntax"'
+    stream = wado.InstanceStream(items, mp)
+    study: dict[str, Any] = dict(g.get("study_audit") or {})
+    if not stream.start():  # nothing can be sent: an error, never an empty 200
+        # a failure event: replayed after the error answer's rollback (engine/audit.py record)
+        _audit_failure(current_actor(), study, [(r.sop_uid, ts, str(e)) for r, ts, e in stream.skipped], sent=0)
+        raise Undecodable(
+            "instance_undecodable",
+            "实例无法转换为请求的传输语法",
+            {"instances": [r.sop_uid for r, _ts, _e in stream.skipped][:16]},
         )
-    return _stream(wado.stream_instances(items, mp), mp.content_type, 206 if headers else 200, **headers)
+    headers: dict[str, str] = {}
+    missing = len(refs) - len(items)  # PS3.18 §8.6.1: some instances cannot be sent in an acceptable syntax
+    if missing:
+        headers["Warning"] = f'299 telerad "{missing} instances not available in an acceptable transfer syntax"'
+    if stream.skipped:  # known before the status goes out: left out, said so (a second Warning value)
+        failed = [(r.sop_uid, ts, str(e)) for r, ts, e in stream.skipped]
+        _audit_failure(current_actor(), study, failed, sent=None)
+        text = f'299 telerad "{len(failed)} instances could not be converted and were left out"'
+        headers["Warning"] = f"{headers['Warning']}, {text}" if missing else text
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    body = _cut_short_audited(stream.body(), app, current_actor(), study)
+    resp = _stream(body, mp.content_type, 206 if headers else 200, **headers)
+    resp.call_on_close(stream.close)
+    return resp
+
+
+def _audit_failure(
+    actor: Actor, study: dict[str, Any], failed: list[tuple[str, str, str]], *, sent: int | None
+) -> None:
+    """DSEC-10: a retrieve that could not send every instance it named (DICOM 110104, outcome failure). `sent`:
+    how many went out before the body was cut short; None when they were left out before it began (206)."""
+    audit.record(
+        actor,
+        "dicomweb_retrieve_failed",
+        outcome="failure",
+        object_type="dicom_study",
+        object_id=study.get("id"),
+        patient_id=study.get("patient_id"),
+        reason=("响应中途中断" if sent is not None and sent > 0 else "实例未能发送")
+        + f"：{len(failed)} 个实例无法转换为请求的传输语法",
+        details={
+            "study_instance_uid": study.get("uid"),
+            "instances": [{"sop_instance_uid": u, "transfer_syntax": ts, "error": e[:200]} for u, ts, e in failed[:16]],
+            "sent_before_failure": sent,
+            "dicom_event": "110104",
+        },
+    )
+
+
+def _cut_short_audited(body: Iterator[bytes], app: Flask, actor: Actor, study: dict[str, Any]) -> Iterator[bytes]:
+    """The body; when an instance fails after it began (wado.InstanceFailed), logged and audited in a unit of work
+    of its own (the request's ended when the headers went out), then re-raised: the WSGI server drops the
+    connection rather than ending the message, and the closing boundary never goes out."""
+    try:
+        yield from body
+    except wado.InstanceFailed as exc:
+        log.error("WADO-RS: study %s cut short after %d instances: %s", study.get("uid"), exc.sent, exc, exc_info=False)
+        with app.app_context():
+            try:
+                with uow.unit_of_work():
+                    _audit_failure(actor, study, [(exc.ref.sop_uid, exc.ts, str(exc.error))], sent=exc.sent)
+            except Exception:  # noqa: BLE001 — the stream is cut short whatever the audit does
+                log.exception("WADO-RS: the failure could not be audited")
+        raise
 
 
 @blp.get(STUDY)
