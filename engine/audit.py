@@ -123,6 +123,7 @@ EVENT_TYPES: dict[str, str] = {
     "oauth_client_auth_failure": "接入客户端认证失败",
     "oauth_client_locked": "接入客户端锁定",
     "oauth_token_issued": "签发访问令牌",
+    "oauth_code_reused": "授权码重复使用",
     "oauth_authorized": "授权第三方应用",
 }
 
