@@ -92,18 +92,29 @@ def _retrieve(refs: list[wado.InstanceRef]) -> Response:
         _audit_failure(current_actor(), study, failed, sent=None)
         text = f'299 telerad "{len(failed)} instances could not be converted and were left out"'
         headers["Warning"] = f"{headers['Warning']}, {text}" if missing else text
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    body = _cut_short_audited(stream.body(), app, current_actor(), study)
-    resp = _stream(body, mp.content_type, 206 if headers else 200, **headers)
+    resp = _stream(_cut_short_audited(stream.body()), mp.content_type, 206 if headers else 200, **headers)
     resp.call_on_close(stream.close)
     return resp
 
 
+_FAILED = {  # resource → what went wrong with an instance it names (the audit event's reason)
+    "instances": "无法转换为请求的传输语法",
+    "metadata": "无法读取",
+    "rendered": "无法解码显示",
+}
+
+
 def _audit_failure(
-    actor: Actor, study: dict[str, Any], failed: list[tuple[str, str, str]], *, sent: int | None
+    actor: Actor,
+    study: dict[str, Any],
+    failed: list[tuple[str, str, str]],
+    *,
+    sent: int | None,
+    resource: str = "instances",
 ) -> None:
-    """DSEC-10: a retrieve that could not send every instance it named (DICOM 110104, outcome failure). `sent`:
-    how many went out before the body was cut short; None when they were left out before it began (206)."""
+    """DSEC-10: a retrieve that could not send every instance it named (DICOM 110104, outcome failure). `failed`:
+    (SOP Instance UID, transfer syntax or media type, error); `sent`: how many went out before the body was cut
+    short, None when they were left out before it began (206); `resource`: instances, metadata or rendered."""
     audit.record(
         actor,
         "dicomweb_retrieve_failed",
@@ -111,10 +122,10 @@ def _audit_failure(
         object_type="dicom_study",
         object_id=study.get("id"),
         patient_id=study.get("patient_id"),
-        reason=("响应中途中断" if sent is not None and sent > 0 else "实例未能发送")
-        + f"：{len(failed)} 个实例无法转换为请求的传输语法",
+        reason=("响应中途中断" if sent else "实例未能发送") + f"：{len(failed)} 个实例{_FAILED[resource]}",
         details={
             "study_instance_uid": study.get("uid"),
+            "resource": resource,
             "instances": [{"sop_instance_uid": u, "transfer_syntax": ts, "error": e[:200]} for u, ts, e in failed[:16]],
             "sent_before_failure": sent,
             "dicom_event": "110104",
@@ -122,21 +133,29 @@ def _audit_failure(
     )
 
 
-def _cut_short_audited(body: Iterator[bytes], app: Flask, actor: Actor, study: dict[str, Any]) -> Iterator[bytes]:
-    """The body; when an instance fails after it began (wado.InstanceFailed), logged and audited in a unit of work
-    of its own (the request's ended when the headers went out), then re-raised: the WSGI server drops the
-    connection rather than ending the message, and the closing boundary never goes out."""
-    try:
-        yield from body
-    except wado.InstanceFailed as exc:
-        log.error("WADO-RS: study %s cut short after %d instances: %s", study.get("uid"), exc.sent, exc, exc_info=False)
-        with app.app_context():
-            try:
-                with uow.unit_of_work():
-                    _audit_failure(actor, study, [(exc.ref.sop_uid, exc.ts, str(exc.error))], sent=exc.sent)
-            except Exception:  # noqa: BLE001 — the stream is cut short whatever the audit does
-                log.exception("WADO-RS: the failure could not be audited")
-        raise
+def _cut_short_audited(body: Iterator[bytes], resource: str = "instances") -> Iterator[bytes]:
+    """`body`; when an instance fails after it began (wado.InstanceFailed), logged and audited in a unit of work of
+    its own (the request's ended when the headers went out), then re-raised: the WSGI server drops the connection
+    rather than ending the message, and the closing boundary (or bracket) never goes out. Called in the request:
+    the app, the actor and the study are taken now, the body runs after the request context is gone."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    actor, study = current_actor(), dict(g.get("study_audit") or {})
+
+    def run() -> Iterator[bytes]:
+        try:
+            yield from body
+        except wado.InstanceFailed as exc:
+            log.error("WADO-RS %s: study %s cut short after %d: %s", resource, study.get("uid"), exc.sent, exc)
+            with app.app_context():
+                try:
+                    with uow.unit_of_work():
+                        failed = [(exc.ref.sop_uid, exc.ts, str(exc.error))]
+                        _audit_failure(actor, study, failed, sent=exc.sent, resource=resource)
+                except Exception:  # noqa: BLE001 — the stream is cut short whatever the audit does
+                    log.exception("WADO-RS: the failure could not be audited")
+            raise
+
+    return run()
 
 
 @blp.get(STUDY)
@@ -163,7 +182,7 @@ def _metadata(refs: list[wado.InstanceRef]) -> Response:
     if not any(r.matches(DICOM_JSON) or r.media == "application/json" for r in ranges):
         raise NotAcceptable()
     base = request.host_url.rstrip("/") + (blp.url_prefix or "")
-    return _stream(wado.stream_metadata(refs, base), DICOM_JSON)
+    return _stream(_cut_short_audited(wado.stream_metadata(refs, base), "metadata"), DICOM_JSON)
 
 
 @blp.get(STUDY + "/metadata")
@@ -313,14 +332,21 @@ def _render(
     jobs = [(refs[0], n) for n in numbers] if numbers else [(r, 1) for r in refs]
 
     def body() -> Iterator[bytes]:
+        sent = 0
         for ref, number in jobs:
             try:
-                yield from mp.part([one(ref, number)])
-            except (TranscodeError, NotFound, OSError, ValueError):
-                continue  # not an image (SR) or not decodable: left out
+                image = one(ref, number)
+            except NotFound as exc:
+                if exc.code == "not_an_image":
+                    continue  # an SR, a KO …: not part of a rendered study or series
+                raise wado.InstanceFailed(ref, media, exc, sent) from exc
+            except (TranscodeError, OSError, ValueError) as exc:  # never a shorter answer that looks complete
+                raise wado.InstanceFailed(ref, media, exc, sent) from exc
+            yield from mp.part([image])
+            sent += 1
         yield mp.close()
 
-    return _stream(body(), mp.content_type)
+    return _stream(_cut_short_audited(body(), "rendered"), mp.content_type)
 
 
 def _quality(raw: str | None) -> int:
@@ -352,7 +378,10 @@ def instance_rendered(study: str, series: str, sop: str) -> Response:
 @blp.get(INSTANCE + "/frames/<frame_list>/rendered")
 @requires(READ)
 def frames_rendered(study: str, series: str, sop: str, frame_list: str) -> Response:
-    return _render(_refs(study, series, sop), None, False, wado_frames.parse_frame_list(frame_list))
+    numbers = wado_frames.parse_frame_list(frame_list)
+    refs = _refs(study, series, sop)
+    wado_frames.check_frames(wado.read_header(refs[0].path), numbers)  # 404 before the body, as for frames
+    return _render(refs, None, False, numbers)
 
 
 def _thumbnail_refs(refs: list[wado.InstanceRef]) -> list[wado.InstanceRef]:

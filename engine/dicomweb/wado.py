@@ -220,10 +220,11 @@ def outgoing(item: tuple[InstanceRef, str]) -> transcode.Outgoing | Exception:
 
 
 class InstanceFailed(Exception):
-    """An instance could not be read or decoded after the response had started: the body is cut short."""
+    """An instance could not be read or decoded after the response had started: the body is cut short. `ts`: the
+    transfer syntax (or media type) it was to go out in; `sent`: the instances sent before it."""
 
     def __init__(self, ref: InstanceRef, ts: str, error: Exception, sent: int) -> None:
-        super().__init__(f"instance {ref.sop_uid} could not be sent in {ts}: {error}")
+        super().__init__(f"instance {ref.sop_uid} could not be sent as {ts}: {error}")
         self.ref, self.ts, self.error, self.sent = ref, ts, error, sent
 
 
@@ -326,17 +327,17 @@ def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
 
 
 def stream_metadata(refs: list[InstanceRef], base: str) -> Iterator[bytes]:
-    """A JSON array of the instances' DICOM JSON, one instance at a time."""
+    """A JSON array of the instances' DICOM JSON, one instance at a time. An instance whose file cannot be read
+    ends it with InstanceFailed, without the closing bracket: never an array that silently lacks an instance."""
     yield b"["
-    first = True
+    sent = 0
     for ref in refs:
         try:
             doc = metadata_of(ref, base)
         except (OSError, ValueError) as exc:
-            log.warning("WADO metadata: instance %s left out: %s", ref.sop_uid, exc)
-            continue
-        yield (b"" if first else b",") + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-        first = False
+            raise InstanceFailed(ref, ref.ts, exc, sent) from exc
+        yield (b"," if sent else b"") + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        sent += 1
     yield b"]"
 
 

@@ -6,7 +6,8 @@ transport): never a "complete" multipart answer that silently lacks an instance.
 - failing after the body began: the body ends without its closing boundary and the connection is dropped (the
   chunked message is never terminated), so dicomweb-client fails; logged and audited (dicomweb_retrieve_failed).
 
-The undecodable instance is a JPEG-lossless one whose encapsulation is valid but whose fragment is garbage.
+The undecodable instance is a JPEG-lossless one whose encapsulation is valid but whose fragment is garbage. The same
+holds for series metadata (a stored file gone) and rendered series (an undecodable image).
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import JPEGLosslessSV1, generate_uid
+from sqlalchemy import select
 
+from engine import uow
+from engine.imaging import targets
+from engine.imaging.models import Instance
 from tests.dicom import synthetic
 from tests.dicom.conftest import DCMTK, audit_events
 from tests.dicomweb.conftest import DicomWeb
@@ -142,3 +147,40 @@ def test_instances_failing_before_the_body_answer_206_or_409(dicomweb: DicomWeb,
     assert len(events) == 2  # the 206 and the 409 (replayed after the error answer's rollback)
     assert {e.details["instances"][0]["sop_instance_uid"] for e in events} == {broken}
     assert sorted(str(e.details["sent_before_failure"]) for e in events) == ["0", "None"]
+
+
+# REQ: DSEC-10
+def test_metadata_and_rendered_are_never_silently_shorter(dicomweb: DicomWeb, jpeg_lossless: Path) -> None:
+    """The same rule for the other multi-instance answers: series rendered with an undecodable instance, and series
+    metadata with a stored file gone, end without their closing boundary / bracket; frames past the end of an
+    instance answer 404 before any byte, as /frames does."""
+    study = generate_uid()
+    series = _series(jpeg_lossless, study, broken={2}, n=3)
+    dicomweb.seed(series, institution="M01")
+    user = dicomweb.user("requester", institution_code="M01")
+    path = f"/dicomweb/studies/{study}/series/{series[0].SeriesInstanceUID}"
+
+    r = dicomweb.get(user, f"{path}/rendered", headers={"Accept": 'multipart/related; type="image/png"'}, stream=True)
+    assert r.status_code == 200
+    body, dropped = _read_until_dropped(r)
+    assert dropped
+    assert body.count(b"--" + _boundary(r)) == 1  # the first image, then nothing
+    sop = str(series[0].SOPInstanceUID)
+    r = dicomweb.get(user, f"{path}/instances/{sop}/frames/1,2/rendered", headers={"Accept": "image/png"})
+    assert (r.status_code, r.json()["code"]) == (404, "frame_not_found")  # was a 200 with one image
+
+    with dicomweb.app.app_context():
+        gone = [targets.instance_path(i) for i in uow.session().execute(select(Instance)).scalars()]
+        uow.session().rollback()
+    third = next(p for p in gone if dcmread(p, stop_before_pixels=True).InstanceNumber == 3)
+    third.unlink()
+    r = dicomweb.get(user, f"{path}/metadata", headers={"Accept": "application/dicom+json"}, stream=True)
+    assert r.status_code == 200
+    body, dropped = _read_until_dropped(r)
+    assert dropped
+    assert body.startswith(b"[")
+    assert not body.endswith(b"]")  # not valid JSON: a client cannot take two instances for the series
+
+    events = audit_events(dicomweb.app, "dicomweb_retrieve_failed")
+    assert [e.details["resource"] for e in events] == ["rendered", "metadata"]
+    assert [e.details["sent_before_failure"] for e in events] == [1, 2]
