@@ -278,7 +278,10 @@ class RangeNotSatisfiable(DomainError):
 @blp.get(INSTANCE + "/bulkdata/<path:tag_path>")
 @requires(READ)
 def retrieve_bulkdata(study: str, series: str, sop: str, tag_path: str) -> Response:
-    ref = _single(_refs(study, series, sop, pixels=tag_path.strip("/").upper() == "7FE00010"))
+    # every bulk value is clinical content, not only the top-level Pixel Data: pixel data nested in a sequence (an
+    # icon image), float pixel data, encapsulated documents, waveforms, overlays (REQ: AC-02, the 系统管理员 reads
+    # headers, never images)
+    ref = _single(_refs(study, series, sop))
     bulk = wado.bulk_value(ref, tag_path)
     ranges = parse_accept(request.headers.get("Accept"))
     octet = wado_frames.OCTET
