@@ -108,6 +108,7 @@ EVENT_TYPES: dict[str, str] = {
     "dicom_study_viewed": "查看影像检查",
     "dicom_sr_viewed": "查看结构化报告",
     "dicomweb_study_accessed": "经 DICOMweb 访问影像检查",
+    "dicomweb_retrieve_failed": "经 DICOMweb 调阅影像失败",
     "dicom_conflict_resolved": "处理影像冲突",
     "dicom_scu_echo": "DICOM连通测试",
     "dicom_scu_find": "查询远程节点",
@@ -122,6 +123,7 @@ EVENT_TYPES: dict[str, str] = {
     "oauth_client_auth_failure": "接入客户端认证失败",
     "oauth_client_locked": "接入客户端锁定",
     "oauth_token_issued": "签发访问令牌",
+    "oauth_code_reused": "授权码重复使用",
     "oauth_authorized": "授权第三方应用",
 }
 

@@ -23,6 +23,9 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+STOW_MAX_PARTS_CEILING = 20_000  # TELERAD_STOW_MAX_PARTS at most (a larger series goes in several requests)
+
+
 def _int(env: dict[str, str], key: str, default: int) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
@@ -128,6 +131,9 @@ class Settings:
     oauth_token_lifetime_s: int = 3600
     # STOW-RS (issue 15): its own body cap instead of the app-wide limit above; over it the request answers 413.
     stow_max_bytes: int = 4 * 1024 * 1024 * 1024
+    # STOW-RS parts (instances) per request (REQ: WEB-06 caps ordinary multipart forms at 100 parts; STOW must take a
+    # whole study): a 2,000-slice CT plus its localisers, reformats and dose reports (+25 %). Over it: 413.
+    stow_max_parts: int = 2500
     max_json_bytes: int = 1024 * 1024
     max_image_pixels: int = 25_000_000
     web_dist: Path = Path("web/dist")
@@ -252,6 +258,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     s.stow_max_bytes = _int(env, "TELERAD_STOW_MAX_BYTES", s.stow_max_bytes)
     if s.stow_max_bytes < 1024:
         raise ConfigError(f"TELERAD_STOW_MAX_BYTES must be at least 1024, got {s.stow_max_bytes}")
+    s.stow_max_parts = _int(env, "TELERAD_STOW_MAX_PARTS", s.stow_max_parts)
+    if not 1 <= s.stow_max_parts <= STOW_MAX_PARTS_CEILING:
+        raise ConfigError(
+            f"TELERAD_STOW_MAX_PARTS must be between 1 and {STOW_MAX_PARTS_CEILING}, got {s.stow_max_parts}"
+        )
     s.trusted_proxies = _int(env, "TELERAD_TRUSTED_PROXIES", 0)
     s.ratelimit_storage_uri = env.get("TELERAD_RATELIMIT_STORAGE_URI", "memory://")
     s.login_user_ip_limit = env.get("TELERAD_LOGIN_USER_IP_LIMIT", s.login_user_ip_limit)

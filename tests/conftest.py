@@ -70,7 +70,8 @@ POSTGRESQL_PATHS = (
     "api/test_notifications.py",  # savepoints around audit subscribers, conditional UPDATE of the acknowledgement
     "api/test_pinyin_search.py",  # 拼音首字母 prefix as an index range under PostgreSQL's collation; migration 0012
     "api/test_oauth_token.py",  # client lockout rows written after the rollback; tokens stored hashed (migration 0014)
-    "api/test_oauth_pkce.py",  # authorization codes single-use through a conditional DELETE
+    "api/test_oauth_pkce.py",  # authorization codes single-use through a conditional UPDATE (migration 0016)
+    "api/test_oauth_code_reuse_cors.py",  # two exchanges of one code at once; revocation after the rollback
 )
 
 # Tests that start telerad (or redis, strace) as another process, kill processes (PostgreSQL server processes too)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, json, request
+from flask import Response, current_app, g, json, request
 from sqlalchemy import select
 
 from api.dicomweb import DICOM_JSON, blp
@@ -119,6 +119,17 @@ def _search(resource: str, study_uid: str | None = None, series_uid: str | None 
         )
     except qido.QidoError as exc:
         raise ValidationFailed(exc.code, exc.message) from exc
+    # REQ: DSEC-10 — the search, once per request (110112), as C-FIND; a study-scoped one is also an access
+    bearer = g.get("oauth")
+    access_audit.queried(
+        actor,
+        result.level,
+        result.keys,
+        len(result.items),
+        resource=resource,
+        institution=institution,
+        client_id=bearer.client_id if bearer is not None else None,
+    )
     if study is not None:
         access_audit.accessed(actor, study, via="qido")
     return _answer(result, headers)

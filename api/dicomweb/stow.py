@@ -1,11 +1,13 @@
 """STOW-RS (PS3.18 §10.5; issue 15): `POST /dicomweb/studies` and `POST /dicomweb/studies/{study}`.
 
 REQ: DSEC-03/04/05/06/08, DCM-02, IMG-06, CLOUD-01. The body is streamed to the store's tmp/ (engine/dicomweb/stow.py)
-under this route's own cap, TELERAD_STOW_MAX_BYTES (default 4 GB), instead of the app-wide request limit; then each
-instance goes through the one receive path, `Receiver.receive` (engine/imaging/receive.py) — the same validation,
-durability, duplicates, conflicts, routing and exam matching as a C-STORE — with the session user or the OAuth client
-as its source (its institution owns the instances, DSEC-03). The answer is the Store Instances Response: 200 all
-stored, 202 some failed, 409 none stored; 413 over the cap (nothing stored), 415 not multipart/related DICOM.
+under this route's own caps, TELERAD_STOW_MAX_BYTES (default 4 GB) and TELERAD_STOW_MAX_PARTS (default 2,500
+instances: a 2,000-slice study with room to spare; WEB-06's 100-part cap is for ordinary forms), instead of the
+app-wide request limits; then each instance goes through the one receive path, `Receiver.receive`
+(engine/imaging/receive.py) — the same validation, durability, duplicates, conflicts, routing and exam matching as a
+C-STORE — with the session user or the OAuth client as its source (its institution owns the instances, DSEC-03). The
+answer is the Store Instances Response: 200 all stored, 202 some failed, 409 none stored; 413 over either cap
+(nothing stored), 415 not multipart/related DICOM.
 
 The browser sends the CSRF header like any unsafe request (api/security.py); bearer clients do not need it.
 """
@@ -174,7 +176,7 @@ def store_instances(study: str | None = None) -> Response:
     uow.commit()
     try:
         # each part into the store's tmp/, so that it is linked under its content key atomically
-        parts = stow.spool(request.stream.read, boundary, rx.store.tmp_dir, cap)
+        parts = stow.spool(request.stream.read, boundary, rx.store.tmp_dir, cap, settings.stow_max_parts)
         outcomes = _receive_all(rx, source, parts, study, settings.dicom_conflict_status)
     finally:
         receiving.close(rx)

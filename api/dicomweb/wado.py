@@ -6,14 +6,17 @@ security alert) and the body streamed. The request guard sets `Cache-Control: no
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-from flask import Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 from api.dicomweb import DICOM, DICOM_JSON, blp
 from api.dicomweb.qido import case_param
 from api.security import current_actor, deny, requires
-from engine import visibility
+from engine import audit, uow, visibility
+from engine.actor import Actor
 from engine.dicomweb import access_audit, rendered, resolve, wado
 from engine.dicomweb import frames as wado_frames
 from engine.dicomweb.media import Multipart, NotAcceptable, accepted_syntaxes, multipart_ranges, parse_accept
@@ -24,6 +27,8 @@ READ = "image.read"
 STUDY = "/studies/<study>"
 SERIES = STUDY + "/series/<series>"
 INSTANCE = SERIES + "/instances/<sop>"
+
+log = logging.getLogger("telerad.dicomweb")
 
 
 class Undecodable(DomainError):
@@ -44,6 +49,7 @@ def _refs(
         deny(actor, {"pixel_data": True})
     refs = wado.select_instances(chosen, series, sop)
     access_audit.accessed(actor, chosen, via="wado")
+    g.study_audit = {"id": chosen.id, "uid": chosen.study_instance_uid, "patient_id": chosen.patient_id[:64] or None}
     code = resolve.institution_codes({chosen.institution_id}).get(chosen.institution_id, ("", ""))[0]
     g.study_choice = {"X-Telerad-Institution": code, "X-Telerad-Study-Choice": why}
     return refs
@@ -67,12 +73,89 @@ def _retrieve(refs: list[wado.InstanceRef]) -> Response:
         raise NotAcceptable()
     items = wado.plan(refs, accepted_syntaxes(ranges))
     mp = Multipart(DICOM)
-    headers: dict[str, str] = {}
-    if len(items) < len(refs):  # PS3.18 §8.6.1: some instances cannot be sent in an acceptable syntax
-        headers["Warning"] = (
-            f'299 telerad "{len(refs) - len(items)} instances not available in an acceptable transfer syntax"'
+    stream = wado.InstanceStream(items, mp)
+    study: dict[str, Any] = dict(g.get("study_audit") or {})
+    if not stream.start():  # nothing can be sent: an error, never an empty 200
+        # a failure event: replayed after the error answer's rollback (engine/audit.py record)
+        _audit_failure(current_actor(), study, [(r.sop_uid, ts, str(e)) for r, ts, e in stream.skipped], sent=0)
+        raise Undecodable(
+            "instance_undecodable",
+            "实例无法转换为请求的传输语法",
+            {"instances": [r.sop_uid for r, _ts, _e in stream.skipped][:16]},
         )
-    return _stream(wado.stream_instances(items, mp), mp.content_type, 206 if headers else 200, **headers)
+    headers: dict[str, str] = {}
+    missing = len(refs) - len(items)  # PS3.18 §8.6.1: some instances cannot be sent in an acceptable syntax
+    if missing:
+        headers["Warning"] = f'299 telerad "{missing} instances not available in an acceptable transfer syntax"'
+    if stream.skipped:  # known before the status goes out: left out, said so (a second Warning value)
+        failed = [(r.sop_uid, ts, str(e)) for r, ts, e in stream.skipped]
+        _audit_failure(current_actor(), study, failed, sent=None)
+        text = f'299 telerad "{len(failed)} instances could not be converted and were left out"'
+        headers["Warning"] = f"{headers['Warning']}, {text}" if missing else text
+    resp = _stream(_cut_short_audited(stream.body()), mp.content_type, 206 if headers else 200, **headers)
+    resp.call_on_close(stream.close)
+    return resp
+
+
+_FAILED = {  # resource → what went wrong with an instance it names (the audit event's reason)
+    "instances": "无法转换为请求的传输语法",
+    "metadata": "无法读取",
+    "rendered": "无法解码显示",
+}
+
+
+def _audit_failure(
+    actor: Actor,
+    study: dict[str, Any],
+    failed: list[tuple[str, str, str]],
+    *,
+    sent: int | None,
+    resource: str = "instances",
+) -> None:
+    """DSEC-10: a retrieve that could not send every instance it named (DICOM 110104, outcome failure). `failed`:
+    (SOP Instance UID, transfer syntax or media type, error); `sent`: how many went out before the body was cut
+    short, None when they were left out before it began (206); `resource`: instances, metadata or rendered."""
+    audit.record(
+        actor,
+        "dicomweb_retrieve_failed",
+        outcome="failure",
+        object_type="dicom_study",
+        object_id=study.get("id"),
+        patient_id=study.get("patient_id"),
+        reason=("响应中途中断" if sent else "实例未能发送") + f"：{len(failed)} 个实例{_FAILED[resource]}",
+        details={
+            "study_instance_uid": study.get("uid"),
+            "resource": resource,
+            "instances": [{"sop_instance_uid": u, "transfer_syntax": ts, "error": e[:200]} for u, ts, e in failed[:16]],
+            "sent_before_failure": sent,
+            "dicom_event": "110104",
+        },
+    )
+
+
+def _cut_short_audited(body: Iterator[bytes], resource: str = "instances") -> Iterator[bytes]:
+    """`body`; when an instance fails after it began (wado.InstanceFailed), logged and audited in a unit of work of
+    its own (the request's ended when the headers went out), then re-raised: the WSGI server drops the connection
+    rather than ending the message, and the closing boundary (or bracket) never goes out. Called in the request:
+    the app, the actor and the study are taken now, the body runs after the request context is gone."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    actor, study = current_actor(), dict(g.get("study_audit") or {})
+
+    def run() -> Iterator[bytes]:
+        try:
+            yield from body
+        except wado.InstanceFailed as exc:
+            log.error("WADO-RS %s: study %s cut short after %d: %s", resource, study.get("uid"), exc.sent, exc)
+            with app.app_context():
+                try:
+                    with uow.unit_of_work():
+                        failed = [(exc.ref.sop_uid, exc.ts, str(exc.error))]
+                        _audit_failure(actor, study, failed, sent=exc.sent, resource=resource)
+                except Exception:  # noqa: BLE001 — the stream is cut short whatever the audit does
+                    log.exception("WADO-RS: the failure could not be audited")
+            raise
+
+    return run()
 
 
 @blp.get(STUDY)
@@ -99,7 +182,7 @@ def _metadata(refs: list[wado.InstanceRef]) -> Response:
     if not any(r.matches(DICOM_JSON) or r.media == "application/json" for r in ranges):
         raise NotAcceptable()
     base = request.host_url.rstrip("/") + (blp.url_prefix or "")
-    return _stream(wado.stream_metadata(refs, base), DICOM_JSON)
+    return _stream(_cut_short_audited(wado.stream_metadata(refs, base), "metadata"), DICOM_JSON)
 
 
 @blp.get(STUDY + "/metadata")
@@ -195,7 +278,10 @@ class RangeNotSatisfiable(DomainError):
 @blp.get(INSTANCE + "/bulkdata/<path:tag_path>")
 @requires(READ)
 def retrieve_bulkdata(study: str, series: str, sop: str, tag_path: str) -> Response:
-    ref = _single(_refs(study, series, sop, pixels=tag_path.strip("/").upper() == "7FE00010"))
+    # every bulk value is clinical content, not only the top-level Pixel Data: pixel data nested in a sequence (an
+    # icon image), float pixel data, encapsulated documents, waveforms, overlays (REQ: AC-02, the 系统管理员 reads
+    # headers, never images)
+    ref = _single(_refs(study, series, sop))
     bulk = wado.bulk_value(ref, tag_path)
     ranges = parse_accept(request.headers.get("Accept"))
     octet = wado_frames.OCTET
@@ -249,14 +335,21 @@ def _render(
     jobs = [(refs[0], n) for n in numbers] if numbers else [(r, 1) for r in refs]
 
     def body() -> Iterator[bytes]:
+        sent = 0
         for ref, number in jobs:
             try:
-                yield from mp.part([one(ref, number)])
-            except (TranscodeError, NotFound, OSError, ValueError):
-                continue  # not an image (SR) or not decodable: left out
+                image = one(ref, number)
+            except NotFound as exc:
+                if exc.code == "not_an_image":
+                    continue  # an SR, a KO …: not part of a rendered study or series
+                raise wado.InstanceFailed(ref, media, exc, sent) from exc
+            except (TranscodeError, OSError, ValueError) as exc:  # never a shorter answer that looks complete
+                raise wado.InstanceFailed(ref, media, exc, sent) from exc
+            yield from mp.part([image])
+            sent += 1
         yield mp.close()
 
-    return _stream(body(), mp.content_type)
+    return _stream(_cut_short_audited(body(), "rendered"), mp.content_type)
 
 
 def _quality(raw: str | None) -> int:
@@ -288,7 +381,10 @@ def instance_rendered(study: str, series: str, sop: str) -> Response:
 @blp.get(INSTANCE + "/frames/<frame_list>/rendered")
 @requires(READ)
 def frames_rendered(study: str, series: str, sop: str, frame_list: str) -> Response:
-    return _render(_refs(study, series, sop), None, False, wado_frames.parse_frame_list(frame_list))
+    numbers = wado_frames.parse_frame_list(frame_list)
+    refs = _refs(study, series, sop)
+    wado_frames.check_frames(wado.read_header(refs[0].path), numbers)  # 404 before the body, as for frames
+    return _render(refs, None, False, numbers)
 
 
 def _thumbnail_refs(refs: list[wado.InstanceRef]) -> list[wado.InstanceRef]:

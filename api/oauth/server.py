@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,7 +27,8 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, Response, g
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from engine import audit, config, uow
 from engine.accounts.models import User
@@ -184,7 +185,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         data = request.payload.data
-        uow.session().add(
+        s = uow.session()
+        # codes no token issued from can still be valid: unused ones past their minute, used ones past a token's life
+        s.execute(delete(OAuthAuthorizationCode).where(OAuthAuthorizationCode.expires_at < _purge_before()))
+        s.add(
             OAuthAuthorizationCode(
                 code_hash=clients.digest(code),
                 client_pk=request.client.row.id,
@@ -203,18 +207,29 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             .execute(select(OAuthAuthorizationCode).where(OAuthAuthorizationCode.code_hash == clients.digest(code)))
             .scalar_one_or_none()
         )
+        if row is not None and row.used_at is not None:
+            _code_reused(row, client)  # whoever presents it: the code has leaked or is replayed
+            return None
         if row is None or row.client_pk != client.row.id or row.expires_at <= utcnow():
             return None
         return Code(row)
 
     def delete_authorization_code(self, authorization_code: Code) -> None:
-        # Single use, also under two concurrent redemptions: only the DELETE that removed the row issues a token.
-        gone = (
+        # Single use, also under two concurrent redemptions: only the UPDATE that marked the code used issues a token;
+        # the other is a second use like any other (it revokes what the first got, once that has committed).
+        row = authorization_code.row
+        marked = (
             uow.session()
-            .execute(delete(OAuthAuthorizationCode).where(OAuthAuthorizationCode.id == authorization_code.row.id))
+            .execute(
+                update(OAuthAuthorizationCode)
+                .where(OAuthAuthorizationCode.id == row.id, OAuthAuthorizationCode.used_at.is_(None))
+                .values(used_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
             .rowcount
         )
-        if gone != 1:
+        if marked != 1:
+            _code_reused(row, self.request.client)
             raise InvalidGrantError()
 
     def authenticate_user(self, authorization_code: Code) -> User | None:
@@ -252,6 +267,38 @@ class Server(AuthorizationServer):  # type: ignore[misc]
         return Response(json.dumps(body, ensure_ascii=False), status=error.status_code, headers=headers)
 
 
+def _purge_before() -> datetime:
+    return utcnow() - timedelta(seconds=max(config.current().oauth_token_lifetime_s, CODE_LIFETIME_S) + 60)
+
+
+def _code_reused(row: OAuthAuthorizationCode, client: Client | None) -> None:
+    """A used authorization code presented again (RFC 6749 §4.1.2): the tokens issued from it are revoked, and the
+    attempt audited — both after the invalid_grant answer's rollback too (uow.after_rollback; the audit event is a
+    failure, replayed by engine/audit.py)."""
+    code_id, client_pk, user_id = row.id, row.client_pk, row.user_id
+
+    def revoke(s: Session) -> None:
+        tokens.revoke_issued_from(s, code_id)
+
+    revoked = tokens.revoke_issued_from(uow.session(), code_id)
+    uow.after_rollback(revoke)
+    presenter = client.row.client_id if client is not None else None
+    audit.record(
+        g.actor,
+        "oauth_code_reused",
+        outcome="failure",
+        object_type="oauth_client",
+        object_id=presenter,
+        reason="授权码被再次使用：已拒绝，并吊销用它换取的访问令牌",
+        details={
+            "code_client_pk": client_pk,
+            "presented_by": presenter,
+            "user_id": user_id,
+            "tokens_revoked": revoked,
+        },
+    )
+
+
 def _query_client(client_id: str) -> Client | None:
     row = clients.active(client_id)
     return Client(row) if row is not None else None
@@ -260,7 +307,15 @@ def _query_client(client_id: str) -> Client | None:
 def _save_token(token: dict[str, Any], request: Any) -> None:
     client = request.client
     user = getattr(request, "user", None)
-    tokens.save(client.row, token["access_token"], token["scope"], token["expires_in"], user.id if user else None)
+    code = getattr(request, "authorization_code", None)
+    tokens.save(
+        client.row,
+        token["access_token"],
+        token["scope"],
+        token["expires_in"],
+        user.id if user else None,
+        code.row.id if isinstance(code, Code) else None,
+    )
     audit.record(
         tokens.client_actor(client.row, g.actor),
         "oauth_token_issued",

@@ -14,7 +14,8 @@ from urllib.parse import quote, urlencode
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
-from flask import Blueprint, current_app, g, jsonify, redirect, request
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
+from werkzeug.exceptions import HTTPException
 
 from api.auth import throttle
 from api.extensions import client_ip, limiter
@@ -22,10 +23,11 @@ from api.oauth import server as oauth_server
 from api.security import AUTHENTICATED, PUBLIC, current_actor, requires
 from engine import audit
 from engine.errors import DomainError, Forbidden, RateLimited, ValidationFailed
-from engine.oauth import clients
+from engine.oauth import clients, cors
 
 blp = Blueprint("oauth", __name__, url_prefix="/oauth")
 CONSENT_PAGE = "/oauth-consent"
+CORS_MAX_AGE = 600  # seconds a browser may cache a preflight's answer
 
 
 def _server() -> oauth_server.Server:
@@ -37,8 +39,7 @@ def _server() -> oauth_server.Server:
 @requires(PUBLIC, client_auth=True)
 def token() -> Any:
     """Client credentials (client_secret_basic) or authorization code + code_verifier (PKCE)."""
-    client_id, _ = extract_basic_authorization(request.headers)
-    key = f"oauth:{(client_id or request.form.get('client_id') or '')[:150]}"
+    key = f"oauth:{_token_client_id() or ''}"
     server = _server()
     try:
         with throttle.attempt(current_actor(), client_ip(), key):
@@ -52,6 +53,40 @@ def token() -> Any:
 class _SlowDown(OAuth2Error):  # type: ignore[misc]
     error = "slow_down"
     status_code = 429
+
+
+def _token_client_id() -> str | None:
+    client_id, _ = extract_basic_authorization(request.headers)
+    return (client_id or request.form.get("client_id") or "")[:150] or None
+
+
+@blp.after_request
+def _cors(resp: Response) -> Response:
+    """CORS for /oauth/token only, for a browser-based viewer (engine/oauth/cors.py): the Origin echoed when it is
+    an origin of the requesting client's registered redirect URIs (a preflight: of any active client's); no
+    wildcard, no credentials. Every other /oauth route, and every other answer, is left as it is."""
+    if request.endpoint != "oauth.token":
+        return resp
+    resp.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if not origin:
+        return resp
+    if request.method == "OPTIONS":
+        asked = request.headers.get("Access-Control-Request-Method", "").upper()
+        if asked != "POST" or not cors.preflight_allowed(origin):
+            return resp
+        resp.headers["Access-Control-Allow-Methods"] = "POST"
+        resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        resp.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+    else:
+        try:
+            client_id = _token_client_id()
+        except HTTPException:  # a form the request could not be parsed from (413 …): answered already, no CORS
+            return resp
+        if client_id is None or not cors.allowed(origin, client_id):
+            return resp
+    resp.headers["Access-Control-Allow-Origin"] = origin
+    return resp
 
 
 def _grant() -> Any:

@@ -6,6 +6,9 @@ serialise them all through the audit chain's lock (engine/audit.py). Instead eac
 chain, only on that row's unique index — and only the request whose insert took writes the audit event, in the same
 transaction (if it rolls back, so does the key row, and the next request audits). QIDO (study-scoped) and WADO call
 `accessed`.
+
+A search itself is audited as DSEC-10's "query" (DICOM 110112) by `queried`: one event per request, as C-FIND is
+(engine/imaging/queries.py `find`: the same event type and details), never per matching row.
 """
 
 from __future__ import annotations
@@ -56,3 +59,33 @@ def accessed(actor: Actor, study: Study, *, via: str) -> bool:
             details={"study_instance_uid": study.study_instance_uid, "via": via, "dicom_event": "110103"},
         )
     return took
+
+
+def queried(
+    actor: Actor,
+    level: str,
+    keys: dict[str, str],
+    results: int,
+    *,
+    resource: str,
+    institution: str | None = None,
+    client_id: str | None = None,
+) -> None:
+    """Record one QIDO-RS search (DSEC-10 "query", DICOM 110112) in the request's unit of work: who (the user, or
+    the OAuth client as ``oauth:<client_id>``, with their institution — the audit row's own columns), the level, the
+    matching keys (as C-FIND records them: values that restrict, at most 64 characters each), how many results went
+    back, and telerad's `institution=` when given. `client_id`: the OAuth client of a bearer token — also when the
+    token acts as the user who authorised a viewer."""
+    details: dict[str, object] = {
+        "level": level,
+        "keys": {k: str(v)[:64] for k, v in keys.items() if str(v).strip() not in ("", "*")},
+        "results": results,
+        "via": "qido",
+        "resource": resource,
+        "dicom_event": "110112",
+    }
+    if institution:
+        details["institution"] = institution[:32]
+    if client_id or actor.client_id:
+        details["client_id"] = client_id or actor.client_id
+    audit.record(actor, "dicom_query", object_type="dicom_query", object_id=level, details=details)

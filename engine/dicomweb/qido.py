@@ -112,6 +112,8 @@ class Query:
 class Result:
     items: list[dict[str, Any]]
     capped: bool
+    level: str = ""
+    keys: dict[str, str] = field(default_factory=dict)  # the matching keys, with the path's UIDs (for the audit)
 
 
 def _int(name: str, value: str) -> int:
@@ -219,7 +221,7 @@ def search(
     capped = more and (q.limit is None or q.limit == 0 or q.limit > cap)
     names = _attributes(defaults, q, keys, rows)
     codes = institution_codes({r["_institution_id"] for r in rows})
-    return Result([_item(r, names, level, base_url, codes, actor.is_central) for r in rows], capped)
+    return Result([_item(r, names, level, base_url, codes, actor.is_central) for r in rows], capped, level, keys)
 
 
 def _attributes(defaults: tuple[str, ...], q: Query, keys: dict[str, str], rows: list[dict[str, Any]]) -> list[str]:

@@ -34,7 +34,7 @@ from engine.errors import DomainError
 
 CHUNK = 1 << 20
 MAX_PART_HEADER = 16 * 1024  # the header block of one part (Content-Type, Content-Length, …)
-MAX_PARTS = 20_000  # instances in one request; a series larger than this is sent in several requests
+MAX_PARTS = 2500  # instances in one request by default (Settings.stow_max_parts, TELERAD_STOW_MAX_PARTS)
 ACCEPTED_PART_TYPES = frozenset({"application/dicom", ""})  # a part without Content-Type has the request's type
 
 _BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{1,70}$")  # RFC 2046 §5.1.1 bchars
@@ -188,7 +188,7 @@ def _spool_one(body: _Body, delimiter: bytes, tmp_dir: Path) -> Part:
         raise
 
 
-def _parts(body: _Body, boundary: bytes, tmp_dir: Path) -> Iterator[Part]:
+def _parts(body: _Body, boundary: bytes, tmp_dir: Path, max_parts: int) -> Iterator[Part]:
     dash = b"--" + boundary
     delimiter = b"\r\n" + dash
     # preamble: the first boundary may start the body or follow a CRLF (RFC 2046 §5.1.1)
@@ -216,15 +216,21 @@ def _parts(body: _Body, boundary: bytes, tmp_dir: Path) -> Iterator[Part]:
             )
         del body.buf[: end + 4]
         count += 1
-        if count > MAX_PARTS:
-            raise PayloadTooLarge("stow_too_many_parts", f"单次 STOW-RS 请求最多 {MAX_PARTS} 个实例")
+        if count > max_parts:  # REQ: WEB-06 — counted before the part is written
+            raise PayloadTooLarge(
+                "stow_too_many_parts",
+                f"单次 STOW-RS 请求最多 {max_parts} 个实例，本次请求未存储任何实例，请分批上传",
+                {"max_parts": max_parts},
+            )
         yield _spool_one(body, delimiter, tmp_dir)
         del body.buf[: len(delimiter)]
 
 
-def spool(read: Callable[[int], bytes], boundary: bytes, tmp_dir: Path, limit: int) -> list[Part]:
+def spool(
+    read: Callable[[int], bytes], boundary: bytes, tmp_dir: Path, limit: int, max_parts: int = MAX_PARTS
+) -> list[Part]:
     """Read the whole multipart/related body through `read` (a stream's read), each part into a temp file of
-    `tmp_dir`, counting the bytes against `limit`.
+    `tmp_dir`, counting the bytes against `limit` and the parts against `max_parts`.
 
     Raises:
         PayloadTooLarge: more than `limit` bytes (or too many parts); every temp file written is removed.
@@ -233,7 +239,7 @@ def spool(read: Callable[[int], bytes], boundary: bytes, tmp_dir: Path, limit: i
     body = _Body(read, limit)
     parts: list[Part] = []
     try:
-        for part in _parts(body, boundary, tmp_dir):
+        for part in _parts(body, boundary, tmp_dir, max_parts):
             parts.append(part)
         if not parts:
             raise BadMultipart("empty_stow", "STOW-RS 请求中没有任何实例")

@@ -219,21 +219,71 @@ def outgoing(item: tuple[InstanceRef, str]) -> transcode.Outgoing | Exception:
         return exc
 
 
-def stream_instances(items: list[tuple[InstanceRef, str]], mp: Multipart | None) -> Iterator[bytes]:
-    """The multipart/related body of the instances (`mp`; None: the Part-10 bytes of each, unframed — WADO-URI's
-    one instance), each as stored or transcoded; the next instances are prepared (decoded in the sandbox pool)
-    while the current one is sent. An instance that cannot be read or decoded is left out (logged) — the status
-    line has gone out already."""
-    workers = transcode.transcoder().workers if any(ref.ts != ts for ref, ts in items) else 1
-    with transcode.Prefetch(items, outgoing, workers=workers, ahead=workers + 1) as ahead:
-        for (ref, _ts), out in ahead:
+class InstanceFailed(Exception):
+    """An instance could not be read or decoded after the response had started: the body is cut short. `ts`: the
+    transfer syntax (or media type) it was to go out in; `sent`: the instances sent before it."""
+
+    def __init__(self, ref: InstanceRef, ts: str, error: Exception, sent: int) -> None:
+        super().__init__(f"instance {ref.sop_uid} could not be sent as {ts}: {error}")
+        self.ref, self.ts, self.error, self.sent = ref, ts, error, sent
+
+
+class InstanceStream:
+    """The multipart/related body of a WADO-RS retrieve (PS3.18 §10.4.1.1.1), each instance as stored or transcoded;
+    the next instances are prepared (decoded in the sandbox pool) while the current one is sent (`Prefetch`).
+
+    An instance that cannot be read or decoded is never silently left out:
+    - `start()`, called before the status line goes out, waits for the first instance (the wait the first byte
+      needs anyway); the ones failing at the head of the list are known then (`skipped`), and the caller answers
+      206 with a Warning naming them (PS3.18 §8.6.1), or an error when nothing is left;
+    - once the body has begun, a failing instance ends it with InstanceFailed: no closing boundary, and the
+      server, which sees the exception, drops the connection without ending the chunked message — a client's
+      multipart parser or its HTTP layer fails instead of taking a shorter study for a complete one.
+    """
+
+    def __init__(self, items: list[tuple[InstanceRef, str]], mp: Multipart) -> None:
+        self.mp = mp
+        self.skipped: list[tuple[InstanceRef, str, Exception]] = []
+        workers = transcode.transcoder().workers if any(ref.ts != ts for ref, ts in items) else 1
+        self._ahead = transcode.Prefetch(items, outgoing, workers=workers, ahead=workers + 1)
+        self._results = iter(self._ahead)
+        self._first: tuple[InstanceRef, transcode.Outgoing] | None = None
+        self.sent = 0
+
+    def start(self) -> bool:
+        """Wait for the first instance that can be sent; False when none can (every one failed)."""
+        for (ref, ts), out in self._results:
             if isinstance(out, Exception):
-                log.warning("WADO: instance %s left out: %s", ref.sop_uid, out)
+                log.warning("WADO: instance %s cannot be sent in %s, left out (206): %s", ref.sop_uid, ts, out)
+                self.skipped.append((ref, ts, out))
                 continue
-            chunks = file_chunks(ref.path) if out.data is None else iter([part10(ref, out.ts, out.data)])
-            yield from (chunks if mp is None else mp.part(chunks))
-    if mp is not None:
-        yield mp.close()
+            self._first = (ref, out)
+            return True
+        self.close()
+        return False
+
+    def _part(self, ref: InstanceRef, out: transcode.Outgoing) -> Iterator[bytes]:
+        chunks = file_chunks(ref.path) if out.data is None else iter([part10(ref, out.ts, out.data)])
+        yield from self.mp.part(chunks)
+        self.sent += 1
+
+    def body(self) -> Iterator[bytes]:
+        """The parts, then the closing boundary — or InstanceFailed, without it (see the class)."""
+        try:
+            if self._first is not None:
+                yield from self._part(*self._first)
+                self._first = None
+                for (ref, ts), out in self._results:
+                    if isinstance(out, Exception):
+                        raise InstanceFailed(ref, ts, out, self.sent)
+                    yield from self._part(ref, out)
+            yield self.mp.close()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Cancel what has not been prepared (the client went away, or the body was never read)."""
+        self._ahead.close()
 
 
 # -- metadata ----------------------------------------------------------------------------------------------------
@@ -277,17 +327,17 @@ def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
 
 
 def stream_metadata(refs: list[InstanceRef], base: str) -> Iterator[bytes]:
-    """A JSON array of the instances' DICOM JSON, one instance at a time."""
+    """A JSON array of the instances' DICOM JSON, one instance at a time. An instance whose file cannot be read
+    ends it with InstanceFailed, without the closing bracket: never an array that silently lacks an instance."""
     yield b"["
-    first = True
+    sent = 0
     for ref in refs:
         try:
             doc = metadata_of(ref, base)
         except (OSError, ValueError) as exc:
-            log.warning("WADO metadata: instance %s left out: %s", ref.sop_uid, exc)
-            continue
-        yield (b"" if first else b",") + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-        first = False
+            raise InstanceFailed(ref, ref.ts, exc, sent) from exc
+        yield (b"," if sent else b"") + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        sent += 1
     yield b"]"
 
 

@@ -40,7 +40,9 @@ class OAuthClient(Base):
 
 
 class OAuthToken(Base):
-    """An opaque bearer access token (its SHA-256 only). `user_id` is set for authorization-code tokens."""
+    """An opaque bearer access token (its SHA-256 only). `user_id` and `code_id` are set for authorization-code
+    tokens: `code_id` names the code it was issued for, so that a second use of that code revokes it (RFC 6749
+    §4.1.2)."""
 
     __tablename__ = "oauth_token"
     __table_args__ = (Index("ix_oauth_token_client_active", "client_pk", "revoked_at"),)
@@ -53,12 +55,17 @@ class OAuthToken(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    code_id: Mapped[int | None] = mapped_column(
+        ForeignKey("oauth_authorization_code.id", ondelete="SET NULL"), index=True
+    )
 
     client: Mapped[OAuthClient] = relationship(lazy="joined")
 
 
 class OAuthAuthorizationCode(Base):
-    """A single-use authorization code (its SHA-256 only) with its PKCE challenge (S256)."""
+    """A single-use authorization code (its SHA-256 only) with its PKCE challenge (S256). Exchanged, it is marked
+    `used_at`, not deleted: a second exchange is refused and revokes the token the first one got (RFC 6749 §4.1.2).
+    Rows are purged once no token issued from them can still be valid (api/oauth/server.py)."""
 
     __tablename__ = "oauth_authorization_code"
 
@@ -70,4 +77,5 @@ class OAuthAuthorizationCode(Base):
     scope: Mapped[str] = mapped_column(String(256))
     code_challenge: Mapped[str] = mapped_column(String(128))
     code_challenge_method: Mapped[str] = mapped_column(String(8))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

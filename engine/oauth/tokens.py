@@ -11,7 +11,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from engine import uow
 from engine.accounts.auth import actor_for
@@ -27,7 +28,15 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def save(client: OAuthClient, access_token: str, scope: str, expires_in: int, user_id: int | None = None) -> None:
+def save(
+    client: OAuthClient,
+    access_token: str,
+    scope: str,
+    expires_in: int,
+    user_id: int | None = None,
+    code_id: int | None = None,
+) -> None:
+    """Store a new token (hashed); `code_id`: the authorization code it was issued for."""
     now = utcnow()
     uow.session().add(
         OAuthToken(
@@ -37,7 +46,21 @@ def save(client: OAuthClient, access_token: str, scope: str, expires_in: int, us
             scope=scope,
             issued_at=now,
             expires_at=now + timedelta(seconds=expires_in),
+            code_id=code_id,
         )
+    )
+
+
+def revoke_issued_from(s: Session, code_id: int) -> int:
+    """Revoke the tokens issued for authorization code `code_id` (a second use of the code, RFC 6749 §4.1.2) in
+    session `s`; how many were still unrevoked."""
+    return int(
+        s.execute(
+            update(OAuthToken)
+            .where(OAuthToken.code_id == code_id, OAuthToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
     )
 
 

@@ -9,6 +9,7 @@ listed twice to a central user who sees both, told apart by InstitutionName and 
 from __future__ import annotations
 
 from flask import Flask
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
@@ -133,3 +134,26 @@ def test_ac02_central_doctor_sees_the_cases_studies_and_the_patients_priors_only
     # a central doctor who sees no case sees no study
     _l2, l2_client = dicomweb.client("report_l2")
     assert l2_client.search_for_studies() == []
+
+
+def test_ac02_administrator_reads_metadata_but_no_bulk_data(dicomweb: DicomWeb) -> None:
+    """The 系统管理员 lists studies and reads their headers, never pixel data: not the Pixel Data, nor pixel data
+    nested in a sequence (an icon image), nor any other bulk value (an encapsulated PDF, waveform, overlay)."""
+    ds = _study(PatientID="ICON-1")
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.SamplesPerPixel, icon.PhotometricInterpretation = 64, 64, 1, "MONOCHROME2"
+    icon.BitsAllocated, icon.BitsStored, icon.HighBit, icon.PixelRepresentation = 8, 8, 7, 0
+    icon.PixelData = bytes(range(256)) * 16  # 4 KiB: a BulkDataURI in the metadata
+    ds.IconImageSequence = [icon]
+    dicomweb.seed([ds], institution="M01")
+    base = f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    admin = dicomweb.user("sys_admin")
+    (meta,) = dicomweb.get(admin, f"{base}/metadata").json()
+    uri = meta["00880200"]["Value"][0]["7FE00010"]["BulkDataURI"]
+    assert uri.endswith("/bulkdata/00880200/0/7FE00010")
+    for path in ("00880200/0/7FE00010", "7FE00010"):
+        r = dicomweb.get(admin, f"{base}/bulkdata/{path}")
+        assert (r.status_code, r.json()["code"]) == (403, "forbidden"), path
+    clinician = dicomweb.user("requester", institution_code="M01")
+    r = dicomweb.get(clinician, f"{base}/bulkdata/00880200/0/7FE00010", headers={"Accept": "application/octet-stream"})
+    assert (r.status_code, r.content) == (200, icon.PixelData)
