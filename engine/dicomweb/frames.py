@@ -2,7 +2,8 @@
 
 Frames go out as stored — cut from the file by the Basic or Extended Offset Table, or a fragment scan (pydicom's
 `get_frame` on the open file: no other frame is read, nothing is decoded) — when the Accept header takes the
-stored syntax's media type (image/jpeg, image/jls, image/jp2, image/jpx, image/dicom-rle) or `*`. Native frames
+stored syntax's media type (image/jpeg, image/jls, image/jp2, image/jpx, image/dicom-rle), `*/*`, or any type with
+`transfer-syntax=*` (application/octet-stream parts then carry the stored syntax's UID). Native frames
 (application/octet-stream, explicit VR little endian) of uncompressed data are byte ranges of the stored Pixel
 Data; of compressed data they are decoded in engine/imaging/transcode.py's sandboxed pool, frame by frame: a frame
 that does not decode fails alone.
@@ -84,12 +85,10 @@ def plan_frames(ranges: list[MediaRange], stored_ts: str) -> FramePlan:
         if MediaRange(part).matches(stored_media) and ts in (None, ANY_SYNTAX, stored_ts):
             return FramePlan(stored_media, stored_ts, True)
         if MediaRange(part).matches(OCTET) and (ts or EXPLICIT_VR_LE) in (EXPLICIT_VR_LE, ANY_SYNTAX):
-            if stored_ts in UNCOMPRESSED or ts == ANY_SYNTAX and stored_ts not in DECODABLE:
-                return (
-                    FramePlan(OCTET, stored_ts, True)
-                    if stored_ts in UNCOMPRESSED
-                    else FramePlan(OCTET, EXPLICIT_VR_LE, False)
-                )
+            # `transfer-syntax=*`: any syntax will do, so the stored one (PS3.18 §8.7.3.5.2), cut from the file and
+            # labelled with its UID — what viewers ask for (OHIF, dicomweb-client) and Orthanc answers (issue 15)
+            if stored_ts in UNCOMPRESSED or ts == ANY_SYNTAX:
+                return FramePlan(OCTET, stored_ts, True)
             if stored_ts in DECODABLE:
                 return FramePlan(OCTET, EXPLICIT_VR_LE, False)
     raise NotAcceptable(details={"stored": stored_ts})
