@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import delete, inspect, select, update
+from sqlalchemy import bindparam, delete, inspect, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from engine import audit, config, uow
@@ -60,6 +60,15 @@ def _role_permissions(user: User) -> set[str]:
     return {code for role in user.roles if role.enabled for code in role.permission_codes}
 
 
+# Built once: constructing a statement (and its cache key) per request cost as much as running it (issue 15).
+_GRANTS = (
+    select(Role.code, RolePermission.permission_code)
+    .join(user_role, user_role.c.role_id == Role.id)
+    .outerjoin(RolePermission, RolePermission.role_id == Role.id)
+    .where(user_role.c.user_id == bindparam("user_id"), Role.enabled.is_(True))
+)
+
+
 @dataclass(frozen=True)
 class Grants:
     """What a user's enabled roles give: their codes and their permissions (BASELINE and the member-hospital cut
@@ -76,13 +85,7 @@ def role_grants(user: User) -> Grants:
     if "roles" not in inspect(user).unloaded:
         enabled = [r for r in user.roles if r.enabled]
         return Grants(frozenset(r.code for r in enabled), frozenset(c for r in enabled for c in r.permission_codes))
-    rows = uow.session().execute(
-        select(Role.code, RolePermission.permission_code)
-        .join(user_role, user_role.c.role_id == Role.id)
-        .outerjoin(RolePermission, RolePermission.role_id == Role.id)
-        .where(user_role.c.user_id == user.id, Role.enabled.is_(True))
-    )
-    pairs = rows.tuples().all()
+    pairs = uow.session().execute(_GRANTS, {"user_id": user.id}).tuples().all()
     return Grants(frozenset(code for code, _p in pairs), frozenset(p for _c, p in pairs if p is not None))
 
 
@@ -435,9 +438,14 @@ def kill_user_sessions(user_id: int, except_id: str | None = None) -> None:
 
 # The session with its user and the user's institution in one query; the roles (and the institution's departments,
 # which the guard never reads) load only when read — `role_grants` asks for the two columns it needs instead.
-_SESSION_LOAD = (
-    joinedload(UserSession.user).lazyload(User.roles),
-    joinedload(UserSession.user).joinedload(User.institution).lazyload(Institution.departments),
+# Built once, like _GRANTS.
+_SESSION = (
+    select(UserSession)
+    .options(
+        joinedload(UserSession.user).lazyload(User.roles),
+        joinedload(UserSession.user).joinedload(User.institution).lazyload(Institution.departments),
+    )
+    .where(UserSession.id == bindparam("id"))
 )
 
 
@@ -452,7 +460,7 @@ def load_session_grants(token: str | None, actor: Actor) -> tuple[UserSession, G
     if not token or len(token) > 128:
         return None
     s = uow.session()
-    sess = s.get(UserSession, token_hash(token), options=_SESSION_LOAD)
+    sess = s.execute(_SESSION, {"id": token_hash(token)}).unique().scalar_one_or_none()
     if sess is None:
         return None
     settings = config.current()

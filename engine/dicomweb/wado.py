@@ -10,7 +10,6 @@ being sent. Headers are read by pydicom up to the Pixel Data (no pixel decoding)
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from collections.abc import Iterator
@@ -277,16 +276,18 @@ def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
 
 
 def stream_metadata(refs: list[InstanceRef], base: str) -> Iterator[bytes]:
-    """A JSON array of the instances' DICOM JSON, one instance at a time."""
+    """A JSON array of the instances' DICOM JSON, one instance at a time (kept per stored file: metadata.py)."""
+    from engine.dicomweb.metadata import instance_json  # it builds on metadata_of
+
     yield b"["
     first = True
     for ref in refs:
         try:
-            doc = metadata_of(ref, base)
+            data = instance_json(ref, base)
         except (OSError, ValueError) as exc:
             log.warning("WADO metadata: instance %s left out: %s", ref.sop_uid, exc)
             continue
-        yield (b"" if first else b",") + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        yield (b"" if first else b",") + data
         first = False
     yield b"]"
 
