@@ -12,6 +12,7 @@ and this code, which WADO/viewer URLs take as `institution=`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -41,12 +42,18 @@ def keyword_of(tag: str) -> str | None:
         return None
 
 
-def vr_of(keyword: str) -> str:
+@functools.cache
+def _tag_vr(keyword: str) -> tuple[str, str]:
+    """keyword → ("00100010", "PN"), looked up once per keyword (a QIDO-RS answer asks ~17 per row)."""
     tag = tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(keyword)
     vr = str(dictionary_VR(tag))
-    return "US" if vr == "US or SS" else vr.split(" ")[0]
+    return f"{tag:08X}", "US" if vr == "US or SS" else vr.split(" ")[0]
+
+
+def vr_of(keyword: str) -> str:
+    return _tag_vr(keyword)[1]
 
 
 def _pn(value: str) -> dict[str, str]:
@@ -78,7 +85,8 @@ def dataset(attributes: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and "vr" in value:
             out[key] = value
         else:
-            out[f"{tag_for_keyword(key):08X}"] = element(key, value)
+            tag, vr = _tag_vr(key)
+            out[tag] = element(key, value, vr)
     return dict(sorted(out.items()))
 
 
