@@ -56,6 +56,11 @@ def vr_of(keyword: str) -> str:
     return _tag_vr(keyword)[1]
 
 
+def tag_and_vr(keyword: str) -> tuple[str, str]:
+    """("00100010", "PN") for "PatientName"."""
+    return _tag_vr(keyword)
+
+
 def _pn(value: str) -> dict[str, str]:
     groups = value.split("=")
     out = {}
