@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import bindparam, delete, inspect, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from engine import audit, config, uow
@@ -60,33 +60,13 @@ def _role_permissions(user: User) -> set[str]:
     return {code for role in user.roles if role.enabled for code in role.permission_codes}
 
 
-# Built once: constructing a statement (and its cache key) per request cost as much as running it (issue 15).
-_GRANTS = (
-    select(Role.code, RolePermission.permission_code)
-    .join(user_role, user_role.c.role_id == Role.id)
-    .outerjoin(RolePermission, RolePermission.role_id == Role.id)
-    .where(user_role.c.user_id == bindparam("user_id"), Role.enabled.is_(True))
-)
-
-
 @dataclass(frozen=True)
 class Grants:
     """What a user's enabled roles give: their codes and their permissions (BASELINE and the member-hospital cut
-    are applied by engine/accounts/queries.py effective_permissions)."""
+    are applied by engine/accounts/queries.py effective_permissions); `load_session_grants` reads them."""
 
     roles: frozenset[str]
     permissions: frozenset[str]
-
-
-def role_grants(user: User) -> Grants:
-    """The user's enabled roles and their permissions: from `user.roles` when loaded (unflushed changes included),
-    else by one query of two columns — no Role or RolePermission objects are built (the request guard asks on
-    every request; building them was a third of a DICOMweb frame request's CPU, issue 15)."""
-    if "roles" not in inspect(user).unloaded:
-        enabled = [r for r in user.roles if r.enabled]
-        return Grants(frozenset(r.code for r in enabled), frozenset(c for r in enabled for c in r.permission_codes))
-    pairs = uow.session().execute(_GRANTS, {"user_id": user.id}).tuples().all()
-    return Grants(frozenset(code for code, _p in pairs), frozenset(p for _c, p in pairs if p is not None))
 
 
 def user_needs_mfa(user: User) -> bool:
@@ -226,7 +206,7 @@ def actor_for(
     roles: frozenset[str] | None = None,
 ) -> Actor:
     """The Actor of `user`, carrying the request metadata (ip, user agent, request id) of `meta`; `roles`: the
-    enabled role codes when known already (`role_grants`)."""
+    enabled role codes when known already (`Grants`)."""
     return Actor(
         user_id=user.id,
         username=user.username,
@@ -436,11 +416,26 @@ def kill_user_sessions(user_id: int, except_id: str | None = None) -> None:
     uow.session().execute(stmt)
 
 
-# The session with its user and the user's institution in one query; the roles (and the institution's departments,
-# which the guard never reads) load only when read — `role_grants` asks for the two columns it needs instead.
-# Built once, like _GRANTS.
+# The session with its user, the user's institution and the codes and permissions of the user's enabled roles
+# (`Grants`, aggregated: no Role or RolePermission objects — building them was a third of a DICOMweb frame request's
+# CPU, issue 15) in one statement, built once (constructing a statement and its cache key per request cost as much
+# as running it); the roles as objects (and the institution's departments, which the guard never reads) load only
+# when read.
+_SEP = "\x1f"  # between the aggregated codes (never in a role or permission code)
+_ENABLED = (user_role.c.user_id == UserSession.user_id, Role.enabled.is_(True))
 _SESSION = (
-    select(UserSession)
+    select(
+        UserSession,
+        select(func.aggregate_strings(Role.code, _SEP))
+        .join(user_role, user_role.c.role_id == Role.id)
+        .where(*_ENABLED)
+        .scalar_subquery(),
+        select(func.aggregate_strings(RolePermission.permission_code, _SEP))
+        .join(Role, Role.id == RolePermission.role_id)
+        .join(user_role, user_role.c.role_id == Role.id)
+        .where(*_ENABLED)
+        .scalar_subquery(),
+    )
     .options(
         joinedload(UserSession.user).lazyload(User.roles),
         joinedload(UserSession.user).joinedload(User.institution).lazyload(Institution.departments),
@@ -456,16 +451,17 @@ def load_session(token: str | None, actor: Actor) -> UserSession | None:
 
 
 def load_session_grants(token: str | None, actor: Actor) -> tuple[UserSession, Grants] | None:
-    """`load_session`, and the session user's role grants (`role_grants`, read once for the request guard)."""
+    """`load_session`, and the session user's role grants (read with the session, for the request guard)."""
     if not token or len(token) > 128:
         return None
     s = uow.session()
-    sess = s.execute(_SESSION, {"id": token_hash(token)}).unique().scalar_one_or_none()
-    if sess is None:
+    row = s.execute(_SESSION, {"id": token_hash(token)}).unique().first()
+    if row is None:
         return None
+    sess, roles, permissions = row
     settings = config.current()
     now = utcnow()
-    grants = role_grants(sess.user)
+    grants = Grants(frozenset((roles or "").split(_SEP)) - {""}, frozenset((permissions or "").split(_SEP)) - {""})
     admin = is_admin_permission_set(grants.permissions)
     idle = settings.admin_idle_timeout_min if admin else settings.idle_timeout_min
     expired = now - sess.last_seen_at > timedelta(minutes=idle) or now - sess.created_at > timedelta(

@@ -49,7 +49,7 @@ def clamp_page(page: int | None, page_size: int | None) -> tuple[int, int]:
 def effective_permissions(user: User, role_permissions: frozenset[str] | None = None) -> frozenset[str]:
     """The permissions of a session: its enabled roles', less the clinical and process permissions only central
     hospital staff may hold when the account is a member hospital's (issue 11; REQ: AC-02/03).
-    `role_permissions`: the enabled roles' permissions when read already (engine/accounts/auth.py role_grants)."""
+    `role_permissions`: the enabled roles' permissions when read already (engine/accounts/auth.py Grants)."""
     if user.review_status != "approved" or not user.enabled:
         return frozenset()
     perms = set(BASELINE)
