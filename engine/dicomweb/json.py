@@ -13,6 +13,8 @@ and this code, which WADO/viewer URLs take as `institution=`.
 from __future__ import annotations
 
 import functools
+import json
+import json.encoder
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -81,6 +83,26 @@ def element(keyword: str, value: Any, vr: str | None = None) -> dict[str, Any]:
     if vr in _NUMBERS:
         return {"vr": vr, "Value": [int(v) if vr != "DS" and vr not in ("FL", "FD") else float(v) for v in values]}
     return {"vr": vr, "Value": [str(v) for v in values]}
+
+
+text_json = json.encoder.encode_basestring  # a JSON string literal, non-ASCII kept (as ensure_ascii=False)
+_text = text_json
+
+
+def element_json(vr: str, value: Any) -> str:
+    """`element(…, value, vr)` as JSON text: what a QIDO-RS answer of many rows writes without building dicts and
+    encoding them again (issue 15)."""
+    values = value if isinstance(value, list) else [value]
+    values = [v for v in values if v is not None and v != ""]
+    if not values:
+        return f'{{"vr":"{vr}"}}'
+    if vr == "PN":
+        items = ",".join("{" + ",".join(f'"{k}":{_text(g)}' for k, g in _pn(str(v)).items()) + "}" for v in values)
+    elif vr in _NUMBERS:
+        items = ",".join(json.dumps(int(v) if vr != "DS" and vr not in ("FL", "FD") else float(v)) for v in values)
+    else:
+        items = ",".join(_text(str(v)) for v in values)
+    return f'{{"vr":"{vr}","Value":[{items}]}}'
 
 
 def dataset(attributes: dict[str, Any]) -> dict[str, Any]:

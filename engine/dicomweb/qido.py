@@ -110,8 +110,13 @@ class Query:
 
 @dataclass
 class Result:
-    items: list[dict[str, Any]]
+    """The matches, each one DICOM JSON object already encoded (`body` joins them), and whether the cap cut them."""
+
+    items: list[str]
     capped: bool
+
+    def body(self) -> str:
+        return "[" + ",".join(self.items) + "]"
 
 
 def _int(name: str, value: str) -> int:
@@ -249,9 +254,10 @@ def _item(
     base: str,
     codes: dict[int, tuple[str, str]],
     central: bool,
-) -> dict[str, Any]:
+) -> str:
+    """One match as DICOM JSON text (engine/dicomweb/json.py element_json per attribute, in tag order)."""
     code, inst_name = codes.get(row["_institution_id"], ("", ""))
-    out: dict[str, Any] = {}
+    parts: list[str] = []
     for tag, name, vr in spec:
         if name in _CONSTANT:
             value = _CONSTANT[name]
@@ -260,14 +266,14 @@ def _item(
         elif name == "RetrieveURL":
             value = _retrieve_url(base, row, level, code if central else None)
         elif name == _CREATOR:
-            out[tag] = {"vr": "LO", "Value": [dj.PRIVATE_CREATOR]}
+            parts.append(f'"{tag}":{{"vr":"LO","Value":[{dj.text_json(dj.PRIVATE_CREATOR)}]}}')
             continue
         elif name == _CODE:
-            out[tag] = {"vr": "LO", "Value": [code]}
+            parts.append(f'"{tag}":{{"vr":"LO","Value":[{dj.text_json(code)}]}}')
             continue
         elif name in row:
             value = row[name]
         else:
             continue
-        out[tag] = dj.element(name, value, vr)
-    return out
+        parts.append(f'"{tag}":{dj.element_json(vr, value)}')
+    return "{" + ",".join(parts) + "}"

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from engine import uow
 from engine.actor import Actor
 from engine.dicomweb import access_audit, frame_index, metadata, wado
+from engine.dicomweb import json as dj
 from engine.dicomweb.frames import stored_frames
 from engine.dicomweb.models import StudyAccess
 from engine.imaging.models import Study
@@ -132,3 +133,23 @@ def test_access_key_of_a_rolled_back_transaction_is_not_remembered(app: Flask, t
         assert [(r.principal, r.day) for r in rows] == [(f"session:{actor.session_id}", access_audit.today())]
         assert isinstance(rows[0].day, date)
         uow.session().rollback()
+
+
+@pytest.mark.parametrize(
+    ("vr", "value"),
+    [
+        ("PN", "Wang^Xiaoming=王^小明"),
+        ("PN", ["A^B", "=C^D", ""]),
+        ("PN", None),
+        ("DA", "20200101"),
+        ("CS", ["CT", "MR"]),
+        ("CS", []),
+        ("IS", [1, "2"]),
+        ("DS", ["1", "2.25"]),
+        ("FD", 0.1),
+        ("LO", 'quo"te\\back\nline\x00中文'),
+    ],
+)
+def test_qido_element_text_is_the_element(vr: str, value: Any) -> None:
+    """QIDO-RS writes each attribute as JSON text (engine/dicomweb/json.py element_json): the same object."""
+    assert json.loads(dj.element_json(vr, value)) == dj.element("X", value, vr)
