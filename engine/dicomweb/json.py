@@ -99,7 +99,8 @@ def element_json(vr: str, value: Any) -> str:
     if vr == "PN":
         items = ",".join("{" + ",".join(f'"{k}":{_text(g)}' for k, g in _pn(str(v)).items()) + "}" for v in values)
     elif vr in _NUMBERS:
-        items = ",".join(json.dumps(int(v) if vr != "DS" and vr not in ("FL", "FD") else float(v)) for v in values)
+        floats = vr in ("DS", "FL", "FD")
+        items = ",".join(json.dumps(float(v)) if floats else str(int(v)) for v in values)
     else:
         items = ",".join(_text(str(v)) for v in values)
     return f'{{"vr":"{vr}","Value":[{items}]}}'

@@ -15,6 +15,7 @@ list, `capped` is set and the API sends `Warning: 299 …` (§8.3.4.4.1). No mat
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +248,11 @@ def _spec(names: list[str]) -> list[tuple[str, str, str]]:
     return sorted(by_tag.values())
 
 
+@functools.cache
+def _constant(tag: str, vr: str, name: str) -> str:
+    return f'"{tag}":{dj.element_json(vr, _CONSTANT[name])}'
+
+
 def _item(
     row: dict[str, Any],
     spec: list[tuple[str, str, str]],
@@ -260,8 +266,9 @@ def _item(
     parts: list[str] = []
     for tag, name, vr in spec:
         if name in _CONSTANT:
-            value = _CONSTANT[name]
-        elif name == "InstitutionName":
+            parts.append(_constant(tag, vr, name))
+            continue
+        if name == "InstitutionName":
             value = inst_name
         elif name == "RetrieveURL":
             value = _retrieve_url(base, row, level, code if central else None)
