@@ -1,11 +1,12 @@
 """WADO-RS metadata of one stored instance as DICOM JSON bytes, kept per stored file (issue 15).
 
-A series' metadata is a JSON array of its instances' DICOM JSON (engine/dicomweb/wado.py metadata_of: pydicom's
-reading and conversion, ~1 ms an instance: a 1,000-slice series took over a second). Stored files are content-
-addressed and never change under their path (engine/imaging/storage.py), so an instance's JSON is built once and
-kept — as a template in which the server's base URL, the only part that depends on the request, is a marker
-(`_MARK`, a random string no DICOM value contains) — in a least-recently-used cache bounded by bytes. The cache
-holds what the stored files hold: it is read only after the request's visibility check has named the instances.
+A series' metadata is a JSON array of its instances' DICOM JSON (engine/dicomweb/wado.py metadata_of's document,
+converted from the raw elements by engine/dicomweb/rawjson.py; pydicom's own conversion took ~1 ms an instance,
+over a second for a 1,000-slice series). Stored files are content-addressed and never change under their path
+(engine/imaging/storage.py), so an instance's JSON is built once and kept — as a template in which the server's
+base URL, the only part that depends on the request, is a marker (`_MARK`, a random string no DICOM value
+contains) — in a least-recently-used cache bounded by bytes. The cache holds what the stored files hold: it is read
+only after the request's visibility check has named the instances.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import json
 import secrets
 import threading
 from collections import OrderedDict
+from typing import Any
 
-from engine.dicomweb.wado import InstanceRef, metadata_of
+from engine.dicomweb.rawjson import dataset_json
+from engine.dicomweb.wado import InstanceRef, instance_url, read_header
 
 CAPACITY = 64 << 20  # bytes of JSON kept (~10,000 CT instances)
 _MARK = f"\x00telerad-base:{secrets.token_hex(12)}\x00"
@@ -54,6 +57,20 @@ class _Cache:
 _cache = _Cache()
 
 
+def metadata_doc(ref: InstanceRef, base: str) -> dict[str, Any]:
+    """`wado.metadata_of`'s document, converted from the raw elements (engine/dicomweb/rawjson.py).
+
+    Raises:
+        OSError, ValueError: the file cannot be read.
+    """
+    header = read_header(ref.path)
+    url = instance_url(base, ref)
+    doc = dataset_json(header.ds, url)
+    if header.pixel_offset is not None:
+        doc["7FE00010"] = {"vr": header.pixel_vr, "BulkDataURI": f"{url}/bulkdata/7FE00010"}
+    return doc
+
+
 def instance_json(ref: InstanceRef, base: str) -> bytes:
     """The DICOM JSON of one stored instance (wado.metadata_of's document), encoded, with BulkDataURIs under `base`.
 
@@ -63,7 +80,7 @@ def instance_json(ref: InstanceRef, base: str) -> bytes:
     key = (str(ref.path), ref.study_uid, ref.series_uid, ref.sop_uid)
     template = _cache.get(key)
     if template is None:
-        doc = metadata_of(ref, _MARK)
+        doc = metadata_doc(ref, _MARK)
         template = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         _cache.put(key, template)
     return template.replace(_MARK_JSON, json.dumps(base)[1:-1].encode())
