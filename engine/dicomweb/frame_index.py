@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.dicomweb.rawheader import read_header_fast
 from engine.dicomweb.wado import Header, read_header
 from engine.imaging.native import UNCOMPRESSED
 
@@ -165,7 +166,7 @@ def index_of(path: Path, header: Header | None = None) -> FrameIndex:
     key = str(path)
     found = _cache.get(key)
     if found is None:
-        found = build(path, header if header is not None else read_header(path))
+        found = build(path, header if header is not None else (read_header_fast(path) or read_header(path)))
         _cache.put(key, found)
     return found
 

@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from engine.dicomweb.rawheader import read_header_fast
 from engine.dicomweb.rawjson import dataset_json
 from engine.dicomweb.wado import InstanceRef, instance_url, read_header
 
@@ -63,7 +64,7 @@ def metadata_doc(ref: InstanceRef, base: str) -> dict[str, Any]:
     Raises:
         OSError, ValueError: the file cannot be read.
     """
-    header = read_header(ref.path)
+    header = read_header_fast(ref.path) or read_header(ref.path)
     url = instance_url(base, ref)
     doc = dataset_json(header.ds, url)
     if header.pixel_offset is not None:
