@@ -145,12 +145,13 @@ def issue_anon_csrf(resp: Response) -> str:
     return token
 
 
-def _build_actor(sess: Any | None) -> Actor:
+def _build_actor(found: tuple[Any, auth.Grants] | None) -> Actor:
     meta = Actor.anonymous(request.remote_addr, (request.user_agent.string or "")[:256], g.request_id)
-    if sess is None:
+    if found is None:
         return meta
-    perms = effective_permissions(sess.user) if sess.state == "active" else frozenset()
-    return auth.actor_for(sess.user, meta, permissions=perms, session_id=sess.id)
+    sess, grants = found
+    perms = effective_permissions(sess.user, grants.permissions) if sess.state == "active" else frozenset()
+    return auth.actor_for(sess.user, meta, permissions=perms, session_id=sess.id, roles=grants.roles)
 
 
 def install(app: Flask) -> None:
@@ -186,11 +187,12 @@ def install(app: Flask) -> None:
             return None  # its own client authentication (OAuth); no cookie read, none set, no CSRF
         token = request.cookies.get(settings.session_cookie_name)
         anon = Actor.anonymous(request.remote_addr, (request.user_agent.string or "")[:256], g.request_id)
-        sess = auth.load_session(token, anon) if token else None
+        found = auth.load_session_grants(token, anon) if token else None
+        sess = found[0] if found is not None else None
         if token and sess is None:
             g.clear_cookie = True
         g.session = sess
-        g.actor = _build_actor(sess)
+        g.actor = _build_actor(found)
         if view is None:
             return None  # 404 / 405 answered by Flask
         if permission is None:

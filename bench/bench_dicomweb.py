@@ -16,6 +16,12 @@ Keys per database (ratios telerad/Orthanc; throughput ratios: higher is better f
 - `seed`: how the studies were loaded (C-STORE by dcmtk's storescu into both archives' SCPs) and how long it took.
 
 A figure whose endpoint telerad does not serve (yet) is null, with the reason in `missing` — never a made-up number.
+
+Knobs for working on one figure (the keys stay the same; a part not run is null and named in `missing`):
+`--parts stow,wado,metadata,qido`; `--data DIR` keeps the generated data there and reuses it on the next run;
+`--port-base N` takes the HTTP ports from N… and the DICOM ports from N+3000… instead of kernel-chosen ones;
+`--pg-db NAME` the PostgreSQL scratch database; `--profile DIR` records telerad's web process with py-spy
+(`--py-spy PATH`) during each measured part, one raw (collapsed stacks) file per database and part.
 Reuses bench/bench_dicom.py's archives (Orthanc's configuration, telerad's SCP and database set-up) and data.
 `--studies 200 --slices 50` is a smoke run; the issue's figures are for 10,000 studies and 1,000 slices.
 """
@@ -23,6 +29,8 @@ Reuses bench/bench_dicom.py's archives (Orthanc's configuration, telerad's SCP a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -34,6 +42,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,6 +60,7 @@ PG_DB = "telerad_bench_dicomweb"
 BOUNDARY = "telerad-bench-dicomweb"
 STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+PARTS = ("stow", "wado", "metadata", "qido")
 
 
 def log(msg: str) -> None:
@@ -122,6 +132,49 @@ class Telerad(bd.TeleradPeer):
         r.raise_for_status()
         s.headers["X-CSRF-Token"] = r.json()["csrf_token"]
         return f"{base}/dicomweb", s
+
+
+# -- knobs -------------------------------------------------------------------------------------------------------
+class Ports:
+    """Ports from a fixed range (`--port-base`), skipping any already bound; HTTP from `base`, DICOM from base+3000."""
+
+    def __init__(self, base: int) -> None:
+        self.http, self.dicom = itertools.count(base), itertools.count(base + 3000)
+
+    @staticmethod
+    def _take(counter: Iterator[int]) -> int:
+        import socket
+
+        for port in counter:
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.bind(("127.0.0.1", port))
+                return port
+        raise RuntimeError("no free port")
+
+    def http_port(self) -> int:
+        return self._take(self.http)
+
+    def dicom_port(self) -> int:
+        return self._take(self.dicom)
+
+
+@contextlib.contextmanager
+def profiled(args: argparse.Namespace, pid: int, name: str) -> Iterator[None]:
+    """py-spy recording `pid` (and its threads, GIL holders only with --gil) while the block runs (`--profile`)."""
+    if not args.profile:
+        yield
+        return
+    out = Path(args.profile) / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [args.py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "-o", str(out)]
+    with (Path(args.profile) / f"{name}.log").open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
 
 
 # -- measurements ------------------------------------------------------------------------------------------------
@@ -200,6 +253,9 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
     work = Path(tempfile.mkdtemp(prefix=f"bench-dicomweb-{db}-", dir=args.tmp))
     url = bd.pg_database() if db == "postgresql" else f"sqlite:///{work / 'telerad.db'}"
     telerad, orthanc = Telerad(work, url, None), Orthanc(work)
+    if args.ports is not None:
+        telerad.port, orthanc.port = args.ports.dicom_port(), args.ports.dicom_port()
+        telerad.env["TELERAD_DICOM_PORT"] = str(telerad.port)
     out: dict[str, Any] = {"missing": {}}
     try:
         telerad.start()
@@ -218,21 +274,25 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
         https = {p.name: p.http() for p in peers}
         # STOW: fresh instances per round, the archives alternating (which goes first changes every round)
         stow: dict[str, list[float]] = {"telerad": [], "orthanc": []}
-        for rnd in range(args.rounds):
+        if "stow" not in args.parts:
+            out["missing"]["stow"] = "not run (--parts)"
+        for rnd in range(args.rounds if "stow" in args.parts else 0):
             order = peers if rnd % 2 == 0 else peers[::-1]
             for peer in order:
                 dirs = dicom_data.write_small(work / f"stow-{rnd}-{peer.name}", args.stow, per_series=50, sr_every=0)
                 files = sorted(f for d in dirs for f in d.iterdir())
                 base, http = https[peer.name]
-                stow[peer.name].append(stow_run(base, http, files, args.stow_batch, args.stow_threads))
+                prof = profiled(args, telerad.web.pid, f"{db}-stow-{rnd}")
+                with prof if peer is telerad else contextlib.nullcontext():
+                    stow[peer.name].append(stow_run(base, http, files, args.stow_batch, args.stow_threads))
                 shutil.rmtree(work / f"stow-{rnd}-{peer.name}", ignore_errors=True)
         t_stow, o_stow = median(stow["telerad"]), median(stow["orthanc"])
         out["stow_per_s"] = round(t_stow, 1) if t_stow else None
         out["stow_ratio_vs_orthanc"] = ratio(t_stow, o_stow)
         out["orthanc"] = {"stow_per_s": round(o_stow, 1) if o_stow else None}
         # WADO frames, metadata, QIDO: measured where telerad serves them
-        _wado_and_metadata(out, https, shared, args)
-        _qido(out, https, args)
+        _wado_and_metadata(out, https, shared, args, lambda part: profiled(args, telerad.web.pid, f"{db}-{part}"))
+        _qido(out, https, args, lambda part: profiled(args, telerad.web.pid, f"{db}-{part}"))
     finally:
         for p in (telerad, orthanc):
             try:
@@ -246,9 +306,18 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
     return out
 
 
-def _wado_and_metadata(out: dict[str, Any], https: dict[str, Any], shared: Path, args: argparse.Namespace) -> None:
+Profile = Any  # part name → context manager recording telerad while the part runs
+
+
+def _wado_and_metadata(
+    out: dict[str, Any], https: dict[str, Any], shared: Path, args: argparse.Namespace, prof: Profile
+) -> None:
     by_kind: dict[str, Any] = {}
     for kind, label in (("ct_raw", "uncompressed"), ("ct_jpll", "jpeg_lossless")):
+        if "wado" not in args.parts:
+            out["missing"][f"wado_{label}"] = "not run (--parts)"
+            by_kind[label] = {"wado_frames_per_s": None, "wado_frames_ratio_vs_orthanc": None}
+            continue
         study, series, sops = series_of(sorted((shared / kind).iterdir()))
         paths = [f"/studies/{study}/series/{series}/instances/{sop}/frames/1" for sop in sops]
         why = probe(*https["telerad"], paths[0], FRAME_ACCEPT)
@@ -260,7 +329,8 @@ def _wado_and_metadata(out: dict[str, Any], https: dict[str, Any], shared: Path,
         for rnd in range(args.rounds):
             for name in ("telerad", "orthanc") if rnd % 2 == 0 else ("orthanc", "telerad"):
                 base, http = https[name]
-                wall = timed_gets(http, [base + p for p in paths], FRAME_ACCEPT, args.wado_threads)
+                with prof(f"wado-{label}-{rnd}") if name == "telerad" else contextlib.nullcontext():
+                    wall = timed_gets(http, [base + p for p in paths], FRAME_ACCEPT, args.wado_threads)
                 rates[name].append(len(paths) / wall)
         t, o = median(rates["telerad"]), median(rates["orthanc"])
         by_kind[label] = {
@@ -273,7 +343,9 @@ def _wado_and_metadata(out: dict[str, Any], https: dict[str, Any], shared: Path,
     out["wado_frames_ratio_vs_orthanc"] = by_kind["uncompressed"]["wado_frames_ratio_vs_orthanc"]
     study, series, _ = series_of(sorted((shared / "ct_raw").iterdir()))
     path = f"/studies/{study}/series/{series}/metadata"
-    why = probe(*https["telerad"], path, "application/dicom+json")
+    why = "not run (--parts)"
+    if "metadata" in args.parts:
+        why = probe(*https["telerad"], path, "application/dicom+json")
     if why is not None:
         out["missing"]["metadata"] = why
         out["metadata_ms"] = out["metadata_ratio_vs_orthanc"] = None
@@ -282,25 +354,31 @@ def _wado_and_metadata(out: dict[str, Any], https: dict[str, Any], shared: Path,
     for rnd in range(args.rounds * 3):
         for name in ("telerad", "orthanc") if rnd % 2 == 0 else ("orthanc", "telerad"):
             base, http = https[name]
-            ms[name].append(timed_gets(http, [base + path], "application/dicom+json", 1) * 1000)
+            with prof(f"metadata-{rnd}") if name == "telerad" else contextlib.nullcontext():
+                ms[name].append(timed_gets(http, [base + path], "application/dicom+json", 1) * 1000)
     t, o = median(ms["telerad"]), median(ms["orthanc"])
     out["metadata_ms"] = round(t, 1) if t else None
     out["metadata_ratio_vs_orthanc"] = ratio(t, o)
     out["orthanc"]["metadata_ms"] = round(o, 1) if o else None
 
 
-def _qido(out: dict[str, Any], https: dict[str, Any], args: argparse.Namespace) -> None:
+def _qido(out: dict[str, Any], https: dict[str, Any], args: argparse.Namespace, prof: Profile) -> None:
     queries = [qido_params(q) for q in dicom_data.find_queries(args.queries)]
-    why = probe(*https["telerad"], f"/studies?{queries[0]}", "application/dicom+json")
+    why = (
+        "not run (--parts)"
+        if "qido" not in args.parts
+        else probe(*https["telerad"], f"/studies?{queries[0]}", "application/dicom+json")
+    )
     if why is not None:
         out["missing"]["qido"] = why
         out["qido_p50_ms"] = out["qido_ratio_vs_orthanc"] = None
         return
     ms: dict[str, list[float]] = {"telerad": [], "orthanc": []}
-    for i, q in enumerate(queries):
-        for name in ("telerad", "orthanc") if i % 2 == 0 else ("orthanc", "telerad"):
-            base, http = https[name]
-            ms[name].append(timed_gets(http, [f"{base}/studies?{q}"], "application/dicom+json", 1) * 1000)
+    with prof("qido"):
+        for i, q in enumerate(queries):
+            for name in ("telerad", "orthanc") if i % 2 == 0 else ("orthanc", "telerad"):
+                base, http = https[name]
+                ms[name].append(timed_gets(http, [f"{base}/studies?{q}"], "application/dicom+json", 1) * 1000)
     t, o = median(ms["telerad"]), median(ms["orthanc"])
     out["qido_p50_ms"] = round(t, 2) if t else None
     out["qido_ratio_vs_orthanc"] = ratio(t, o)
@@ -325,21 +403,39 @@ def main() -> None:
     ap.add_argument("--wado-threads", type=int, default=4)
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS))
+    ap.add_argument("--data", default=None, help="generated data kept here and reused when present")
+    ap.add_argument("--port-base", type=int, default=None, help="HTTP ports from here, DICOM ports from here+3000")
+    ap.add_argument("--pg-db", default=PG_DB, help="PostgreSQL scratch database (dropped and created)")
+    ap.add_argument("--profile", default=None, help="directory for py-spy raw profiles of telerad's web process")
+    ap.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/spyenv/bin/py-spy")
     args = ap.parse_args()
+    args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not args.parts <= set(PARTS):
+        sys.exit(f"--parts: unknown {sorted(args.parts - set(PARTS))}")
+    args.ports = None
+    if args.port_base is not None:
+        args.ports = Ports(args.port_base)
+        bd.free_port = args.ports.http_port
     for tool in ("storescu", "echoscu", "dcmcjpeg", bd.ORTHANC):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: run `bash scripts/system-deps.sh` (dcmtk, orthanc, orthanc-dicomweb)")
     if not PLUGIN.exists():
         sys.exit(f"{PLUGIN} not found: run `bash scripts/system-deps.sh` (orthanc-dicomweb)")
-    bd.PG_DB = PG_DB
+    bd.PG_DB = args.pg_db
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    shared = Path(tempfile.mkdtemp(prefix="bench-dicomweb-data-", dir=args.tmp))
+    shared = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="bench-dicomweb-data-", dir=args.tmp))
+    stamp = shared / f"generated-{args.studies}-{args.slices}"
     try:
         t0 = time.perf_counter()
-        dicom_data.write_find_studies(shared / "find", args.studies, chunks=4)
-        dicom_data.write_ct_slices(shared / "ct_raw", args.slices)
-        dicom_data.write_ct_jpeg_lossless(shared / "ct_jpll", args.slices)
+        if not stamp.exists():
+            for old in ("find", "ct_raw", "ct_jpll"):
+                shutil.rmtree(shared / old, ignore_errors=True)
+            dicom_data.write_find_studies(shared / "find", args.studies, chunks=4)
+            dicom_data.write_ct_slices(shared / "ct_raw", args.slices)
+            dicom_data.write_ct_jpeg_lossless(shared / "ct_jpll", args.slices)
+            stamp.write_text("")
         generated = round(time.perf_counter() - t0, 1)
         results: dict[str, Any] = {}
         for db in dbs:
@@ -347,7 +443,7 @@ def main() -> None:
             section["env"] = {"cpus": os.cpu_count(), "data_generation_s": generated, "run": uuid.uuid4().hex[:8]}
             results[db] = section
     finally:
-        if not args.keep:
+        if not args.keep and not args.data:
             shutil.rmtree(shared, ignore_errors=True)
     print(json.dumps(results, ensure_ascii=False, indent=2))
 

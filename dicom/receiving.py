@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,31 @@ def receiver(app: Any, settings: config.Settings) -> Receiver:
         write_gate=gate,
         fault=faults.hit,
     )
+
+
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_receiver(app: Any, settings: config.Settings) -> Receiver:
+    """The receiver the HTTP requests of this process that store instances (STOW-RS) share: the rows of
+    concurrent requests are group-committed together — one transaction, one WAL flush (PostgreSQL) or one write-gate
+    turn and WAL sync (SQLite) for instances of several requests, as for several associations of the SCP — and its
+    helper threads are started once, not per request. Kept on the app; closed when the app is collected."""
+    key = (str(settings.storage_dir), settings.database_url)
+    with _SHARED_LOCK:
+        found = app.extensions.get("telerad_shared_receiver")
+        if found is not None and found[0] == key:
+            return found[1]  # type: ignore[no-any-return]
+        rx = receiver(app, settings)
+        app.extensions["telerad_shared_receiver"] = (key, rx)
+        weakref.finalize(app, _close_quietly, rx)
+        return rx
+
+
+def _close_quietly(rx: Receiver) -> None:
+    rx.sealer.shutdown(wait=False)
+    if isinstance(rx.write_gate, WriteGate):
+        rx.write_gate.close()
 
 
 def close(rx: Receiver) -> None:

@@ -391,9 +391,25 @@ def pixel_clause(actor: Actor) -> ColumnElement[bool]:
 
 
 def may_read_pixels(actor: Actor, study: Study) -> bool:
-    """Whether the actor may read this (visible) study's pixel data; WADO answers 404 when not (REQ: AC-02)."""
+    """Whether the actor may read this (visible) study's pixel data; WADO answers 404 when not (REQ: AC-02).
+
+    Where `pixel_clause` is one institution's studies or nothing (a machine client, a member hospital's clinician,
+    anyone without clinical sight; no hook registered) the row decides without a query — every WADO request asks
+    (issue 15); a central clinician's sight (cases and priors) is asked of the database."""
+    if actor.user_id is None:
+        return bool(actor.client_id) and _pixels_of_institution(actor, study)
+    if not _STUDY_HOOKS:
+        if not (actor.has("image.read") and actor.has("case.read")):
+            return False
+        if not actor.is_central:
+            return _pixels_of_institution(actor, study)
     stmt = select(Study.id).where(Study.id == study.id, pixel_clause(actor))
     return uow.session().execute(stmt).first() is not None
+
+
+def _pixels_of_institution(actor: Actor, study: Study) -> bool:
+    """`_client_studies` / a member's `pixel_clause` term, on a loaded row."""
+    return actor.has("image.read") and actor.institution_id is not None and study.institution_id == actor.institution_id
 
 
 @rule(Study)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, json, request
+from flask import Response, current_app, g, request
 from sqlalchemy import select
 
 from api.dicomweb import DICOM_JSON, blp
@@ -85,7 +85,7 @@ def _answer(result: qido.Result, headers: dict[str, str]) -> Response:
         )
     if not result.items:
         return Response(status=204, headers=headers)
-    body = json.dumps(result.items, ensure_ascii=False)
+    body = result.body()  # the items are encoded already (engine/dicomweb/qido.py)
     return Response(body, status=200, mimetype=DICOM_JSON, headers=headers)
 
 

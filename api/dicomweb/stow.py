@@ -169,17 +169,15 @@ def store_instances(study: str | None = None) -> Response:
     # is set beyond it so ours answers first, in Chinese.
     request.max_content_length = cap + stow.CHUNK
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    rx = receiving.receiver(app, settings)  # the one receive path, as the SCP builds it (dicom/receiving.py)
+    # the one receive path, as the SCP builds it, shared by this process's STOW-RS requests (dicom/receiving.py)
+    rx = receiving.shared_receiver(app, settings)
     # The request's own transaction (the guard's session check may have written) ends before the body is read: an
     # upload may take minutes, and on SQLite a write transaction left open would block every other writer (the SCP,
     # the receive path's own units of work below) until it ends.
     uow.commit()
-    try:
-        # each part into the store's tmp/, so that it is linked under its content key atomically
-        parts = stow.spool(request.stream.read, boundary, rx.store.tmp_dir, cap, settings.stow_max_parts)
-        outcomes = _receive_all(rx, source, parts, study, settings.dicom_conflict_status)
-    finally:
-        receiving.close(rx)
+    # each part into the store's tmp/, so that it is linked under its content key atomically
+    parts = stow.spool(request.stream.read, boundary, rx.store.tmp_dir, cap, settings.stow_max_parts)
+    outcomes = _receive_all(rx, source, parts, study, settings.dicom_conflict_status)
     code, body = stow.response(outcomes, request.host_url.rstrip("/") + (blp.url_prefix or ""), study)
     return Response(json.dumps(body), status=code, mimetype=DICOM_JSON)
 

@@ -17,7 +17,7 @@ from api.dicomweb.qido import case_param
 from api.security import current_actor, deny, requires
 from engine import audit, uow, visibility
 from engine.actor import Actor
-from engine.dicomweb import access_audit, rendered, resolve, wado
+from engine.dicomweb import access_audit, frame_index, rendered, resolve, wado
 from engine.dicomweb import frames as wado_frames
 from engine.dicomweb.media import Multipart, NotAcceptable, accepted_syntaxes, multipart_ranges, parse_accept
 from engine.errors import DomainError, NotFound, ValidationFailed
@@ -223,7 +223,7 @@ def _frame_parts(
 def retrieve_frames(study: str, series: str, sop: str, frame_list: str) -> Response:
     numbers = wado_frames.parse_frame_list(frame_list)
     ref = _single(_refs(study, series, sop))
-    header = wado.read_header(ref.path)
+    header = frame_index.index_of(ref.path)  # read once per stored file
     wado_frames.check_frames(header, numbers)
     how = wado_frames.plan_frames(wado_frames.frame_ranges(parse_accept(request.headers.get("Accept"))), header.ts)
     try:

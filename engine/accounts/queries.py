@@ -46,15 +46,19 @@ def clamp_page(page: int | None, page_size: int | None) -> tuple[int, int]:
     return max(1, page or 1), min(MAX_PAGE_SIZE, max(1, page_size or 20))
 
 
-def effective_permissions(user: User) -> frozenset[str]:
+def effective_permissions(user: User, role_permissions: frozenset[str] | None = None) -> frozenset[str]:
     """The permissions of a session: its enabled roles', less the clinical and process permissions only central
-    hospital staff may hold when the account is a member hospital's (issue 11; REQ: AC-02/03)."""
+    hospital staff may hold when the account is a member hospital's (issue 11; REQ: AC-02/03).
+    `role_permissions`: the enabled roles' permissions when read already (engine/accounts/auth.py Grants)."""
     if user.review_status != "approved" or not user.enabled:
         return frozenset()
     perms = set(BASELINE)
-    for role in user.roles:
-        if role.enabled:
-            perms.update(role.permission_codes)
+    if role_permissions is not None:
+        perms.update(role_permissions)
+    else:
+        for role in user.roles:
+            if role.enabled:
+                perms.update(role.permission_codes)
     if user.institution is None or user.institution.kind != CENTRAL:
         perms -= DROPPED_AT_MEMBER
     return frozenset(perms)

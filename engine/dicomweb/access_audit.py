@@ -9,13 +9,21 @@ transaction (if it rolls back, so does the key row, and the next request audits)
 
 A search itself is audited as DSEC-10's "query" (DICOM 110112) by `queried`: one event per request, as C-FIND is
 (engine/imaging/queries.py `find`: the same event type and details), never per matching row.
+
+A key whose insert found the row there is remembered by the process (`_Seen`, bounded): that row was committed — an
+insert that meets an uncommitted one waits for its outcome — so the day's event is written, and the key's later
+requests skip the insert (a viewer's 1,000 frame requests: one or two inserts, not a thousand).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import date, datetime, timedelta, timezone
 
+from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, SessionTransaction
 
 from engine import audit, uow
 from engine.actor import Actor
@@ -40,16 +48,59 @@ def today() -> date:
     return datetime.now(CHINA).date()
 
 
+class _Seen:
+    """Keys known to be committed (principal, study id and UID, day), the most recent `size` of them."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._keys: OrderedDict[tuple[str, int, str, date], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: tuple[str, int, str, date]) -> bool:
+        with self._lock:
+            if key not in self._keys:
+                return False
+            self._keys.move_to_end(key)
+            return True
+
+    def add(self, key: tuple[str, int, str, date]) -> None:
+        with self._lock:
+            self._keys[key] = None
+            while len(self._keys) > self.size:
+                self._keys.popitem(last=False)
+
+
+_seen = _Seen()
+_MINE = "telerad_dicomweb_accessed"  # Session.info: the keys the session's current transaction inserted
+
+
+def _mine(s: Session) -> set[tuple[str, int, str, date]]:
+    return s.info.setdefault(_MINE, set())  # type: ignore[no-any-return]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_mine(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended: committed (seen from now on) or rolled back
+        session.info.pop(_MINE, None)
+
+
 def accessed(actor: Actor, study: Study, *, via: str) -> bool:
     """Record that `actor` accessed `study` over DICOMweb (`via`: "qido", "wado" …); True when this call wrote the
     day's audit event, False when the key existed already."""
+    principal, day = principal_of(actor), today()
+    key = (principal, study.id, study.study_instance_uid, day)  # the UID too: SQLite may reuse a deleted row's id
     s = uow.session()
-    values = {"principal": principal_of(actor), "study_id": study.id, "day": today(), "created_at": utcnow()}
+    if key in _seen or key in _mine(s):
+        return False
+    values = {"principal": principal, "study_id": study.id, "day": day, "created_at": utcnow()}
     dialect = s.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(StudyAccess).values(**values)
     # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING here (issue 15, measured).
     took = s.execute(ins.on_conflict_do_nothing().returning(StudyAccess.study_id)).first() is not None
-    if took:
+    if not took:  # committed by an earlier transaction: remembered
+        _seen.add(key)
+    else:  # this transaction's row: not remembered beyond it (a rollback takes it back)
+        _mine(s).add(key)
         audit.record(
             actor,
             "dicomweb_study_accessed",

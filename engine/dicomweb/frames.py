@@ -1,19 +1,22 @@
 """WADO-RS frames (PS3.18 §10.4.1.1.4; issue 15): frames of one stored instance, as stored or as native pixels.
 
-Frames go out as stored — cut from the file by the Basic or Extended Offset Table, or a fragment scan (pydicom's
-`get_frame` on the open file: no other frame is read, nothing is decoded) — when the Accept header takes the
-stored syntax's media type (image/jpeg, image/jls, image/jp2, image/jpx, image/dicom-rle) or `*`. Native frames
-(application/octet-stream, explicit VR little endian) of uncompressed data are byte ranges of the stored Pixel
-Data; of compressed data they are decoded in engine/imaging/transcode.py's sandboxed pool, frame by frame: a frame
-that does not decode fails alone.
+Frames go out as stored — cut from the file by the fragment spans of its frame index (engine/dicomweb/frame_index.py:
+read once per stored file, then one pread per fragment), else by pydicom's `get_frame` on the open file (no other
+frame is read, nothing is decoded) — when the Accept header takes the stored syntax's media type (image/jpeg,
+image/jls, image/jp2, image/jpx, image/dicom-rle), `*/*`, or any type with `transfer-syntax=*` (application/
+octet-stream parts then carry the stored syntax's UID). Native frames (application/octet-stream, explicit VR little
+endian) of uncompressed data are byte ranges of the stored Pixel Data; of compressed data they are decoded in
+engine/imaging/transcode.py's sandboxed pool, frame by frame: a frame that does not decode fails alone.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from pydicom.encaps import get_frame
 
+from engine.dicomweb.frame_index import FrameIndex, index_of, read_spans
 from engine.dicomweb.media import ANY_SYNTAX, EXPLICIT_VR_LE, MediaRange, NotAcceptable
 from engine.dicomweb.wado import Header, InstanceRef
 from engine.errors import NotFound, ValidationFailed
@@ -50,7 +53,7 @@ def parse_frame_list(raw: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-def check_frames(header: Header, numbers: list[int]) -> None:
+def check_frames(header: Header | FrameIndex, numbers: list[int]) -> None:
     """Raises NotFound when the instance has no pixel data or a frame number is past its last frame."""
     if header.pixel_offset is None:
         raise NotFound("frame_not_found", "该实例没有像素数据")
@@ -84,12 +87,10 @@ def plan_frames(ranges: list[MediaRange], stored_ts: str) -> FramePlan:
         if MediaRange(part).matches(stored_media) and ts in (None, ANY_SYNTAX, stored_ts):
             return FramePlan(stored_media, stored_ts, True)
         if MediaRange(part).matches(OCTET) and (ts or EXPLICIT_VR_LE) in (EXPLICIT_VR_LE, ANY_SYNTAX):
-            if stored_ts in UNCOMPRESSED or ts == ANY_SYNTAX and stored_ts not in DECODABLE:
-                return (
-                    FramePlan(OCTET, stored_ts, True)
-                    if stored_ts in UNCOMPRESSED
-                    else FramePlan(OCTET, EXPLICIT_VR_LE, False)
-                )
+            # `transfer-syntax=*`: any syntax will do, so the stored one (PS3.18 §8.7.3.5.2), cut from the file and
+            # labelled with its UID — what viewers ask for (OHIF, dicomweb-client) and Orthanc answers (issue 15)
+            if stored_ts in UNCOMPRESSED or ts == ANY_SYNTAX:
+                return FramePlan(OCTET, stored_ts, True)
             if stored_ts in DECODABLE:
                 return FramePlan(OCTET, EXPLICIT_VR_LE, False)
     raise NotAcceptable(details={"stored": stored_ts})
@@ -104,53 +105,63 @@ def frame_ranges(ranges: list[MediaRange]) -> list[MediaRange]:
     ] or []
 
 
-def native_frame_size(header: Header) -> int:
-    ds = header.ds
-    bits = int(ds.BitsAllocated)
-    pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
-    if bits == 1 and pixels % 8:
+def native_frame_size(index: FrameIndex) -> int:
+    if index.bits == 1 and index.pixels % 8:
         raise NotAcceptable("1 位数据的帧不按字节对齐，无法单独提供", {"bits_allocated": 1})
-    return pixels * bits // 8
+    return index.pixels * index.bits // 8
 
 
-def stored_frames(ref: InstanceRef, header: Header, numbers: list[int]) -> list[tuple[bool, bytes | str]]:
-    """The frames as stored: byte ranges of native Pixel Data, or encapsulated frames cut from the file."""
-    assert header.pixel_offset is not None
+def stored_frames(ref: InstanceRef, index: FrameIndex, numbers: list[int]) -> list[tuple[bool, bytes | str]]:
+    """The frames as stored: byte ranges of native Pixel Data, or encapsulated frames cut from the file (by the
+    frame index's fragment spans, else by pydicom's get_frame)."""
+    assert index.pixel_offset is not None
     out: list[tuple[bool, bytes | str]] = []
-    with open(ref.path, "rb") as fp:
-        if header.ts in UNCOMPRESSED:
-            size = native_frame_size(header)
+    if index.ts in UNCOMPRESSED:
+        size = native_frame_size(index)
+        fd = os.open(ref.path, os.O_RDONLY)
+        try:
             for n in numbers:
-                fp.seek(header.pixel_offset + (n - 1) * size)
-                data = fp.read(size)
+                data = os.pread(fd, size, index.pixel_offset + (n - 1) * size)
                 out.append((True, data) if len(data) == size else (False, "像素数据不完整"))
-            return out
-        ds = header.ds
-        extended = None
-        if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-            extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+        finally:
+            os.close(fd)
+        return out
+    if index.spans is not None:
+        fd = os.open(ref.path, os.O_RDONLY)
+        try:
+            for n in numbers:
+                try:
+                    out.append((True, read_spans(fd, index.spans[n - 1])))
+                except (ValueError, OSError) as exc:
+                    out.append((False, f"{type(exc).__name__}: {str(exc)[:200]}"))
+        finally:
+            os.close(fd)
+        return out
+    with open(ref.path, "rb") as fp:
         for n in numbers:
-            fp.seek(header.pixel_offset)
+            fp.seek(index.pixel_offset)
             try:
-                out.append((True, get_frame(fp, n - 1, number_of_frames=header.frames, extended_offsets=extended)))
+                frame = get_frame(fp, n - 1, number_of_frames=index.frames, extended_offsets=index.extended)
+                out.append((True, frame))
             except (ValueError, KeyError, IndexError, OSError) as exc:
                 out.append((False, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return out
 
 
 def get_frames(
-    ref: InstanceRef, header: Header, numbers: list[int], how: FramePlan
+    ref: InstanceRef, header: Header | FrameIndex, numbers: list[int], how: FramePlan
 ) -> tuple[str, list[tuple[bool, bytes | str]]]:
-    """The frames in the planned form and the Photometric Interpretation of the data sent.
+    """The frames in the planned form and the Photometric Interpretation of the data sent (`header`: the file's
+    header as read, or its frame index, engine/dicomweb/frame_index.py).
 
     Raises:
         TranscodeError: the instance cannot be decoded at all (or the sandbox's limits were exceeded).
     """
-    pi = str(header.ds.get("PhotometricInterpretation", ""))
+    index = header if isinstance(header, FrameIndex) else index_of(ref.path, header)
     if how.stored:
-        return pi, stored_frames(ref, header, numbers)
-    if header.ts not in DECODABLE:
-        raise TranscodeError(f"无法解码传输语法 {header.ts}")
+        return index.pi, stored_frames(ref, index, numbers)
+    if index.ts not in DECODABLE:
+        raise TranscodeError(f"无法解码传输语法 {index.ts}")
     pool = transcode.transcoder()
     try:
         return pool.frames(ref.path, numbers)
@@ -160,6 +171,7 @@ def get_frames(
     # the decoder died on one of them (a malformed frame can crash a codec: the sandbox catches it): one at a time,
     # so only that frame fails
     out: list[tuple[bool, bytes | str]] = []
+    pi = index.pi
     for number in numbers:
         try:
             pi, [one] = pool.frames(ref.path, [number])

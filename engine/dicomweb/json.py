@@ -12,6 +12,9 @@ and this code, which WADO/viewer URLs take as `institution=`.
 
 from __future__ import annotations
 
+import functools
+import json
+import json.encoder
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -41,12 +44,23 @@ def keyword_of(tag: str) -> str | None:
         return None
 
 
-def vr_of(keyword: str) -> str:
+@functools.cache
+def _tag_vr(keyword: str) -> tuple[str, str]:
+    """keyword → ("00100010", "PN"), looked up once per keyword (a QIDO-RS answer asks ~17 per row)."""
     tag = tag_for_keyword(keyword)
     if tag is None:
         raise KeyError(keyword)
     vr = str(dictionary_VR(tag))
-    return "US" if vr == "US or SS" else vr.split(" ")[0]
+    return f"{tag:08X}", "US" if vr == "US or SS" else vr.split(" ")[0]
+
+
+def vr_of(keyword: str) -> str:
+    return _tag_vr(keyword)[1]
+
+
+def tag_and_vr(keyword: str) -> tuple[str, str]:
+    """("00100010", "PN") for "PatientName"."""
+    return _tag_vr(keyword)
 
 
 def _pn(value: str) -> dict[str, str]:
@@ -71,6 +85,27 @@ def element(keyword: str, value: Any, vr: str | None = None) -> dict[str, Any]:
     return {"vr": vr, "Value": [str(v) for v in values]}
 
 
+text_json = json.encoder.encode_basestring  # a JSON string literal, non-ASCII kept (as ensure_ascii=False)
+_text = text_json
+
+
+def element_json(vr: str, value: Any) -> str:
+    """`element(…, value, vr)` as JSON text: what a QIDO-RS answer of many rows writes without building dicts and
+    encoding them again (issue 15)."""
+    values = value if isinstance(value, list) else [value]
+    values = [v for v in values if v is not None and v != ""]
+    if not values:
+        return f'{{"vr":"{vr}"}}'
+    if vr == "PN":
+        items = ",".join("{" + ",".join(f'"{k}":{_text(g)}' for k, g in _pn(str(v)).items()) + "}" for v in values)
+    elif vr in _NUMBERS:
+        floats = vr in ("DS", "FL", "FD")
+        items = ",".join(json.dumps(float(v)) if floats else str(int(v)) for v in values)
+    else:
+        items = ",".join(_text(str(v)) for v in values)
+    return f'{{"vr":"{vr}","Value":[{items}]}}'
+
+
 def dataset(attributes: dict[str, Any]) -> dict[str, Any]:
     """keyword → value (and already-built private elements under their tag) as one DICOM JSON object, tags sorted."""
     out: dict[str, Any] = {}
@@ -78,7 +113,8 @@ def dataset(attributes: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and "vr" in value:
             out[key] = value
         else:
-            out[f"{tag_for_keyword(key):08X}"] = element(key, value)
+            tag, vr = _tag_vr(key)
+            out[tag] = element(key, value, vr)
     return dict(sorted(out.items()))
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.orm.util import identity_key
 
 from engine import audit, uow, visibility
 from engine.accounts.models import Institution
@@ -69,10 +70,18 @@ def study_for(
 
 
 def institution_codes(ids: set[int]) -> dict[int, tuple[str, str]]:
-    """institution id → (code, name)."""
+    """institution id → (code, name). Institutions this unit of work has loaded already (the request's user's, by
+    the request guard) are taken from the session's identity map, without a query."""
     if not ids:
         return {}
-    rows = uow.session().execute(
-        select(Institution.id, Institution.code, Institution.name).where(Institution.id.in_(sorted(ids)))
-    )
-    return {i: (code, name) for i, code, name in rows.tuples()}
+    s = uow.session()
+    out: dict[int, tuple[str, str]] = {}
+    for i in ids:
+        inst = s.identity_map.get(identity_key(Institution, i))
+        if isinstance(inst, Institution) and not inspect(inst).expired_attributes & {"code", "name"}:
+            out[i] = (inst.code, inst.name)
+    missing = sorted(ids - out.keys())
+    if missing:
+        rows = s.execute(select(Institution.id, Institution.code, Institution.name).where(Institution.id.in_(missing)))
+        out.update({i: (code, name) for i, code, name in rows.tuples()})
+    return out

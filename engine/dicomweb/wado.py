@@ -10,7 +10,6 @@ being sent. Headers are read by pydicom up to the Pixel Data (no pixel decoding)
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from collections.abc import Iterator
@@ -327,16 +326,19 @@ def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
 
 
 def stream_metadata(refs: list[InstanceRef], base: str) -> Iterator[bytes]:
-    """A JSON array of the instances' DICOM JSON, one instance at a time. An instance whose file cannot be read
-    ends it with InstanceFailed, without the closing bracket: never an array that silently lacks an instance."""
+    """A JSON array of the instances' DICOM JSON, one instance at a time (kept per stored file: metadata.py). An
+    instance whose file cannot be read ends it with InstanceFailed, without the closing bracket: never an array that
+    silently lacks an instance."""
+    from engine.dicomweb.metadata import instance_json  # it builds on metadata_of
+
     yield b"["
     sent = 0
     for ref in refs:
         try:
-            doc = metadata_of(ref, base)
+            data = instance_json(ref, base)
         except (OSError, ValueError) as exc:
             raise InstanceFailed(ref, ref.ts, exc, sent) from exc
-        yield (b"," if sent else b"") + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        yield (b"," if sent else b"") + data
         sent += 1
     yield b"]"
 

@@ -212,23 +212,6 @@ def _apply(stmt: Select[Any], level: str, keys: dict[str, str], fuzzy: bool = Fa
     return stmt
 
 
-def _study_counts(study_ids: list[int]) -> tuple[dict[int, int], dict[int, int]]:
-    s = uow.session()
-    series = dict(
-        s.execute(select(Series.study_id, func.count()).where(Series.study_id.in_(study_ids)).group_by(Series.study_id))
-        .tuples()
-        .all()
-    )
-    instances = dict(
-        s.execute(
-            select(Instance.study_id, func.count()).where(Instance.study_id.in_(study_ids)).group_by(Instance.study_id)
-        )
-        .tuples()
-        .all()
-    )
-    return series, instances
-
-
 def _study_row(st: Any) -> dict[str, Any]:
     """The STUDY keys of a `Study`, or of a row of `_STUDY_COLUMNS` (same attribute names)."""
     return {
@@ -314,13 +297,27 @@ def _find_studies(q: _Query) -> list[dict[str, Any]]:
     s = uow.session()
     stmt = select(*_STUDY_COLUMNS).where(q.scope.study)
     stmt = _apply(stmt, "STUDY", q.keys, q.fuzzy).order_by(Study.study_date.desc(), Study.id)
-    found = s.execute(stmt.offset(q.offset).limit(q.limit)).all()
-    rows = [_study_row(r) for r in found]
-    if q.want & {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"} and found:
-        n_series, n_inst = _study_counts([r.id for r in found])
-        for r, row in zip(found, rows, strict=True):
-            row["NumberOfStudyRelatedSeries"] = n_series.get(r.id, 0)
-            row["NumberOfStudyRelatedInstances"] = n_inst.get(r.id, 0)
+    stmt = stmt.offset(q.offset).limit(q.limit)
+    if not q.want & {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"}:
+        return [_study_row(r) for r in s.execute(stmt).all()]
+    # The counts in the same statement, per study of the page only (the page is a subquery): one round trip, and
+    # index lookups by study_id whatever the planner's statistics say — two separate `IN (…) GROUP BY` queries were
+    # planned as sequential scans of dicom_series and dicom_instance on a PostgreSQL not analysed since the studies
+    # arrived (issue 15, measured: 3.5 ms of a 12 ms QIDO-RS search).
+    page = stmt.subquery()
+    n_series = select(func.count()).where(Series.study_id == page.c.id).scalar_subquery()
+    n_instances = select(func.count()).where(Instance.study_id == page.c.id).scalar_subquery()
+    found = s.execute(
+        select(page, n_series.label("n_series"), n_instances.label("n_instances")).order_by(
+            page.c.study_date.desc(), page.c.id
+        )
+    ).all()
+    rows = []
+    for r in found:
+        row = _study_row(r)
+        row["NumberOfStudyRelatedSeries"] = r.n_series
+        row["NumberOfStudyRelatedInstances"] = r.n_instances
+        rows.append(row)
     return rows
 
 

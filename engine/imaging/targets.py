@@ -133,9 +133,16 @@ def instance_path(inst: Instance) -> Path:
 
 
 def path_of(storage_target_id: int | None, storage_key: str) -> Path:
-    """`instance_path` from the two columns (for queries that select columns, not Instance rows)."""
+    """`instance_path` from the two columns (for queries that select columns, not Instance rows). NULL is the
+    built-in target, the configured store (its root_path is ""): no query for it."""
+    if not storage_target_id:
+        root = builtin_root()
+        store = _STORES.get((0, str(root)))
+        if store is None:
+            store = _STORES[(0, str(root))] = ObjectStore(root)
+        return store.path(storage_key)
     s = uow.session()
-    target = s.get(StorageTarget, storage_target_id) if storage_target_id else builtin_target(s)
+    target = s.get(StorageTarget, storage_target_id)
     assert target is not None
     return store_for(target).path(storage_key)
 

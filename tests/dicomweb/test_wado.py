@@ -214,6 +214,16 @@ def test_wado_frames_as_stored_native_and_out_of_range(app: Flask, live: str, st
     mr_series, mr_sop = study["ids"]["mr"]
     [frame] = client.retrieve_instance_frames(study["uid"], mr_series, mr_sop, [1], media_types=octet)
     assert frame == study["ds"]["mr"].PixelData
+    # octet-stream with transfer-syntax=* (what viewers ask for): as stored, labelled with the stored syntax
+    jll_series, jll_sop = study["ids"]["ct_jll"]
+    jll = f"{live}/dicomweb/studies/{study['uid']}/series/{jll_series}/instances/{jll_sop}/frames/1"
+    r = s.get(
+        jll, headers={"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}, timeout=30
+    )
+    assert r.status_code == 200
+    assert f"transfer-syntax={JPEGLosslessSV1}" in r.content[:400].decode("latin-1")
+    [part] = list(client._decode_multipart_message(r, stream=False))
+    assert part == next(generate_frames(study["ds"]["ct_jll"].PixelData, number_of_frames=1))
     base = f"{live}/dicomweb/studies/{study['uid']}/series/{series}/instances/{sop}/frames"
     assert s.get(f"{base}/3", timeout=10).status_code == 404
     assert s.get(f"{base}/0,x", timeout=10).json()["code"] == "bad_frame_list"
