@@ -285,6 +285,7 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
                 prof = profiled(args, telerad.web.pid, f"{db}-stow-{rnd}")
                 with prof if peer is telerad else contextlib.nullcontext():
                     stow[peer.name].append(stow_run(base, http, files, args.stow_batch, args.stow_threads))
+                log(f"{db} stow round {rnd} {peer.name}: {stow[peer.name][-1]:.1f}/s")
                 shutil.rmtree(work / f"stow-{rnd}-{peer.name}", ignore_errors=True)
         t_stow, o_stow = median(stow["telerad"]), median(stow["orthanc"])
         out["stow_per_s"] = round(t_stow, 1) if t_stow else None
@@ -332,6 +333,7 @@ def _wado_and_metadata(
                 with prof(f"wado-{label}-{rnd}") if name == "telerad" else contextlib.nullcontext():
                     wall = timed_gets(http, [base + p for p in paths], FRAME_ACCEPT, args.wado_threads)
                 rates[name].append(len(paths) / wall)
+                log(f"wado {label} round {rnd} {name}: {rates[name][-1]:.1f} frames/s")
         t, o = median(rates["telerad"]), median(rates["orthanc"])
         by_kind[label] = {
             "wado_frames_per_s": round(t, 1) if t else None,
@@ -356,6 +358,7 @@ def _wado_and_metadata(
             base, http = https[name]
             with prof(f"metadata-{rnd}") if name == "telerad" else contextlib.nullcontext():
                 ms[name].append(timed_gets(http, [base + path], "application/dicom+json", 1) * 1000)
+    log(f"metadata ms telerad {[round(v) for v in ms['telerad']]} orthanc {[round(v) for v in ms['orthanc']]}")
     t, o = median(ms["telerad"]), median(ms["orthanc"])
     out["metadata_ms"] = round(t, 1) if t else None
     out["metadata_ratio_vs_orthanc"] = ratio(t, o)
