@@ -23,7 +23,7 @@ from pynetdicom import AE, _config
 
 from dicom import handlers, receiving, supervisor, tls
 from dicom.context import Context, Limits
-from dicom.shared_limits import SharedCounts
+from dicom.shared_limits import AcceptBalance, SharedCounts
 from dicom.transport import TeleradServer
 from dicom.uids import STORAGE_SOP_CLASSES, supported_contexts
 from engine import config, uow
@@ -126,11 +126,15 @@ def start(
     port: int | None = None,
     reuse_port: bool = False,
     shared: SharedCounts | None = None,
+    listeners: dict[int, int] | None = None,
+    balance: AcceptBalance | None = None,
 ) -> Running:
     """Start the SCP in this process (non-blocking; the listeners run in daemon threads).
 
-    `port=0` picks a free port (tests). Received data sets are written into the object store's `tmp/` (same
-    filesystem, so linking them under their content key is atomic; see dicom/fastpath.py).
+    `port=0` picks a free port (tests). `listeners` (port -> fd) are listening sockets made by the supervisor and
+    shared by its receivers, which take turns through `balance` (dicom/shared_limits.py AcceptBalance). Received
+    data sets are written into the object store's `tmp/` (same filesystem, so linking them under their content key
+    is atomic; see dicom/fastpath.py).
     """
     configure_pynetdicom()
     ae = build_ae(settings)
@@ -143,9 +147,13 @@ def start(
         receiver=receiving.receiver(app, settings),  # the one receive path (engine/imaging/receive.py)
     )
     bind_host = settings.dicom_host if host is None else host
-    servers = [
-        _server(ae, ctx, bind_host, settings.dicom_port if port is None else port, settings, reuse_port=reuse_port)
-    ]
+    inherited = listeners or {}
+
+    def shared_socket(port: int) -> dict[str, Any]:
+        return {"listen_fd": inherited[port], "balance": balance} if port in inherited else {}
+
+    plain_port = settings.dicom_port if port is None else port
+    servers = [_server(ae, ctx, bind_host, plain_port, settings, reuse_port=reuse_port, **shared_socket(plain_port))]
     try:
         tls_ctx = tls_context(settings)
         if tls_ctx is not None:
@@ -158,6 +166,7 @@ def start(
                     settings,
                     reuse_port=reuse_port,
                     ssl_context=tls_ctx,
+                    **shared_socket(settings.dicom_tls_port),
                     tls_contexts=tls.ServerContexts(settings, tls_ctx),
                 )
             )
@@ -171,13 +180,22 @@ def start(
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def run_receiver(app_factory: Callable[[], Any], shared: SharedCounts, index: int) -> None:
+def run_receiver(
+    app_factory: Callable[[], Any],
+    shared: SharedCounts,
+    index: int,
+    listeners: dict[int, int] | None = None,
+    balance: AcceptBalance | None = None,
+) -> None:
     """Receiver `index` of `telerad dicom --processes N` (dicom/supervisor.py), in its own process: build its app
-    (its own database engine and pool), serve on the shared port until SIGTERM/SIGINT, exit. Never returns."""
+    (its own database engine and pool), serve on the supervisor's listening sockets (`listeners`, taking turns
+    through `balance`; without them, its own SO_REUSEPORT socket) until SIGTERM/SIGINT, exit. Never returns."""
     app = app_factory()
     settings = config.current()
     shared.bind(index, settings.instance_dir / "dicom-associations.lock")
-    start(app, settings, reuse_port=True, shared=shared)
+    if balance is not None:
+        balance.bind(index)
+    start(app, settings, reuse_port=not listeners, shared=shared, listeners=listeners, balance=balance)
     freeze_startup_heap()
     signal.sigwait(_STOP_SIGNALS)
     os._exit(0)

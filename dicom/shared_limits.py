@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,45 @@ class SharedCounts:
         with gate:
             if self._counts[i] > 0:
                 self._counts[i] -= 1
+
+
+class AcceptBalance:
+    """Least-connections accept for the receivers of `telerad dicom --processes N` (issue 12).
+
+    With SO_REUSEPORT the kernel hashes each connection's address to one receiver: four modality connections could
+    land 3 + 1 on two receivers, and the CPU-bound receiver with three set the pace while the other idled. The
+    receivers now share one listening socket (made by the supervisor, non-blocking), and a receiver takes a pending
+    connection only while it holds no more open associations than the least-loaded receiver (ties: whoever is
+    first). A receiver writes only its own counter; a lock keeps its accept thread and association threads from
+    losing updates. A receiver that stands aside for longer than `MAX_DEFER_S` accepts anyway, so a receiver stuck
+    with fewer associations (e.g. stopped by a debugger) cannot leave a connection waiting.
+    """
+
+    MAX_DEFER_S = 0.02
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._active: Any = multiprocessing.get_context("fork").RawArray(ctypes.c_int32, processes)
+        self._row = -1
+        self._lock = threading.Lock()
+
+    def bind(self, index: int) -> None:
+        """In receiver `index`, after the fork: a restarted receiver starts with no associations."""
+        self._row = index
+        self._active[index] = 0
+
+    def my_turn(self) -> bool:
+        mine = self._active[self._row]
+        return all(mine <= self._active[row] for row in range(self.processes))
+
+    def opened(self) -> None:
+        with self._lock:
+            self._active[self._row] += 1
+
+    def closed(self) -> None:
+        with self._lock:
+            if self._active[self._row] > 0:
+                self._active[self._row] -= 1
+
+    def counts(self) -> list[int]:
+        return [int(self._active[row]) for row in range(self.processes)]

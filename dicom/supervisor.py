@@ -1,4 +1,10 @@
-"""`telerad dicom --processes N`: a light parent that keeps N receiver processes on one port (SO_REUSEPORT).
+"""`telerad dicom --processes N`: a light parent that keeps N receiver processes on one port.
+
+Balanced accept (issue 12). The parent binds the listening sockets itself and the receivers inherit them, taking a
+pending connection by turns: the receiver with the fewest open associations accepts (dicom/shared_limits.py
+AcceptBalance). With SO_REUSEPORT each receiver had its own socket and the kernel hashed each connection to one of
+them, so four modalities could land 3 + 1 on two receivers. A receiver is CPU-bound while it receives (~1.5 ms per
+small instance under the GIL), so the busier one set the pace. A restarted receiver inherits the same sockets.
 
 Memory (issue 4: peak RSS < 300 MB while a 1 GB instance arrives). Receivers forked from one process that imported
 everything share those pages, until a receiver writes to one (CPython's reference counts do, on every use): then the
@@ -21,12 +27,13 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from dicom.shared_limits import SharedCounts
+from dicom.shared_limits import AcceptBalance, SharedCounts
 
 log = logging.getLogger("telerad.dicom")
 
@@ -43,10 +50,15 @@ def _become_subreaper() -> None:
 class Supervisor:
     """The receivers of one `telerad dicom --processes N`: started through templates, restarted when they die."""
 
-    def __init__(self, app_factory: Callable[[], Any], processes: int) -> None:
+    def __init__(
+        self, app_factory: Callable[[], Any], processes: int, listen: list[tuple[str, int]] | None = None
+    ) -> None:
         self.app_factory = app_factory
         self.processes = processes
         self.shared = SharedCounts(processes)  # per-device association counts across the receivers (DSEC-07)
+        self.balance = AcceptBalance(processes)
+        self.sockets = [listening_socket(host, port) for host, port in (listen or [])]
+        self.listeners = {sock.getsockname()[1]: sock.fileno() for sock in self.sockets}  # port -> fd
         self.receivers: dict[int, int] = {}  # pid -> receiver index
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -66,7 +78,7 @@ class Supervisor:
                     pid = os.fork()
                     if pid == 0:
                         os.close(write_end)
-                        scp.run_receiver(self.app_factory, self.shared, index)  # never returns
+                        scp.run_receiver(self.app_factory, self.shared, index, self.listeners or None, self.balance)
                     os.write(write_end, f"{pid} {index}\n".encode())
                 status = 0
             finally:
@@ -118,11 +130,28 @@ class Supervisor:
                 pass
 
 
-def serve(app_factory: Callable[[], Any], processes: int) -> None:
-    """Serve with `processes` receivers until SIGTERM/SIGINT."""
+def listening_socket(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A non-blocking listening TCP socket the receivers inherit: the one that loses the race for a connection
+    gets EAGAIN (which socketserver ignores) instead of blocking its accept loop."""
+    family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]  # fmt: skip
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(app_factory: Callable[[], Any], processes: int, listen: list[tuple[str, int]] | None = None) -> None:
+    """Serve with `processes` receivers on the sockets `listen` ((host, port) pairs) until SIGTERM/SIGINT."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # before any thread starts, so sigwait gets them
     _become_subreaper()
-    supervisor = Supervisor(app_factory, processes)
+    supervisor = Supervisor(app_factory, processes, listen)
     supervisor.spawn(list(range(processes)))
     watcher = threading.Thread(target=supervisor.watch, name="dicom-supervisor", daemon=True)
     watcher.start()

@@ -196,7 +196,7 @@ class GuardedServer(TeleradServer):
         return True
 
     # -- per-connection thread ----------------------------------------------------------------------------------
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def serve_connection(self, request: Any, client_address: Any) -> None:
         if isinstance(request, ssl.SSLSocket):
             ip = str(client_address[0])
             try:
@@ -212,4 +212,4 @@ class GuardedServer(TeleradServer):
                 )
                 self.shutdown_request(request)
                 return
-        super().process_request_thread(request, client_address)
+        super().serve_connection(request, client_address)

@@ -297,7 +297,12 @@ def _stop_child(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 
 @main.group(invoke_without_command=True)
-@click.option("--processes", type=int, default=None, help="receiver processes sharing the port (SO_REUSEPORT)")
+@click.option(
+    "--processes",
+    type=int,
+    default=None,
+    help="receiver processes sharing the port (one listening socket, least-loaded accepts)",
+)
 @click.pass_context
 def dicom(ctx: click.Context, processes: int | None) -> None:
     """Serve the DICOM SCP (C-ECHO, C-STORE, C-FIND); `node` manages devices."""
@@ -309,7 +314,8 @@ def dicom(ctx: click.Context, processes: int | None) -> None:
     if n > 1:  # the parent stays light: the SCP is imported only where the receivers are forked (dicom/supervisor.py)
         from dicom import supervisor
 
-        supervisor.serve(_app, n)
+        listen = [(s.dicom_host, s.dicom_port)] + ([(s.dicom_host, s.dicom_tls_port)] if s.dicom_tls_port else [])
+        supervisor.serve(_app, n, listen)
         return
     from dicom import scp
 

@@ -1,5 +1,5 @@
 """The fixed CLI interface (issue 4): `telerad dicom node add|list` and `telerad dicom --processes N` serving on one
-port (SO_REUSEPORT), as real subprocesses against the per-test database."""
+port (one listening socket shared by the receivers), as real subprocesses against the per-test database."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from flask import Flask
@@ -100,9 +100,47 @@ def test_dicom_serves_with_several_processes_on_one_port(app: Flask, settings: c
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 2  # two receiver processes share the port
         files = [synthetic.ct(tmp_path / f"{i}.dcm") for i in range(6)]
-        for f in files:  # one association each: the kernel spreads them over both receivers
+        for f in files:  # one association each
             assert store(port, "MODALITY1", [f]) == [status.SUCCESS]
         assert count(app, Instance) == 6
+
+
+def _established(pid: int, port: int) -> int:
+    """How many established TCP connections on `port` process `pid` holds (its socket fds in /proc/net/tcp*)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            held += local_port == port and state == "01" and inode in inodes
+    return held
+
+
+def test_receivers_take_connections_by_load(app: Flask, settings: config.Settings) -> None:
+    """Issue 12: the receivers share one listening socket and the least-loaded one accepts (dicom/shared_limits.py
+    AcceptBalance). With SO_REUSEPORT the kernel hashed four connections over two receivers, often 3 + 1."""
+    from pynetdicom import AE
+
+    port = _free_port()
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    try:
+        with _serving(_env(settings, port), port, 2) as proc:
+            for _ in range(2):  # twice: closed associations are counted off
+                held = [ae.associate("127.0.0.1", port, ae_title="TELERAD") for _ in range(4)]
+                assert all(a.is_established for a in held)
+                assert sorted(_established(pid, port) for pid in _receivers(proc.pid)) == [2, 2]
+                for a in held:
+                    a.release()
+                time.sleep(0.5)  # the receivers see the releases
+    finally:
+        ae.shutdown()
 
 
 def _receivers(parent: int) -> set[int]:
