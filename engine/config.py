@@ -47,19 +47,22 @@ def _float(env: dict[str, str], key: str, default: float) -> float:
 
 
 def default_dicom_processes(cpus: int | None = None) -> int:
-    """DICOM receiver processes when TELERAD_DICOM_PROCESSES is not set: half the CPUs this process may run on, at
-    least 1, at most 4.
+    """DICOM receiver processes when TELERAD_DICOM_PROCESSES is not set: 2 on 2–5 CPUs (1 on one), then half the
+    CPUs this process may run on, at most 4.
 
-    A receiver is one Python process: its interpreter lock keeps it on about one core, and the web server, the
-    worker and the database (PostgreSQL) need the rest of the machine. More receivers than that only add CPU per
-    instance: each receiver group-commits only its own associations' rows, and on SQLite every receiver's commits
-    pass one write gate (dicom/writegate.py). Measured on the 2-core benchmark machine, 4 associations, 10 % SR
-    (bench/bench_dicom.py, small_4 telerad/Orthanc): SQLite 1.20 with 1 receiver, 1.14 with 2, 0.85 with 4;
-    PostgreSQL 0.95, 0.97, 0.92 — so 1 there, and 2 on 4 cores, 4 on 8 or more.
+    A receiver is one Python process: its interpreter lock keeps it on about one core while it receives. The
+    receivers share one listening socket and the least-loaded one accepts (dicom/shared_limits.py AcceptBalance), so
+    two receivers split four modality connections 2 + 2 and use both cores of a small machine. Measured on the
+    2-core benchmark machine, 4 associations, 10 % SR (bench/bench_dicom.py small_4, telerad/Orthanc in one run,
+    other work stopped): PostgreSQL 0.89 with 1 receiver, 0.99 with 2; SQLite 0.99 with 1, 1.02 with 2. Before the
+    balanced accept, SO_REUSEPORT hashed connections 3 + 1 as often as 2 + 2 and 2 receivers did not help. Beyond
+    half the cores, receivers only add CPU per instance (each group-commits only its own associations' rows; on
+    SQLite every receiver's commits pass one write gate) and leave nothing to the web server, the worker and the
+    database.
     """
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cpus // 2))
+    return max(min(2, cpus), min(4, cpus // 2))
 
 
 @dataclass
