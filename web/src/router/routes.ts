@@ -1,4 +1,5 @@
 import type { RouteRecordRaw } from 'vue-router'
+import { fetchEarly } from '@/viewer/core/early'
 
 declare module 'vue-router' {
   interface RouteMeta {
@@ -54,6 +55,20 @@ export const routes: RouteRecordRaw[] = [
     name: 'oauth-consent',
     component: () => import('@/views/oauth/ConsentView.vue'),
     meta: { titleKey: 'consent.heading' },
+  },
+  {
+    // issue 16: the viewer, full window (its own lazy chunk with Cornerstone3D). Any logged-in user; the server's
+    // visibility rule decides whether the study shows (REQ: VIEW-01).
+    path: '/viewer/studies/:studyUid',
+    name: 'viewer',
+    component: () => import('@/views/viewer/ViewerView.vue'),
+    props: true,
+    meta: { titleKey: 'viewer.title' },
+    // the series list and first metadata load while the viewer chunk does (UX R18)
+    beforeEnter: (to) => {
+      const inst = typeof to.query.institution === 'string' ? to.query.institution : undefined
+      fetchEarly(String(to.params.studyUid), inst)
+    },
   },
   {
     path: '/',
