@@ -42,7 +42,7 @@ from engine.imaging.models import Study
 from engine.imaging.receive import Receiver
 from engine.imaging.source import Source
 from engine.imaging.storage import StorageFull
-from engine.viewer import dicomdoc, documents, keyimages
+from engine.viewer import cases, dicomdoc, documents, keyimages
 from engine.viewer.models import ANNOTATIONS, KEY_IMAGES, ViewerDocument
 
 log = logging.getLogger("telerad.viewer")
@@ -313,3 +313,37 @@ def put_key_images(query: dict[str, Any], body: dict[str, Any], study_uid: str) 
     dicom = keyimages.document_for(study, content, refs, previous, me["name"])
     doc, stored = _write(KEY_IMAGES, study, expected, content, dicom)
     return _out(actor, study, doc, stored)
+
+
+class CaseStudyKeyImagesOut(Schema):
+    study_uid = fields.String()
+    institution = fields.String()
+    study_date = fields.String()
+    study_description = fields.String()
+    modalities = fields.String()
+    of_case = fields.Boolean()
+    version = fields.Integer()
+    items = fields.List(fields.Dict())
+
+
+@blp.route("/cases/<int:case_id>/key-images", methods=["GET"])
+@blp.response(200, CaseStudyKeyImagesOut(many=True))
+@requires(READ)
+def case_key_images(case_id: int) -> Any:
+    """The key images of the case's studies (REQ: RPT-05; UX R13): the report editor's 图像 card, and the member
+    hospital's clinicians first on the case page. Studies the actor may not read are left out."""
+    rows = cases.key_images_of_case(current_actor(), case_id)
+    codes = resolve.institution_codes({r["study"].institution_id for r in rows})
+    return [
+        {
+            "study_uid": r["study"].study_instance_uid,
+            "institution": codes.get(r["study"].institution_id, ("", ""))[0],
+            "study_date": r["study"].study_date,
+            "study_description": r["study"].study_description,
+            "modalities": r["study"].modalities,
+            "of_case": r["of_case"],
+            "version": r["version"],
+            "items": r["items"],
+        }
+        for r in rows
+    ]

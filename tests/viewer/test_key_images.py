@@ -135,3 +135,28 @@ def test_rpt05_key_images_stale_scoping_and_bad_input(app: Flask) -> None:
     r = doctor.put(seeded.url("key-images"), json={"items": [], "version": 1})
     assert (r.status_code, r.get_json()["items"], r.get_json()["stored"]) == (200, [], False)
     assert len(audit_events(app, "viewer_key_images_saved")) == 2
+
+
+def test_rpt05_case_key_images_for_the_editor_card_and_the_member_hospital(app: Flask) -> None:
+    seeded = seed_case(app)
+    doctor = as_user(app, "report_l1")
+    img = seeded.images[1]
+    item = {
+        "sop_uid": str(img.SOPInstanceUID),
+        "series_uid": str(img.SeriesInstanceUID),
+        "note": "见结节",
+        "print": True,
+    }
+    assert doctor.put(seeded.url("key-images"), json={"items": [item]}).status_code == 200
+    case_id = seeded.case["id"]
+    for who in (doctor, seeded.requester):  # the doctor's 图像 card; the member hospital's clinician, first
+        r = who.get(f"/api/cases/{case_id}/key-images")
+        assert r.status_code == 200, r.get_json()
+        (study,) = r.get_json()
+        assert (study["study_uid"], study["institution"], study["version"]) == (seeded.study_uid, "M01", 1)
+        assert [(k["sop_uid"], k["note"], k["print"]) for k in study["items"]] == [
+            (str(img.SOPInstanceUID), "见结节", True)
+        ]
+    # another hospital's clinician: the case is not found
+    stranger = as_user(app, "requester", institution_code="M02")
+    assert stranger.get(f"/api/cases/{case_id}/key-images").status_code == 404
