@@ -108,3 +108,28 @@ export function renderedFrameUrl(studyUid: string, k: Pick<KeyImage, 'series_uid
     `/instances/${encodeURIComponent(k.sop_uid)}/frames/${k.frame}/rendered?${q.toString()}`
   )
 }
+
+/** The key images of one of a case's studies (GET /api/cases/<id>/key-images). */
+export interface CaseStudyKeyImages {
+  study_uid: string
+  institution: string
+  study_date: string
+  study_description: string
+  modalities: string
+  /** Matched to the case's exams (else another study of the patient). */
+  of_case: boolean
+  version: number
+  items: KeyImage[]
+}
+
+export async function getCaseKeyImages(caseId: number | string): Promise<CaseStudyKeyImages[]> {
+  const { data } = await http.get<CaseStudyKeyImages[]>(`/cases/${caseId}/key-images`, { silent: true })
+  return data
+}
+
+/** The viewer URL that opens at one key image (web/src/viewer/persist/navigate.ts reads series/sop/frame). */
+export function keyImageViewerUrl(s: Pick<CaseStudyKeyImages, 'study_uid' | 'institution'>, k: KeyImage): string {
+  const q = new URLSearchParams({ series: k.series_uid, sop: k.sop_uid, frame: String(k.frame) })
+  if (s.institution) q.set('institution', s.institution)
+  return `/viewer/studies/${encodeURIComponent(s.study_uid)}?${q.toString()}`
+}

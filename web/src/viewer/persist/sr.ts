@@ -77,6 +77,10 @@ export function measurementReport(annotations: CsAnnotation[], opts: SrOptions):
     ManufacturerModelName: 'telerad viewer',
     ImageComments: '远程影像诊断平台测量标记',
   })
-  const dict = dcmjs.data.datasetToDict(report.dataset as Record<string, unknown>)
+  // the adapters set the character set on the report object, not on its data set: the Chinese series description
+  // and any Chinese label need it in the file (ISO_IR 192, UTF-8)
+  const ds = report.dataset as Record<string, unknown>
+  ds.SpecificCharacterSet = 'ISO_IR 192'
+  const dict = dcmjs.data.datasetToDict(ds)
   return base64(dict.write())
 }
