@@ -21,12 +21,12 @@ from sqlalchemy import select
 from engine import uow
 from engine.accounts.models import Institution
 from engine.imaging.models import Instance, Series
-from tests.api.test_cases_flow import new_case
+from tests.api.test_cases_flow import new_case, the_task
 from tests.dicom import synthetic
 from tests.dicomweb.conftest import DicomWeb
 from tests.e2e.conftest import CHROMIUM
 from tests.e2e.test_account_flow import _login
-from tests.factories import as_user, make_user
+from tests.factories import Session, as_user, make_user
 
 SHOTS = Path("/tmp/shots/persist")
 
@@ -55,7 +55,8 @@ def gl_browser() -> Iterator[Any]:
 
 @pytest.fixture
 def gl_page(gl_browser: Any, live_server: str) -> Iterator[Any]:
-    context = gl_browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1400, "height": 900})
+    viewport = {"width": 1400, "height": 900}
+    context = gl_browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport=viewport)
     pg = context.new_page()
     pg.set_default_timeout(30000)
     errors: list[str] = []
@@ -89,7 +90,8 @@ def ct_series(patient_no: str, n: int = 3, size: int = 128) -> list[Dataset]:
         for y in range(size):
             for x in range(size):
                 inside = (x - size / 2) ** 2 + (y - size / 2) ** 2 < (size / 3) ** 2
-                pixels += int(1024 + (60 if inside else -900) + (x + y + i * 10) % 40).to_bytes(2, "little", signed=True)
+                value = 1024 + (60 if inside else -900) + (x + y + i * 10) % 40
+                pixels += int(value).to_bytes(2, "little", signed=True)
         ds.PixelData = bytes(pixels)
         out.append(ds)
     return out
@@ -138,6 +140,9 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     DicomWeb(app, "").seed(images, institution="M01")
     study_uid = str(images[0].StudyInstanceUID)
     first, second = make_user(app, "report_l1"), make_user(app, "report_l1")
+    task_id = the_task(app, case["id"]).id
+    claim = Session(app.test_client(), first).post(f"/api/tasks/{task_id}/claim")
+    assert claim.status_code == 200, claim.get_json()
 
     # 1. the first doctor measures a length and an elliptical ROI on the first image, and saves with Ctrl+S
     _login(page, page.base_url, first.username, first.password)
@@ -164,8 +169,26 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     page.get_by_test_id("key-image-item-0").wait_for()
     _shot(page, "03-key-image")
 
-    # 3. another doctor reopens the study: both marks are drawn again, with their values
-    page.get_by_test_id("viewer-back").click()
+    # 3. the report editor's 图像 card lists the key image; a click opens the viewer at it in the viewer window
+    page.goto(f"{page.base_url}/tasks/{task_id}")
+    page.get_by_test_id("task-form-page").wait_for()
+    card = page.get_by_test_id("images-card")
+    card.get_by_test_id("images-card-item").first.wait_for()
+    assert card.get_by_test_id("images-card-item").count() == 1
+    assert card.get_by_test_id("images-card-print").locator("input").is_checked()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=\"images-card-thumb\"]');"
+        " return i && i.naturalWidth > 0 }"
+    )
+    _shot(page, "05-editor-images-card")
+    with page.expect_popup() as popup_info:
+        card.get_by_test_id("images-card-thumb").first.click()
+    popup = popup_info.value
+    assert f"sop={images[0].SOPInstanceUID}" in popup.url
+    popup.get_by_test_id("key-image-badge").wait_for()
+    popup.close()
+
+    # 4. another doctor reopens the study: both marks are drawn again, with their values
     page.goto(f"{page.base_url}/login")
     page.context.clear_cookies()
     _login(page, page.base_url, second.username, second.password)

@@ -7,7 +7,9 @@ engine/visibility.py; writes are audited.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
 from pydicom.uid import generate_uid
@@ -185,3 +187,22 @@ def test_view08_sr_refused_by_the_receive_path_is_audited_and_nothing_written(ap
     assert doctor.get(seeded.url()).get_json()["version"] == 0
     with app.app_context():
         assert uow.session().execute(select(Series.id).where(Series.modality == "SR")).all() == []
+
+
+def test_view08_two_doctors_saving_the_same_version_at_once_one_wins(app: Flask) -> None:
+    seeded = seed_case(app)
+    doctors = [as_user(app, "report_l1"), as_user(app, "report_l1")]
+    bodies = [{"annotations": [annotation(seeded.images[i])]} for i in range(2)]
+    barrier = threading.Barrier(2)
+
+    def put(i: int) -> tuple[int, str]:
+        barrier.wait()
+        r = doctors[i].put(seeded.url(), json=bodies[i], headers={"If-Match": '"0"'})
+        return r.status_code, (r.get_json() or {}).get("code", "")
+
+    with ThreadPoolExecutor(2) as pool:
+        results = sorted(pool.map(put, range(2)))
+    assert results == [(200, ""), (409, "stale_version")]
+    doc = doctors[0].get(seeded.url()).get_json()
+    assert (doc["version"], len(doc["items"])) == (1, 1)
+    assert len(audit_events(app, "viewer_annotations_saved")) == 1
