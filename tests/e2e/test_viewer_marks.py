@@ -141,7 +141,8 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     study_uid = str(images[0].StudyInstanceUID)
     first, second = make_user(app, "report_l1"), make_user(app, "report_l1")
     task_id = the_task(app, case["id"]).id
-    claim = Session(app.test_client(), first).post(f"/api/tasks/{task_id}/claim")
+    holder = Session(app.test_client(), first)
+    claim = holder.post(f"/api/tasks/{task_id}/claim")
     assert claim.status_code == 200, claim.get_json()
 
     # 1. the first doctor measures a length and an elliptical ROI on the first image, and saves with Ctrl+S
@@ -184,11 +185,15 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     with page.expect_popup() as popup_info:
         card.get_by_test_id("images-card-thumb").first.click()
     popup = popup_info.value
-    assert f"sop={images[0].SOPInstanceUID}" in popup.url
+    (key,) = holder.get(f"/api/studies/{study_uid}/key-images").get_json()["items"]
+    assert key["sop_uid"] in {str(i.SOPInstanceUID) for i in images}
+    assert f"sop={key['sop_uid']}" in popup.url
     popup.get_by_test_id("key-image-badge").wait_for()
     popup.close()
 
-    # 4. another doctor reopens the study: both marks are drawn again, with their values
+    # 4. the first doctor hands the task back to the pool; another doctor who could take it reopens the study: both
+    #    marks are drawn again, with their values
+    assert holder.post(f"/api/tasks/{task_id}/release").status_code == 200
     page.goto(f"{page.base_url}/login")
     page.context.clear_cookies()
     _login(page, page.base_url, second.username, second.password)
@@ -203,8 +208,7 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     )
     _shot(page, "04-reopened-by-another-doctor")
     assert counts > 0, "the saved marks are drawn as SVG over the viewport"
-    r = as_user(app, "report_l1")
-    doc = r.get(f"/api/studies/{study_uid}/annotations").get_json()
+    doc = Session(app.test_client(), second).get(f"/api/studies/{study_uid}/annotations").get_json()
     assert sorted(i["toolName"] for i in doc["items"]) == ["EllipticalROI", "Length"]
     assert {i["author"]["id"] for i in doc["items"]} == {first.id}
     assert page.js_errors == []

@@ -434,7 +434,7 @@ const enUS: MessageSchema = {
     subtitle: 'Key images',
     empty: 'No key images yet (press K in the viewer to mark the image shown)',
     ofCase: 'This request',
-    prior: 'Prior exam',
+    prior: 'Other exam of the patient',
     nth: 'Image {n}',
     print: 'Print',
     note: 'Note',

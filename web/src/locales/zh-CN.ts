@@ -425,7 +425,7 @@ const zhCN = {
     subtitle: '关键图像',
     empty: '暂无关键图像（阅片时按 K 标记当前图像）',
     ofCase: '本申请检查',
-    prior: '既往检查',
+    prior: '该患者其他检查',
     nth: '第 {n} 张',
     print: '打印',
     note: '备注',
