@@ -170,6 +170,19 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     page.get_by_test_id("key-image-item-0").wait_for()
     _shot(page, "03-key-image")
 
+    # leaving the viewer with an unsaved mark saves it (autosave on leave, dirty check)
+    page.keyboard.press("l")
+    _drag(page, box, (0.3, 0.8), (0.45, 0.85))
+    page.get_by_test_id("viewer-marks-status").filter(has_text="未保存").wait_for()
+    page.get_by_test_id("viewer-back").click()
+    saved: dict[str, Any] = {}
+    for _ in range(100):
+        saved = holder.get(f"/api/studies/{study_uid}/annotations").get_json()
+        if saved["version"] == 2:
+            break
+        page.wait_for_timeout(100)
+    assert (saved["version"], len(saved["items"])) == (2, 3), saved
+
     # 3. the report editor's 图像 card lists the key image; a click opens the viewer at it in the viewer window
     page.goto(f"{page.base_url}/tasks/{task_id}")
     page.get_by_test_id("task-form-page").wait_for()
@@ -209,6 +222,17 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     _shot(page, "04-reopened-by-another-doctor")
     assert counts > 0, "the saved marks are drawn as SVG over the viewport"
     doc = Session(app.test_client(), second).get(f"/api/studies/{study_uid}/annotations").get_json()
-    assert sorted(i["toolName"] for i in doc["items"]) == ["EllipticalROI", "Length"]
+    assert sorted(i["toolName"] for i in doc["items"]) == ["EllipticalROI", "Length", "Length"]
     assert {i["author"]["id"] for i in doc["items"]} == {first.id}
     assert page.js_errors == []
+
+    # 5. the member hospital's clinician sees the key images first on the case page
+    page.context.clear_cookies()
+    _login(page, page.base_url, requester.user.username, requester.user.password)
+    page.goto(f"{page.base_url}/cases/{case['id']}")
+    page.get_by_test_id("key-image-strip").get_by_test_id("key-image-strip-item").first.wait_for()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=\"key-image-strip-item\"]');"
+        " return i && i.naturalWidth > 0 }"
+    )
+    _shot(page, "06-member-case-key-images")

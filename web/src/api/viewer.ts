@@ -3,7 +3,7 @@
  * /api/studies/<uid>/key-images (api/viewer/views.py). Every answer carries the version; a write names the version it
  * read and gets 409 `stale_version` when another doctor saved first (the caller renders it: silent).
  */
-import { http } from './http'
+import { CSRF_HEADER, getCsrfToken, http } from './http'
 
 export interface Author {
   id: number | null
@@ -132,4 +132,36 @@ export function keyImageViewerUrl(s: Pick<CaseStudyKeyImages, 'study_uid' | 'ins
   const q = new URLSearchParams({ series: k.series_uid, sop: k.sop_uid, frame: String(k.frame) })
   if (s.institution) q.set('institution', s.institution)
   return `/viewer/studies/${encodeURIComponent(s.study_uid)}?${q.toString()}`
+}
+
+/** The most a keepalive request may carry (browsers allow 64 KiB in flight for requests that outlive the page). */
+export const KEEPALIVE_MAX = 60 * 1024
+
+/**
+ * Save the marks as the page goes away (beforeunload): a `fetch` with keepalive, which the browser completes after
+ * the page is gone. The SR is left out when the body would be too large with it; false when even the JSON alone is
+ * too large (the caller then asks the user to stay).
+ */
+export function putAnnotationsKeepalive(
+  studyUid: string,
+  version: number,
+  annotations: StoredAnnotation[],
+  sr: string | null,
+  institution?: string,
+): boolean {
+  let body = JSON.stringify({ annotations, sr })
+  if (body.length > KEEPALIVE_MAX) body = JSON.stringify({ annotations, sr: null })
+  if (new Blob([body]).size > KEEPALIVE_MAX) return false
+  const q = institution ? `?${new URLSearchParams({ institution }).toString()}` : ''
+  const headers: Record<string, string> = { 'Content-Type': 'application/json', 'If-Match': `"${version}"` }
+  const token = getCsrfToken()
+  if (token) headers[CSRF_HEADER] = token
+  void fetch(`/api${url(studyUid, 'annotations')}${q}`, {
+    method: 'PUT',
+    body,
+    headers,
+    credentials: 'same-origin',
+    keepalive: true,
+  }).catch(() => undefined)
+  return true
 }

@@ -1,7 +1,7 @@
 /**
  * The persistence extension of one open viewer (issue 16; REQ: VIEW-08, RPT-05; UX R7, R13): loads the study's saved
  * marks and key images, draws the marks, saves them on 保存标记 / Ctrl+S and when the viewer goes away with unsaved
- * changes (the browser asks before a tab with unsaved marks is closed), toggles the key image with `K`, shows the
+ * changes (in the app: a normal save; the page unloading: a keepalive request), toggles the key image with `K`, shows the
  * key-image badge and list, and opens at `?series=&sop=&frame=` when the URL names an image.
  *
  * Registered (lightly, without Cornerstone) by ./register.ts; this module is loaded with the viewer's own chunk.
@@ -116,8 +116,10 @@ export function attach(ctx: ViewerContext): { handle: PersistHandle; dispose: ()
     panel.mount(host)
   }
 
+  // leaving the page itself (tab closed, reload, a link out): saved by a keepalive request; asked to stay only when
+  // the marks are too large for one
   const beforeUnload = (e: BeforeUnloadEvent): void => {
-    if (marks.state.canEdit && marks.dirty()) e.preventDefault()
+    if (!marks.saveOnUnload()) e.preventDefault()
   }
   window.addEventListener('beforeunload', beforeUnload)
 

@@ -8,7 +8,7 @@
  */
 import { annotation, utilities as toolUtils } from '@cornerstonejs/tools'
 import { reactive } from 'vue'
-import { getAnnotations, putAnnotations, type StoredAnnotation } from '@/api/viewer'
+import { getAnnotations, putAnnotations, putAnnotationsKeepalive, type StoredAnnotation } from '@/api/viewer'
 import { isApiError } from '@/api/http'
 import { frameImageId, parseImageId } from '@/viewer/core/dicomweb'
 import type { ViewerContext } from '@/viewer/extensions'
@@ -105,6 +105,25 @@ export class MarksSession {
     } catch (e) {
       this.state.error = isApiError(e) ? e.message : '标记载入失败'
     }
+  }
+
+  /**
+   * The page is going away with unsaved marks (closing the tab, a reload, following a link out of the app): send them
+   * in a keepalive request, with the SR when the adapters are loaded already. False when they could not be sent.
+   */
+  saveOnUnload(): boolean {
+    if (!this.state.loaded || !this.state.canEdit || !this.dirty()) return true
+    const items = this.stored()
+    const live = this.mine().filter((a) => items.some((i) => i.annotationUID === a.annotationUID))
+    let sr: string | null = null
+    try {
+      sr = srModule ? srModule.measurementReport(live, { seriesUid: this.srSeriesUid, instanceNumber: this.state.version + 1 }) : null
+    } catch {
+      sr = null
+    }
+    const sent = putAnnotationsKeepalive(this.ctx.studyUid, this.state.version, items, sr, this.ctx.institution)
+    if (sent) this.savedPrint = fingerprint(items)
+    return sent
   }
 
   /** Save the marks if they changed (`force`: also when unchanged). */
