@@ -160,6 +160,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.processes.views import blp as processes_blp
     from api.settings.views import blp as settings_blp
     from api.tasks.views import blp as tasks_blp
+    from api.viewer.views import blp as viewer_blp
 
     for blp in (health_blp, auth_blp, accounts_blp, audit_blp, cases_blp, tasks_blp, processes_blp, imaging_blp):
         api.register_blueprint(blp)
@@ -168,6 +169,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     api.register_blueprint(settings_blp)
     api.register_blueprint(notifications_blp)
     api.register_blueprint(oauth_clients_blp)
+    api.register_blueprint(viewer_blp)
     security.mark_public(app, "api-docs.openapi_json")
     app.register_blueprint(dicomweb_blp)  # plain Flask: DICOM JSON and multipart, not in the OpenAPI document
     oauth_server.build(app)

@@ -125,6 +125,9 @@ EVENT_TYPES: dict[str, str] = {
     "oauth_token_issued": "签发访问令牌",
     "oauth_code_reused": "授权码重复使用",
     "oauth_authorized": "授权第三方应用",
+    # The viewer (issue 16; REQ: VIEW-08, RPT-05): measurements/marks and key images saved for a study
+    "viewer_annotations_saved": "保存影像测量与标记",
+    "viewer_key_images_saved": "保存关键图像",
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")

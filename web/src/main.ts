@@ -12,6 +12,7 @@ import { installAuthHandlers } from './router/authRedirect'
 import { useAuthStore } from './stores/auth'
 import { installPerm } from './utils/perm'
 import { installIcons } from './icons'
+import './viewer/persist/register'
 
 const app = createApp(App)
 const pinia = createPinia()

@@ -4,7 +4,9 @@ import { B, declared, normalizeChord } from '@/keymap'
 import { viewerKeyHandlers } from '@/views/viewer/viewerKeys'
 
 describe('viewer keymap scope', () => {
-  const viewer = declared.filter((d) => d.scope === 'viewer')
+  // K and Ctrl+S are the persistence extension's (web/src/viewer/persist/extension.ts registers their handlers)
+  const extension = new Set([B.viewerSaveMarks.id, B.viewerKeyImage.id])
+  const viewer = declared.filter((d) => d.scope === 'viewer' && !extension.has(d.id))
 
   it('declares the presets 1–9 and a key for every tool, with Chinese descriptions', () => {
     expect(B.viewerPreset.keys).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9'])
@@ -18,6 +20,8 @@ describe('viewer keymap scope', () => {
     const keys = viewer.flatMap((d) => d.keys)
     expect(keys).not.toContain(normalizeChord('K'))
     expect(keys).not.toContain(normalizeChord('Ctrl+S'))
+    expect(B.viewerKeyImage.keys).toEqual([normalizeChord('K')])
+    expect(B.viewerSaveMarks.keys).toEqual([normalizeChord('Ctrl+S')])
   })
 
   it('has a handler for every binding it declares, and the handlers do nothing without a viewer', () => {

@@ -1,0 +1,75 @@
+/**
+ * The key images of the study open in a viewer (issue 16; REQ: RPT-05; UX R13): `K` marks or unmarks the image shown
+ * in the active viewport; every change is saved at once (the server writes a Key Object Selection document) and the
+ * list is what the report editor's 图像 card shows and printing uses (its 打印 flag; a new key image is offered for
+ * printing).
+ */
+import { reactive } from 'vue'
+import { getKeyImages, type KeyImage, putKeyImages } from '@/api/viewer'
+import { isApiError } from '@/api/http'
+import type { ActiveImage } from '@/viewer/extensions'
+
+export interface KeyImagesState {
+  loaded: boolean
+  version: number
+  canEdit: boolean
+  items: KeyImage[]
+  saving: boolean
+  error: string
+}
+
+export function sameImage(k: Pick<KeyImage, 'sop_uid' | 'frame'>, img: Pick<ActiveImage, 'sopUid' | 'frame'>): boolean {
+  return k.sop_uid === img.sopUid && k.frame === img.frame
+}
+
+export class KeyImageSession {
+  readonly state = reactive<KeyImagesState>({ loaded: false, version: 0, canEdit: false, items: [], saving: false, error: '' })
+
+  constructor(
+    private readonly studyUid: string,
+    private readonly institution?: string,
+  ) {}
+
+  async load(): Promise<void> {
+    try {
+      const doc = await getKeyImages(this.studyUid, this.institution)
+      Object.assign(this.state, { loaded: true, version: doc.version, canEdit: doc.can_edit, items: doc.items, error: '' })
+    } catch (e) {
+      this.state.error = isApiError(e) ? e.message : '关键图像载入失败'
+    }
+  }
+
+  isKey(img: ActiveImage | null): boolean {
+    return !!img && this.state.items.some((k) => sameImage(k, img))
+  }
+
+  /** Mark or unmark `img`; the message to show. */
+  async toggle(img: ActiveImage | null): Promise<{ ok: boolean; message: string }> {
+    if (!img) return { ok: false, message: '当前没有显示图像' }
+    if (!this.state.loaded) return { ok: false, message: '关键图像尚未载入' }
+    if (!this.state.canEdit) return { ok: false, message: '您只能查看关键图像，不能修改' }
+    const was = this.isKey(img)
+    const items = was
+      ? this.state.items.filter((k) => !sameImage(k, img))
+      : [...this.state.items, { sop_uid: img.sopUid, series_uid: img.seriesUid, frame: img.frame, note: '', print: true }]
+    const r = await this.save(items)
+    if (!r.ok) return r
+    return { ok: true, message: was ? '已取消关键图像' : '已标记为关键图像' }
+  }
+
+  async save(items: KeyImage[]): Promise<{ ok: boolean; message: string }> {
+    this.state.saving = true
+    try {
+      const doc = await putKeyImages(this.studyUid, this.state.version, items, this.institution)
+      Object.assign(this.state, { version: doc.version, items: doc.items, error: '' })
+      return { ok: true, message: '关键图像已保存' }
+    } catch (e) {
+      const message = isApiError(e) ? e.message : '关键图像保存失败'
+      this.state.error = message
+      if (isApiError(e) && e.code === 'stale_version') await this.load()
+      return { ok: false, message }
+    } finally {
+      this.state.saving = false
+    }
+  }
+}
