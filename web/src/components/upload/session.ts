@@ -144,6 +144,8 @@ export class UploadSession {
     try {
       s.phase = 'reading'
       const { items, problems } = await expand(files)
+      // folder order as the browser gives it is arbitrary: by path, as a file manager shows them
+      items.sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }))
       this.items = items
       let id = 0
       for (const it of items) {
