@@ -79,11 +79,10 @@ export function studyForTask(task: TaskItem): Promise<StudyPayload | null> {
 }
 
 /** The task after `taskId` in 我的任务 (the server's order: emergency first, then oldest), or null. */
-export async function nextTaskId(taskId: number): Promise<number | null> {
+export async function nextTask(taskId: number): Promise<TaskItem | null> {
   const page = await listTasks({ scope: 'mine', page_size: 100 })
-  const ids = page.items.map((t) => t.id)
-  const i = ids.indexOf(taskId)
-  const next = i >= 0 ? ids[i + 1] : ids.find((id) => id !== taskId)
+  const i = page.items.findIndex((t) => t.id === taskId)
+  const next = i >= 0 ? page.items[i + 1] : page.items.find((t) => t.id !== taskId)
   return next ?? null
 }
 
