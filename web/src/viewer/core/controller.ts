@@ -128,6 +128,9 @@ export class ViewerController {
         if (st) {
           st.loaded = true
           st.total = s.images.length
+          st.number ??= s.number
+          st.description ||= s.description
+          st.modality ||= s.modality
         }
         return s
       })
