@@ -72,7 +72,14 @@ def _case_with_study(app: Any, reg: Session, doctor: Session, name: str) -> tupl
     case = new_case(reg, modality="CT")
     study, series = generate_uid(), generate_uid()
     parts = [
-        fresh("CT_small.dcm", StudyInstanceUID=study, SeriesInstanceUID=series, InstanceNumber=i + 1, StudyDescription=name)
+        fresh(
+            "CT_small.dcm",
+            StudyInstanceUID=study,
+            SeriesInstanceUID=series,
+            InstanceNumber=i + 1,
+            StudyDescription=name,
+            SpecificCharacterSet="ISO_IR 192",
+        )
         for i in range(2)
     ]
     assert post(reg, multipart(parts)).status_code == 200
@@ -108,7 +115,7 @@ def test_rpt12_viewer_window_follows_the_report_window(app, context) -> None:  #
     page.wait_for_timeout(600)  # the setting is saved after 400 ms of quiet
     page.reload()
     page.get_by_test_id("report-split").wait_for()
-    assert page.get_by_test_id("report-split").get_attribute("data-mode") == "split"
+    page.wait_for_function("() => document.querySelector('[data-testid=report-split]').dataset.mode === 'split'")
     page.get_by_test_id("report-layout-report").click()
     page.wait_for_function("() => document.querySelector('[data-testid=report-split]').dataset.mode === 'report'")
 

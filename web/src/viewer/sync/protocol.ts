@@ -173,7 +173,8 @@ export class SyncEndpoint {
       seq: ++this.seq,
       ts: this.now(),
       type,
-      payload,
+      // a plain copy: a Vue reactive proxy cannot be cloned by postMessage (DataCloneError)
+      payload: JSON.parse(JSON.stringify(payload)) as Payloads[T],
     }
     this.channel.postMessage(msg)
     return msg

@@ -130,3 +130,15 @@ describe('rpt12 viewer window placement', () => {
     expect(sameRect(undefined, { x: 1, y: 2, width: 300, height: 400 })).toBe(false)
   })
 })
+
+describe('rpt12 payloads from Vue state', () => {
+  it('sends a reactive object as a plain copy (postMessage cannot clone a proxy)', async () => {
+    const { reactive } = await import('vue')
+    const posted: unknown[] = []
+    const ch: ChannelLike = { onmessage: null, postMessage: (d) => void posted.push(structuredClone(d)), close() {} }
+    const ep = new SyncEndpoint({ userId: 1, pair: 'p', role: 'report', channel: ch })
+    const study = reactive({ studyUid: '1.2.3', institution: 'M01' })
+    expect(() => ep.send('study', study)).not.toThrow()
+    expect((posted[0] as { payload: unknown }).payload).toEqual({ studyUid: '1.2.3', institution: 'M01' })
+  })
+})
