@@ -2,12 +2,13 @@
  * The report window's side of the pairing (REQ: RPT-12, REC-11/12; UX R23): one endpoint for the life of the tab
  * (so its sequence numbers keep rising from task to task), the pairing id kept in sessionStorage (a reload keeps the
  * viewer window it opened), the study of a task (the case's exams → their linked studies, /api/imaging/exams/<id>/
- * studies) and the next task of "我的任务".
+ * studies; else the patient's studies found over QIDO-RS) and the next task of "我的任务".
  */
 import { getCase } from '@/api/cases'
 import { listTasks } from '@/api/tasks'
 import type { TaskItem } from '@/api/types'
 import { examStudies } from '@/components/upload/api'
+import { findCaseStudies, type CaseLike } from '@/viewer/openStudy'
 import { randomId, SyncEndpoint, type StudyPayload } from './protocol'
 
 const PAIR_KEY = 'telerad.viewer-sync.pair'
@@ -70,7 +71,16 @@ export function studyForTask(task: TaskItem): Promise<StudyPayload | null> {
           }
         }
       }
-      return null
+      // no study linked to an exam yet: the patient's studies at the requesting hospital (QIDO-RS, the viewer's lookup)
+      const found = (await findCaseStudies(detail as unknown as CaseLike))[0]
+      if (!found) return null
+      return {
+        studyUid: found.studyUid,
+        institution: found.institution,
+        caseId: task.case_id,
+        taskId: task.id,
+        label: `${task.case_no} · ${task.patient_name} · ${task.modality} ${task.body_part}`.slice(0, 200),
+      }
     })()
     p.catch(() => byCase.delete(task.case_id))
     byCase.set(task.case_id, p)
