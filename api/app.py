@@ -152,6 +152,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.health import blp as health_blp
     from api.imaging.routing_views import blp as imaging_routing_blp
     from api.imaging.scu_views import blp as imaging_scu_blp
+    from api.imaging.upload_views import blp as imaging_upload_blp
     from api.imaging.views import blp as imaging_blp
     from api.notifications.views import blp as notifications_blp
     from api.oauth import server as oauth_server
@@ -166,6 +167,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
         api.register_blueprint(blp)
     api.register_blueprint(imaging_routing_blp)
     api.register_blueprint(imaging_scu_blp)
+    api.register_blueprint(imaging_upload_blp)  # REG-16: studies of an exam, linking an uploaded study
     api.register_blueprint(settings_blp)
     api.register_blueprint(notifications_blp)
     api.register_blueprint(oauth_clients_blp)

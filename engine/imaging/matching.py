@@ -126,6 +126,10 @@ def match_new_study(source: Source, study_id: int, meta: InstanceMeta) -> int | 
 
 def _match(source: Source, study_id: int, meta: InstanceMeta) -> int | None:
     s = uow.session()
+    # REQ: REG-16 — a study its uploader linked to an exam before the worker came keeps it (imaging/upload_link.py)
+    linked = s.execute(select(Study.exam_id).where(Study.id == study_id)).scalar_one_or_none()
+    if linked is not None:
+        return int(linked)
     exam, how, reason = find_exam(source.institution_id, meta)
     if exam is None:
         s.add(

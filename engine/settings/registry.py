@@ -199,3 +199,19 @@ register(
 # ---- report editor ---------------------------------------------------------------------------------------------------
 FONT_MODES = ("standard", "large", "extra_large")
 register("report_editor.font_mode", "报告编辑器字号", {"enum": list(FONT_MODES)}, "standard")
+
+# ---- the report beside the images (REQ: RPT-12, UX R23): 报告 | 报告+影像 and the editor's share of the split ------
+register(
+    "report_editor.viewer_layout",
+    "报告页布局（报告 / 报告+影像）",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["mode", "split"],
+        "properties": {
+            "mode": {"enum": ["report", "split"]},
+            "split": {"type": "integer", "minimum": 25, "maximum": 75},
+        },
+    },
+    {"mode": "report", "split": 45},
+)

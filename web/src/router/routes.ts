@@ -57,6 +57,13 @@ export const routes: RouteRecordRaw[] = [
     meta: { titleKey: 'consent.heading' },
   },
   {
+    // issue 16 (RPT-12, UX R23): the viewer window opened from the report page, following it over BroadcastChannel.
+    path: '/viewer/window',
+    name: 'viewer-window',
+    component: () => import('@/viewer/sync/ViewerWindowView.vue'),
+    meta: { titleKey: 'viewer.title' },
+  },
+  {
     // issue 16: the viewer, full window (its own lazy chunk with Cornerstone3D). Any logged-in user; the server's
     // visibility rule decides whether the study shows (REQ: VIEW-01).
     path: '/viewer/studies/:studyUid',
