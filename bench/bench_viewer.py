@@ -206,13 +206,19 @@ def run_section(db: str, args: argparse.Namespace, shared: Path) -> dict[str, An
         with viewer_page.Browser(page_env) as browser:
             for rnd in range(args.rounds):
                 for key, st in studies.items():
-                    offset = server.timing_log.stat().st_size
                     sampler = bd.RssSampler(server.web.pid)
-                    sampler.start()
+                    mark: dict[str, int] = {}
+
+                    def navigating(sampler: bd.RssSampler = sampler, mark: dict[str, int] = mark) -> None:
+                        mark["offset"] = server.timing_log.stat().st_size  # the log-in's requests left out
+                        sampler.start()
+
                     try:
-                        one = browser.open_study(st, key, rnd)
+                        one = browser.open_study(st, key, rnd, navigating)
                     finally:
-                        sampler.stop()
+                        if sampler.is_alive():
+                            sampler.stop()
+                    offset = mark.get("offset", server.timing_log.stat().st_size)
                     peak_kib = max(peak_kib, sampler.peak_kib)
                     one["server_rss_peak_mb"] = round(sampler.peak_kib / 1024, 1)
                     one["breakdown"]["server_log"] = viewer_page.server_summary(server.requests_since(offset))

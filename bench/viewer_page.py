@@ -5,6 +5,7 @@ request log (bench/timed_web.py)."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -75,8 +76,11 @@ class Browser:
         self.browser.close()
         self._pw.stop()
 
-    def open_study(self, study: dict[str, Any], key: str, rnd: int) -> dict[str, Any]:
-        """Log in, navigate to the study's viewer URL, wait for the first and all images, scroll; the figures."""
+    def open_study(
+        self, study: dict[str, Any], key: str, rnd: int, before: Callable[[], None] = lambda: None
+    ) -> dict[str, Any]:
+        """Log in, navigate to the study's viewer URL (`before()` just before), wait for the first and all images,
+        scroll; the figures."""
         ctx = self.browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport=VIEWPORT)  # type: ignore[arg-type]
         ctx.add_init_script(INIT_SCRIPT)
         page = ctx.new_page()
@@ -87,6 +91,7 @@ class Browser:
         out: dict[str, Any] = {"round": rnd, "missing": {}}
         try:
             self._login(page)
+            before()
             page.goto(f"{self.env.base}/viewer/studies/{study['study_uid']}", wait_until="commit")
             self._measure(page, study, key, rnd, out)
         finally:
