@@ -27,12 +27,25 @@ export default defineConfig({
       // Swap in an interpreting validator with the same surface; see src/forms/ajvShim.ts.
       { find: /^ajv$/, replacement: fileURLToPath(new URL('./src/forms/ajvShim.ts', import.meta.url)) },
       { find: /^ajv-formats$/, replacement: fileURLToPath(new URL('./src/forms/ajvFormatsShim.ts', import.meta.url)) },
+      // vtk.js (under Cornerstone3D) pulls in xmlbuilder2, which needs Node's `events` (the npm polyfill).
+      { find: /^events$/, replacement: 'events/events.js' },
     ],
+  },
+  // The DICOM decoders of @cornerstonejs/dicom-image-loader run in ES-module web workers; the loader is not
+  // pre-bundled so that its `new URL('./decodeImageFrameWorker.js', import.meta.url)` keeps pointing at a real file.
+  worker: { format: 'es' },
+  optimizeDeps: {
+    exclude: ['@cornerstonejs/dicom-image-loader'],
+    include: ['dicom-parser'],
   },
   server: {
     port: 5173,
     proxy: {
       '/api': {
+        target: 'http://127.0.0.1:8080',
+        changeOrigin: false,
+      },
+      '/dicomweb': {
         target: 'http://127.0.0.1:8080',
         changeOrigin: false,
       },
@@ -56,6 +69,10 @@ export default defineConfig({
           }
           if (/node_modules\/(@vue|vue|vue-router|pinia|vue-i18n|@intlify)\//.test(id)) {
             return 'vue'
+          }
+          // Cornerstone3D and what it pulls in (vtk.js, the DICOM parsers): only the viewer's lazy chunks load it.
+          if (/node_modules\/(@cornerstonejs|@kitware|dicom-parser|dcmjs|gl-matrix|comlink|xmlbuilder2)\//.test(id)) {
+            return 'cornerstone'
           }
           return undefined
         },

@@ -4,6 +4,7 @@
  * registration) add their bindings here.
  */
 import { defineBinding } from './keymap'
+import { VIEWER } from './viewerBindings'
 
 export const B = {
   help: defineBinding({ id: 'global.help', keys: ['?'], scope: 'global', description: '显示全部快捷键' }),
@@ -43,4 +44,7 @@ export const B = {
     description: '提交 / 签名',
     inEditable: true,
   }),
+
+  // ---- viewer (issue 16, UX R7): every viewer tool has a key; `K` and Ctrl+S belong to the key-image/save helper.
+  ...VIEWER,
 } as const

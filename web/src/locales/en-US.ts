@@ -968,6 +968,12 @@ const enUS: MessageSchema = {
     deny: 'Deny',
     failed: 'Invalid authorization request; log in again from the application',
   },
+  viewer: {
+    title: 'Image viewer',
+    open: 'View images',
+    openTip: 'Open the images of this exam in the viewer (Enter / double-click)',
+    noStudy: 'No images for this exam yet',
+  },
   errors: {
     forbiddenTitle: 'Access denied',
     forbiddenText: 'You do not have permission to view this page. Ask an administrator if you need it.',

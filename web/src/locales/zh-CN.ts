@@ -996,6 +996,12 @@ const zhCN = {
     deny: '拒绝',
     failed: '授权请求无效，请回到应用重新登录',
   },
+  viewer: {
+    title: '影像阅片',
+    open: '阅片',
+    openTip: '在阅片界面打开本检查的影像（Enter / 双击）',
+    noStudy: '本检查尚无影像',
+  },
   errors: {
     forbiddenTitle: '无权访问',
     forbiddenText: '您没有访问该页面的权限，如需开通请联系管理员。',

@@ -56,6 +56,15 @@ export const routes: RouteRecordRaw[] = [
     meta: { titleKey: 'consent.heading' },
   },
   {
+    // issue 16: the viewer, full window (its own lazy chunk with Cornerstone3D). Any logged-in user; the server's
+    // visibility rule decides whether the study shows (REQ: VIEW-01).
+    path: '/viewer/studies/:studyUid',
+    name: 'viewer',
+    component: () => import('@/views/viewer/ViewerView.vue'),
+    props: true,
+    meta: { titleKey: 'viewer.title' },
+  },
+  {
     path: '/',
     component: () => import('@/layouts/AppLayout.vue'),
     children: [

@@ -58,11 +58,12 @@ describe('declarations: a key means one thing in one scope', () => {
       KeymapError,
     )
     expect(() =>
-      defineBinding({ id: 'test.one', keys: ['ArrowDown', 'arrowdown'], scope: 'viewer', description: '重复键' }),
+      defineBinding({ id: 'test.one', keys: ['F12', 'f12'], scope: 'viewer', description: '重复键' }),
     ).toThrow(KeymapError)
     // The same key in another scope is fine: Ctrl+S is 保存草稿 in the report editor, 提交 in the form.
     expect(B.reportSave.keys).toEqual(B.formSubmit.keys)
-    defineBinding({ id: 'test.one', keys: ['ArrowDown'], scope: 'viewer', description: '下一幅图像' })
+    // (the viewer scope has ArrowDown itself since issue 16: F12 is free there)
+    defineBinding({ id: 'test.one', keys: ['F12'], scope: 'viewer', description: '测试' })
   })
 
   it('a handler must name a binding declared in its scope', () => {
@@ -156,7 +157,7 @@ describe('typing in a text field never triggers a command', () => {
 
 describe('the ? overlay', () => {
   it('lists every binding grouped by scope in Chinese, generated from the keymap, and opens with ?', async () => {
-    defineBinding({ id: 'test.two', keys: ['W'], scope: 'viewer', description: '窗宽窗位' })
+    defineBinding({ id: 'test.two', keys: ['F11'], scope: 'viewer', description: '测试按键' })
     const Page = defineComponent({
       setup() {
         const el = ref<HTMLElement>()

@@ -1,0 +1,45 @@
+/**
+ * One-time set-up of Cornerstone3D for the viewer (REQ: VIEW-01): core, tools and the DICOM image loader with its
+ * decoders in web workers (Vite bundles the worker and emits the codecs' .wasm files next to it).
+ */
+import { cache, init as coreInit, isCornerstoneInitialized, setUseCPURendering } from '@cornerstonejs/core'
+import { init as toolsInit } from '@cornerstonejs/tools'
+import dicomImageLoader from '@cornerstonejs/dicom-image-loader'
+
+let ready: Promise<void> | null = null
+
+/** Image cache: a 1,000-slice 512×512 CT is ~0.5 GB as 16-bit pixels. */
+export const CACHE_BYTES = 3 * 1024 * 1024 * 1024
+
+/** Whether this browser has a usable WebGL2 context (SwiftShader in headless test browsers is slow but works). */
+function hasWebGL2(): boolean {
+  try {
+    const c = document.createElement('canvas')
+    return !!c.getContext('webgl2')
+  } catch {
+    return false
+  }
+}
+
+export function useCpuRenderingPreferred(): boolean {
+  // `?cpu=1` forces the CPU path, `?cpu=0` forbids it (diagnostics and the benchmark).
+  const q = new URLSearchParams(location.search).get('cpu')
+  if (q === '1') return true
+  if (q === '0') return false
+  return !hasWebGL2()
+}
+
+export function initCornerstone(): Promise<void> {
+  if (ready) return ready
+  ready = (async () => {
+    if (!isCornerstoneInitialized()) {
+      coreInit()
+      if (useCpuRenderingPreferred()) setUseCPURendering(true)
+      toolsInit()
+      const workers = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1))
+      dicomImageLoader.init({ maxWebWorkers: workers })
+      cache.setMaxCacheSize(CACHE_BYTES)
+    }
+  })()
+  return ready
+}

@@ -1,0 +1,86 @@
+/**
+ * Window width/level (REQ: VIEW-05): presets per body part with their keys, linear and sigmoid VOI, windows from
+ * the image's own tags, and the W/L arithmetic the toolbar shows.
+ */
+
+export interface WindowPreset {
+  id: string
+  name: string
+  modality?: string | null
+  window_center: number
+  window_width: number
+  key?: string | null
+}
+
+export type VoiFunction = 'LINEAR' | 'SIGMOID'
+
+/** The same built-in presets the server registers (engine/settings/registry.py "viewer.presets"). */
+export const DEFAULT_PRESETS: WindowPreset[] = [
+  { id: 'lung', name: '肺窗', modality: 'CT', window_center: -600, window_width: 1500, key: '1' },
+  { id: 'mediastinum', name: '纵隔窗', modality: 'CT', window_center: 40, window_width: 400, key: '2' },
+  { id: 'bone', name: '骨窗', modality: 'CT', window_center: 400, window_width: 1800, key: '3' },
+  { id: 'brain', name: '脑窗', modality: 'CT', window_center: 40, window_width: 80, key: '4' },
+  { id: 'abdomen', name: '腹窗', modality: 'CT', window_center: 50, window_width: 350, key: '5' },
+]
+
+/** The presets that apply to a modality (no modality on a preset = every modality). */
+export function presetsFor(presets: WindowPreset[], modality: string): WindowPreset[] {
+  return presets.filter((p) => !p.modality || p.modality === modality)
+}
+
+/**
+ * The preset a digit key selects for this modality: the one whose `key` is that digit, else (no preset claims the
+ * digit) the N-th preset of the modality.
+ */
+export function presetForKey(presets: WindowPreset[], modality: string, digit: string): WindowPreset | null {
+  const list = presetsFor(presets, modality)
+  const byKey = list.find((p) => p.key === digit)
+  if (byKey) return byKey
+  const n = Number(digit)
+  if (!Number.isInteger(n) || n < 1) return null
+  const unkeyed = list.filter((p) => !p.key)
+  return unkeyed[n - 1] ?? null
+}
+
+export interface VoiRange {
+  lower: number
+  upper: number
+}
+
+export function toRange(center: number, width: number): VoiRange {
+  const w = Math.max(1, width)
+  return { lower: center - w / 2, upper: center + w / 2 }
+}
+
+export function toWindow(r: VoiRange): { center: number; width: number } {
+  return { center: (r.lower + r.upper) / 2, width: r.upper - r.lower }
+}
+
+/** The VOI output of a sigmoid window (PS3.3 C.11.2.1.3.1), 0..1 — what the display draws for value x. */
+export function sigmoid(x: number, center: number, width: number): number {
+  return 1 / (1 + Math.exp((-4 * (x - center)) / Math.max(1, width)))
+}
+
+/** The VOI output of a linear window (PS3.3 C.11.2.1.2.1), 0..1. */
+export function linear(x: number, center: number, width: number): number {
+  const c = center - 0.5
+  const w = Math.max(1, width) - 1
+  if (x <= c - w / 2) return 0
+  if (x > c + w / 2) return 1
+  return (x - c) / w + 0.5
+}
+
+/** Pseudo-colour maps offered (VIEW-05): Cornerstone/vtk colormap names with their Chinese labels. */
+export const COLORMAPS: readonly { name: string | null; label: string }[] = [
+  { name: null, label: '灰度' },
+  { name: 'hsv', label: '彩虹' },
+  { name: 'Hot Iron', label: '热铁' },
+  { name: 'Cool to Warm', label: '冷暖' },
+  { name: 'jet', label: 'Jet 伪彩' },
+  { name: 'Grayscale', label: '灰度（反相可用）' },
+]
+
+/** Format a window for the corner text, e.g. "窗宽 400 窗位 40". */
+export function formatWindow(center: number, width: number): string {
+  return `窗宽 ${Math.round(width)} 窗位 ${Math.round(center)}`
+}
