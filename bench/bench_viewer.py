@@ -16,6 +16,8 @@ Per dataset and round, a fresh browser context (empty cache), log in on /login, 
   viewer and checks the largest canvas is not blank: `first_image_nonblank`);
 - `all_images_ms`: `stats.allImagesMs` (every image decoded in the cache);
 - `dr_two_images_ms`: for the DR study, when both images are decoded and one is rendered (max of the two stats);
+  null (and why in `missing`) while the viewer opens it showing one image only — its stats cover the displayed
+  series — with `dr_first_image_ms` (the first one rendered) beside it;
 - `scroll_fps`: `__teleradViewer.scroll(1)` then one animation frame, `--scroll-steps` (200) slices through the
   loaded stack;
 - `breakdown`: where the time went in the median round (by all_images_ms) — document and app start-up, the first
