@@ -89,6 +89,7 @@ export function buildSeries(
   return {
     ...info,
     modality: info.modality || tagString(first, '00080060'),
+    number: info.number ?? tagNumber(first, '00200011'),
     description: info.description || tagString(first, '0008103E'),
     images,
     multiFrame,

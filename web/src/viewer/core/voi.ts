@@ -70,14 +70,14 @@ export function linear(x: number, center: number, width: number): number {
   return (x - c) / w + 0.5
 }
 
-/** Pseudo-colour maps offered (VIEW-05): Cornerstone/vtk colormap names with their Chinese labels. */
+/** Pseudo-colour maps offered (VIEW-05): vtk.js colormap preset names (Cornerstone resolves them) with Chinese labels. */
 export const COLORMAPS: readonly { name: string | null; label: string }[] = [
   { name: null, label: '灰度' },
   { name: 'hsv', label: '彩虹' },
-  { name: 'Hot Iron', label: '热铁' },
+  { name: 'jet', label: '蓝红伪彩' },
+  { name: 'Black-Body Radiation', label: '热金属' },
+  { name: 'Inferno (matplotlib)', label: '熔岩' },
   { name: 'Cool to Warm', label: '冷暖' },
-  { name: 'jet', label: 'Jet 伪彩' },
-  { name: 'Grayscale', label: '灰度（反相可用）' },
 ]
 
 /** Format a window for the corner text, e.g. "窗宽 400 窗位 40". */
