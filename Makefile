@@ -96,7 +96,7 @@ fmt: venv ## ruff 格式化
 
 # Every benchmark under bench/ prints one JSON object (those with a database: {"sqlite": {…}, "postgresql": {…}});
 # make bench runs them all and keeps each object in bench-results/<name>.json. Never part of make test.
-BENCHES := bench_api bench_engine bench_dicom bench_dicomweb bench_transcode bench_validate
+BENCHES := bench_api bench_engine bench_dicom bench_dicomweb bench_transcode bench_validate bench_viewer
 bench: setup ## 运行全部基准测试（每个输出一个 JSON，保存在 bench-results/）
 	bash scripts/ensure-postgres.sh
 	@mkdir -p bench-results

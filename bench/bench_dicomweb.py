@@ -87,22 +87,11 @@ class Telerad(bd.TeleradPeer):
         super().start()
         self.http_port = bd.free_port()
         env = {**self.env, "TELERAD_HTTP_PORT": str(self.http_port), "TELERAD_HTTP_HOST": "127.0.0.1"}
-        script = (
-            "import json\n"
-            "from api.app import create_app\n"
-            "from tests.factories import make_user\n"
-            "u = make_user(create_app(), 'registrar', institution_code='M01')\n"
-            "print(json.dumps({'username': u.username, 'password': u.password}))\n"
-        )
-        res = subprocess.run(
-            [str(bd.VENV_BIN / "python"), "-c", script], env=env, capture_output=True, text=True, cwd=ROOT
-        )
-        if res.returncode != 0:
-            raise RuntimeError(f"creating the bench user failed: {res.stderr[-2000:]}")
-        self.user = json.loads(res.stdout.strip().splitlines()[-1])
+        self.env = env
+        self.user = self.make_user("registrar", "M01")
         with (self.workdir / "telerad-web.log").open("ab") as fh:
             self.web = subprocess.Popen(
-                [str(bd.VENV_BIN / "telerad"), "web"],
+                self.web_command(),
                 env=env,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -118,6 +107,27 @@ class Telerad(bd.TeleradPeer):
                 time.sleep(0.3)
         raise RuntimeError("telerad web did not start; see telerad-web.log")
 
+    def web_command(self) -> list[str]:
+        """How the web server is started (bench_viewer.py: through bench/timed_web.py)."""
+        return [str(bd.VENV_BIN / "telerad"), "web"]
+
+    def make_user(self, role: str, institution: str) -> dict[str, str]:
+        """A user holding `role` at `institution` (tests/factories.py make_user); its username and password."""
+        username = f"bench_{role}_{institution}".lower()
+        script = (
+            "import json\n"
+            "from api.app import create_app\n"
+            "from tests.factories import make_user\n"
+            f"u = make_user(create_app(), {role!r}, institution_code={institution!r}, username={username!r})\n"
+            "print(json.dumps({'username': u.username, 'password': u.password}))\n"
+        )
+        res = subprocess.run(
+            [str(bd.VENV_BIN / "python"), "-c", script], env=self.env, capture_output=True, text=True, cwd=ROOT
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"creating the bench user failed: {res.stderr[-2000:]}")
+        return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
     def stop(self) -> None:
         web = getattr(self, "web", None)
         if web is not None and web.poll() is None:
@@ -125,10 +135,11 @@ class Telerad(bd.TeleradPeer):
             web.wait(20)
         super().stop()
 
-    def http(self) -> tuple[str, requests.Session]:
+    def http(self, user: dict[str, str] | None = None) -> tuple[str, requests.Session]:
+        """A session logged in as `user` (default: the 登记员) and the DICOMweb root."""
         s = requests.Session()
         base = f"http://127.0.0.1:{self.http_port}"
-        r = s.post(f"{base}/api/auth/login", json=self.user, timeout=30)
+        r = s.post(f"{base}/api/auth/login", json=user or self.user, timeout=30)
         r.raise_for_status()
         s.headers["X-CSRF-Token"] = r.json()["csrf_token"]
         return f"{base}/dicomweb", s

@@ -7,6 +7,8 @@
 - `write_ct_slices`: valid CT Image Storage, 512×512, 16 bit signed, explicit VR little endian, one series.
 - `write_ct_jpeg_lossless`: the same CT slices compressed by dcmtk's dcmcjpeg into JPEG Lossless, Non-Hierarchical,
   First-Order Prediction (Process 14, Selection Value 1; 1.2.840.10008.1.2.4.70), for the C-GET figure.
+- `write_dr_study`: a two-view chest DR study (Digital X-Ray Image Storage - For Presentation, PA and lateral, one
+  series each), 3000×2400 12-bit in 16, explicit VR little endian — the 2-image study of bench/bench_viewer.py.
 - `write_find_studies`: one tiny 8×8 Secondary Capture instance per study, names/dates/modalities drawn from a
   fixed seed, so both archives index exactly the same studies; `find_queries` builds STUDY-level queries over them.
 - `write_multiframe`: one native multi-frame XA instance of `frames` × 512×512×16 bit (≈1 GB for 2,000 frames),
@@ -37,6 +39,7 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 COMPREHENSIVE_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 XA_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.12.1"
 SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+DX_PRESENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 SURNAMES = (
     "ZHANG WANG LI LIU CHEN YANG HUANG ZHAO WU ZHOU XU SUN MA ZHU HU GUO HE GAO LIN LUO".split()
 )  # 20 surnames: each matches about 1/20 of the studies
@@ -275,6 +278,52 @@ def write_ct_jpeg_lossless(out: Path, count: int) -> tuple[list[Path], str]:
     if len(files) != count:
         raise RuntimeError(f"dcmcjpeg wrote {len(files)} of {count} files")
     return [out], study
+
+
+def write_dr_study(out: Path, rows: int = 3000, cols: int = 2400) -> str:
+    """Write a two-image chest DR study (PA and lateral, a series each) into `out`; returns its StudyInstanceUID."""
+    out.mkdir(parents=True, exist_ok=True)
+    study = generate_uid()
+    y, x = np.mgrid[:rows, :cols]
+    chest = np.hypot((x - cols / 2) / (cols * 0.4), (y - rows / 2) / (rows * 0.45))
+    base = np.clip(3000 - 2200 * np.exp(-(chest**4)), 0, 4095).astype(np.uint16)  # air bright, body darker
+    for n, (view, orient) in enumerate((("PA", ["L", "F"]), ("LL", ["A", "F"])), start=1):
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ImageType = ["ORIGINAL", "PRIMARY"]
+        ds.SOPClassUID = DX_PRESENTATION_STORAGE
+        ds.SOPInstanceUID = generate_uid()
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240315"
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = "101500"
+        ds.AccessionNumber = "BENCHDR1"
+        ds.Modality = "DX"
+        ds.Manufacturer = "telerad bench"
+        ds.ReferringPhysicianName = ""
+        ds.StudyDescription = "DR CHEST 2 VIEWS (synthetic)"
+        ds.SeriesDescription = f"CHEST {view}"
+        ds.PatientName = "BENCH^DR"
+        ds.PatientID = "BENCHDR" + study[-8:]
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "O"
+        ds.BodyPartExamined = "CHEST"
+        ds.ViewPosition = view
+        ds.PresentationIntentType = "FOR PRESENTATION"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
+        ds.StudyID = "1"
+        ds.SeriesNumber = n
+        ds.InstanceNumber = 1
+        ds.PatientOrientation = orient
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = rows, cols
+        ds.ImagerPixelSpacing = ds.PixelSpacing = [0.148, 0.148]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        ds.PixelRepresentation = 0
+        ds.WindowCenter, ds.WindowWidth = "2048", "4096"
+        ds.file_meta = _meta(DX_PRESENTATION_STORAGE, ds.SOPInstanceUID)
+        ds.PixelData = (base if n == 1 else base[:, ::-1].copy()).tobytes()
+        ds.save_as(out / f"{n:05d}.dcm", enforce_file_format=True)
+    return study
 
 
 def find_study(i: int, rng: random.Random) -> dict[str, str]:
