@@ -314,6 +314,13 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     page.get_by_test_id("viewer-cine-play").click()
     assert frame_no() != paused_at  # it moved (backwards, looping past the first frame if it had to)
     _shot(page, "07-cine-reversed")
+    # UX R7: the ? overlay lists the viewer's keys
+    page.keyboard.press("?")
+    help_box = page.get_by_test_id("keymap-help")
+    help_box.wait_for()
+    assert "窗宽窗位预设 1–9" in help_box.inner_text()
+    _shot(page, "09-keymap-help")
+    print("viewer stats", stats)
     # (the login page's first /api/auth/me answers 401 before anyone is logged in)
     assert not [e for e in page.js_errors if "favicon" not in e and "401" not in e], page.js_errors
 
