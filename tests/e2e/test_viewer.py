@@ -314,6 +314,17 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     page.get_by_test_id("viewer-cine-play").click()
     assert frame_no() != paused_at  # it moved (backwards, looping past the first frame if it had to)
     _shot(page, "07-cine-reversed")
+    # VIEW-13: the corner text of the US modality, set by the user for that modality only
+    page.get_by_test_id("viewer-corner-settings").click()
+    dialog = page.get_by_test_id("viewer-corner-dialog")
+    dialog.wait_for()
+    dialog.get_by_test_id("viewer-corner-edit-top_left").click()
+    page.locator(".el-select-dropdown__item:visible", has_text="设备类型").click()
+    dialog.locator(".el-dialog__title").click()  # close the option list
+    dialog.get_by_test_id("viewer-corner-save").click()
+    _wait_corner(page, "top_left", "US")
+    _shot(page, "08b-corner-text-us")
+
     # UX R7: the ? overlay lists the viewer's keys
     page.keyboard.press("?")
     help_box = page.get_by_test_id("keymap-help")
