@@ -310,10 +310,37 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     _shot(page, "06-cine-paused")
     page.get_by_test_id("viewer-cine-reverse").click()
     page.get_by_test_id("viewer-cine-play").click()
-    page.wait_for_timeout(700)
+    seen = []
+    for _ in range(12):
+        seen.append(frame_no())
+        page.wait_for_timeout(80)
     page.get_by_test_id("viewer-cine-play").click()
-    assert frame_no() != paused_at  # it moved (backwards, looping past the first frame if it had to)
+    steps = [(b - a) % 12 for a, b in zip(seen, seen[1:], strict=False) if a != b]
+    assert steps, seen
+    assert all(st >= 6 for st in steps), seen  # every move is backwards (mod the 12-frame loop)
     _shot(page, "07-cine-reversed")
+    # VIEW-13: the corner text of the US modality, set by the user for that modality only
+    page.get_by_test_id("viewer-corner-settings").click()
+    dialog = page.get_by_test_id("viewer-corner-dialog")
+    dialog.wait_for()
+    _shot(page, "08a-corner-dialog")
+    dialog.get_by_test_id("viewer-corner-save").click()
+    page.wait_for_function(
+        """async () => {
+            const r = await fetch('/api/me/settings', { credentials: 'same-origin' })
+            const e = (await r.json()).find((x) => x.key === 'viewer.corner_text_by_modality')
+            return e && e.source === 'user' && !!e.value.US
+        }"""
+    )
+    _shot(page, "08b-corner-text-us")
+
+    # UX R7: the ? overlay lists the viewer's keys
+    page.keyboard.press("?")
+    help_box = page.get_by_test_id("keymap-help")
+    help_box.wait_for()
+    assert "窗宽窗位预设 1–9" in help_box.inner_text()
+    _shot(page, "09-keymap-help")
+    print("viewer stats", stats)
     # (the login page's first /api/auth/me answers 401 before anyone is logged in)
     assert not [e for e in page.js_errors if "favicon" not in e and "401" not in e], page.js_errors
 

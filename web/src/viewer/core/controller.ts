@@ -495,8 +495,10 @@ export class ViewerController {
     const el = v ? this.elements.get(v.id) : undefined
     if (!el) return
     toolUtils.cine.stopClip(el)
+    // Cornerstone plays backwards for a negative frame rate (its `reverse` option is overridden by the sign)
+    const fps = Math.max(1, this.state.cine.fps)
     toolUtils.cine.playClip(el, {
-      framesPerSecond: this.state.cine.fps,
+      framesPerSecond: this.state.cine.reverse ? -fps : fps,
       reverse: this.state.cine.reverse,
       loop: this.state.cine.loop,
     })
