@@ -8,8 +8,17 @@ import { defineBinding } from './keymap'
 const v = (id: string, keys: string[], description: string) =>
   defineBinding({ id: `viewer.${id}`, keys, scope: 'viewer', description })
 
+/** Keys 1–9: the window presets of the displayed modality (one binding a key, so the ? overlay stays readable). */
+export const PRESET_BINDINGS = Array.from({ length: 9 }, (_, i) =>
+  v(`preset-${i + 1}`, [String(i + 1)], i === 0 ? '窗宽窗位预设 1–9（按部位，如 CT：1 肺窗 2 纵隔窗 3 骨窗 4 脑窗 5 腹窗）' : `窗宽窗位预设 ${i + 1}`),
+)
+/** Alt+1 … Alt+7: the seven fixed layouts. */
+export const LAYOUT_BINDINGS = ['1×1', '1×2', '2×2', '2×3', '3×4', '4×6', '6×8'].map((label, i) =>
+  v(`layout-${i + 1}`, [`Alt+${i + 1}`], `布局 ${label}`),
+)
+
 export const VIEWER = {
-  viewerPreset: v('preset', ['1', '2', '3', '4', '5', '6', '7', '8', '9'], '窗宽窗位预设 1–9（按部位）'),
+  viewerPreset: PRESET_BINDINGS[0],
   viewerNext: v('next-image', ['ArrowDown', 'ArrowRight'], '下一幅图像'),
   viewerPrev: v('prev-image', ['ArrowUp', 'ArrowLeft'], '上一幅图像'),
   viewerPageDown: v('page-down', ['PageDown'], '向后翻 10 幅'),
@@ -51,5 +60,5 @@ export const VIEWER = {
   viewerCineFaster: v('cine-faster', [']'], '电影加速'),
   viewerCineSlower: v('cine-slower', ['['], '电影减速'),
   viewerCineLoop: v('cine-loop', ['Shift+L'], '电影循环切换'),
-  viewerLayout: v('layout', ['Alt+1', 'Alt+2', 'Alt+3', 'Alt+4', 'Alt+5', 'Alt+6', 'Alt+7'], '布局 1×1 / 1×2 / 2×2 / 2×3 / 3×4 / 4×6 / 6×8'),
+  viewerLayout: LAYOUT_BINDINGS[0],
 } as const

@@ -9,7 +9,10 @@ describe('viewer keymap scope', () => {
   const viewer = declared.filter((d) => d.scope === 'viewer' && !extension.has(d.id))
 
   it('declares the presets 1–9 and a key for every tool, with Chinese descriptions', () => {
-    expect(B.viewerPreset.keys).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9'])
+    const presetKeys = viewer.filter((d) => d.id.startsWith('viewer.preset-')).flatMap((d) => d.keys)
+    expect(presetKeys).toEqual(['1', '2', '3', '4', '5', '6', '7', '8', '9'])
+    const layoutKeys = viewer.filter((d) => d.id.startsWith('viewer.layout-')).flatMap((d) => d.keys)
+    expect(layoutKeys).toEqual(['Alt+1', 'Alt+2', 'Alt+3', 'Alt+4', 'Alt+5', 'Alt+6', 'Alt+7'])
     for (const id of ['wl', 'pan', 'zoom', 'magnify', 'length', 'angle', 'cobb', 'ellipse', 'circle', 'rectangle', 'polygon', 'freehand', 'probe', 'arrow', 'text']) {
       expect(viewer.some((d) => d.id === `viewer.tool-${id}`)).toBe(true)
     }

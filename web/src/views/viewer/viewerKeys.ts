@@ -1,6 +1,7 @@
 /** The viewer scope's key handlers (UX R7), bound to the controller of the mounted StudyViewer. */
 import type { KeyHandler } from '@/keymap'
 import { B } from '@/keymap'
+import { LAYOUT_BINDINGS, PRESET_BINDINGS } from '@/keymap/viewerBindings'
 import type { ViewerController } from '@/viewer/core/controller'
 import { LAYOUTS } from '@/viewer/core/layouts'
 import { tagString } from '@/viewer/core/dicomweb'
@@ -39,12 +40,19 @@ export function viewerKeyHandlers(
       const next = uids[(i + n + uids.length) % uids.length]
       if (next) void c.assign(c.state.active, next)
     })
-  return {
-    [B.viewerPreset.id]: withCtrl((c, e) => {
-      const p = presetForKey(presets(), activeModality(c), e.key)
+  const handlers: Record<string, KeyHandler> = {}
+  PRESET_BINDINGS.forEach((b, i) => {
+    handlers[b.id] = withCtrl((c) => {
+      const p = presetForKey(presets(), activeModality(c), String(i + 1))
       if (!p) return false
       c.applyPreset(p)
-    }),
+    })
+  })
+  LAYOUT_BINDINGS.forEach((b, i) => {
+    handlers[b.id] = withCtrl((c) => void c.setLayout(LAYOUTS[i]))
+  })
+  return {
+    ...handlers,
     [B.viewerNext.id]: step(1),
     [B.viewerPrev.id]: step(-1),
     [B.viewerPageDown.id]: step(10),
@@ -88,11 +96,5 @@ export function viewerKeyHandlers(
     [B.viewerCineFaster.id]: withCtrl((c) => c.setCine({ fps: Math.min(60, c.state.cine.fps + 5) })),
     [B.viewerCineSlower.id]: withCtrl((c) => c.setCine({ fps: Math.max(1, c.state.cine.fps - 5) })),
     [B.viewerCineLoop.id]: withCtrl((c) => c.setCine({ loop: !c.state.cine.loop })),
-    [B.viewerLayout.id]: withCtrl((c, e) => {
-      const n = Number(e.code?.replace('Digit', '') || e.key)
-      const l = LAYOUTS[n - 1]
-      if (!l) return false
-      c.setLayout(l)
-    }),
   }
 }
