@@ -211,7 +211,7 @@ def test_view08_rpt05_measure_save_reopen_as_another_doctor_and_key_image(app: F
     page.context.clear_cookies()
     _login(page, page.base_url, second.username, second.password)
     _viewer(page, study_uid)
-    page.get_by_test_id("viewer-marks-status").filter(has_text="第 1 版").wait_for()
+    page.get_by_test_id("viewer-marks-status").filter(has_text="第 2 版").wait_for()
     page.get_by_test_id("key-image-badge").wait_for()
     counts = page.evaluate(
         """() => {

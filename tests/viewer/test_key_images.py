@@ -22,6 +22,7 @@ from engine.imaging import targets
 from engine.imaging.models import Instance
 from engine.viewer import documents
 from tests import factories
+from tests.dicom import synthetic
 from tests.dicom.conftest import audit_events
 from tests.factories import as_user
 from tests.viewer.support import seed_case
@@ -160,3 +161,25 @@ def test_rpt05_case_key_images_for_the_editor_card_and_the_member_hospital(app: 
     # another hospital's clinician: the case is not found
     stranger = as_user(app, "requester", institution_code="M02")
     assert stranger.get(f"/api/cases/{case_id}/key-images").status_code == 404
+
+
+def test_rpt05_key_frame_of_a_multiframe_image_named_in_the_kos(app: Flask) -> None:
+    seeded = seed_case(app)
+    us = synthetic.image(
+        synthetic.base(
+            synthetic.US_MULTIFRAME,
+            modality="US",
+            StudyInstanceUID=seeded.study_uid,
+            PatientID=seeded.images[0].PatientID,
+        ),
+        frames=4,
+    )
+    app.extensions["viewer_test_seeder"].seed([us], institution="M01")
+    doctor = as_user(app, "report_l1")
+    item = {"sop_uid": str(us.SOPInstanceUID), "series_uid": str(us.SeriesInstanceUID), "frame": 3}
+    r = doctor.put(seeded.url("key-images"), json={"items": [item]})
+    assert r.status_code == 200, r.get_json()
+    _code, kos = _kos(app, r.get_json()["sop_instance_uid"])
+    (image,) = [i for i in kos.ContentSequence if i.ValueType == "IMAGE"]
+    ref = image.ReferencedSOPSequence[0]
+    assert (ref.ReferencedSOPInstanceUID, int(ref.ReferencedFrameNumber)) == (str(us.SOPInstanceUID), 3)
