@@ -153,6 +153,24 @@ register(
     },
 )
 
+# VIEW-13 (issue 16): corner text per modality — a modality's own four corners, else "viewer.corner_text".
+register(
+    "viewer.corner_text_by_modality",
+    "阅片四角信息（按设备类型）",
+    {
+        "type": "object",
+        "maxProperties": 30,
+        "propertyNames": {"pattern": "^[A-Z]{2}$"},
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["top_left", "top_right", "bottom_left", "bottom_right"],
+            "properties": {"top_left": _CORNER, "top_right": _CORNER, "bottom_left": _CORNER, "bottom_right": _CORNER},
+        },
+    },
+    {},
+)
+
 # ---- window positions (multi-monitor reading): window id -> rectangle ----------------------------------------------
 _COORD = {"type": "integer", "minimum": -100000, "maximum": 100000}
 register(

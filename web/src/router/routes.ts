@@ -1,4 +1,5 @@
 import type { RouteRecordRaw } from 'vue-router'
+import { fetchEarly } from '@/viewer/core/early'
 
 declare module 'vue-router' {
   interface RouteMeta {
@@ -70,6 +71,11 @@ export const routes: RouteRecordRaw[] = [
     component: () => import('@/views/viewer/ViewerView.vue'),
     props: true,
     meta: { titleKey: 'viewer.title' },
+    // the series list and first metadata load while the viewer chunk does (UX R18)
+    beforeEnter: (to) => {
+      const inst = typeof to.query.institution === 'string' ? to.query.institution : undefined
+      fetchEarly(String(to.params.studyUid), inst)
+    },
   },
   {
     path: '/',

@@ -9,10 +9,11 @@ import { Enums, RenderingEngine, type Types, cache } from '@cornerstonejs/core'
 import { ToolGroupManager, annotation, utilities as toolUtils } from '@cornerstonejs/tools'
 import type { ActiveImage, ViewerContext } from '../extensions'
 import { DicomwebError, parseImageId, type SeriesInfo } from './dicomweb'
+import { takeEarly } from './early'
 import { initCornerstone } from './init'
 import { type Layout, assignSeries, clampLayout, viewportCount } from './layouts'
 import { cacheImages } from './prefetch'
-import { loadSeries, loadSeriesList, type ViewerSeries } from './series'
+import { buildSeries, loadSeries, loadSeriesList, type ViewerSeries } from './series'
 import { installProbe, type ViewerStats } from './stats'
 import { type TextPrompt, type ToolId, createToolGroup, setMeasurementValuesVisible, setPrimaryTool } from './tools'
 import { type VoiFunction, type WindowPreset, toRange, toWindow } from './voi'
@@ -90,10 +91,21 @@ export class ViewerController {
   async start(): Promise<void> {
     const signal = this.abort.signal
     try {
-      const [list] = await Promise.all([loadSeriesList(this.studyUid, this.institution, signal), initCornerstone()])
+      const early = takeEarly(this.studyUid, this.institution)
+      const [list] = await Promise.all([
+        early?.series ?? loadSeriesList(this.studyUid, this.institution, signal),
+        initCornerstone(),
+      ])
       if (this.destroyed) return
       if (!list.length) throw new DicomwebError(404, 'no_series', '该检查没有可显示的影像')
       this.state.series = list.map((s) => ({ ...s, loaded: false, done: 0, total: s.instanceCount, failed: 0 }))
+      // the first series' metadata, fetched while the viewer's code loaded (after init: it registers the loaders)
+      const m = early ? await early.firstMetadata.catch(() => null) : null
+      const info = m ? list.find((s) => s.seriesUid === m.seriesUid) : undefined
+      if (m && info && !this.loading.has(info.seriesUid)) {
+        const s = this.seriesLoaded(buildSeries(info, m.instances, this.studyUid, this.institution))
+        this.loading.set(info.seriesUid, Promise.resolve(s))
+      }
       this.engine = new RenderingEngine(this.renderingEngineId)
       this.group = createToolGroup(this.toolGroupId, this.prompt)
       this.state.viewports = this.makeViewports(assignSeries([], this.seriesUids(), 1))
@@ -122,21 +134,23 @@ export class ViewerController {
     let job = this.loading.get(uid)
     if (!job) {
       const info = this.seriesState(uid)!
-      job = loadSeries(info, this.studyUid, this.institution, this.abort.signal).then((s) => {
-        this.loaded.set(uid, s)
-        const st = this.seriesState(uid)
-        if (st) {
-          st.loaded = true
-          st.total = s.images.length
-          st.number ??= s.number
-          st.description ||= s.description
-          st.modality ||= s.modality
-        }
-        return s
-      })
+      job = loadSeries(info, this.studyUid, this.institution, this.abort.signal).then((s) => this.seriesLoaded(s))
       this.loading.set(uid, job)
     }
     return job
+  }
+
+  private seriesLoaded(s: ViewerSeries): ViewerSeries {
+    this.loaded.set(s.seriesUid, s)
+    const st = this.seriesState(s.seriesUid)
+    if (st) {
+      st.loaded = true
+      st.total = s.images.length
+      st.number ??= s.number
+      st.description ||= s.description
+      st.modality ||= s.modality
+    }
+    return s
   }
 
   private makeViewports(assigned: (string | null)[]): ViewportState[] {
