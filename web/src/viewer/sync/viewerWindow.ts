@@ -90,12 +90,14 @@ export async function screenDetails(ask = false, win: WindowWithScreens = window
 
 /**
  * Open (or bring forward) the viewer window at once — in the click, so no popup blocker objects — at the remembered
- * rectangle, then move it to the second screen if the screens are known. Returns the window, or null if blocked.
+ * rectangle, then ask for the screens (the browser asks the user once for the window-management permission; refused
+ * or unsupported: the window stays where it opened) and move it to the second screen. Returns the window, or null if
+ * blocked.
  */
 export async function openViewerWindow(url: string, saved: Rect | null, opener: WindowWithScreens = window): Promise<Window | null> {
   const win = opener.open(url, WINDOW_NAME, features(saved))
   if (!win) return null
-  const details = await screenDetails(false, opener)
+  const details = await screenDetails(true, opener)
   const target = details ? placement(details, saved) : null
   if (target) {
     try {
