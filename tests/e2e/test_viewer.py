@@ -257,6 +257,32 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     assert abs(dragged["mean"] - lung["mean"]) > 1, (lung, dragged)
     _shot(page, "04-dragged-window")
 
+    # measurements (VIEW-08): a length and an ellipse ROI whose statistics are in HU
+    page.keyboard.press("l")
+    page.mouse.move(cx - 150, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 50, cy + 40, steps=6)
+    page.mouse.up()
+    page.keyboard.press("e")
+    page.mouse.move(cx - 60, cy - 60)
+    page.mouse.down()
+    page.mouse.move(cx + 20, cy + 10, steps=6)
+    page.mouse.up()
+    svg = page.get_by_test_id("viewer-viewport-0").locator("svg")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=viewer-viewport-0] svg text')]"
+        ".some((t) => t.textContent.includes('HU'))"
+    )
+    assert "mm" in svg.first.inner_html()
+    _shot(page, "04b-measurements")
+    page.keyboard.press("d")  # values hidden
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('[data-testid=viewer-viewport-0] svg text')]"
+        ".some((t) => t.textContent.includes('HU'))"
+    )
+    page.keyboard.press("d")
+    page.keyboard.press("w")
+
     # 2×2 layout (VIEW-12): four viewports, the US series in the second
     page.keyboard.press("Alt+3")
     page.get_by_test_id("viewer-viewport-3").wait_for()
@@ -266,7 +292,7 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     # cine on the multi-frame US (VIEW-02/16): play, pause, reverse
     page.get_by_test_id("viewer-layout-button").click()
     page.get_by_test_id("viewer-layout-1x1").click()
-    page.locator("[data-testid^='viewer-series-']", has_text="超声动态").first.click()
+    page.locator(".series-browser .series", has_text="超声动态").click()
     _wait_corner(page, "bottom_left", "/ 12")
 
     def frame_no() -> int:
@@ -288,7 +314,8 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     page.get_by_test_id("viewer-cine-play").click()
     assert frame_no() != paused_at  # it moved (backwards, looping past the first frame if it had to)
     _shot(page, "07-cine-reversed")
-    assert not [e for e in page.js_errors if "favicon" not in e], page.js_errors
+    # (the login page's first /api/auth/me answers 401 before anyone is logged in)
+    assert not [e for e in page.js_errors if "favicon" not in e and "401" not in e], page.js_errors
 
 
 def test_view01_member_user_gets_no_access_to_another_hospitals_study(app, vpage) -> None:  # type: ignore[no-untyped-def]

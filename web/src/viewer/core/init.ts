@@ -7,6 +7,25 @@ import { init as toolsInit } from '@cornerstonejs/tools'
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader'
 
 let ready: Promise<void> | null = null
+let cspShim = false
+
+/**
+ * telerad's CSP has `style-src 'self'` (no inline style attributes). Cornerstone's annotation text boxes call
+ * `setAttribute('style', …)` on SVG <text> (no selection, drop shadow), which the browser refuses and reports. The
+ * same declarations set through the CSSOM (`style.cssText`) are allowed, so SVG elements take that way.
+ */
+export function installSvgStyleShim(): void {
+  if (cspShim || typeof SVGElement === 'undefined') return
+  cspShim = true
+  const original = SVGElement.prototype.setAttribute
+  SVGElement.prototype.setAttribute = function (this: SVGElement, name: string, value: string) {
+    if (name.toLowerCase() === 'style') {
+      this.style.cssText = value
+      return
+    }
+    original.call(this, name, value)
+  }
+}
 
 /** Image cache: a 1,000-slice 512×512 CT is ~0.5 GB as 16-bit pixels. */
 export const CACHE_BYTES = 3 * 1024 * 1024 * 1024
@@ -32,6 +51,7 @@ export function useCpuRenderingPreferred(): boolean {
 export function initCornerstone(): Promise<void> {
   if (ready) return ready
   ready = (async () => {
+    installSvgStyleShim()
     if (!isCornerstoneInitialized()) {
       coreInit()
       if (useCpuRenderingPreferred()) setUseCPURendering(true)

@@ -27,6 +27,7 @@ import {
   state as toolsState,
   type Types as ToolTypes,
 } from '@cornerstonejs/tools'
+import { probeGetTextLines, roiGetTextLines } from './textLines'
 
 export type ToolId =
   | 'wl'
@@ -117,10 +118,16 @@ export function createToolGroup(id: string, prompt: TextPrompt): ToolTypes.ITool
   for (const t of [WindowLevelTool, PanTool, ZoomTool, MagnifyTool, PlanarRotateTool, StackScrollTool]) {
     group.addTool(t.toolName)
   }
-  for (const t of [LengthTool, AngleTool, CobbAngleTool, EllipticalROITool, CircleROITool, RectangleROITool, ProbeTool]) {
-    group.addTool(t.toolName)
+  for (const t of [LengthTool, AngleTool, CobbAngleTool]) group.addTool(t.toolName)
+  for (const t of [EllipticalROITool, CircleROITool, RectangleROITool]) {
+    group.addTool(t.toolName, { getTextLines: roiGetTextLines })
   }
-  group.addTool(PlanarFreehandROITool.toolName, { calculateStats: true, allowOpenContours: false })
+  group.addTool(ProbeTool.toolName, { getTextLines: probeGetTextLines })
+  group.addTool(PlanarFreehandROITool.toolName, {
+    calculateStats: true,
+    allowOpenContours: false,
+    getTextLines: roiGetTextLines,
+  })
   group.addTool(ArrowAnnotateTool.toolName, {
     getTextCallback: ask('箭头标注文字'),
     changeTextCallback: (_data: unknown, _evt: unknown, done: (t: string) => void) => ask('修改标注文字')(done),
