@@ -28,7 +28,8 @@ Per dataset and round, a fresh browser context (empty cache), log in on /login, 
   fetchMsTotal; the same per kind of request (metadata, frames, QIDO, other);
 - `server_rss_mb`: the web process's RSS (/proc, every 50 ms) before the first study and its peak while serving.
 Medians over `--rounds`; every round's figures are in `rounds`. Round 0 finds the server's per-process caches
-(frame index, metadata) cold, later rounds warm; the browser's cache is empty in every round.
+(frame index, metadata) cold, later rounds warm — its figures again in `server_cold_round` (a study opened for the
+first time since the server started); the browser's cache is empty in every round.
 
 A figure that cannot be measured (the viewer not built, a timeout) is null with the reason in `missing`.
 Targets (issue 16, UX R18): first_image_ms ≤ 300, all_images_ms ≤ 5,000, dr_two_images_ms ≤ 1,000.
@@ -263,6 +264,8 @@ def summarise(key: str, study: dict[str, Any], rounds: list[dict[str, Any]]) -> 
         out[f] = round(statistics.median(vals), 1) if vals else None
         if out[f] is None:
             out["missing"][f] = next((r["missing"][f] for r in rounds if f in r.get("missing", {})), "not measured")
+    if rounds:  # round 0: the server's per-process caches (series metadata, frame index) still cold
+        out["server_cold_round"] = {f: rounds[0].get(f) for f in figures}
     by = "all_images_ms" if key != "dr" else "dr_first_image_ms"
     done = sorted((r for r in rounds if r.get(by) is not None), key=lambda r: r[by])
     out["breakdown"] = done[len(done) // 2]["breakdown"] if done else (rounds[0]["breakdown"] if rounds else None)
