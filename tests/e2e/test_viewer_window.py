@@ -146,6 +146,7 @@ def test_rpt12_viewer_window_follows_the_report_window(app, context) -> None:  #
         "uid => document.querySelector('[data-testid=viewer-window]').dataset.study === uid", arg=study2, timeout=5000
     )
     followed = time.monotonic() - shown
+    print(f"viewer window followed the report window in {followed * 1000:.0f} ms")  # noqa: T201 — shown with -s
     assert followed < 1.0, f"the viewer window took {followed:.2f} s to follow"
     assert study2 in viewer.url
     viewer.get_by_test_id("viewer-viewport-0").wait_for()
