@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,13 +203,13 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     _login(page, base, team.l1.user.username, team.l1.user.password)
     page.goto(f"{base}/tasks/{task_id}")
     page.get_by_test_id("task-form-page").wait_for()
-    with page.expect_popup() as popup:  # the report page opens the viewer window; the report stays
-        page.get_by_test_id("task-open-viewer").click()
+    with page.expect_popup() as popup:  # the report page opens the (synchronised) viewer window; the report stays
+        page.get_by_test_id("open-viewer-window").click()
     page = popup.value
     page.base_url, page.js_errors = vpage.base_url, vpage.js_errors
     page.on("pageerror", lambda exc: vpage.js_errors.append(str(exc)))
     page.on("console", lambda msg: vpage.js_errors.append(msg.text) if msg.type == "error" else None)
-    page.wait_for_url(f"**/viewer/studies/{study_uid}**")
+    page.wait_for_url(re.compile(r"/viewer/window\?.*study=" + re.escape(study_uid)))
     page.get_by_test_id("viewer-viewport-0").wait_for()
     page.wait_for_function("() => window.__teleradViewer && window.__teleradViewer.stats.firstImageMs !== null")
     page.wait_for_timeout(500)

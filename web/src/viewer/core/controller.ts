@@ -13,7 +13,7 @@ import { takeEarly } from './early'
 import { initCornerstone } from './init'
 import { type Layout, assignSeries, clampLayout, viewportCount } from './layouts'
 import { cacheImages } from './prefetch'
-import { buildSeries, loadSeries, loadSeriesList, type ViewerSeries } from './series'
+import { buildSeries, isImageSeries, loadSeries, loadSeriesList, type ViewerSeries } from './series'
 import { installProbe, type ViewerStats } from './stats'
 import { type TextPrompt, type ToolId, createToolGroup, setMeasurementValuesVisible, setPrimaryTool } from './tools'
 import { type VoiFunction, type WindowPreset, toRange, toWindow } from './voi'
@@ -118,8 +118,9 @@ export class ViewerController {
     }
   }
 
+  /** The series that can be shown in a viewport (not SR, KO, PR …), in browser order. */
   seriesUids(): string[] {
-    return this.state.series.map((s) => s.seriesUid)
+    return this.state.series.filter((s) => isImageSeries(s.modality)).map((s) => s.seriesUid)
   }
 
   seriesState(uid: string): SeriesState | undefined {
@@ -220,7 +221,17 @@ export class ViewerController {
   /** Show a series in a viewport; the whole series is then decoded into the cache (progress in its SeriesState). */
   async show(v: ViewportState, seriesUid: string, index = 0): Promise<void> {
     v.seriesUid = seriesUid
-    const series = await this.ensureSeries(seriesUid)
+    let series: ViewerSeries
+    try {
+      series = await this.ensureSeries(seriesUid)
+    } catch {
+      // Closed or switched to another study meanwhile (the load was aborted), or the series could not be read: the
+      // series browser shows it as failed; nothing is left to reject unhandled.
+      this.loading.delete(seriesUid)
+      const st = this.seriesState(seriesUid)
+      if (!this.destroyed && st) st.failed = Math.max(st.failed, 1)
+      return
+    }
     if (this.destroyed || v.seriesUid !== seriesUid) return
     const vp = this.stackViewport(v.id)
     if (!vp) return

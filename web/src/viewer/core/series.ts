@@ -15,6 +15,20 @@ import {
   tagValues,
 } from './dicomweb'
 
+/** Series without pixel data — structured reports, key-image selections, presentation states — with what they are
+ * called in Chinese; they are listed in the series browser but never put in a viewport. */
+export const NON_IMAGE_SERIES: Readonly<Record<string, string>> = {
+  SR: '结构化报告',
+  KO: '关键图像选择',
+  PR: '显示状态',
+  DOC: '文档',
+  REG: '配准',
+}
+
+export function isImageSeries(modality: string | undefined): boolean {
+  return !NON_IMAGE_SERIES[modality ?? '']
+}
+
 export interface ViewerImage {
   imageId: string
   sopUid: string
