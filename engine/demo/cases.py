@@ -144,9 +144,10 @@ def _institution_id(code: str) -> int:
     return int(uow.session().execute(select(Institution.id).where(Institution.code == code)).scalar_one())
 
 
-def _exam_time(c: DemoCase, today: date) -> datetime:
-    day = today - timedelta(days=c.days_ago)
-    return datetime(day.year, day.month, day.day, 9, 30, tzinfo=LOCAL_TZ) + timedelta(minutes=17 * len(c.accession))
+def _exam_time(c: DemoCase, now: datetime) -> datetime:
+    """A recent exam time: `days_ago` days back, a few hours before now (never in the future), to the minute."""
+    when = now - timedelta(days=c.days_ago, hours=1 + DEMO_CASES.index(c))
+    return when.replace(second=0, microsecond=0)
 
 
 def _create_case(c: DemoCase, when: datetime) -> bool:
@@ -216,13 +217,13 @@ def _claim(c: DemoCase) -> None:
             tasks.claim(doctor, task.id)
 
 
-def load_demo_cases(rx: Receiver, today: date | None = None) -> DemoCasesResult:
+def load_demo_cases(rx: Receiver, now: datetime | None = None) -> DemoCasesResult:
     """Create the demo cases and store their studies once (module docstring). Runs its own units of work: the
     receive path commits each instance itself, so no transaction may be open around it (SQLite's one writer)."""
-    today = today or datetime.now(LOCAL_TZ).date()
+    now = now or datetime.now(LOCAL_TZ)
     result = DemoCasesResult()
     for c in DEMO_CASES:
-        when = _exam_time(c, today)
+        when = _exam_time(c, now)
         with uow.unit_of_work():
             if _create_case(c, when):
                 result.cases_added += 1

@@ -146,14 +146,14 @@ def _ct_slice(t: float, i: int, vessels: np.ndarray, noise: np.ndarray) -> np.nd
         _paint(img, cx + 32, cy + 45, 14, 14, 45)  # descending aorta
     # spine: vertebral body (disc every 8 slices), canal, spinous process
     disc = i % 8 in (0, 1)
-    vb_y = cy + 82
+    vb_y = cy + 70
     _paint(img, cx, vb_y, 31, 27, 80 if disc else 900)
     if not disc:
         _paint(img, cx, vb_y, 27, 23, 260)
     _paint(img, cx, vb_y + 42, 12, 11, 20)
     _paint(img, cx - 17, vb_y + 42, 6, 14, 700)
     _paint(img, cx + 17, vb_y + 42, 6, 14, 700)
-    _paint(img, cx, vb_y + 68, 6, 16, 700)
+    _paint(img, cx, vb_y + 64, 6, 13, 700)
     _paint(img, cx, cy - bh + 28, 17, 7, 600 if t < 0.8 else 15)  # sternum
     # ribs: a ring of bone sections whose angles turn slowly with z
     if t < 0.85:
@@ -164,7 +164,7 @@ def _ct_slice(t: float, i: int, vessels: np.ndarray, noise: np.ndarray) -> np.nd
             rx, ry = cx + (bw - 24) * math.cos(a), cy + (bh - 21) * math.sin(a)
             _paint(img, rx, ry, 8, 6, 750)
             _paint(img, rx, ry, 5, 3, 250)
-    img[455:463, 60:452] = 250  # table
+    img[432:440, 60:452] = 250  # table
     return img + noise
 
 
@@ -177,7 +177,7 @@ def ct_chest(p: Patient, st: StudyInfo, slices: int = 80) -> list[Dataset]:
             rng.uniform(150, 360, 140),
             rng.normal(0, 0.4, 140),
             rng.normal(0, 0.4, 140),
-            rng.uniform(1.5, 4.0, 140),
+            rng.uniform(1.2, 3.2, 140),
         ]
     )
     noise = rng.normal(0, 9, size=(4, 512, 512)).astype(np.float32)
@@ -251,7 +251,8 @@ def _dx_pa(rows: int, cols: int) -> np.ndarray:
     att -= 0.35 * np.clip(lungs, 0, 1)
     heart = np.clip(1 - ((u - 0.12) / 0.3) ** 2 - ((v - 0.68) / 0.17) ** 2, 0, None) ** 0.5
     att += 0.3 * heart
-    att += 0.25 * (np.abs(u) < 0.1) * (v > 0.1)  # mediastinum / spine
+    att += 0.18 * np.clip(1 - (u / 0.17) ** 2, 0, None) * (v > 0.1)  # mediastinum
+    att += 0.15 * (np.abs(u) < 0.05) * (v > 0.06) * (np.sin(v * 2 * math.pi * 24) > -0.8)  # spine, segmented
     ribs = (np.sin((v - 0.18 - 0.12 * u**2) * 2 * math.pi * 11) > 0.55) * (lungs > 0.05) * (v > 0.12)
     att += 0.12 * ribs
     clav = np.abs(v - (0.17 + 0.05 * np.abs(u))) < 0.012
