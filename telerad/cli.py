@@ -86,7 +86,7 @@ def db_upgrade(revision: str) -> None:
 
 @main.command()
 def demo() -> None:
-    """Load the demo institutions and accounts (demo mode only)."""
+    """Load the demo institutions, accounts and imaging cases with synthetic studies (demo mode only)."""
     settings = _settings()
     if settings.mode != "demo":
         click.echo("只有演示模式 (TELERAD_MODE=demo) 可以加载演示数据", err=True)
@@ -99,6 +99,21 @@ def demo() -> None:
         with uow.unit_of_work():
             added = load_demo()
     click.echo(f"演示账号已就绪（新增 {added} 个）/ demo data ready ({added} accounts added)")
+    from dicom import receiving
+    from engine.demo.cases import DEMO_CASES, load_demo_cases
+
+    # the studies go in through the one receive path, built as the SCP and STOW-RS build it (dicom/receiving.py)
+    rx = receiving.receiver(app, settings)
+    try:
+        with app.app_context():
+            made = load_demo_cases(rx)
+    finally:
+        receiving.close(rx)
+    click.echo(
+        f"演示病例已就绪：共 {len(DEMO_CASES)} 例，新增 {made.cases_added} 例申请、{made.studies_added} 个检查影像"
+        f"（{made.instances_stored} 个实例）/ demo cases ready "
+        f"({made.cases_added} cases, {made.studies_added} studies added)"
+    )
 
 
 @main.command("create-admin")
