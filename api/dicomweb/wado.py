@@ -80,13 +80,9 @@ def _frame_ref(study: str, series: str, sop: str) -> wado.InstanceRef:
         decision = decisions.Decision(found, why, code, listed)
         decisions.put(key, decision)
     st = decision.study
-    if decision.instances is None:
-        ref = _single(wado.select_instances_of(st.id, st.study_instance_uid, series, sop))
-    else:
-        hit = decision.instances.get(sop)
-        if hit is None:
-            raise NotFound("not_found", "实例不存在")
-        ref = hit
+    hit = decision.instances.get(sop) if decision.instances is not None else None
+    # not listed (a series too large to list, or an instance stored since): asked of the database, as before
+    ref = hit or _single(wado.select_instances_of(st.id, st.study_instance_uid, series, sop))
     access_audit.accessed(actor, st, via="wado")
     g.study_audit = {"id": st.id, "uid": st.study_instance_uid, "patient_id": st.patient_id[:64] or None}
     g.study_choice = {"X-Telerad-Institution": decision.code, "X-Telerad-Study-Choice": decision.why}
