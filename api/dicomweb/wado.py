@@ -60,6 +60,8 @@ def _frame_ref(study: str, series: str, sop: str) -> wado.InstanceRef:
     instances are decided once per caller and series and kept for at most `dicomweb_decision_ttl_s` seconds
     (engine/dicomweb/decisions.py: what the key holds, and why logout still ends access at once while a case handed
     back may lag by the TTL). A refusal is never kept. The access audit runs per request, as in `_refs`."""
+    if decisions.ttl() <= 0:  # the cache turned off: decided per request, exactly as `_refs`
+        return _single(_refs(study, series, sop))
     actor = current_actor()
     institution = request.args.get("institution") or None
     case_id = case_param()
