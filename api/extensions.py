@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from flask import request
@@ -69,6 +70,23 @@ for _name in (
     "_MemoryStorage__schedule_expiry",
 ):
     setattr(ThreadSafeMemoryStorage, _name, _locked(_name))
+
+SWEEP_EVERY_S = 1.0  # how often expired counters of other keys are dropped (each key's own expire on its next read)
+
+
+def _sweep_inline(self: ThreadSafeMemoryStorage) -> None:
+    """Replaces limits' expiry scheduling, which started a new 10 ms `threading.Timer` thread whenever the last one
+    had ended — about every other DICOMweb frame request, a thread start each (issue 16: the rate limiter's share of a
+    frame request). The sweep runs inline, under the storage's lock, at most every SWEEP_EVERY_S; counting is
+    unchanged: `get` drops an expired counter of its own key before every hit (limits' MemoryStorage.get)."""
+    with self._lock:
+        now = time.monotonic()
+        if now >= getattr(self, "_next_sweep", 0.0):
+            self._next_sweep = now + SWEEP_EVERY_S
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+
+
+ThreadSafeMemoryStorage._MemoryStorage__schedule_expiry = _sweep_inline  # type: ignore[attr-defined]
 
 
 def ratelimit_storage_uri(configured: str) -> str:

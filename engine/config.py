@@ -132,6 +132,10 @@ class Settings:
     max_upload_bytes: int = 10 * 1024 * 1024
     # Lifetime of OAuth 2.0 bearer access tokens (issue 15; REQ: DSEC-11), seconds: 60 .. 86400.
     oauth_token_lifetime_s: int = 3600
+    # WADO-RS frame requests (issue 16): how long a process reuses one caller's study resolution and pixel-access
+    # decision (engine/dicomweb/decisions.py), seconds, 0 .. 5 (0: off). Revoked access (case handed back, role
+    # removed) ends at most this late; logout and session expiry end it at once (the session is checked per request).
+    dicomweb_decision_ttl_s: float = 5.0
     # STOW-RS (issue 15): its own body cap instead of the app-wide limit above; over it the request answers 413.
     stow_max_bytes: int = 4 * 1024 * 1024 * 1024
     # STOW-RS parts (instances) per request (REQ: WEB-06 caps ordinary multipart forms at 100 parts; STOW must take a
@@ -286,6 +290,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     if not 60 <= s.oauth_token_lifetime_s <= 86400:
         raise ConfigError(
             f"TELERAD_OAUTH_TOKEN_LIFETIME must be between 60 and 86400 seconds, got {s.oauth_token_lifetime_s}"
+        )
+    s.dicomweb_decision_ttl_s = _float(env, "TELERAD_DICOMWEB_DECISION_TTL", s.dicomweb_decision_ttl_s)
+    if not 0 <= s.dicomweb_decision_ttl_s <= 5:
+        raise ConfigError(
+            f"TELERAD_DICOMWEB_DECISION_TTL must be between 0 and 5 seconds, got {s.dicomweb_decision_ttl_s}"
         )
     s.web_dist = Path(env.get("TELERAD_WEB_DIST", str(Path(__file__).resolve().parent.parent / "web" / "dist")))
     secret = env.get("TELERAD_SECRET_KEY", "")

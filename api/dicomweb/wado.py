@@ -17,7 +17,7 @@ from api.dicomweb.qido import case_param
 from api.security import current_actor, deny, requires
 from engine import audit, uow, visibility
 from engine.actor import Actor
-from engine.dicomweb import access_audit, frame_index, rendered, resolve, wado
+from engine.dicomweb import access_audit, decisions, frame_index, rendered, resolve, wado
 from engine.dicomweb import frames as wado_frames
 from engine.dicomweb.media import Multipart, NotAcceptable, accepted_syntaxes, multipart_ranges, parse_accept
 from engine.errors import DomainError, NotFound, ValidationFailed
@@ -53,6 +53,42 @@ def _refs(
     code = resolve.institution_codes({chosen.institution_id}).get(chosen.institution_id, ("", ""))[0]
     g.study_choice = {"X-Telerad-Institution": code, "X-Telerad-Study-Choice": why}
     return refs
+
+
+def _frame_ref(study: str, series: str, sop: str) -> wado.InstanceRef:
+    """`_refs` for one frame request (issue 16): the study's resolution, its pixel-access decision and the series'
+    instances are decided once per caller and series and kept for at most `dicomweb_decision_ttl_s` seconds
+    (engine/dicomweb/decisions.py: what the key holds, and why logout still ends access at once while a case handed
+    back may lag by the TTL). A refusal is never kept. The access audit runs per request, as in `_refs`."""
+    if decisions.ttl() <= 0:  # the cache turned off: decided per request, exactly as `_refs`
+        return _single(_refs(study, series, sop))
+    actor = current_actor()
+    institution = request.args.get("institution") or None
+    case_id = case_param()
+    key = decisions.key_of(actor, study, institution, case_id, series)
+    decision = decisions.get(key)
+    if decision is None:
+        chosen, why = resolve.study_for(actor, study, institution, case_id)
+        if not visibility.may_read_pixels(actor, chosen):
+            deny(actor, {"pixel_data": True})
+        try:
+            listed: dict[str, wado.InstanceRef] | None = {r.sop_uid: r for r in wado.select_instances(chosen, series)}
+        except NotFound as exc:
+            raise NotFound("not_found", "实例不存在") from exc  # as select_instances says for a named instance
+        except ValidationFailed:  # a series too large to list: its instances are looked up per request
+            listed = None
+        code = resolve.institution_codes({chosen.institution_id}).get(chosen.institution_id, ("", ""))[0]
+        found = decisions.StudyKey(chosen.id, chosen.study_instance_uid, chosen.patient_id, chosen.institution_id)
+        decision = decisions.Decision(found, why, code, listed)
+        decisions.put(key, decision)
+    st = decision.study
+    hit = decision.instances.get(sop) if decision.instances is not None else None
+    # not listed (a series too large to list, or an instance stored since): asked of the database, as before
+    ref = hit or _single(wado.select_instances_of(st.id, st.study_instance_uid, series, sop))
+    access_audit.accessed(actor, st, via="wado")
+    g.study_audit = {"id": st.id, "uid": st.study_instance_uid, "patient_id": st.patient_id[:64] or None}
+    g.study_choice = {"X-Telerad-Institution": decision.code, "X-Telerad-Study-Choice": decision.why}
+    return ref
 
 
 def _stream(chunks: Iterable[bytes], content_type: str, status: int = 200, **headers: str) -> Response:
@@ -222,7 +258,7 @@ def _frame_parts(
 @requires(READ)
 def retrieve_frames(study: str, series: str, sop: str, frame_list: str) -> Response:
     numbers = wado_frames.parse_frame_list(frame_list)
-    ref = _single(_refs(study, series, sop))
+    ref = _frame_ref(study, series, sop)
     header = frame_index.index_of(ref.path)  # read once per stored file
     wado_frames.check_frames(header, numbers)
     how = wado_frames.plan_frames(wado_frames.frame_ranges(parse_accept(request.headers.get("Accept"))), header.ts)

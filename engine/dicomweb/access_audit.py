@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +31,9 @@ from engine.actor import Actor
 from engine.db import utcnow
 from engine.dicomweb.models import StudyAccess
 from engine.imaging.models import Study
+
+if TYPE_CHECKING:
+    from engine.dicomweb.decisions import StudyKey
 
 CHINA = timezone(timedelta(hours=8))  # the platform's day (Asia/Shanghai, no DST)
 
@@ -84,9 +88,10 @@ def _forget_mine(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_MINE, None)
 
 
-def accessed(actor: Actor, study: Study, *, via: str) -> bool:
+def accessed(actor: Actor, study: Study | StudyKey, *, via: str) -> bool:
     """Record that `actor` accessed `study` over DICOMweb (`via`: "qido", "wado" …); True when this call wrote the
-    day's audit event, False when the key existed already."""
+    day's audit event, False when the key existed already. `study`: the row, or a frame request's cached
+    StudyKey (engine/dicomweb/decisions.py)."""
     principal, day = principal_of(actor), today()
     key = (principal, study.id, study.study_instance_uid, day)  # the UID too: SQLite may reuse a deleted row's id
     s = uow.session()

@@ -60,7 +60,13 @@ def select_instances(study: Study, series_uid: str | None = None, sop_uid: str |
         NotFound: the series or instance is not in the study.
         ValidationFailed: more than MAX_INSTANCES instances.
     """
-    study_uid = study.study_instance_uid
+    return select_instances_of(study.id, study.study_instance_uid, series_uid, sop_uid)
+
+
+def select_instances_of(
+    study_id: int, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> list[InstanceRef]:
+    """`select_instances` by the study's id and UID (a frame request's cached decision: engine/dicomweb/decisions)."""
     stmt = (
         select(
             Series.series_instance_uid,
@@ -71,7 +77,7 @@ def select_instances(study: Study, series_uid: str | None = None, sop_uid: str |
             Instance.storage_key,
         )
         .join(Series, Series.id == Instance.series_id)
-        .where(Instance.study_id == study.id)
+        .where(Instance.study_id == study_id)
     )
     if series_uid is not None:
         stmt = stmt.where(Series.series_instance_uid == series_uid)

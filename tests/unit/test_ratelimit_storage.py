@@ -56,3 +56,20 @@ def test_memory_uri_maps_to_the_thread_safe_storage() -> None:
 
     assert isinstance(storage_from_string(ratelimit_storage_uri("memory://")), ThreadSafeMemoryStorage)
     assert ratelimit_storage_uri("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_web06_hits_start_no_timer_thread_and_counters_still_expire() -> None:
+    """Issue 16: limits started a 10 ms Timer thread about every other hit (a thread start per DICOMweb frame); the
+    storage now sweeps inline at most once a second, and a key's own counter still expires on its next read."""
+    storage = ThreadSafeMemoryStorage("telerad+memory://")
+    storage.timer.join()  # the one timer limits starts in __init__
+    before = {t.ident for t in threading.enumerate()}
+    for n in range(20):
+        assert storage.incr("frames", 60) == n + 1
+        assert {t.ident for t in threading.enumerate()} <= before  # no Timer thread started by the hit
+        time.sleep(0.012)  # past the old timer's 10 ms life: limits would start another on the next hit
+    assert storage.incr("short", 0.05) == 1
+    time.sleep(0.1)
+    assert storage.get("short") == 0  # a key's counter still expires
+    assert storage.incr("short", 60) == 1
+    assert storage.get("frames") == 20
