@@ -328,7 +328,7 @@ class CaseStudyKeyImagesOut(Schema):
 
 @blp.route("/cases/<int:case_id>/key-images", methods=["GET"])
 @blp.response(200, CaseStudyKeyImagesOut(many=True))
-@requires(READ)
+@requires("case.read")  # a case endpoint: administrators get 403 like on every clinical endpoint (AC-03)
 def case_key_images(case_id: int) -> Any:
     """The key images of the case's studies (REQ: RPT-05; UX R13): the report editor's 图像 card, and the member
     hospital's clinicians first on the case page. Studies the actor may not read are left out."""

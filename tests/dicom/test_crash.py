@@ -58,6 +58,9 @@ def _env(settings: config.Settings, port: int, **extra: str) -> dict[str, str]:
             "TELERAD_SECRET_KEY": TEST_SECRET,
             "TELERAD_DICOM_PORT": str(port),
             "TELERAD_DICOM_HOST": "127.0.0.1",
+            # one receiver in this process: its death is the crash (under `--processes N` the supervisor would
+            # restart it; tests/dicom/test_cli.py covers that)
+            "TELERAD_DICOM_PROCESSES": "1",
             **extra,
         }
     )

@@ -54,10 +54,21 @@ def browser() -> Iterator[object]:
                 "--no-first-run",
                 "--disable-sync",
                 "--disable-quic",
+                # WebGL through SwiftShader (software): the viewer (Cornerstone3D) renders with it; harmless elsewhere
+                "--use-gl=angle",
+                "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader",
             ],
         )
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def gl_browser(browser):  # type: ignore[no-untyped-def]
+    """The viewer's tests: the same Chromium (one Playwright per worker; a second sync_playwright in the same process
+    fails), which renders WebGL through SwiftShader."""
+    return browser
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from pydicom.uid import generate_uid
 from tests.api.test_cases_flow import Team, new_case, ok, the_task
 from tests.dicom import archive, synthetic
 from tests.dicom.conftest import add_node
-from tests.e2e.conftest import CHROMIUM
 from tests.e2e.test_account_flow import _login
 from tests.factories import make_user
 
@@ -109,28 +108,6 @@ def us_multiframe(patient_no: str, accession: str, frames: int = 12, size: int =
 
 
 # -- browser with software WebGL ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gl_browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--use-gl=angle",
-                "--use-angle=swiftshader",
-                "--enable-unsafe-swiftshader",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def vpage(gl_browser, live_server) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     context = gl_browser.new_context(

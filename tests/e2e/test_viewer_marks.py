@@ -24,33 +24,10 @@ from engine.imaging.models import Instance, Series
 from tests.api.test_cases_flow import new_case, the_task
 from tests.dicom import synthetic
 from tests.dicomweb.conftest import DicomWeb
-from tests.e2e.conftest import CHROMIUM
 from tests.e2e.test_account_flow import _login
 from tests.factories import Session, as_user, make_user
 
 SHOTS = Path("/tmp/shots/persist")
-
-
-@pytest.fixture(scope="module")
-def gl_browser() -> Iterator[Any]:
-    """Chromium with WebGL through SwiftShader (Cornerstone3D renders with WebGL)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--use-gl=angle",
-                "--use-angle=swiftshader",
-                "--enable-unsafe-swiftshader",
-                "--no-first-run",
-            ],
-        )
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -17,33 +17,10 @@ from pydicom.uid import generate_uid
 from tests.api.test_cases_flow import new_case, ok, the_task
 from tests.api.test_upload_link import _link
 from tests.dicomweb.test_stow import fresh, multipart, post
-from tests.e2e.conftest import CHROMIUM
 from tests.e2e.test_account_flow import _login
 from tests.factories import Session, as_user, institution
 
 SHOTS = Path("/tmp/shots/upload")
-
-
-@pytest.fixture(scope="module")
-def gl_browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--use-gl=angle",
-                "--use-angle=swiftshader",
-                "--enable-unsafe-swiftshader",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
-        yield b
-        b.close()
 
 
 @pytest.fixture
