@@ -190,9 +190,9 @@ def test_dsec07_per_device_limit_holds_across_receiver_processes(app: Flask, set
                 held = [ae.associate("127.0.0.1", port, ae_title="TELERAD") for _ in range(8)]
                 accepted = [a for a in held if a.is_established]
                 assert len(accepted) == 1, [a.is_established for a in held]
-                # Refused, none held. Under CPU load a refusal now and then reaches the SCU as an abort (the A-ASSOCIATE-RJ
-                # lost to the connection's reset; seen with the SO_REUSEPORT receivers too, 2 of 6 runs beside 3 busy
-                # loops): the limit holds either way, which is what DSEC-07 asks.
+                # Refused, none held. Under CPU load a refusal now and then reaches the SCU as an abort (the
+                # A-ASSOCIATE-RJ lost to the connection's reset; seen with the SO_REUSEPORT receivers too, 2 of 6
+                # runs beside 3 busy loops): the limit holds either way, which is what DSEC-07 asks.
                 assert all(a.is_rejected or a.is_aborted for a in held if not a.is_established)
                 assert sum(a.is_rejected for a in held) >= 5
                 for a in accepted:
