@@ -13,7 +13,8 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from api.schemas import InstitutionRefSchema, StrictSchema
+from api.imaging.schemas import StudySchema
+from api.schemas import StrictSchema
 from api.security import current_actor, requires
 from engine import uow
 from engine.accounts.models import Institution
@@ -33,19 +34,9 @@ class LinkSchema(StrictSchema):
     )
 
 
-class ExamStudySchema(Schema):
-    id = fields.Integer()
-    study_instance_uid = fields.String()
-    patient_id = fields.String()
-    patient_name = fields.String()
-    study_date = fields.String()
-    accession_number = fields.String()
-    study_description = fields.String()
-    modalities = fields.List(fields.String())
-    institution = fields.Nested(InstitutionRefSchema)
-    series_count = fields.Integer()
-    instance_count = fields.Integer()
-    exam_id = fields.Integer(allow_none=True)
+class ExamStudySchema(StudySchema):
+    """A study of the exam (the imaging list's row), and whether this request linked it."""
+
     linked_now = fields.Boolean()
 
 
