@@ -23,8 +23,8 @@ from pynetdicom import AE, _config
 
 from dicom import handlers, receiving, supervisor, tls
 from dicom.context import Context, Limits
+from dicom.server import TeleradServer
 from dicom.shared_limits import AcceptBalance, SharedCounts
-from dicom.transport import TeleradServer
 from dicom.uids import STORAGE_SOP_CLASSES, supported_contexts
 from engine import config, uow
 from engine.imaging import services

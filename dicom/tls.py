@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dicom.transport import TeleradServer
+from dicom.server import TeleradServer
 from engine import config
 
 log = logging.getLogger("telerad.dicom")

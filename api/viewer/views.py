@@ -247,6 +247,20 @@ def _reload(study_id: int, kind: str) -> ViewerDocument:
 
 
 # -- annotations ------------------------------------------------------------------------------------------------------
+def _replacing(
+    kind: str, study_uid: str, query: dict[str, Any], body: dict[str, Any], field: str
+) -> tuple[Actor, Study, int, list[dict[str, Any]], ViewerDocument | None]:
+    """What every PUT of a viewer document checks first: the study, the right to edit, the version it was read at.
+    Returns (actor, study, expected version, the new items without client-sent authors, the current document)."""
+    actor = current_actor()
+    study = _study(study_uid, query)
+    documents.require_edit(actor, kind)
+    expected = _expected(body["version"])
+    previous = documents.check_version(study, kind, expected)
+    items = [{k: v for k, v in item.items() if k != "author"} for item in body[field]]
+    return actor, study, expected, items, previous
+
+
 @blp.route("/studies/<string:study_uid>/annotations", methods=["GET"])
 @blp.arguments(InstitutionQuery, location="query")
 @blp.response(200, DocumentOut)
@@ -264,12 +278,7 @@ def get_annotations(query: dict[str, Any], study_uid: str) -> Any:
 @requires(READ)
 def put_annotations(query: dict[str, Any], body: dict[str, Any], study_uid: str) -> Any:
     """Replace the study's measurements and marks; the SR TID 1500 made by the browser goes into the archive."""
-    actor = current_actor()
-    study = _study(study_uid, query)
-    documents.require_edit(actor, ANNOTATIONS)
-    expected = _expected(body["version"])
-    previous = documents.check_version(study, ANNOTATIONS, expected)
-    items = [{k: v for k, v in a.items() if k != "author"} for a in body["annotations"]]
+    actor, study, expected, items, previous = _replacing(ANNOTATIONS, study_uid, query, body, "annotations")
     content = documents.clean_annotations(actor, study, items, previous.content if previous is not None else [])
     dicom = None
     if body["sr"]:
@@ -302,12 +311,7 @@ def get_key_images(query: dict[str, Any], study_uid: str) -> Any:
 @requires(READ)
 def put_key_images(query: dict[str, Any], body: dict[str, Any], study_uid: str) -> Any:
     """Replace the study's key images; a Key Object Selection document ("Of Interest") goes into the archive."""
-    actor = current_actor()
-    study = _study(study_uid, query)
-    documents.require_edit(actor, KEY_IMAGES)
-    expected = _expected(body["version"])
-    previous = documents.check_version(study, KEY_IMAGES, expected)
-    items = [{k: v for k, v in i.items() if k != "author"} for i in body["items"]]
+    actor, study, expected, items, previous = _replacing(KEY_IMAGES, study_uid, query, body, "items")
     content, refs = documents.clean_key_images(actor, study, items, previous.content if previous is not None else [])
     me = documents.author_of(actor)
     dicom = keyimages.document_for(study, content, refs, previous, me["name"])
