@@ -8,8 +8,8 @@
   configured conflict status, 0xA900 for a data set that is not the announced one, 0xC000 for one that cannot be
   understood (with an Error Comment where the validator says where it is broken), 0xA700 for no space or a storage
   error, 0x0122 for a SOP class outside the negotiated context (DSEC-09).
-- `RetrieveSink` / `retrieval`: the C-STORE sub-operations of `scu.get`, each through the receive service with the
-  node as its source (`via` c-get) and answered only once durable and committed.
+- `RetrieveSink` / `retrieval`: the C-STORE sub-operations of `scu_transfer.get`, each through the receive service
+  with the node as its source (`via` c-get) and answered only once durable and committed.
 """
 
 from __future__ import annotations
@@ -153,9 +153,9 @@ def context_mismatch(rx: Receiver, state: IngestState, sop_class: object, abstra
 
 
 class RetrieveSink:
-    """Where `scu.get` puts each instance it receives: through the receive service, with the node it retrieves from
-    as the source (its institution owns them, DSEC-03), answered with the status a C-STORE to our SCP would get — so
-    the peer counts a refused instance as a failed sub-operation."""
+    """Where `scu_transfer.get` puts each instance it receives: through the receive service, with the node it retrieves
+    from as the source (its institution owns them, DSEC-03), answered with the status a C-STORE to our SCP would get —
+    so the peer counts a refused instance as a failed sub-operation."""
 
     def __init__(self, rx: Receiver, source: Source, conflict_status: int) -> None:
         self.rx = rx

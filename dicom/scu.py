@@ -1,48 +1,38 @@
-"""telerad as a DICOM SCU (REQ: DCM-03, DCM-04, IMG-08, VIEW-14 backend): C-ECHO, C-FIND, C-MOVE / C-GET into our
-archive and C-STORE to a node.
+"""telerad as a DICOM SCU (REQ: DCM-03, DCM-04, IMG-08, VIEW-14 backend): associations to a node, C-ECHO and C-FIND
+here; C-MOVE / C-GET into our archive and C-STORE to a node in dicom/scu_transfer.py.
 
-- `echo`, `find`, `move`, `get` and `send` serve the API (`/api/imaging/nodes/<id>/…`) and the CLI (`telerad dicom
-  echo|find|retrieve|send`): they return a `Result` with a Chinese message and do not raise for network trouble.
+- `echo`, `find` (and scu_transfer's `move`, `get`, `send`) serve the API (`/api/imaging/nodes/<id>/…`) and the CLI
+  (`telerad dicom echo|find|retrieve|send`): they return a `Result` with a Chinese message and do not raise for
+  network trouble.
 - `StoreTransport` (dicom/forward_transport.py) serves the forwarding worker with the associations opened here.
 
 A node is anything with `aet`, `host` and `port` (a DicomNode row, a NodeInfo, or `Remote`); `Options` carries our
 AE title, timeouts, PDU size and TLS. Every call opens its own association (TCP_NODELAY) and releases it; nothing
-here touches the database: what a C-GET receives goes to the caller's `InstanceSink` — the receive service
-(dicom/receiving.py `retrieval`), which answers each C-STORE sub-operation once the instance is durable, indexed
-and routed, as our SCP would (issue 12 §2).
+here touches the database.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE
 from pynetdicom.association import Association
 
-from dicom import outgoing, status
+from dicom import status
 from dicom.uids import (
     PATIENT_ROOT_FIND,
     QUERY_TRANSFER_SYNTAXES,
-    STORAGE_SOP_CLASSES,
-    STORAGE_TRANSFER_SYNTAXES,
     STUDY_ROOT_FIND,
-    STUDY_ROOT_GET,
-    STUDY_ROOT_MOVE,
     VERIFICATION,
 )
-from engine.imaging import transcode
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 MAX_CONTEXTS = 128  # PS3.8 §9.3.2.2: presentation context IDs are odd numbers 1..255
@@ -239,7 +229,7 @@ def response_status(rsp: Dataset | None) -> int | None:
     return int(rsp.Status) if rsp is not None and "Status" in rsp else None
 
 
-def _status_text(code: int | None) -> str:
+def status_text(code: int | None) -> str:
     if code is None:
         return "对方未应答（超时或连接中断）"
     if code == status.SUCCESS:
@@ -248,12 +238,12 @@ def _status_text(code: int | None) -> str:
     return f"失败（状态 0x{code:04X}{'：' + name if name else ''}）"
 
 
-def _ms(started: float) -> int:
+def ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _unreachable(exc: ScuError, started: float) -> Result:
-    return Result(False, None, str(exc), _ms(started))
+def unreachable(exc: ScuError, started: float) -> Result:
+    return Result(False, None, str(exc), ms_since(started))
 
 
 # -- C-ECHO --------------------------------------------------------------------------------------------------------
@@ -264,9 +254,9 @@ def echo(node: NodeLike, opts: Options | None = None) -> Result:
         with associate(node, [(VERIFICATION, QUERY_TRANSFER_SYNTAXES)], opts) as assoc:
             code = response_status(assoc.send_c_echo())
     except ScuError as exc:
-        return _unreachable(exc, started)
+        return unreachable(exc, started)
     ok = code == status.SUCCESS
-    return Result(ok, code, "连通测试成功" if ok else f"连通测试{_status_text(code)}", _ms(started))
+    return Result(ok, code, "连通测试成功" if ok else f"连通测试{status_text(code)}", ms_since(started))
 
 
 # -- C-FIND --------------------------------------------------------------------------------------------------------
@@ -331,205 +321,16 @@ def find(node: NodeLike, level: str, filters: dict[str, str], limit: int = 100, 
             if truncated:
                 assoc.abort()
     except ScuError as exc:
-        return _unreachable(exc, started)
+        return unreachable(exc, started)
     if truncated:
         return Result(
-            True, status.SUCCESS, f"结果超过 {limit} 条，仅显示前 {limit} 条", _ms(started), items=items, truncated=True
+            True,
+            status.SUCCESS,
+            f"结果超过 {limit} 条，仅显示前 {limit} 条",
+            ms_since(started),
+            items=items,
+            truncated=True,
         )
     ok = final == status.SUCCESS
-    msg = f"查询完成，共 {len(items)} 条" if ok else f"查询{_status_text(final)}"
-    return Result(ok, final, msg, _ms(started), items=items)
-
-
-# -- C-MOVE / C-GET ------------------------------------------------------------------------------------------------
-def _retrieve_identifier(study_uid: str, series_uid: str | None) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
-    ds.StudyInstanceUID = study_uid
-    if series_uid:
-        ds.SeriesInstanceUID = series_uid
-    return ds
-
-
-def _final(responses: Iterable[tuple[Dataset | None, Dataset | None]]) -> tuple[int | None, Dataset | None]:
-    """The final status of a C-MOVE / C-GET and the last response (None, … when the peer stopped answering)."""
-    final: int | None = None
-    last: Dataset | None = None
-    for rsp, _ident in responses:
-        final = response_status(rsp)
-        if final is None:
-            break
-        last = rsp
-    return final, last
-
-
-def _sub_counts(rsp: Dataset | None) -> tuple[int, int, int]:
-    if rsp is None:
-        return 0, 0, 0
-    return (
-        int(rsp.get("NumberOfCompletedSuboperations", 0) or 0),
-        int(rsp.get("NumberOfFailedSuboperations", 0) or 0),
-        int(rsp.get("NumberOfWarningSuboperations", 0) or 0),
-    )
-
-
-def _transfer_result(final: int | None, last: Dataset | None, started: float, verb: str) -> Result:
-    completed, failed, warning = _sub_counts(last)
-    ok = final in (status.SUCCESS, 0xB000) and failed == 0
-    if ok:
-        msg = f"{verb}完成：成功 {completed} 个实例" + (f"，警告 {warning} 个" if warning else "")
-    else:
-        msg = f"{verb}{_status_text(final)}：成功 {completed}，失败 {failed}"
-    return Result(ok, final, msg, _ms(started), completed=completed, failed=failed, warning=warning)
-
-
-def move(
-    node: NodeLike,
-    destination_aet: str,
-    study_uid: str,
-    series_uid: str | None = None,
-    opts: Options | None = None,
-) -> Result:
-    """C-MOVE (PS3.4 C.4.2) a study (or series) from the node to `destination_aet` (normally our own archive)."""
-    started = time.monotonic()
-    model = STUDY_ROOT_MOVE
-    try:
-        with associate(node, [(model, QUERY_TRANSFER_SYNTAXES)], opts) as assoc:
-            final, last = _final(assoc.send_c_move(_retrieve_identifier(study_uid, series_uid), destination_aet, model))
-    except ScuError as exc:
-        return _unreachable(exc, started)
-    return _transfer_result(final, last, started, "调阅")
-
-
-class InstanceSink(Protocol):
-    """Where a C-GET's instances go (dicom/receiving.py `RetrieveSink`): `__call__` receives one data set written to
-    a file in `tmp_dir` (consumed) and returns the C-STORE status to answer (an int, or a Dataset with an Error
-    Comment)."""
-
-    @property
-    def tmp_dir(self) -> Path: ...
-
-    def __call__(
-        self, path: Path, sop_class: object, sop_instance: object, abstract_syntax: object
-    ) -> int | Dataset: ...
-
-
-def get(
-    node: NodeLike,
-    sink: InstanceSink,
-    study_uid: str,
-    series_uid: str | None = None,
-    opts: Options | None = None,
-) -> Result:
-    """C-GET (PS3.4 C.4.3) a study (or series) from the node on one association; each received instance goes to
-    `sink`, whose status answers the peer's C-STORE sub-operation (a refused instance is a failed sub-operation).
-    Storage SOP classes are offered with the SCP role (PS3.7 D.3.3.4) and the syntaxes our SCP accepts."""
-    started = time.monotonic()
-
-    def on_store(event: Any) -> int | Dataset:
-        fd, name = tempfile.mkstemp(prefix="get-", dir=sink.tmp_dir)
-        tmp = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                src = getattr(event, "dataset_path", None)
-                if src:
-                    with open(src, "rb") as inp:
-                        while chunk := inp.read(1024 * 1024):
-                            fh.write(chunk)
-                else:
-                    fh.write(event.encoded_dataset(include_meta=True))
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            return status.STORE_OUT_OF_RESOURCES
-        req = event.request
-        return sink(tmp, req.AffectedSOPClassUID, req.AffectedSOPInstanceUID, event.context.abstract_syntax)
-
-    model = STUDY_ROOT_GET
-    classes = list(STORAGE_SOP_CLASSES)[: MAX_CONTEXTS - 1]
-    contexts = [(model, QUERY_TRANSFER_SYNTAXES)] + [(uid, STORAGE_TRANSFER_SYNTAXES) for uid in classes]
-    roles = [build_role(uid, scp_role=True) for uid in classes]
-    try:
-        with associate(node, contexts, opts, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
-            final, last = _final(assoc.send_c_get(_retrieve_identifier(study_uid, series_uid), model))
-    except ScuError as exc:
-        return _unreachable(exc, started)
-    return _transfer_result(final, last, started, "获取")
-
-
-# -- C-STORE -------------------------------------------------------------------------------------------------------
-def _file_contexts(paths: list[Path]) -> list[tuple[Path, str, str]]:
-    out = []
-    for p in paths:
-        meta, _offset = transcode.stored_meta(p)
-        sop_class = str(meta.get("MediaStorageSOPClassUID", ""))
-        if not sop_class:
-            sop_class = str(dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID"]).get("SOPClassUID", ""))
-        out.append((p, sop_class, str(meta.TransferSyntaxUID)))
-    return out
-
-
-def send(
-    node: NodeLike,
-    files: Iterable[Path],
-    progress: Callable[[int, int], None] | None = None,
-    opts: Options | None = None,
-) -> Result:
-    """C-STORE (PS3.4 B) Part-10 files to the node (REQ: DCM-04, IMG-08): per SOP class the files' syntaxes and the
-    uncompressed ones are proposed in separate presentation contexts (engine.imaging.transcode.plan_contexts, ≤ 128
-    per association); each file goes as stored when its syntax is accepted, else uncompressed — decoded in the
-    sandbox when compressed. A file nothing fits (0x0122) or whose pixel data cannot be decoded counts as failed."""
-    started = time.monotonic()
-    try:
-        items = _file_contexts([Path(f) for f in files])
-    except (OSError, ValueError, AttributeError) as exc:
-        return Result(False, None, f"文件无法读取：{type(exc).__name__}", _ms(started))
-    if not items:
-        return Result(True, status.SUCCESS, "没有需要发送的实例", _ms(started))
-    completed = failed = warning = undecodable = 0
-    last_code: int | None = status.SUCCESS
-    batches: list[list[tuple[Path, str, str]]] = [[]]
-    classes: set[str] = set()
-    for item in items:  # at least one context per SOP class: a new association after MAX_CONTEXTS classes
-        if item[1] not in classes and len(classes) >= MAX_CONTEXTS:
-            classes = set()
-            batches.append([])
-        classes.add(item[1])
-        batches[-1].append(item)
-    done = 0
-    for batch in batches:
-        try:
-            with associate(node, transcode.plan_contexts((c, t) for _p, c, t in batch), opts) as assoc:
-                for path, sop_class, ts in batch:
-                    accepted = accepted_syntaxes(assoc, sop_class)
-                    code: int | None
-                    if transcode.choose_syntax(ts, accepted) is None:
-                        code = status.SOP_CLASS_NOT_SUPPORTED
-                    else:
-                        try:
-                            code = response_status(outgoing.send_c_store(assoc, transcode.prepare(path, accepted)))
-                        except (transcode.TranscodeError, OSError, ValueError):
-                            undecodable += 1
-                            code = status.STORE_CANNOT_UNDERSTAND
-                    if code == status.SUCCESS:
-                        completed += 1
-                    elif code is not None and (code & 0xF000) == 0xB000:
-                        warning += 1
-                    else:
-                        failed += 1
-                        last_code = code  # the message names a failure's status, not the last file's success
-                        if code is None:
-                            break
-                    done += 1
-                    if progress:
-                        progress(done, len(items))
-        except ScuError as exc:
-            failed += len(items) - done
-            return Result(False, None, str(exc), _ms(started), completed, failed, warning)
-    ok = failed == 0
-    if ok:
-        msg = f"发送完成：成功 {completed} 个实例"
-    elif undecodable:
-        msg = f"发送失败：成功 {completed}，失败 {failed}（其中 {undecodable} 个实例无法解码为对方接受的格式）"
-    else:
-        msg = f"发送{_status_text(last_code)}：成功 {completed}，失败 {failed}"
-    return Result(ok, last_code if not ok else status.SUCCESS, msg, _ms(started), completed, failed, warning)
+    msg = f"查询完成，共 {len(items)} 条" if ok else f"查询{status_text(final)}"
+    return Result(ok, final, msg, ms_since(started), items=items)

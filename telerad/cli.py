@@ -500,11 +500,11 @@ def dicom_retrieve(
     dest: str | None,
 ) -> None:
     """从远程节点调阅检查到本系统归档：C-MOVE（对方发到本系统 SCP）或 C-GET（须为已登记设备）。"""
-    from dicom import receiving, scu
+    from dicom import receiving, scu_transfer
 
     peer, opts = _peer(aet, host, port, calling_aet)
     if method == "move":
-        _finish(scu.move(peer, dest or _settings().dicom_aet, study_uid, series_uid, opts=opts))
+        _finish(scu_transfer.move(peer, dest or _settings().dicom_aet, study_uid, series_uid, opts=opts))
         return
     app = _app()
     with app.app_context():
@@ -539,7 +539,7 @@ def dicom_retrieve(
             )
         # each instance through the receive service as it arrives (issue 12 §2): validated, durable, indexed, routed
         with receiving.retrieval(app, config.current(), info, host) as sink:
-            result = scu.get(peer, sink, study_uid, series_uid, opts=opts)
+            result = scu_transfer.get(peer, sink, study_uid, series_uid, opts=opts)
     click.echo(f"已入库 {sink.indexed} 个实例" + (f"，{sink.refused} 个被拒收（未入库）" if sink.refused else ""))
     _finish(result)
 
@@ -551,7 +551,7 @@ def dicom_retrieve(
 @click.option("--calling-aet", default=None, help="本方 AE 名称（默认 TELERAD_DICOM_AET）")
 def dicom_send(files: tuple[Path, ...], node_aet: str, host: str | None, calling_aet: str | None) -> None:
     """把 DICOM 文件（或目录下的全部文件）按原样发送到已登记的节点（C-STORE）。"""
-    from dicom import scu
+    from dicom import scu_transfer
 
     app = _app()
     with app.app_context():
@@ -579,7 +579,7 @@ def dicom_send(files: tuple[Path, ...], node_aet: str, host: str | None, calling
         if done == total or done % 100 == 0:
             click.echo(f"{done}/{total}")
 
-    _finish(scu.send(peer, paths, progress, opts=opts))
+    _finish(scu_transfer.send(peer, paths, progress, opts=opts))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.imaging import schemas as sch
 from api.security import current_actor, requires
-from dicom import receiving, scu
+from dicom import receiving, scu, scu_transfer
 from engine import audit, config, uow
 from engine.errors import ValidationFailed
 from engine.imaging import services as imaging
@@ -126,13 +126,13 @@ def retrieve_from_node(body: dict[str, Any], node_id: int) -> Any:
         # the node's institution and routed before the peer's sub-operation is answered; a refused one is failed.
         app = current_app._get_current_object()
         with receiving.retrieval(app, config.current(), info, info.host) as sink:
-            result = scu.get(peer, sink, study_uid, series_uid, opts=opts)
+            result = scu_transfer.get(peer, sink, study_uid, series_uid, opts=opts)
         if sink.refused:
             result.ok = False
             result.message += f"；{sink.refused} 个实例被拒收（数据集无效或存储空间不足），未入库"
         extra: dict[str, Any] = {"indexed": sink.indexed, "refused": sink.refused}
     else:
-        result = scu.move(peer, our_aet, study_uid, series_uid, opts=opts)
+        result = scu_transfer.move(peer, our_aet, study_uid, series_uid, opts=opts)
         extra = {"destination": our_aet}
     _audit_scu(
         "dicom_scu_retrieve",
@@ -166,7 +166,7 @@ def send_study(body: dict[str, Any], study_id: int) -> Any:
     paths = [targets.path_of(target_id, key) for target_id, key in rows]  # on whichever target holds each
     study_ref = {"study_id": study.id, "study_instance_uid": study.study_instance_uid}
     _release_db()
-    result = scu.send(peer, paths, opts=opts)
+    result = scu_transfer.send(peer, paths, opts=opts)
     _audit_scu(
         "dicom_scu_send",
         node,

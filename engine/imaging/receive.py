@@ -2,7 +2,7 @@
 REQ: DSEC-03/04/05/06/08, DCM-02, IMG-03, IMG-06, IMG-07, IMG-08).
 
 Callers: C-STORE to our SCP, streamed (dicom/fastpath.py) or not (dicom/handlers.py); instances telerad retrieves
-itself by C-GET (dicom/scu.py; C-MOVE sub-operations arrive at the SCP as C-STOREs); later STOW-RS and browser
+itself by C-GET (dicom/scu_transfer.py; C-MOVE sub-operations arrive at the SCP as C-STOREs); later STOW-RS and browser
 uploads. Each hands over a received Part-10 file and an `IngestState` naming its `Source` (a device, a user or an
 OAuth client, always with an institution). The rules are the same for every source:
 

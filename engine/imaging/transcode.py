@@ -1,6 +1,6 @@
 """Sending a stored instance in a transfer syntax the peer accepts (REQ: DCM-04, IMG-08, IMG-04, DSEC-08).
 
-Used by C-GET/C-MOVE (dicom/qr.py), forwarding (engine/imaging/forwarding.py), the SCU send (dicom/scu.py) and
+Used by C-GET/C-MOVE (dicom/qr.py), forwarding (engine/imaging/forwarding.py), the SCU send (dicom/scu_transfer.py) and
 DICOMweb WADO (engine/dicomweb: instances, frames, rendered images). The rule is the same everywhere: the stored
 bytes when the peer accepts the stored syntax, else an uncompressed syntax (explicit VR little endian, then
 implicit), decoding the pixel data when the stored syntax is compressed. Nothing is ever re-compressed here

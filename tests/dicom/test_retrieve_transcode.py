@@ -380,9 +380,9 @@ def test_dsec08_undecodable_frame_fails_only_its_suboperation_and_is_listed(
 
 
 def test_dcm04_scu_send_decodes_only_for_a_peer_that_needs_it(tmp_path: Path) -> None:
-    """`telerad dicom send` / the API's send (dicom/scu.py): a default storescp gets every file uncompressed, one
-    accepting JPEG lossless gets that file's stored bytes."""
-    from dicom import scu
+    """`telerad dicom send` / the API's send (dicom/scu_transfer.py): a default storescp gets every file uncompressed,
+    one accepting JPEG lossless gets that file's stored bytes."""
+    from dicom import scu, scu_transfer
 
     files = [
         _jpeg_lossless(sample_file("CT_small.dcm"), tmp_path / "ct.dcm"),
@@ -391,7 +391,7 @@ def test_dcm04_scu_send_decodes_only_for_a_peer_that_needs_it(tmp_path: Path) ->
     ]
     opts = Options(calling_aet="TELERAD", timeout=30)
     with _storescp(tmp_path, "PLAIN") as (port, out):
-        res = scu.send(scu.Remote("PLAIN", "127.0.0.1", port), files, opts=opts)
+        res = scu_transfer.send(scu.Remote("PLAIN", "127.0.0.1", port), files, opts=opts)
         assert (res.ok, res.completed, res.failed) == (True, 3, 0), res.message
         got = {str(dcmread(p).SOPInstanceUID): dcmread(p) for p in out.iterdir()}
     for src in files:
@@ -399,7 +399,7 @@ def test_dcm04_scu_send_decodes_only_for_a_peer_that_needs_it(tmp_path: Path) ->
         assert ds.file_meta.TransferSyntaxUID in UNCOMPRESSED
         assert np.array_equal(ds.pixel_array, dcmread(src).pixel_array)
     with _storescp(tmp_path, "JLL", "+xs") as (port, out):
-        res = scu.send(scu.Remote("JLL", "127.0.0.1", port), files[:1], opts=opts)
+        res = scu_transfer.send(scu.Remote("JLL", "127.0.0.1", port), files[:1], opts=opts)
         assert res.ok, res.message
         (got_ct,) = out.iterdir()
     assert dataset_bytes(got_ct) == dataset_bytes(files[0])
