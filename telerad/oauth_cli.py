@@ -10,17 +10,7 @@ from typing import Any
 
 import click
 
-from engine import config
-
-
-def _app() -> Any:
-    from api.app import create_app
-
-    try:
-        return create_app()
-    except config.ConfigError as exc:
-        click.echo(f"配置错误 / configuration error: {exc}", err=True)
-        sys.exit(2)
+from telerad.clictx import load_app
 
 
 def _fail(exc: Any) -> None:
@@ -46,7 +36,7 @@ def client() -> None:
 @click.option("--public", is_flag=True, help="公开客户端（无密钥，只能用授权码 + PKCE）")
 def client_add(name: str, institution_code: str, scopes: str, redirect_uris: tuple[str, ...], public: bool) -> None:
     """Register a client; prints client_id=… and client_secret=… (the secret is shown this once)."""
-    app = _app()
+    app = load_app()
     with app.app_context():
         from engine import uow
         from engine.actor import Actor
@@ -75,7 +65,7 @@ def client_add(name: str, institution_code: str, scopes: str, redirect_uris: tup
 @client.command("list")
 def client_list() -> None:
     """List clients: id, state, institution, scopes, name."""
-    app = _app()
+    app = load_app()
     with app.app_context():
         from engine import uow
         from engine.oauth import clients
@@ -91,7 +81,7 @@ def client_list() -> None:
 @click.argument("client_id")
 def client_revoke(client_id: str) -> None:
     """Revoke a client: its tokens stop working at once."""
-    app = _app()
+    app = load_app()
     with app.app_context():
         from engine import uow
         from engine.actor import Actor
