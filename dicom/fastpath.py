@@ -9,7 +9,7 @@ instance. Here (subclasses only; pinned version, checked by tests/dicom/test_tra
   linking it under its content key later is atomic), behind a hand-encoded preamble + File Meta Information
   (PS3.10 §7.1), and hashed (SHA-256 of the whole file) while it is written; the handler gets the digest and size
   with the request;
-- C-STORE-RSP command sets are encoded by hand (PS3.7 §9.3.1.2, implicit VR little endian);
+- C-STORE-RSP command sets are encoded by hand (dicom/dimse_encode.py; PS3.7 §9.3.1.2, implicit VR little endian);
 - a streamed C-STORE-RQ is served in the DUL thread that decoded it and its response written straight to the
   socket (`StreamingDIMSE._store_inline`), instead of two thread hand-offs (to the reactor and back to the DUL).
 
@@ -38,6 +38,16 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
+from dicom.dimse_encode import (
+    command_pdata,
+    find_response_pdata,
+    retrieve_response_command,
+    single_pdata,
+    store_response_command,
+    store_response_pdata,
+    ui_value,
+)
+
 _log = logging.getLogger("telerad.dicom")
 
 IMPLEMENTATION_VERSION = b"TELERAD_1"
@@ -47,24 +57,19 @@ def _explicit(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
     return struct.pack("<HH", group, elem) + vr + struct.pack("<H", len(value)) + value
 
 
-def _ui(value: Any, pad: bytes = b"\0") -> bytes:
-    raw = str(value or "").encode("ascii", "replace")[:64]  # validated later; never longer than a UID may be
-    return raw + pad if len(raw) % 2 else raw
-
-
 def file_header(sop_class: Any, sop_instance: Any, transfer_syntax: Any, source_aet: str) -> bytes:
     """128-byte preamble, "DICM" and the File Meta Information group (explicit VR little endian)."""
     body = b"".join(
         [
             struct.pack("<HH", 0x0002, 0x0001) + b"OB\0\0" + struct.pack("<I", 2) + b"\0\1",
-            _explicit(0x0002, 0x0002, b"UI", _ui(sop_class)),
-            _explicit(0x0002, 0x0003, b"UI", _ui(sop_instance)),
-            _explicit(0x0002, 0x0010, b"UI", _ui(transfer_syntax)),
-            _explicit(0x0002, 0x0012, b"UI", _ui(PYNETDICOM_IMPLEMENTATION_UID)),
+            _explicit(0x0002, 0x0002, b"UI", ui_value(sop_class)),
+            _explicit(0x0002, 0x0003, b"UI", ui_value(sop_instance)),
+            _explicit(0x0002, 0x0010, b"UI", ui_value(transfer_syntax)),
+            _explicit(0x0002, 0x0012, b"UI", ui_value(PYNETDICOM_IMPLEMENTATION_UID)),
             _explicit(
                 0x0002, 0x0013, b"SH", IMPLEMENTATION_VERSION + (b" " if len(IMPLEMENTATION_VERSION) % 2 else b"")
             ),
-            _explicit(0x0002, 0x0016, b"AE", _ui(source_aet.strip(), b" ")),
+            _explicit(0x0002, 0x0016, b"AE", ui_value(source_aet.strip(), b" ")),
         ]
     )
     group_length = _explicit(0x0002, 0x0000, b"UL", struct.pack("<I", len(body)))
@@ -356,7 +361,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
         command = store_response_command(sop_class, req.MessageID, status, req.AffectedSOPInstanceUID, comment)
         peer_max = int(assoc.requestor.maximum_length or 0)
         if (peer_max and len(command) + 6 > peer_max) or dul.state_machine.current_state != "Sta6":
-            dul.send_pdu(_pdata([[context_id, b"\x03" + command]]))
+            dul.send_pdu(command_pdata([[context_id, b"\x03" + command]]))
             return True
         # P-DATA-TF (PS3.8 9.3.5): one PDV, last command fragment; the DUL thread is the only one writing here.
         item_length = len(command) + 2
@@ -390,7 +395,7 @@ class StreamingDIMSE(DIMSEServiceProvider):
         peer_max = self.maximum_pdu_size
         command = None if self.assoc.get_handlers(evt.EVT_DIMSE_SENT) else retrieve_response_command(primitive)
         if command is not None and (not peer_max or len(command) + 6 <= peer_max):
-            self.dul.send_pdu(_pdata([[context_id, b"\x03" + command]]))  # a pending response: one per instance
+            self.dul.send_pdu(command_pdata([[context_id, b"\x03" + command]]))  # a pending response: one per instance
             return
         message = _RSP_TO_MESSAGE[type(primitive)]()
         message.primitive_to_message(primitive)
@@ -398,112 +403,3 @@ class StreamingDIMSE(DIMSEServiceProvider):
         evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
         for pdata in single_pdata(list(message.encode_msg(context_id, peer_max)), peer_max):
             self.dul.send_pdu(pdata)
-
-
-def _implicit(elem: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", 0x0000, elem, len(value)) + value
-
-
-_RETRIEVE_RSP_FIELD = {C_GET: 0x8010, C_MOVE: 0x8021}
-_SUBOPERATIONS = (
-    (0x1020, "NumberOfRemainingSuboperations"),
-    (0x1021, "NumberOfCompletedSuboperations"),
-    (0x1022, "NumberOfFailedSuboperations"),
-    (0x1023, "NumberOfWarningSuboperations"),
-)
-
-
-def retrieve_response_command(primitive: C_GET | C_MOVE) -> bytes | None:
-    """A C-GET/C-MOVE-RSP command set without data set (PS3.7 C.4.2.1, C.4.3.1) — the pending response after every
-    sub-operation — encoded here, byte for byte what pynetdicom encodes (~0.3 ms of CPU less per instance); None
-    when the response has an identifier, an Error Comment or an Offending Element (pynetdicom encodes it)."""
-    if primitive.Identifier is not None or primitive.ErrorComment or primitive.OffendingElement:
-        return None
-    if primitive.Status is None or primitive.MessageIDBeingRespondedTo is None:
-        return None
-    parts = [
-        _implicit(0x0002, _ui(primitive.AffectedSOPClassUID)) if primitive.AffectedSOPClassUID else b"",
-        _implicit(0x0100, struct.pack("<H", _RETRIEVE_RSP_FIELD[type(primitive)])),
-        _implicit(0x0120, struct.pack("<H", int(primitive.MessageIDBeingRespondedTo))),
-        _implicit(0x0800, struct.pack("<H", 0x0101)),
-        _implicit(0x0900, struct.pack("<H", int(primitive.Status))),
-    ]
-    for elem, keyword in _SUBOPERATIONS:
-        value = getattr(primitive, keyword)
-        if value is not None:
-            parts.append(_implicit(elem, struct.pack("<H", int(value))))
-    body = b"".join(parts)
-    return _implicit(0x0000, struct.pack("<I", len(body))) + body
-
-
-def store_response_command(
-    sop_class: Any, message_id: Any, status: int, sop_instance: Any, comment: str | None = None
-) -> bytes:
-    """The C-STORE-RSP command set (PS3.7 Table 9.3-2), implicit VR little endian; with an Error Comment
-    (0000,0902: LO, ASCII, ≤ 64 characters) when one is given."""
-    body = b"".join(
-        [
-            _implicit(0x0002, _ui(sop_class)),
-            _implicit(0x0100, struct.pack("<H", 0x8001)),
-            _implicit(0x0120, struct.pack("<H", int(message_id or 0))),
-            _implicit(0x0800, struct.pack("<H", 0x0101)),
-            _implicit(0x0900, struct.pack("<H", int(status or 0))),
-            _implicit(0x0902, _ui(str(comment)[:64], b" ")) if comment else b"",
-            _implicit(0x1000, _ui(sop_instance)),
-        ]
-    )
-    return _implicit(0x0000, struct.pack("<I", len(body))) + body
-
-
-def find_response_pdata(rsp: C_FIND, context_id: int, peer_max: int) -> P_DATA | None:
-    """A C-FIND-RSP (PS3.7 Table 9.1-3) in one P-DATA-TF: the command set (encoded here, not by pynetdicom's
-    primitive_to_message/encode_msg, which encode it twice) and the identifier as two last-fragment PDVs. None when
-    it would not fit the peer's maximum PDU: pynetdicom then fragments it."""
-    if getattr(rsp, "ErrorComment", None) or getattr(rsp, "OffendingElement", None):
-        return None  # a failure with details: pynetdicom encodes the optional elements
-    ident = rsp.Identifier.getvalue() if rsp.Identifier is not None else b""
-    body = b"".join(
-        [
-            _implicit(0x0002, _ui(rsp.AffectedSOPClassUID)),
-            _implicit(0x0100, struct.pack("<H", 0x8020)),
-            _implicit(0x0120, struct.pack("<H", int(rsp.MessageIDBeingRespondedTo or 0))),
-            _implicit(0x0800, struct.pack("<H", 0x0001 if ident else 0x0101)),
-            _implicit(0x0900, struct.pack("<H", int(rsp.Status or 0))),
-        ]
-    )
-    command = _implicit(0x0000, struct.pack("<I", len(body))) + body
-    pdvs: list[list[Any]] = [[context_id, b"\x03" + command]]
-    if ident:
-        pdvs.append([context_id, b"\x02" + ident])
-    if peer_max and sum(len(v) + 5 for _, v in pdvs) > peer_max:
-        return None
-    return _pdata(pdvs)
-
-
-def store_response_pdata(rsp: C_STORE, context_id: int) -> P_DATA:
-    """The C-STORE-RSP command set in one last-fragment command PDV."""
-    command = store_response_command(
-        rsp.AffectedSOPClassUID,
-        rsp.MessageIDBeingRespondedTo,
-        int(rsp.Status or 0),
-        rsp.AffectedSOPInstanceUID,
-        rsp.ErrorComment,
-    )
-    return _pdata([[context_id, b"\x03" + command]])
-
-
-def single_pdata(pdatas: list[P_DATA], peer_max: int) -> list[P_DATA]:
-    """One message's P-DATA-TFs as one, when all its PDVs fit the peer's maximum PDU length (each PDV item: 4 bytes
-    of length, the context ID and the fragment); else unchanged."""
-    pdvs: list[list[Any]] = [[cid, value] for pdata in pdatas for cid, value in pdata.presentation_data_value_list]
-    if len(pdatas) < 2 or (peer_max and sum(len(value) + 5 for _cid, value in pdvs) > peer_max):
-        return pdatas
-    return [_pdata(pdvs)]
-
-
-def _pdata(pdvs: list[list[Any]]) -> P_DATA:
-    """A P-DATA primitive of [context ID, PDV bytes] items: pynetdicom's setter requires lists (its annotation says
-    tuples, which the setter refuses)."""
-    pdata = P_DATA()
-    pdata.presentation_data_value_list = pdvs  # type: ignore[assignment]  # lists, as the setter checks at runtime
-    return pdata

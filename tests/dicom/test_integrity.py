@@ -335,7 +335,7 @@ def test_dsec08_error_comment_in_the_hand_encoded_response() -> None:
     reactor): the Error Comment (0000,0902) is there, space-padded, and decodes as pynetdicom would."""
     from pynetdicom.dimse_primitives import C_STORE
 
-    from dicom.fastpath import store_response_command, store_response_pdata
+    from dicom.dimse_encode import store_response_command, store_response_pdata
 
     rsp = C_STORE()
     rsp.MessageIDBeingRespondedTo, rsp.Status = 9, status.STORE_CANNOT_UNDERSTAND

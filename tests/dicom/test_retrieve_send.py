@@ -23,7 +23,7 @@ from pynetdicom.dimse_primitives import C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import P_DATA_TF
 
-from dicom import fastpath, outgoing, uids
+from dicom import dimse_encode, outgoing, uids
 from dicom.scp import Running
 from engine.imaging import transcode
 from engine.imaging.transcode import Outgoing
@@ -92,12 +92,12 @@ def test_dcm04_retrieve_response_command_is_pynetdicoms(primitive_class: Any, st
                     setattr(rsp, keyword, value)
             message = message_class()
             message.primitive_to_message(rsp)
-            assert fastpath.retrieve_response_command(rsp) == encode(message.command_set, True, True)
+            assert dimse_encode.retrieve_response_command(rsp) == encode(message.command_set, True, True)
     rsp.ErrorComment = "x"
-    assert fastpath.retrieve_response_command(rsp) is None
+    assert dimse_encode.retrieve_response_command(rsp) is None
     rsp.ErrorComment = None
     rsp.Identifier = BytesIO(b"\x08\x00\x58\x00\x00\x00\x00\x00")
-    assert fastpath.retrieve_response_command(rsp) is None
+    assert dimse_encode.retrieve_response_command(rsp) is None
 
 
 _COUNTS = (

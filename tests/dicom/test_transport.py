@@ -101,7 +101,7 @@ def test_fastpath_response_command_set_decodes_as_pynetdicom_would() -> None:
     from pynetdicom.dimse_primitives import C_STORE
     from pynetdicom.dsutils import decode
 
-    from dicom.fastpath import store_response_pdata
+    from dicom.dimse_encode import store_response_pdata
 
     rsp = C_STORE()
     rsp.MessageIDBeingRespondedTo = 7
@@ -225,7 +225,7 @@ def test_fastpath_find_response_matches_pynetdicoms_encoding() -> None:
     from pynetdicom.dimse_primitives import C_FIND
     from pynetdicom.dsutils import decode, encode
 
-    from dicom.fastpath import find_response_pdata
+    from dicom.dimse_encode import find_response_pdata
 
     ident = Dataset()
     ident.PatientName, ident.StudyInstanceUID, ident.QueryRetrieveLevel = "张^三", "1.2.3.4", "STUDY"
