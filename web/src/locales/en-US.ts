@@ -1229,6 +1229,8 @@ const enUS: MessageSchema = {
       cineFaster: 'Cine faster',
       cineSlower: 'Cine slower',
       cineLoop: 'Toggle cine loop',
+      saveMarks: 'Save measurements and marks',
+      keyImage: 'Mark / unmark key image',
     },
   },
   upload: {

@@ -1257,6 +1257,8 @@ const zhCN = {
       cineFaster: '电影加速',
       cineSlower: '电影减速',
       cineLoop: '电影循环切换',
+      saveMarks: '保存测量与标记',
+      keyImage: '标记 / 取消关键图像',
     },
   },
   upload: {
