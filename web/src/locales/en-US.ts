@@ -1055,7 +1055,7 @@ const enUS: MessageSchema = {
     series: {
       documentTip: '{name} (not an image, not shown in a viewport)',
       nonImage: 'Non-image',
-      count: '{n} images',
+      count: '{n} image | {n} images',
       noDescription: '(no description)',
       SR: 'Structured report',
       KO: 'Key object selection',

@@ -254,5 +254,9 @@ describe("the viewer's TS tables follow the UI language", () => {
     expect(cornerItem('sex_age', ds, view)).toBe('F / 45 y')
     expect(cornerItem('zoom', ds, view)).toBe('Zoom: 150%')
     expect(roiTextLines({ mean: 12.345, modalityUnit: 'HU' })).toEqual(['Mean: 12.35 HU'])
+    // the series list's count: English has a singular
+    expect([1, 20].map((n) => i18n.global.t('viewer.series.count', { n }, n))).toEqual(['1 image', '20 images'])
+    i18n.global.locale.value = 'zh-CN'
+    expect(i18n.global.t('viewer.series.count', { n: 20 }, 20)).toBe('20 幅')
   })
 })
