@@ -3,6 +3,7 @@
  * registers the handlers with `useKeyScope`; the clinical issues (viewer, report editor,
  * registration) add their bindings here.
  */
+import { i18n } from '@/i18n'
 import { defineBinding } from './keymap'
 import { VIEWER } from './viewerBindings'
 
@@ -48,6 +49,6 @@ export const B = {
   // ---- viewer (issue 16, UX R7): every viewer tool has a key; `K` and Ctrl+S belong to the key-image/save helper.
   ...VIEWER,
   // the viewer's saved marks and key images (web/src/viewer/persist; REQ: VIEW-08, RPT-05, UX R13)
-  viewerSaveMarks: defineBinding({ id: 'viewer.save-marks', keys: ['Ctrl+S'], scope: 'viewer', description: '保存测量与标记' }),
-  viewerKeyImage: defineBinding({ id: 'viewer.key-image', keys: ['K'], scope: 'viewer', description: '标记 / 取消关键图像' }),
+  viewerSaveMarks: defineBinding({ id: 'viewer.save-marks', keys: ['Ctrl+S'], scope: 'viewer', description: i18n.global.t('viewer.keys.saveMarks') }),
+  viewerKeyImage: defineBinding({ id: 'viewer.key-image', keys: ['K'], scope: 'viewer', description: i18n.global.t('viewer.keys.keyImage') }),
 } as const

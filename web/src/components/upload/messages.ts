@@ -36,6 +36,7 @@ const zhCN = {
     mismatchTitle: '患者 ID 不一致',
     mismatch: '所选影像的患者 ID（{ids}）与本检查的患者 ID（{expected}）不一致。确定要上传并关联到本检查吗？',
     mismatchOk: '仍然上传',
+    listSep: '、',
     col: { file: '文件', result: '结果', reason: '说明' },
     status: {
       waiting: '等待上传',
@@ -95,6 +96,7 @@ const enUS: typeof zhCN = {
     mismatchTitle: 'Patient ID differs',
     mismatch: 'The images’ patient ID ({ids}) differs from this exam’s ({expected}). Upload and link them to this exam?',
     mismatchOk: 'Upload anyway',
+    listSep: ', ',
     col: { file: 'File', result: 'Result', reason: 'Details' },
     status: {
       waiting: 'Waiting',

@@ -25,7 +25,7 @@ export type RowStatus = 'waiting' | 'sending' | 'stored' | 'duplicate' | 'warnin
 export type Phase = 'idle' | 'reading' | 'checking' | 'confirm' | 'sending' | 'linking' | 'done' | 'cancelled'
 
 const DICOMDIR_CLASS = '1.2.840.10008.1.3.10'
-const DUPLICATE_TEXT = '相同实例已存储' // the server's reason for an instance it holds already (api/dicomweb/stow.py)
+const DUPLICATE_TEXT = '相同实例已存储' // i18n-exempt: not shown, compared with the server's reason for an instance it holds already (api/dicomweb/stow.py)
 const FINAL_FOR_ALL = new Set([401, 403]) // the session or the permission is gone: nothing else will go through
 
 export interface UploadRow {

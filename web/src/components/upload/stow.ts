@@ -4,6 +4,7 @@
  * TELERAD_STOW_MAX_BYTES, and small enough that a retry or a cancel loses little), the multipart/related body,
  * sending with upload progress, retry and cancel, and reading the Store Instances Response per file.
  */
+import { i18n } from '@/i18n'
 
 export const MAX_FILES = 50
 export const MAX_BYTES = 64 * 1024 * 1024
@@ -162,10 +163,10 @@ function errorOf(xhr: XMLHttpRequest): StowError {
     typeof body.message === 'string' && body.message
       ? body.message
       : xhr.status === 413
-        ? '上传内容过大'
+        ? i18n.global.t('upload.errors.tooLarge')
         : xhr.status === 401
-          ? '登录已失效，请重新登录'
-          : `请求失败（HTTP ${xhr.status}）`
+          ? i18n.global.t('errors.sessionExpired')
+          : i18n.global.t('upload.errors.failed', { status: xhr.status })
   return new StowError(xhr.status, code, message)
 }
 
@@ -183,8 +184,8 @@ export async function sendOnce(body: Blob, boundary: string, opts: SendOptions):
     const onAbort = (): void => xhr.abort()
     opts.signal?.addEventListener('abort', onAbort, { once: true })
     xhr.upload.onprogress = (e) => opts.onProgress?.(e.loaded, e.lengthComputable ? e.total : body.size)
-    xhr.onerror = () => reject(new StowError(0, 'network_error', '网络错误，请检查网络连接后重试'))
-    xhr.ontimeout = () => reject(new StowError(0, 'network_error', '网络超时'))
+    xhr.onerror = () => reject(new StowError(0, 'network_error', i18n.global.t('upload.errors.network')))
+    xhr.ontimeout = () => reject(new StowError(0, 'network_error', i18n.global.t('upload.errors.timeout')))
     xhr.onabort = () => reject(new Cancelled())
     xhr.onload = () => {
       opts.signal?.removeEventListener('abort', onAbort)

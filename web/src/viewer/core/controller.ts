@@ -7,6 +7,7 @@
 import { reactive } from 'vue'
 import { Enums, RenderingEngine, type Types, cache } from '@cornerstonejs/core'
 import { ToolGroupManager, annotation, utilities as toolUtils } from '@cornerstonejs/tools'
+import { i18n } from '@/i18n'
 import type { ActiveImage, ViewerContext } from '../extensions'
 import { DicomwebError, parseImageId, type SeriesInfo } from './dicomweb'
 import { takeEarly } from './early'
@@ -97,7 +98,7 @@ export class ViewerController {
         initCornerstone(),
       ])
       if (this.destroyed) return
-      if (!list.length) throw new DicomwebError(404, 'no_series', '该检查没有可显示的影像')
+      if (!list.length) throw new DicomwebError(404, 'no_series', i18n.global.t('viewer.noSeries'))
       this.state.series = list.map((s) => ({ ...s, loaded: false, done: 0, total: s.instanceCount, failed: 0 }))
       // the first series' metadata, fetched while the viewer's code loaded (after init: it registers the loaders)
       const m = early ? await early.firstMetadata.catch(() => null) : null

@@ -3,6 +3,7 @@
  * per modality when the user has set that, and their Chinese rendering from an instance's DICOM JSON.
  */
 import { type DicomJson, tagNumber, tagString } from './dicomweb'
+import { i18n } from '@/i18n'
 import { formatWindow } from './voi'
 
 export const CORNERS = ['top_left', 'top_right', 'bottom_left', 'bottom_right'] as const
@@ -33,20 +34,20 @@ export const DEFAULT_CORNERS: CornerConfig = {
 
 /** Chinese names of the items (the settings screen and the corner editor). */
 export const CORNER_ITEM_LABELS: Record<CornerItem, string> = {
-  patient_name: '姓名',
-  patient_id: '患者编号',
-  sex_age: '性别 / 年龄',
-  study_date: '检查日期',
-  study_description: '检查描述',
-  series_description: '序列描述',
-  modality: '设备类型',
-  institution: '医院',
-  series_number: '序列号',
-  instance_number: '图像号',
-  slice_location: '层面位置',
-  slice_thickness: '层厚',
-  window: '窗宽窗位',
-  zoom: '缩放',
+  get patient_name() { return i18n.global.t('viewer.cornerItem.patient_name') },
+  get patient_id() { return i18n.global.t('viewer.cornerItem.patient_id') },
+  get sex_age() { return i18n.global.t('viewer.cornerItem.sex_age') },
+  get study_date() { return i18n.global.t('viewer.cornerItem.study_date') },
+  get study_description() { return i18n.global.t('viewer.cornerItem.study_description') },
+  get series_description() { return i18n.global.t('viewer.cornerItem.series_description') },
+  get modality() { return i18n.global.t('viewer.cornerItem.modality') },
+  get institution() { return i18n.global.t('viewer.cornerItem.institution') },
+  get series_number() { return i18n.global.t('viewer.cornerItem.series_number') },
+  get instance_number() { return i18n.global.t('viewer.cornerItem.instance_number') },
+  get slice_location() { return i18n.global.t('viewer.cornerItem.slice_location') },
+  get slice_thickness() { return i18n.global.t('viewer.cornerItem.slice_thickness') },
+  get window() { return i18n.global.t('viewer.cornerItem.window') },
+  get zoom() { return i18n.global.t('viewer.cornerItem.zoom') },
 }
 
 export function cornerConfigFor(
@@ -65,7 +66,7 @@ export interface ViewState {
   zoom: number
 }
 
-const SEX: Record<string, string> = { M: '男', F: '女', O: '其他' }
+const SEX: Record<string, string> = { get M() { return i18n.global.t('viewer.corner.sexM') }, get F() { return i18n.global.t('viewer.corner.sexF') }, get O() { return i18n.global.t('viewer.corner.sexO') } }
 
 /** "Wang^Xiaoming=王^小明" → the ideographic group if there is one, else the alphabetic one, ^ as a space. */
 export function personName(ds: DicomJson, tag: string): string {
@@ -79,8 +80,8 @@ export function personName(ds: DicomJson, tag: string): string {
 function age(raw: string): string {
   const m = raw.match(/^(\d{3})([DWMY])$/)
   if (!m) return raw
-  const unit = { D: '天', W: '周', M: '月', Y: '岁' }[m[2] as 'D' | 'W' | 'M' | 'Y']
-  return `${Number(m[1])}${unit}`
+  const unit = { D: 'ageD', W: 'ageW', M: 'ageM', Y: 'ageY' }[m[2] as 'D' | 'W' | 'M' | 'Y']
+  return i18n.global.t(`viewer.corner.${unit}`, { n: Number(m[1]) })
 }
 
 function date(raw: string): string {
@@ -96,7 +97,7 @@ export function cornerItem(item: CornerItem, ds: DicomJson, view: ViewState): st
     case 'patient_name':
       return personName(ds, '00100010')
     case 'patient_id':
-      return tagString(ds, '00100020') ? `ID：${tagString(ds, '00100020')}` : ''
+      return tagString(ds, '00100020') ? i18n.global.t('viewer.corner.patientId', { id: tagString(ds, '00100020') }) : ''
     case 'sex_age': {
       const sex = SEX[tagString(ds, '00100040')] ?? ''
       return [sex, age(tagString(ds, '00101010'))].filter(Boolean).join(' / ')
@@ -112,21 +113,21 @@ export function cornerItem(item: CornerItem, ds: DicomJson, view: ViewState): st
     case 'institution':
       return tagString(ds, '00080080')
     case 'series_number':
-      return tagString(ds, '00200011') ? `序列：${tagString(ds, '00200011')}` : ''
+      return tagString(ds, '00200011') ? i18n.global.t('viewer.corner.seriesNumber', { n: tagString(ds, '00200011') }) : ''
     case 'instance_number':
-      return `图像：${view.index + 1} / ${view.total}`
+      return i18n.global.t('viewer.corner.image', { n: view.index + 1, total: view.total })
     case 'slice_location': {
       const v = tagNumber(ds, '00201041')
-      return v === undefined ? '' : `位置：${num(v)} mm`
+      return v === undefined ? '' : i18n.global.t('viewer.corner.location', { v: num(v) })
     }
     case 'slice_thickness': {
       const v = tagNumber(ds, '00180050')
-      return v === undefined ? '' : `层厚：${num(v)} mm`
+      return v === undefined ? '' : i18n.global.t('viewer.corner.thickness', { v: num(v) })
     }
     case 'window':
       return view.center === null || view.width === null ? '' : formatWindow(view.center, view.width)
     case 'zoom':
-      return `缩放：${Math.round(view.zoom * 100)}%`
+      return i18n.global.t('viewer.corner.zoom', { v: Math.round(view.zoom * 100) })
   }
 }
 

@@ -3,6 +3,7 @@
  * series metadata (UTF-8 DICOM JSON, so GB18030 names stay readable) and the `wadors:` image ids whose frames the
  * dicom-image-loader fetches. The session cookie authenticates; the server decides visibility (404 outside it).
  */
+import { i18n } from '@/i18n'
 
 export type DicomJson = Record<string, { vr?: string; Value?: unknown[]; BulkDataURI?: string; InlineBinary?: string }>
 
@@ -65,7 +66,7 @@ async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
   if (resp.status === 204) return [] as T
   if (!resp.ok) {
     let code = `http_${resp.status}`
-    let message = resp.status === 404 ? '检查不存在或无权查看' : `影像服务错误（${resp.status}）`
+    let message = resp.status === 404 ? i18n.global.t('viewer.notFound') : i18n.global.t('viewer.serviceError', { status: resp.status })
     try {
       const body = (await resp.json()) as { code?: string; message?: string }
       if (body.code) code = body.code

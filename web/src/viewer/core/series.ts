@@ -4,6 +4,7 @@
  * series (every frame of a multi-frame instance is one image).
  */
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader'
+import { i18n } from '@/i18n'
 import {
   type DicomJson,
   frameImageId,
@@ -18,11 +19,11 @@ import {
 /** Series without pixel data — structured reports, key-image selections, presentation states — with what they are
  * called in Chinese; they are listed in the series browser but never put in a viewport. */
 export const NON_IMAGE_SERIES: Readonly<Record<string, string>> = {
-  SR: '结构化报告',
-  KO: '关键图像选择',
-  PR: '显示状态',
-  DOC: '文档',
-  REG: '配准',
+  get SR() { return i18n.global.t('viewer.series.SR') },
+  get KO() { return i18n.global.t('viewer.series.KO') },
+  get PR() { return i18n.global.t('viewer.series.PR') },
+  get DOC() { return i18n.global.t('viewer.series.DOC') },
+  get REG() { return i18n.global.t('viewer.series.REG') },
 }
 
 export function isImageSeries(modality: string | undefined): boolean {

@@ -2,6 +2,7 @@
  * Chinese text of the measurement labels (REQ: VIEW-08; the UI names no raw English terms): the ROI statistics —
  * area, mean, max, min, SD in the modality's unit (HU for CT, SUV for PET where the tags allow) — and the probe.
  */
+import { i18n } from '@/i18n'
 
 export interface RoiStats {
   area?: number
@@ -34,12 +35,12 @@ export function roiTextLines(stats: RoiStats | undefined): string[] {
   if (!stats) return []
   const u = unit(stats.modalityUnit)
   const out: string[] = []
-  if (isNum(stats.area)) out.push(stats.isEmptyArea ? '面积：斜切面不支持' : `面积：${round(stats.area)}${unit(stats.areaUnit)}`)
-  if (isNum(stats.perimeter)) out.push(`周长：${round(stats.perimeter)} mm`)
-  if (isNum(stats.mean)) out.push(`均值：${round(stats.mean)}${u}`)
-  if (isNum(stats.stdDev)) out.push(`标准差：${round(stats.stdDev)}${u}`)
-  if (isNum(stats.max)) out.push(`最大：${round(stats.max)}${u}`)
-  if (isNum(stats.min)) out.push(`最小：${round(stats.min)}${u}`)
+  if (isNum(stats.area)) out.push(stats.isEmptyArea ? i18n.global.t('viewer.stats.areaOblique') : i18n.global.t('viewer.stats.area', { v: round(stats.area), unit: unit(stats.areaUnit) }))
+  if (isNum(stats.perimeter)) out.push(i18n.global.t('viewer.stats.perimeter', { v: round(stats.perimeter) }))
+  if (isNum(stats.mean)) out.push(i18n.global.t('viewer.stats.mean', { v: round(stats.mean), unit: u }))
+  if (isNum(stats.stdDev)) out.push(i18n.global.t('viewer.stats.stdDev', { v: round(stats.stdDev), unit: u }))
+  if (isNum(stats.max)) out.push(i18n.global.t('viewer.stats.max', { v: round(stats.max), unit: u }))
+  if (isNum(stats.min)) out.push(i18n.global.t('viewer.stats.min', { v: round(stats.min), unit: u }))
   return out
 }
 
@@ -47,9 +48,9 @@ export function probeTextLines(stats: { value?: number | number[]; modalityUnit?
   if (!stats || stats.value === undefined) return []
   if (Array.isArray(stats.value)) {
     const units = Array.isArray(stats.modalityUnit) ? stats.modalityUnit : []
-    return stats.value.map((v, i) => `值：${round(v)}${unit(units[i])}`)
+    return stats.value.map((v, i) => i18n.global.t('viewer.stats.value', { v: round(v), unit: unit(units[i]) }))
   }
-  return [`值：${round(stats.value)}${unit(Array.isArray(stats.modalityUnit) ? stats.modalityUnit[0] : stats.modalityUnit)}`]
+  return [i18n.global.t('viewer.stats.value', { v: round(stats.value), unit: unit(Array.isArray(stats.modalityUnit) ? stats.modalityUnit[0] : stats.modalityUnit) })]
 }
 
 /** Cornerstone's `getTextLines(data, targetId)` for a tool whose cachedStats are ROI statistics. */

@@ -27,6 +27,7 @@ import {
   state as toolsState,
   type Types as ToolTypes,
 } from '@cornerstonejs/tools'
+import { i18n } from '@/i18n'
 import { probeGetTextLines, roiGetTextLines } from './textLines'
 
 export type ToolId =
@@ -57,22 +58,22 @@ export interface ToolDef {
 }
 
 export const TOOLS: readonly ToolDef[] = [
-  { id: 'wl', toolName: WindowLevelTool.toolName, label: '窗宽窗位', bindingId: 'viewer.tool-wl', measurement: false },
-  { id: 'pan', toolName: PanTool.toolName, label: '平移', bindingId: 'viewer.tool-pan', measurement: false },
-  { id: 'zoom', toolName: ZoomTool.toolName, label: '缩放', bindingId: 'viewer.tool-zoom', measurement: false },
-  { id: 'magnify', toolName: MagnifyTool.toolName, label: '放大镜', bindingId: 'viewer.tool-magnify', measurement: false },
-  { id: 'rotate', toolName: PlanarRotateTool.toolName, label: '自由旋转', bindingId: 'viewer.tool-rotate', measurement: false },
-  { id: 'length', toolName: LengthTool.toolName, label: '长度', bindingId: 'viewer.tool-length', measurement: true },
-  { id: 'angle', toolName: AngleTool.toolName, label: '角度', bindingId: 'viewer.tool-angle', measurement: true },
-  { id: 'cobb', toolName: CobbAngleTool.toolName, label: 'Cobb 角', bindingId: 'viewer.tool-cobb', measurement: true },
-  { id: 'ellipse', toolName: EllipticalROITool.toolName, label: '椭圆 ROI', bindingId: 'viewer.tool-ellipse', measurement: true },
-  { id: 'circle', toolName: CircleROITool.toolName, label: '圆形 ROI', bindingId: 'viewer.tool-circle', measurement: true },
-  { id: 'rectangle', toolName: RectangleROITool.toolName, label: '矩形 ROI', bindingId: 'viewer.tool-rectangle', measurement: true },
-  { id: 'polygon', toolName: PlanarFreehandROITool.toolName, label: '多边形 ROI', bindingId: 'viewer.tool-polygon', measurement: true },
-  { id: 'freehand', toolName: PlanarFreehandROITool.toolName, label: '自由 ROI', bindingId: 'viewer.tool-freehand', measurement: true },
-  { id: 'probe', toolName: ProbeTool.toolName, label: '点测量', bindingId: 'viewer.tool-probe', measurement: true },
-  { id: 'arrow', toolName: ArrowAnnotateTool.toolName, label: '箭头标注', bindingId: 'viewer.tool-arrow', measurement: true },
-  { id: 'text', toolName: LabelTool.toolName, label: '文字标注', bindingId: 'viewer.tool-text', measurement: true },
+  { id: 'wl', toolName: WindowLevelTool.toolName, get label() { return i18n.global.t('viewer.tool.wl') }, bindingId: 'viewer.tool-wl', measurement: false },
+  { id: 'pan', toolName: PanTool.toolName, get label() { return i18n.global.t('viewer.tool.pan') }, bindingId: 'viewer.tool-pan', measurement: false },
+  { id: 'zoom', toolName: ZoomTool.toolName, get label() { return i18n.global.t('viewer.tool.zoom') }, bindingId: 'viewer.tool-zoom', measurement: false },
+  { id: 'magnify', toolName: MagnifyTool.toolName, get label() { return i18n.global.t('viewer.tool.magnify') }, bindingId: 'viewer.tool-magnify', measurement: false },
+  { id: 'rotate', toolName: PlanarRotateTool.toolName, get label() { return i18n.global.t('viewer.tool.rotate') }, bindingId: 'viewer.tool-rotate', measurement: false },
+  { id: 'length', toolName: LengthTool.toolName, get label() { return i18n.global.t('viewer.tool.length') }, bindingId: 'viewer.tool-length', measurement: true },
+  { id: 'angle', toolName: AngleTool.toolName, get label() { return i18n.global.t('viewer.tool.angle') }, bindingId: 'viewer.tool-angle', measurement: true },
+  { id: 'cobb', toolName: CobbAngleTool.toolName, get label() { return i18n.global.t('viewer.tool.cobb') }, bindingId: 'viewer.tool-cobb', measurement: true },
+  { id: 'ellipse', toolName: EllipticalROITool.toolName, get label() { return i18n.global.t('viewer.tool.ellipse') }, bindingId: 'viewer.tool-ellipse', measurement: true },
+  { id: 'circle', toolName: CircleROITool.toolName, get label() { return i18n.global.t('viewer.tool.circle') }, bindingId: 'viewer.tool-circle', measurement: true },
+  { id: 'rectangle', toolName: RectangleROITool.toolName, get label() { return i18n.global.t('viewer.tool.rectangle') }, bindingId: 'viewer.tool-rectangle', measurement: true },
+  { id: 'polygon', toolName: PlanarFreehandROITool.toolName, get label() { return i18n.global.t('viewer.tool.polygon') }, bindingId: 'viewer.tool-polygon', measurement: true },
+  { id: 'freehand', toolName: PlanarFreehandROITool.toolName, get label() { return i18n.global.t('viewer.tool.freehand') }, bindingId: 'viewer.tool-freehand', measurement: true },
+  { id: 'probe', toolName: ProbeTool.toolName, get label() { return i18n.global.t('viewer.tool.probe') }, bindingId: 'viewer.tool-probe', measurement: true },
+  { id: 'arrow', toolName: ArrowAnnotateTool.toolName, get label() { return i18n.global.t('viewer.tool.arrow') }, bindingId: 'viewer.tool-arrow', measurement: true },
+  { id: 'text', toolName: LabelTool.toolName, get label() { return i18n.global.t('viewer.tool.text') }, bindingId: 'viewer.tool-text', measurement: true },
 ]
 
 let registered = false
@@ -129,12 +130,12 @@ export function createToolGroup(id: string, prompt: TextPrompt): ToolTypes.ITool
     getTextLines: roiGetTextLines,
   })
   group.addTool(ArrowAnnotateTool.toolName, {
-    getTextCallback: ask('箭头标注文字'),
-    changeTextCallback: (_data: unknown, _evt: unknown, done: (t: string) => void) => ask('修改标注文字')(done),
+    getTextCallback: ask(i18n.global.t('viewer.annotation.arrowText')),
+    changeTextCallback: (_data: unknown, _evt: unknown, done: (t: string) => void) => ask(i18n.global.t('viewer.annotation.editText'))(done),
   })
   group.addTool(LabelTool.toolName, {
-    getTextCallback: ask('文字标注'),
-    changeTextCallback: (_data: unknown, _evt: unknown, done: (t: string) => void) => ask('修改标注文字')(done),
+    getTextCallback: ask(i18n.global.t('viewer.annotation.text')),
+    changeTextCallback: (_data: unknown, _evt: unknown, done: (t: string) => void) => ask(i18n.global.t('viewer.annotation.editText'))(done),
   })
   const { MouseBindings } = ToolEnums
   group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] })

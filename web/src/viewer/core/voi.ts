@@ -2,6 +2,7 @@
  * Window width/level (REQ: VIEW-05): presets per body part with their keys, linear and sigmoid VOI, windows from
  * the image's own tags, and the W/L arithmetic the toolbar shows.
  */
+import { i18n } from '@/i18n'
 
 export interface WindowPreset {
   id: string
@@ -16,11 +17,11 @@ export type VoiFunction = 'LINEAR' | 'SIGMOID'
 
 /** The same built-in presets the server registers (engine/settings/registry.py "viewer.presets"). */
 export const DEFAULT_PRESETS: WindowPreset[] = [
-  { id: 'lung', name: '肺窗', modality: 'CT', window_center: -600, window_width: 1500, key: '1' },
-  { id: 'mediastinum', name: '纵隔窗', modality: 'CT', window_center: 40, window_width: 400, key: '2' },
-  { id: 'bone', name: '骨窗', modality: 'CT', window_center: 400, window_width: 1800, key: '3' },
-  { id: 'brain', name: '脑窗', modality: 'CT', window_center: 40, window_width: 80, key: '4' },
-  { id: 'abdomen', name: '腹窗', modality: 'CT', window_center: 50, window_width: 350, key: '5' },
+  { id: 'lung', get name() { return i18n.global.t('viewer.preset.lung') }, modality: 'CT', window_center: -600, window_width: 1500, key: '1' },
+  { id: 'mediastinum', get name() { return i18n.global.t('viewer.preset.mediastinum') }, modality: 'CT', window_center: 40, window_width: 400, key: '2' },
+  { id: 'bone', get name() { return i18n.global.t('viewer.preset.bone') }, modality: 'CT', window_center: 400, window_width: 1800, key: '3' },
+  { id: 'brain', get name() { return i18n.global.t('viewer.preset.brain') }, modality: 'CT', window_center: 40, window_width: 80, key: '4' },
+  { id: 'abdomen', get name() { return i18n.global.t('viewer.preset.abdomen') }, modality: 'CT', window_center: 50, window_width: 350, key: '5' },
 ]
 
 /** The presets that apply to a modality (no modality on a preset = every modality). */
@@ -72,15 +73,15 @@ export function linear(x: number, center: number, width: number): number {
 
 /** Pseudo-colour maps offered (VIEW-05): vtk.js colormap preset names (Cornerstone resolves them) with Chinese labels. */
 export const COLORMAPS: readonly { name: string | null; label: string }[] = [
-  { name: null, label: '灰度' },
-  { name: 'hsv', label: '彩虹' },
-  { name: 'jet', label: '蓝红伪彩' },
-  { name: 'Black-Body Radiation', label: '热金属' },
-  { name: 'Inferno (matplotlib)', label: '熔岩' },
-  { name: 'Cool to Warm', label: '冷暖' },
+  { name: null, get label() { return i18n.global.t('viewer.colormap.gray') } },
+  { name: 'hsv', get label() { return i18n.global.t('viewer.colormap.hsv') } },
+  { name: 'jet', get label() { return i18n.global.t('viewer.colormap.jet') } },
+  { name: 'Black-Body Radiation', get label() { return i18n.global.t('viewer.colormap.hot') } },
+  { name: 'Inferno (matplotlib)', get label() { return i18n.global.t('viewer.colormap.inferno') } },
+  { name: 'Cool to Warm', get label() { return i18n.global.t('viewer.colormap.coolWarm') } },
 ]
 
 /** Format a window for the corner text, e.g. "窗宽 400 窗位 40". */
 export function formatWindow(center: number, width: number): string {
-  return `窗宽 ${Math.round(width)} 窗位 ${Math.round(center)}`
+  return i18n.global.t('viewer.window', { width: Math.round(width), center: Math.round(center) })
 }

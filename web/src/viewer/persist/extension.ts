@@ -11,6 +11,7 @@ import { ElMessage, ElMessageBox } from 'element-plus'
 import { eventTarget } from '@cornerstonejs/core'
 import { Enums as ToolEnums } from '@cornerstonejs/tools'
 import { activateScope, B } from '@/keymap'
+import { i18n } from '@/i18n'
 import type { ViewerContext } from '@/viewer/extensions'
 import KeyImagePanel from './KeyImagePanel.vue'
 import { KeyImageSession } from './keyImages'
@@ -64,9 +65,9 @@ export function attach(ctx: ViewerContext): { handle: PersistHandle; dispose: ()
     if (r.outcome === 'saved') ElMessage.success({ message: r.message, grouping: true })
     else if (r.outcome === 'stale') {
       try {
-        await ElMessageBox.confirm(`${r.message}。是否载入最新标记？（您未保存的改动将丢失）`, '标记已被修改', {
-          confirmButtonText: '载入最新标记',
-          cancelButtonText: '暂不',
+        await ElMessageBox.confirm(i18n.global.t('viewer.marks.staleConfirm', { message: r.message }), i18n.global.t('viewer.marks.staleTitle'), {
+          confirmButtonText: i18n.global.t('viewer.marks.loadLatest'),
+          cancelButtonText: i18n.global.t('viewer.marks.notNow'),
           type: 'warning',
         })
         await marks.load()
@@ -139,8 +140,8 @@ export function attach(ctx: ViewerContext): { handle: PersistHandle; dispose: ()
     // autosave on leave (UX: nothing a doctor drew is lost by closing the viewer); the request outlives the viewer
     if (marks.state.canEdit && marks.dirty()) {
       void marks.save().then((r) => {
-        if (r.outcome === 'saved') ElMessage.success({ message: `离开阅片时已自动保存：${r.message}`, grouping: true })
-        else if (r.outcome !== 'unchanged') ElMessage.warning({ message: `离开阅片时自动保存失败：${r.message}`, grouping: true })
+        if (r.outcome === 'saved') ElMessage.success({ message: i18n.global.t('viewer.marks.autosaved', { message: r.message }), grouping: true })
+        else if (r.outcome !== 'unchanged') ElMessage.warning({ message: i18n.global.t('viewer.marks.autosaveFailed', { message: r.message }), grouping: true })
       })
     }
     marks.clear()

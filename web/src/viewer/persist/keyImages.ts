@@ -7,6 +7,7 @@
 import { reactive } from 'vue'
 import { getKeyImages, type KeyImage, putKeyImages } from '@/api/viewer'
 import { isApiError } from '@/api/http'
+import { i18n } from '@/i18n'
 import type { ActiveImage } from '@/viewer/extensions'
 
 export interface KeyImagesState {
@@ -35,7 +36,7 @@ export class KeyImageSession {
       const doc = await getKeyImages(this.studyUid, this.institution)
       Object.assign(this.state, { loaded: true, version: doc.version, canEdit: doc.can_edit, items: doc.items, error: '' })
     } catch (e) {
-      this.state.error = isApiError(e) ? e.message : '关键图像载入失败'
+      this.state.error = isApiError(e) ? e.message : i18n.global.t('viewer.key.loadFailed')
     }
   }
 
@@ -45,16 +46,16 @@ export class KeyImageSession {
 
   /** Mark or unmark `img`; the message to show. */
   async toggle(img: ActiveImage | null): Promise<{ ok: boolean; message: string }> {
-    if (!img) return { ok: false, message: '当前没有显示图像' }
-    if (!this.state.loaded) return { ok: false, message: '关键图像尚未载入' }
-    if (!this.state.canEdit) return { ok: false, message: '您只能查看关键图像，不能修改' }
+    if (!img) return { ok: false, message: i18n.global.t('viewer.key.noImage') }
+    if (!this.state.loaded) return { ok: false, message: i18n.global.t('viewer.key.notLoaded') }
+    if (!this.state.canEdit) return { ok: false, message: i18n.global.t('viewer.key.readOnly') }
     const was = this.isKey(img)
     const items = was
       ? this.state.items.filter((k) => !sameImage(k, img))
       : [...this.state.items, { sop_uid: img.sopUid, series_uid: img.seriesUid, frame: img.frame, note: '', print: true }]
     const r = await this.save(items)
     if (!r.ok) return r
-    return { ok: true, message: was ? '已取消关键图像' : '已标记为关键图像' }
+    return { ok: true, message: was ? i18n.global.t('viewer.key.removed') : i18n.global.t('viewer.key.added') }
   }
 
   async save(items: KeyImage[]): Promise<{ ok: boolean; message: string }> {
@@ -62,9 +63,9 @@ export class KeyImageSession {
     try {
       const doc = await putKeyImages(this.studyUid, this.state.version, items, this.institution)
       Object.assign(this.state, { version: doc.version, items: doc.items, error: '' })
-      return { ok: true, message: '关键图像已保存' }
+      return { ok: true, message: i18n.global.t('viewer.key.saved') }
     } catch (e) {
-      const message = isApiError(e) ? e.message : '关键图像保存失败'
+      const message = isApiError(e) ? e.message : i18n.global.t('viewer.key.saveFailed')
       this.state.error = message
       if (isApiError(e) && e.code === 'stale_version') await this.load()
       return { ok: false, message }

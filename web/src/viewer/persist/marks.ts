@@ -10,6 +10,7 @@ import { annotation, utilities as toolUtils } from '@cornerstonejs/tools'
 import { reactive } from 'vue'
 import { getAnnotations, putAnnotations, putAnnotationsKeepalive, type StoredAnnotation } from '@/api/viewer'
 import { isApiError } from '@/api/http'
+import { i18n } from '@/i18n'
 import { frameImageId, parseImageId } from '@/viewer/core/dicomweb'
 import type { ViewerContext } from '@/viewer/extensions'
 import { type CsAnnotation, fingerprint, fromStored, toStored } from './serialize'
@@ -103,7 +104,7 @@ export class MarksSession {
       this.state.error = ''
       this.render()
     } catch (e) {
-      this.state.error = isApiError(e) ? e.message : '标记载入失败'
+      this.state.error = isApiError(e) ? e.message : i18n.global.t('viewer.marks.loadFailed')
     }
   }
 
@@ -128,10 +129,10 @@ export class MarksSession {
 
   /** Save the marks if they changed (`force`: also when unchanged). */
   async save(force = false): Promise<{ outcome: SaveOutcome; message: string }> {
-    if (!this.state.loaded) return { outcome: 'failed', message: '标记尚未载入' }
-    if (!this.state.canEdit) return { outcome: 'read_only', message: '您只能查看标记，不能保存' }
+    if (!this.state.loaded) return { outcome: 'failed', message: i18n.global.t('viewer.marks.notLoaded') }
+    if (!this.state.canEdit) return { outcome: 'read_only', message: i18n.global.t('viewer.marks.readOnly') }
     const items = this.stored()
-    if (!force && fingerprint(items) === this.savedPrint) return { outcome: 'unchanged', message: '标记没有改动' }
+    if (!force && fingerprint(items) === this.savedPrint) return { outcome: 'unchanged', message: i18n.global.t('viewer.marks.unchanged') }
     this.state.saving = true
     // Everything read from Cornerstone's state is read before the first await: on leaving, the viewer clears it.
     const live = this.mine().filter((a) => items.some((i) => i.annotationUID === a.annotationUID))
@@ -146,7 +147,7 @@ export class MarksSession {
         else makeSr(await preloadSr())
       } catch (e) {
         console.warn('SR TID 1500 not made', e)
-        srNote = '（未能生成 DICOM 结构化报告，标记已按 JSON 保存）'
+        srNote = i18n.global.t('viewer.marks.srFailed')
       }
       const doc = await putAnnotations(this.ctx.studyUid, this.state.version, items, sr, this.ctx.institution)
       this.state.version = doc.version
@@ -154,10 +155,10 @@ export class MarksSession {
       this.state.count = doc.items.length
       this.savedPrint = fingerprint(items)
       this.state.error = ''
-      if (sr && !doc.stored) srNote = '（结构化报告未能存入影像库）'
-      return { outcome: 'saved', message: `标记已保存${srNote}` }
+      if (sr && !doc.stored) srNote = i18n.global.t('viewer.marks.srNotStored')
+      return { outcome: 'saved', message: i18n.global.t('viewer.marks.saved', { note: srNote }) }
     } catch (e) {
-      const message = isApiError(e) ? e.message : '标记保存失败'
+      const message = isApiError(e) ? e.message : i18n.global.t('viewer.marks.saveFailed')
       this.state.error = message
       return { outcome: isApiError(e) && e.code === 'stale_version' ? 'stale' : 'failed', message }
     } finally {

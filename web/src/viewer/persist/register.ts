@@ -3,6 +3,7 @@
  * the extension itself (./extension.ts, with Cornerstone) is loaded when a viewer is ready. Imported by main.ts.
  */
 import { B } from '@/keymap'
+import { i18n } from '@/i18n'
 import { registerViewerExtension, type ViewerContext } from '@/viewer/extensions'
 import type { PersistHandle } from './extension'
 
@@ -15,15 +16,15 @@ registerViewerExtension({
   toolbar: [
     {
       id: 'persist.save',
-      label: '保存标记',
-      tooltip: '把测量与标记保存到服务器（并存为 DICOM 结构化报告）',
+      get label() { return i18n.global.t('viewer.marks.save') },
+      get tooltip() { return i18n.global.t('viewer.marks.saveTip') },
       bindingId: B.viewerSaveMarks.id,
       onClick: (ctx) => void handles.get(key(ctx))?.save(),
     },
     {
       id: 'persist.key-image',
-      label: '关键图像',
-      tooltip: '把当前图像标记为关键图像，或取消',
+      get label() { return i18n.global.t('viewer.key.button') },
+      get tooltip() { return i18n.global.t('viewer.key.buttonTip') },
       bindingId: B.viewerKeyImage.id,
       onClick: (ctx) => void handles.get(key(ctx))?.toggleKey(),
     },

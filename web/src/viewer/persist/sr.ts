@@ -12,6 +12,7 @@ import { metaData } from '@cornerstonejs/core'
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader'
 import { adaptersSR } from '@cornerstonejs/adapters'
 import dcmjs from 'dcmjs'
+import { i18n } from '@/i18n'
 import { parseImageId } from '@/viewer/core/dicomweb'
 import type { CsAnnotation } from './serialize'
 
@@ -69,13 +70,13 @@ export function measurementReport(annotations: CsAnnotation[], opts: SrOptions):
   const state = toolState(annotations)
   if (Object.keys(state).length === 0) return null
   const report = MeasurementReport.generateReport(state, provider, {
-    SeriesDescription: '测量标记',
+    SeriesDescription: i18n.global.t('viewer.marks.srSeries', {}, { locale: 'zh-CN' }), // stored data: zh-CN whatever the UI language
     SeriesNumber: '9901',
     InstanceNumber: opts.instanceNumber,
     SeriesInstanceUID: opts.seriesUid || undefined,
     Manufacturer: 'telerad',
     ManufacturerModelName: 'telerad viewer',
-    ImageComments: '远程影像诊断平台测量标记',
+    ImageComments: i18n.global.t('viewer.marks.srComments', {}, { locale: 'zh-CN' }),
   })
   // the adapters set the character set on the report object, not on its data set: the Chinese series description
   // and any Chinese label need it in the file (ISO_IR 192, UTF-8)
