@@ -95,6 +95,15 @@ BROKEN_ALERT_COUNT = 3
 BROKEN_ALERT_WINDOW_MIN = 10
 
 
+_UID_NAMES_ZH = {
+    "sop_class_uid": "SOP 类 UID",
+    "sop_instance_uid": "SOP 实例 UID",
+    "study_instance_uid": "检查实例 UID",
+    "series_instance_uid": "序列实例 UID",
+    "transfer_syntax_uid": "传输语法 UID",
+}
+
+
 def check_instance(meta: InstanceMeta, affected_sop_class: object, affected_sop_instance: object) -> InstanceMeta:
     """Validate and normalise the UIDs of an incoming instance (REQ: DSEC-04).
 
@@ -102,7 +111,7 @@ def check_instance(meta: InstanceMeta, affected_sop_class: object, affected_sop_
         InvalidInstance: a UID does not conform to PS3.5 §9.1, or the command's Affected SOP Class/Instance UID
             differs from the dataset's.
     """
-    fields = {
+    fields = {  # the refusal names the UID in Chinese (_UID_NAMES_ZH); the machine name goes in details
         "sop_class_uid": meta.sop_class_uid,
         "sop_instance_uid": meta.sop_instance_uid,
         "study_instance_uid": meta.study_instance_uid,
@@ -112,7 +121,7 @@ def check_instance(meta: InstanceMeta, affected_sop_class: object, affected_sop_
     for name, value in fields.items():
         uid = normalise_uid(value)
         if uid is None:
-            raise InvalidInstance("invalid_uid", f"UID 不符合 DICOM 规范：{name}", {"field": name})
+            raise InvalidInstance("invalid_uid", f"{_UID_NAMES_ZH[name]} 不符合 DICOM 规范", {"field": name})
         setattr(meta, name, uid)
     if normalise_uid(affected_sop_instance) != meta.sop_instance_uid:
         raise InvalidInstance("uid_mismatch", "命令中的 SOP 实例 UID 与数据集不一致", {"field": "sop_instance_uid"})
