@@ -145,6 +145,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.cases.views import blp as cases_blp
     from api.dicomweb import blp as dicomweb_blp
     from api.dicomweb import limits as _dicomweb_limits  # noqa: F401  (the /dicomweb rate limit)
+    from api.dicomweb import pixeldata as _dicomweb_pixeldata  # noqa: F401  (WADO-RS series pixel data)
     from api.dicomweb import qido as _dicomweb_qido  # noqa: F401  (QIDO-RS routes on the blueprint)
     from api.dicomweb import stow as _dicomweb_stow  # noqa: F401 (registers STOW-RS on the dicomweb blueprint)
     from api.dicomweb import wado as _dicomweb_wado  # noqa: F401  (WADO-RS routes on the blueprint)

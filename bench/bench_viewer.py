@@ -25,7 +25,8 @@ Per dataset and round, a fresh browser context (empty cache), log in on /login, 
   then for all frames: requests, bytes, the span from the first request to the last byte, the server's own time
   (bench/timed_web.py: `app_ms` before the first byte, `total_ms` to the last byte; summed and p50/p95), transfer
   (Resource Timing responseEnd − responseStart), the browser's queueing, and the viewer's decodeMsTotal and
-  fetchMsTotal; the same per kind of request (metadata, frames, QIDO, other);
+  fetchMsTotal; the same per kind of request (metadata, frames — one frame each —, pixeldata — a series' frames in
+  one multipart answer —, QIDO, other);
 - `server_rss_mb`: the web process's RSS (/proc, every 50 ms) before the first study and its peak while serving.
 Medians over `--rounds`; every round's figures are in `rounds`. Round 0 finds the server's per-process caches
 (frame index, metadata) cold, later rounds warm — its figures again in `server_cold_round` (a study opened for the

@@ -192,6 +192,8 @@ def _evaluate(page: Any, script: str) -> Any:
 def kind(url: str) -> str:
     if "/dicomweb/" not in url:
         return "api" if "/api/" in url else "app"
+    if "/pixeldata" in url:  # a series' frames in one multipart answer (issue 16: the viewer's bulk requests)
+        return "pixeldata"
     if "/frames/" in url:
         return "frames"
     if url.rstrip("/").endswith("/metadata"):

@@ -62,6 +62,19 @@ def _frame_ref(study: str, series: str, sop: str) -> wado.InstanceRef:
     back may lag by the TTL). A refusal is never kept. The access audit runs per request, as in `_refs`."""
     if decisions.ttl() <= 0:  # the cache turned off: decided per request, exactly as `_refs`
         return _single(_refs(study, series, sop))
+    decision = series_decision(study, series, "实例不存在")
+    st = decision.study
+    hit = decision.instances.get(sop) if decision.instances is not None else None
+    # not listed (a series too large to list, or an instance stored since): asked of the database, as before
+    ref = hit or _single(wado.select_instances_of(st.id, st.study_instance_uid, series, sop))
+    audit_access(decision)
+    return ref
+
+
+def series_decision(study: str, series: str, missing: str) -> decisions.Decision:
+    """The caller's granted decision for a series (frames and pixeldata, issue 16): kept by decisions.py, else
+    resolved (engine/dicomweb/resolve.py), its pixel access decided (a refusal: 403, never kept) and its instances
+    listed (`missing`: the 404's message when the series is not in the study)."""
     actor = current_actor()
     institution = request.args.get("institution") or None
     case_id = case_param()
@@ -74,21 +87,22 @@ def _frame_ref(study: str, series: str, sop: str) -> wado.InstanceRef:
         try:
             listed: dict[str, wado.InstanceRef] | None = {r.sop_uid: r for r in wado.select_instances(chosen, series)}
         except NotFound as exc:
-            raise NotFound("not_found", "实例不存在") from exc  # as select_instances says for a named instance
+            raise NotFound("not_found", missing) from exc  # as select_instances says for a named instance
         except ValidationFailed:  # a series too large to list: its instances are looked up per request
             listed = None
         code = resolve.institution_codes({chosen.institution_id}).get(chosen.institution_id, ("", ""))[0]
         found = decisions.StudyKey(chosen.id, chosen.study_instance_uid, chosen.patient_id, chosen.institution_id)
         decision = decisions.Decision(found, why, code, listed)
         decisions.put(key, decision)
+    return decision
+
+
+def audit_access(decision: decisions.Decision) -> None:
+    """DSEC-10 per request (once per principal, study and day: access_audit.py) and the request's audit context."""
     st = decision.study
-    hit = decision.instances.get(sop) if decision.instances is not None else None
-    # not listed (a series too large to list, or an instance stored since): asked of the database, as before
-    ref = hit or _single(wado.select_instances_of(st.id, st.study_instance_uid, series, sop))
-    access_audit.accessed(actor, st, via="wado")
+    access_audit.accessed(current_actor(), st, via="wado")
     g.study_audit = {"id": st.id, "uid": st.study_instance_uid, "patient_id": st.patient_id[:64] or None}
     g.study_choice = {"X-Telerad-Institution": decision.code, "X-Telerad-Study-Choice": decision.why}
-    return ref
 
 
 def _stream(chunks: Iterable[bytes], content_type: str, status: int = 200, **headers: str) -> Response:
@@ -137,6 +151,7 @@ _FAILED = {  # resource → what went wrong with an instance it names (the audit
     "instances": "无法转换为请求的传输语法",
     "metadata": "无法读取",
     "rendered": "无法解码显示",
+    "pixeldata": "的帧无法读取或解码",
 }
 
 

@@ -2,8 +2,11 @@
  * Decode whole series into Cornerstone's image cache (REQ: VIEW-01, UX R18): the displayed series with a progress
  * bar, and the next exam of the worklist ahead of time (`prefetchStudy`). Decoding runs in the image loader's web
  * workers; a small number of requests are kept in flight so the first image is never queued behind the rest.
+ * The frames themselves come in a few bulk requests per series (bulk.ts), read while the images are decoded; a frame
+ * the bulk requests do not bring is fetched alone.
  */
 import { cache, imageLoader } from '@cornerstonejs/core'
+import { fetchBulk, installBulkLoader, releaseFrame } from './bulk'
 import { initCornerstone } from './init'
 import { loadSeries, loadSeriesList, type ViewerSeries } from './series'
 
@@ -33,11 +36,18 @@ export async function cacheImages(
   signal?: AbortSignal,
 ): Promise<CacheProgress> {
   const p: CacheProgress = { done: 0, total: imageIds.length, failed: 0, fetchMs: 0, decodeMs: 0 }
+  installBulkLoader()
+  // the images not loaded nor being loaded (the viewport's current image is already on its way)
+  const bulk = fetchBulk(
+    imageIds.filter((id) => !cache.getImageLoadObject(id)),
+    signal,
+  )
   let next = 0
   const worker = async () => {
     while (next < imageIds.length && !signal?.aborted) {
       const id = imageIds[next++]
       if (cache.isLoaded(id)) {
+        releaseFrame(id)
         p.done++
       } else {
         try {
@@ -54,6 +64,7 @@ export async function cacheImages(
     }
   }
   await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, imageIds.length) }, worker))
+  await bulk
   return p
 }
 

@@ -1,0 +1,155 @@
+// REQ: VIEW-01, UX R18 (issue 16) — a series' frames in a few bulk requests, handed to the wadors loader
+import { metaData } from '@cornerstonejs/core'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import libraryRegistry from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/wadors/loadImageFromRegistry.js?raw'
+import libraryLoader from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/wadors/loadImage.js?raw'
+
+// the library's loader needs web workers and codecs: the hook is checked against its source below, and a stand-in
+// with the same call (metaData.getTyped('compressedFrameData', imageId, { frameIndex })) runs here
+vi.mock('@cornerstonejs/dicom-image-loader', () => ({ default: { wadors: { loadImage: vi.fn() } } }))
+
+const { bulkAwareLoader, fetchBulk, frameProvider, FIRST_CHUNK, installBulkLoader, planRequests, store, URL_BUDGET } =
+  await import('../bulk')
+installBulkLoader() // the provider, in front of the others
+
+const ORIGIN = 'http://viewer.test'
+const STUDY = '1.2.3'
+const SERIES = '1.2.3.4'
+const sop = (i: number) => `1.2.826.0.1.3680043.8.498.${1000000 + i}`
+const imageId = (i: number, frame = 1, q = '?institution=M01') =>
+  `wadors:${ORIGIN}/dicomweb/studies/${STUDY}/series/${SERIES}/instances/${sop(i)}/frames/${frame}${q}`
+const pixels = (i: number, frame = 1) => new Uint8Array(Array.from({ length: 64 }, (_, k) => (i * 3 + frame * 5 + k) & 0xff))
+
+function multipart(frames: [number, number][], boundary = 'bnd'): Uint8Array {
+  const chunks: Uint8Array[] = []
+  const enc = new TextEncoder()
+  for (const [i, f] of frames) {
+    const loc = `${ORIGIN}/dicomweb/studies/${STUDY}/series/${SERIES}/instances/${sop(i)}/frames/${f}`
+    const head = `--${boundary}\r\nContent-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1\r\nContent-Location: ${loc}\r\nContent-Length: 64\r\n\r\n`
+    chunks.push(enc.encode(head), pixels(i, f), enc.encode('\r\n'))
+  }
+  chunks.push(enc.encode(`--${boundary}--\r\n`))
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
+  let at = 0
+  for (const c of chunks) {
+    out.set(c, at)
+    at += c.length
+  }
+  return out
+}
+
+/** A streamed answer, cut into 50-byte reads (inside boundaries, headers and payloads). */
+function streamed(data: Uint8Array, status = 200): Response {
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < data.length; i += 50) c.enqueue(data.slice(i, i + 50))
+      c.close()
+    },
+  })
+  return new Response(body, { status, headers: { 'Content-Type': 'multipart/related; type="application/octet-stream"; boundary=bnd' } })
+}
+
+/** The library's wadors loader as far as the hook goes: the frame's bytes from the metadata providers, else a
+ * request of its own (recorded). */
+function standIn(fetched: string[]) {
+  return (id: string) => {
+    const frameIndex = Number(id.match(/\/frames\/(\d+)/)![1]) - 1
+    const data = metaData.getTyped('compressedFrameData', id, { frameIndex }) as { pixelData: Uint8Array; transferSyntaxUid: string } | undefined
+    if (!data) fetched.push(id)
+    return { promise: Promise.resolve({ imageId: id, bytes: data?.pixelData, ts: data?.transferSyntaxUid }), cancelFn: undefined }
+  }
+}
+
+afterEach(() => {
+  vi.unstubAllGlobals()
+})
+
+describe('view01 bulk frames', () => {
+  it('plans a small first request, then as many instances as the URL allows, in the viewer order', () => {
+    const ids = Array.from({ length: 300 }, (_, i) => imageId(299 - i))
+    const reqs = planRequests(ids)
+    const first = new URL(reqs[0].url, ORIGIN)
+    expect(first.pathname).toBe(`/dicomweb/studies/${STUDY}/series/${SERIES}/pixeldata`)
+    expect(first.searchParams.get('institution')).toBe('M01')
+    expect(first.searchParams.get('instances')!.split(',')).toEqual([299, 298, 297, 296].map(sop))
+    expect(reqs[0].keys).toHaveLength(FIRST_CHUNK)
+    for (const r of reqs.slice(1)) expect(new URL(r.url, ORIGIN).searchParams.get('instances')!.length).toBeLessThanOrEqual(URL_BUDGET)
+    expect(reqs.flatMap((r) => r.keys)).toEqual(Array.from({ length: 300 }, (_, i) => `${sop(299 - i)}/1`))
+    // the frames of a multi-frame instance: one instance, every frame
+    const multi = planRequests([imageId(1, 1), imageId(1, 2), imageId(1, 3)])
+    expect(multi).toHaveLength(1)
+    expect(multi[0].keys).toEqual([1, 2, 3].map((f) => `${sop(1)}/${f}`))
+  })
+
+  it('hands each frame to the loader without a request of its own, and drops it once loaded', async () => {
+    const ids = [imageId(1), imageId(2, 1), imageId(2, 2), imageId(3), imageId(4), imageId(5), imageId(6)]
+    const urls: string[] = []
+    vi.stubGlobal('fetch', vi.fn(async (url: string) => {
+      urls.push(url)
+      const listed = new URL(url, ORIGIN).searchParams.get('instances')!.split(',')
+      const frames = ids.map((id) => id.match(/instances\/([^/]+)\/frames\/(\d+)/)!).filter((m) => listed.includes(m[1]))
+      return streamed(multipart(frames.map((m) => [Number(m[1].split('.').pop()) - 1000000, Number(m[2])])))
+    }))
+    const fetched: string[] = []
+    const wadors = standIn(fetched)
+    // the loader asks before the bytes are in (as prefetch.ts does: the run started, then the loads): it waits
+    const run = fetchBulk(ids)
+    const loads = ids.map((id) => bulkAwareLoader(id, {}, wadors as never).promise)
+    expect(await run).toBe(ids.length)
+    const images = (await Promise.all(loads)) as unknown as { imageId: string; bytes: Uint8Array; ts: string }[]
+    expect(urls).toHaveLength(2) // FIRST_CHUNK instances, then the rest: never a request per frame
+    expect(fetched).toEqual([])
+    expect(images[2].bytes).toEqual(pixels(2, 2))
+    expect(images[0].ts).toBe('1.2.840.10008.1.2.1')
+    expect(store.held).toBe(0)
+    expect(frameProvider('compressedFrameData', ids[0])).toBeUndefined()
+  })
+
+  it('falls back to a request per frame when the bulk request fails or leaves frames out', async () => {
+    const ids = [imageId(11), imageId(12), imageId(13)]
+    vi.stubGlobal('fetch', vi.fn(async () => streamed(multipart([[11, 1]]).subarray(0, 90))))
+    const fetched: string[] = []
+    const run = fetchBulk(ids)
+    const loads = ids.map((id) => bulkAwareLoader(id, {}, standIn(fetched) as never).promise)
+    await run
+    await Promise.all(loads)
+    expect(fetched.sort()).toEqual([...ids].sort()) // the answer was cut short inside the first part
+    vi.stubGlobal('fetch', vi.fn(async () => new Response('{"code":"not_found"}', { status: 404 })))
+    const again: string[] = []
+    const ids2 = [imageId(21)]
+    const run2 = fetchBulk(ids2)
+    const p = bulkAwareLoader(ids2[0], {}, standIn(again) as never).promise
+    await run2
+    await p
+    expect(again).toEqual(ids2)
+    expect(store.held).toBe(0)
+  })
+
+  it('fetches alone at once what the viewport asks for ahead of the bulk requests, and keeps no copy of it', async () => {
+    const ids = [imageId(31), imageId(32)]
+    vi.stubGlobal('fetch', vi.fn(async () => streamed(multipart([[31, 1], [32, 1]]))))
+    const fetched: string[] = []
+    const run = fetchBulk(ids)
+    const viewport = bulkAwareLoader(ids[1], { requestType: 'interaction' }, standIn(fetched) as never).promise
+    expect(fetched).toEqual([ids[1]]) // not queued behind the bulk request
+    const other = bulkAwareLoader(ids[0], {}, standIn(fetched) as never).promise
+    await run
+    await Promise.all([viewport, other])
+    expect(fetched).toEqual([ids[1]])
+    expect(store.held).toBe(0) // the part that came for it anyway was not kept
+    // a run for frames another run is bringing does not ask for them again
+    vi.stubGlobal('fetch', vi.fn(async () => streamed(multipart([[41, 1]]))))
+    const first = fetchBulk([imageId(41)])
+    expect(await fetchBulk([imageId(41)])).toBe(0)
+    expect(await first).toBe(1)
+    await bulkAwareLoader(imageId(41), {}, standIn(fetched) as never).promise
+    expect(store.held).toBe(0)
+  })
+
+  it('uses the hook the dicom-image-loader 5.14 has: compressedFrameData asked before any request', () => {
+    expect(libraryRegistry).toContain('metaData.getTyped(COMPRESSED_FRAME_DATA, imageId')
+    expect(libraryRegistry).toContain('createImage(imageId, concatenated, transferSyntaxUid, options)')
+    expect(libraryLoader).toContain('loadImageFromCompressedFrameRegistry(imageId, options)')
+    expect(libraryLoader).toContain('falling back to network retrieval')
+  })
+})
