@@ -136,6 +136,9 @@ class Settings:
     # decision (engine/dicomweb/decisions.py), seconds, 0 .. 5 (0: off). Revoked access (case handed back, role
     # removed) ends at most this late; logout and session expiry end it at once (the session is checked per request).
     dicomweb_decision_ttl_s: float = 5.0
+    # WADO-RS frames decoded for a client that asked for uncompressed data (issue 16): how many MiB of decoded frames
+    # a process keeps for the next request (engine/dicomweb/frame_cache.py), 0 .. 4096 (0: off).
+    dicomweb_frame_cache_mb: int = 256
     # STOW-RS (issue 15): its own body cap instead of the app-wide limit above; over it the request answers 413.
     stow_max_bytes: int = 4 * 1024 * 1024 * 1024
     # STOW-RS parts (instances) per request (REQ: WEB-06 caps ordinary multipart forms at 100 parts; STOW must take a
@@ -295,6 +298,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     if not 0 <= s.dicomweb_decision_ttl_s <= 5:
         raise ConfigError(
             f"TELERAD_DICOMWEB_DECISION_TTL must be between 0 and 5 seconds, got {s.dicomweb_decision_ttl_s}"
+        )
+    s.dicomweb_frame_cache_mb = _int(env, "TELERAD_DICOMWEB_FRAME_CACHE_MB", s.dicomweb_frame_cache_mb)
+    if not 0 <= s.dicomweb_frame_cache_mb <= 4096:
+        raise ConfigError(
+            f"TELERAD_DICOMWEB_FRAME_CACHE_MB must be between 0 and 4096, got {s.dicomweb_frame_cache_mb}"
         )
     s.web_dist = Path(env.get("TELERAD_WEB_DIST", str(Path(__file__).resolve().parent.parent / "web" / "dist")))
     secret = env.get("TELERAD_SECRET_KEY", "")

@@ -20,10 +20,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.dicomweb.rawheader import read_header_fast
 from engine.dicomweb.wado import Header, read_header
-from engine.imaging.native import UNCOMPRESSED
+from engine.imaging.native import IMAGE_KEYWORDS, UNCOMPRESSED
 
 Span = tuple[int, int]  # (file offset, length) of one fragment's value
 ITEM, DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
@@ -42,6 +43,8 @@ class FrameIndex:
     pixels: int = 0  # rows × columns × samples per pixel of one frame
     spans: tuple[tuple[Span, ...], ...] | None = None  # encapsulated: each frame's fragments
     extended: tuple[bytes, bytes] | None = None  # the Extended Offset Table (for pydicom, when spans is None)
+    # (keyword, value) of native.IMAGE_KEYWORDS: decoding a frame cut by `spans` needs no header read (issue 16)
+    image: tuple[tuple[str, Any], ...] = ()
 
     @property
     def weight(self) -> int:
@@ -53,6 +56,13 @@ def _int(value: object, default: int = 0) -> int:
         return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return default
+
+
+def _plain(value: object) -> Any:
+    """An image attribute's value as plain data (the sandbox takes plain data only): int or str."""
+    if isinstance(value, int):
+        return int(value)
+    return str(value) if value is not None else None
 
 
 def build(path: Path, header: Header) -> FrameIndex:
@@ -70,6 +80,7 @@ def build(path: Path, header: Header) -> FrameIndex:
     if header.pixel_offset is None or header.ts in UNCOMPRESSED:
         return FrameIndex(**base)  # type: ignore[arg-type]
     extended = None
+    base["image"] = tuple((k, _plain(ds.get(k))) for k in IMAGE_KEYWORDS if k in ds)
     if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
         extended = (bytes(ds.ExtendedOffsetTable), bytes(ds.ExtendedOffsetTableLengths))
     try:

@@ -6,39 +6,25 @@ frame is read, nothing is decoded) — when the Accept header takes the stored s
 image/jls, image/jp2, image/jpx, image/dicom-rle), `*/*`, or any type with `transfer-syntax=*` (application/
 octet-stream parts then carry the stored syntax's UID). Native frames (application/octet-stream, explicit VR little
 endian) of uncompressed data are byte ranges of the stored Pixel Data; of compressed data they are decoded in
-engine/imaging/transcode.py's sandboxed pool, frame by frame: a frame that does not decode fails alone.
+engine/imaging/transcode.py's sandboxed pool, frame by frame: a frame that does not decode fails alone. The
+negotiation and the decoded form are engine/dicomweb/negotiate.py's (issue 16), shared with other frame routes.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from pydicom.encaps import get_frame
 
+from engine.dicomweb import negotiate
 from engine.dicomweb.frame_index import FrameIndex, index_of, read_spans
-from engine.dicomweb.media import ANY_SYNTAX, EXPLICIT_VR_LE, MediaRange, NotAcceptable
+from engine.dicomweb.media import MediaRange, NotAcceptable
+from engine.dicomweb.negotiate import FRAME_MEDIA, OCTET, FramePlan  # noqa: F401 - the frames API, re-exported
 from engine.dicomweb.wado import Header, InstanceRef
 from engine.errors import NotFound, ValidationFailed
-from engine.imaging import transcode
-from engine.imaging.native import DECODABLE, UNCOMPRESSED, TranscodeError
+from engine.imaging.native import UNCOMPRESSED
 
-OCTET = "application/octet-stream"
 MAX_FRAMES = 65535
-# PS3.18 Table 8.7.3-2: the media type of each compressed transfer syntax's frames.
-FRAME_MEDIA = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.92": "image/jpx",
-    "1.2.840.10008.1.2.4.93": "image/jpx",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-}
 
 
 def parse_frame_list(raw: str) -> list[int]:
@@ -62,38 +48,14 @@ def check_frames(header: Header | FrameIndex, numbers: list[int]) -> None:
         raise NotFound("frame_not_found", f"帧号超出范围（共 {header.frames} 帧）", {"frames": over[:16]})
 
 
-@dataclass(frozen=True)
-class FramePlan:
-    """How the frames go out: `media` of each part and the transfer syntax (`stored`: cut as stored)."""
-
-    media: str
-    ts: str
-    stored: bool
-
-
 def plan_frames(ranges: list[MediaRange], stored_ts: str) -> FramePlan:
-    """The first acceptable form for frames stored in `stored_ts`, in the Accept header's order.
+    """The first acceptable form for frames stored in `stored_ts`, in the Accept header's order (with the decoding
+    pool's queue taken into account: engine/dicomweb/negotiate.py).
 
     Raises:
         NotAcceptable: only forms telerad cannot make were asked for (it never re-compresses).
     """
-    stored_media = FRAME_MEDIA.get(stored_ts, OCTET)
-    for r in ranges:
-        part = r.part_type or (r.media if r.media not in ("multipart/related", "multipart/*") else "*/*")
-        ts = r.syntax
-        if part == "*/*" or (part != OCTET and MediaRange(part).matches(stored_media) and part.endswith("/*")):
-            if ts in (None, ANY_SYNTAX, stored_ts):
-                return FramePlan(stored_media, stored_ts, True)
-        if MediaRange(part).matches(stored_media) and ts in (None, ANY_SYNTAX, stored_ts):
-            return FramePlan(stored_media, stored_ts, True)
-        if MediaRange(part).matches(OCTET) and (ts or EXPLICIT_VR_LE) in (EXPLICIT_VR_LE, ANY_SYNTAX):
-            # `transfer-syntax=*`: any syntax will do, so the stored one (PS3.18 §8.7.3.5.2), cut from the file and
-            # labelled with its UID — what viewers ask for (OHIF, dicomweb-client) and Orthanc answers (issue 15)
-            if stored_ts in UNCOMPRESSED or ts == ANY_SYNTAX:
-                return FramePlan(OCTET, stored_ts, True)
-            if stored_ts in DECODABLE:
-                return FramePlan(OCTET, EXPLICIT_VR_LE, False)
-    raise NotAcceptable(details={"stored": stored_ts})
+    return negotiate.negotiate_frame_syntax(ranges, stored_ts)
 
 
 def frame_ranges(ranges: list[MediaRange]) -> list[MediaRange]:
@@ -152,30 +114,10 @@ def get_frames(
     ref: InstanceRef, header: Header | FrameIndex, numbers: list[int], how: FramePlan
 ) -> tuple[str, list[tuple[bool, bytes | str]]]:
     """The frames in the planned form and the Photometric Interpretation of the data sent (`header`: the file's
-    header as read, or its frame index, engine/dicomweb/frame_index.py).
+    header as read, or its frame index, engine/dicomweb/frame_index.py): negotiate.frame_bytes_in.
 
     Raises:
         TranscodeError: the instance cannot be decoded at all (or the sandbox's limits were exceeded).
     """
     index = header if isinstance(header, FrameIndex) else index_of(ref.path, header)
-    if how.stored:
-        return index.pi, stored_frames(ref, index, numbers)
-    if index.ts not in DECODABLE:
-        raise TranscodeError(f"无法解码传输语法 {index.ts}")
-    pool = transcode.transcoder()
-    try:
-        return pool.frames(ref.path, numbers)
-    except TranscodeError:
-        if len(numbers) == 1:
-            raise
-    # the decoder died on one of them (a malformed frame can crash a codec: the sandbox catches it): one at a time,
-    # so only that frame fails
-    out: list[tuple[bool, bytes | str]] = []
-    pi = index.pi
-    for number in numbers:
-        try:
-            pi, [one] = pool.frames(ref.path, [number])
-        except TranscodeError as exc:
-            one = (False, str(exc))
-        out.append(one)
-    return pi, out
+    return negotiate.frame_bytes_in(how, ref, index, numbers)

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.dicomweb.rawheader import read_header_fast
 from engine.dicomweb.rawjson import dataset_json
-from engine.dicomweb.wado import InstanceRef, instance_url, read_header
+from engine.dicomweb.wado import InstanceRef, instance_url, read_header, with_available_syntax
 
 CAPACITY = 64 << 20  # bytes of JSON kept (~10,000 CT instances)
 _MARK = f"\x00telerad-base:{secrets.token_hex(12)}\x00"
@@ -66,7 +66,7 @@ def metadata_doc(ref: InstanceRef, base: str) -> dict[str, Any]:
     """
     header = read_header_fast(ref.path) or read_header(ref.path)
     url = instance_url(base, ref)
-    doc = dataset_json(header.ds, url)
+    doc = with_available_syntax(dataset_json(header.ds, url), header.ts)
     if header.pixel_offset is not None:
         doc["7FE00010"] = {"vr": header.pixel_vr, "BulkDataURI": f"{url}/bulkdata/7FE00010"}
     return doc

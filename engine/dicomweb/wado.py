@@ -315,6 +315,15 @@ def _bulk_paths(ds: Dataset, prefix: str, out: dict[int, str]) -> None:
             out[id(elem)] = path
 
 
+def with_available_syntax(doc: dict[str, Any], ts: str) -> dict[str, Any]:
+    """`doc` with (0008,3002) Available Transfer Syntax UID = the stored syntax (PS3.18 §10.4.1.2), in tag order:
+    the syntax the frames can be had in as stored — the viewer chooses its frames' Accept header by it (issue 16,
+    web/src/viewer/core/frameSyntax.ts)."""
+    if not ts:
+        return doc
+    return dict(sorted({**doc, "00083002": {"vr": "UI", "Value": [ts]}}.items()))
+
+
 def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
     """The DICOM JSON of one stored instance: values over BULK_THRESHOLD and the Pixel Data as BulkDataURI."""
     header = read_header(ref.path)
@@ -325,7 +334,7 @@ def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
     def bulk(elem: DataElement) -> str:
         return f"{url}/bulkdata/{paths.get(id(elem), f'{elem.tag:08X}')}"
 
-    doc: dict[str, Any] = header.ds.to_json_dict(BULK_THRESHOLD, bulk)
+    doc: dict[str, Any] = with_available_syntax(header.ds.to_json_dict(BULK_THRESHOLD, bulk), header.ts)
     if header.pixel_offset is not None:
         doc["7FE00010"] = {"vr": header.pixel_vr, "BulkDataURI": f"{url}/bulkdata/7FE00010"}
     return doc

@@ -288,11 +288,7 @@ def frames_child(path: str, numbers: list[int]) -> tuple[str, list[tuple[bool, b
     own by the decoders `native_child` uses (imagecodecs, else pydicom's) to native little endian bytes in a Bits
     Allocated container (colour-by-pixel; 1-bit data packed), with the decoded Photometric Interpretation. A frame
     that does not decode is `(False, reason)`: the others are still returned (DICOMweb answers them; issue 15)."""
-    import numpy as np
-    from pydicom.encaps import encapsulate, get_frame
-    from pydicom.pixels.utils import pack_bits
-
-    from engine.imaging import fastdecode
+    from pydicom.encaps import get_frame
 
     ds = dcmread(path)
     stored = str(ds.file_meta.TransferSyntaxUID)
@@ -311,19 +307,71 @@ def frames_child(path: str, numbers: list[int]) -> tuple[str, list[tuple[bool, b
     for number in numbers:
         try:
             frame = get_frame(encapsulated, number - 1, number_of_frames=nr_frames, extended_offsets=extended)
-            ds.PixelData = encapsulate([frame])
-            ds["PixelData"].is_undefined_length = True
-            decoded = fastdecode.decode(ds, stored)
-            arrays, pi = decoded if decoded is not None else pydicom_frames(ds, stored)
-            arr = arrays[0]
-            out.append(
-                (
-                    True,
-                    bytes(pack_bits(arr.ravel()))
-                    if int(ds.BitsAllocated) == 1
-                    else np.ascontiguousarray(arr).tobytes(),
-                )
-            )
-        except (ValueError, RuntimeError, NotImplementedError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        except (ValueError, KeyError, IndexError) as exc:
             out.append((False, f"{type(exc).__name__}: {str(exc)[:200]}"))
+            continue
+        pi = _decode_frame(ds, stored, frame, out, pi)
+    return pi, out
+
+
+# The image attributes decoding one frame depends on (fastdecode._Frames, pydicom's decoders), in this order: what
+# engine/dicomweb/frame_index.py keeps of each stored file so a frame can be decoded without re-reading its header.
+IMAGE_KEYWORDS = (
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PhotometricInterpretation",
+    "PlanarConfiguration",
+)
+
+
+def _decode_frame(ds: Any, stored: str, frame: bytes, out: list[tuple[bool, bytes | str]], pi: str) -> str:
+    """Decode one encapsulated `frame` of `ds` (its image attributes, NumberOfFrames 1) to native little endian
+    bytes in a Bits Allocated container (1-bit data packed), appended to `out` as (True, bytes) or (False, reason);
+    returns the decoded Photometric Interpretation (`pi` when the frame failed)."""
+    import numpy as np
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels.utils import pack_bits
+
+    from engine.imaging import fastdecode
+
+    try:
+        ds.PixelData = encapsulate([frame])
+        ds["PixelData"].is_undefined_length = True
+        decoded = fastdecode.decode(ds, stored)
+        arrays, pi = decoded if decoded is not None else pydicom_frames(ds, stored)
+        arr = arrays[0]
+        data = bytes(pack_bits(arr.ravel())) if int(ds.BitsAllocated) == 1 else np.ascontiguousarray(arr).tobytes()
+        out.append((True, data))
+    except (ValueError, RuntimeError, NotImplementedError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        out.append((False, f"{type(exc).__name__}: {str(exc)[:200]}"))
+    return pi
+
+
+def decode_frames_child(
+    stored: str, image: tuple[tuple[str, Any], ...], frames: list[bytes]
+) -> tuple[str, list[tuple[bool, bytes | str]]]:
+    """Runs in the sandbox: encapsulated frames already cut from a stored file (engine/dicomweb/frame_index.py)
+    decoded as `frames_child` decodes them, from the file's image attributes `image` ((keyword, value) pairs of
+    IMAGE_KEYWORDS) — no file is opened or parsed here (issue 16: ~4.5 → ~2 ms of CPU for a 512×512 16-bit
+    JPEG-lossless slice)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    if stored not in DECODABLE:
+        raise TranscodeError(f"无法解码传输语法 {stored}")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(stored)
+    for keyword, value in image:
+        if keyword in IMAGE_KEYWORDS and value is not None:
+            setattr(ds, keyword, value)
+    ds.NumberOfFrames = 1
+    pi = str(ds.get("PhotometricInterpretation", ""))
+    out: list[tuple[bool, bytes | str]] = []
+    for frame in frames:
+        pi = _decode_frame(ds, stored, frame, out, pi)
     return pi, out

@@ -148,6 +148,7 @@ class Transcoder:
         self.max_bytes = max_bytes
         self._idle: list[Worker] = []
         self._started = 0
+        self._waiting = 0
         self._cond = threading.Condition()
         self._closed = False
         self._last_used = time.monotonic()
@@ -157,8 +158,12 @@ class Transcoder:
 
     def _acquire(self) -> Worker:
         with self._cond:
-            while not self._idle and self._started >= self.workers:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while not self._idle and self._started >= self.workers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
             if self._idle:
                 return self._idle.pop()
             self._started += 1
@@ -225,6 +230,27 @@ class Transcoder:
         except SandboxError as exc:
             raise TranscodeError(f"解码失败：{exc.message}") from exc
         return str(pi), [(bool(ok), value) for ok, value in frames]
+
+    def decode(
+        self, stored: str, image: tuple[tuple[str, Any], ...], frames: list[bytes]
+    ) -> tuple[str, list[tuple[bool, bytes | str]]]:
+        """Encapsulated frames already cut from a stored file decoded to native bytes with the file's image
+        attributes (native.decode_frames_child; DICOMweb frames, issue 16), as `frames` returns them.
+
+        Raises:
+            TranscodeError: the syntax is not decodable, or the sandbox's limits were exceeded.
+        """
+        try:
+            pi, out = self._call(native.decode_frames_child, stored, image, list(frames))
+        except SandboxError as exc:
+            raise TranscodeError(f"解码失败：{exc.message}") from exc
+        return str(pi), [(bool(ok), value) for ok, value in out]
+
+    def waiting(self) -> int:
+        """How many calls wait for a decoder now (all `workers` busy): the DICOMweb frames route sends the stored
+        syntax instead when the client also accepts it and this queue is long (engine/dicomweb/negotiate.py)."""
+        with self._cond:
+            return self._waiting
 
     def trim(self, keep: int = 1) -> None:
         """Close idle workers beyond `keep` (one warm decoder stays, not one per core)."""

@@ -171,6 +171,16 @@ register(
     {},
 )
 
+# Issue 16: how the viewer asks for frames stored JPEG lossless / JPEG-LS / JPEG 2000 — "lan": uncompressed, decoded
+# by the server (fast on a LAN); "wan": as stored (fewest bytes); "auto": lan when the server is on a local or
+# private address (web/src/viewer/core/frameSyntax.ts).
+register(
+    "viewer.bandwidth_mode",
+    "阅片带宽模式（局域网：服务器解压；广域网：按存储格式传输）",
+    {"enum": ["auto", "lan", "wan"]},
+    "auto",
+)
+
 # ---- window positions (multi-monitor reading): window id -> rectangle ----------------------------------------------
 _COORD = {"type": "integer", "minimum": -100000, "maximum": 100000}
 register(

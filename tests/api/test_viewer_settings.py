@@ -32,3 +32,20 @@ def test_view05_presets_take_a_key_1_to_9_per_modality(app):  # type: ignore[no-
     assert doc.put("/api/me/settings/viewer.presets", json={"value": mine}).status_code == 200
     bad = [{**mine[0], "key": "0"}]
     assert doc.put("/api/me/settings/viewer.presets", json={"value": bad}).status_code in (400, 422)
+
+
+def test_bandwidth_mode_is_a_user_setting_with_an_institution_default(app):  # type: ignore[no-untyped-def]
+    # issue 16: how the viewer asks for JPEG-lossless frames (web/src/viewer/core/frameSyntax.ts)
+    from tests.api.test_settings import _admin, _value
+
+    doc = as_user(app, "report_l1")
+    assert _value(doc, "viewer.bandwidth_mode") == ("auto", "builtin")
+    admin = _admin(app)
+    r = admin.put("/api/settings/defaults/institution/viewer.bandwidth_mode", json={"value": "wan"})
+    assert r.status_code == 200, r.get_json()
+    assert _value(doc, "viewer.bandwidth_mode") == ("wan", "institution")
+    assert doc.put("/api/me/settings/viewer.bandwidth_mode", json={"value": "lan"}).status_code == 200
+    assert _value(doc, "viewer.bandwidth_mode") == ("lan", "user")
+    r = doc.put("/api/me/settings/viewer.bandwidth_mode", json={"value": "fast"})
+    assert r.status_code in (400, 422)
+    assert not r.get_json()["message"].isascii()

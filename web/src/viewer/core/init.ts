@@ -5,6 +5,7 @@
 import { cache, init as coreInit, isCornerstoneInitialized, setUseCPURendering } from '@cornerstonejs/core'
 import { init as toolsInit } from '@cornerstonejs/tools'
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader'
+import { acceptFor } from './frameSyntax'
 
 let ready: Promise<void> | null = null
 let cspShim = false
@@ -48,6 +49,18 @@ export function useCpuRenderingPreferred(): boolean {
   return !hasWebGL2()
 }
 
+/**
+ * The Accept header of each frame request (issue 16): by the stored syntax the instance's metadata names
+ * (Available Transfer Syntax UID) and the bandwidth mode (frameSyntax.ts).
+ */
+function frameHeaders(_xhr: XMLHttpRequest, imageId: string): Record<string, string> {
+  const meta = dicomImageLoader.wadors.metaDataManager.get(imageId) as
+    | Record<string, { Value?: unknown[] } | undefined>
+    | undefined
+  const stored = meta?.['00083002']?.Value?.[0]
+  return { Accept: acceptFor(typeof stored === 'string' ? stored : undefined) }
+}
+
 export function initCornerstone(): Promise<void> {
   if (ready) return ready
   ready = (async () => {
@@ -57,7 +70,7 @@ export function initCornerstone(): Promise<void> {
       if (useCpuRenderingPreferred()) setUseCPURendering(true)
       toolsInit()
       const workers = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1))
-      dicomImageLoader.init({ maxWebWorkers: workers })
+      dicomImageLoader.init({ maxWebWorkers: workers, beforeSend: frameHeaders })
       cache.setMaxCacheSize(CACHE_BYTES)
     }
   })()
