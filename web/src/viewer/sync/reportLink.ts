@@ -90,10 +90,10 @@ export interface ShowRequest {
   sopUid?: string
   frame?: number
 }
-const showListeners = new Set<(r: ShowRequest) => void>()
+const showListeners = new Set<(r: ShowRequest) => boolean>()
 
-/** This window's own viewer (the 报告+影像 split) also shows what the 图像 card picks. */
-export function onShowRequest(cb: (r: ShowRequest) => void): () => void {
+/** This window's own viewer (the 报告+影像 split) also shows what the 图像 card picks (true: it did). */
+export function onShowRequest(cb: (r: ShowRequest) => boolean): () => void {
   showListeners.add(cb)
   return () => showListeners.delete(cb)
 }
@@ -104,8 +104,9 @@ export function onShowRequest(cb: (r: ShowRequest) => void): () => void {
  * there to show it (the caller opens the viewer itself).
  */
 export function showInViewer(userId: number, r: ShowRequest): boolean {
-  for (const cb of showListeners) cb(r)
-  if (!viewerLinked.value) return showListeners.size > 0
+  let here = false
+  for (const cb of showListeners) here = cb(r) || here
+  if (!viewerLinked.value) return here
   if (!current || current.studyUid !== r.study.studyUid || current.institution !== r.study.institution) {
     announceStudy(userId, r.study)
   }
