@@ -26,7 +26,9 @@ INIT_SCRIPT = "performance.setResourceTimingBufferSize(100000);"
 STATS = "() => { const v = window.__teleradViewer; return v && v.stats ? { ...v.stats } : null }"
 FIRST = "() => { const v = window.__teleradViewer; return !!(v && v.stats && v.stats.firstImageMs != null) }"
 ALL = "() => { const s = window.__teleradViewer.stats; return s.allImagesMs != null }"
-SHOWN = "() => { const s = window.__teleradViewer.stats; return !('viewportsShownMs' in s) || s.viewportsShownMs != null }"
+SHOWN = (
+    "() => { const s = window.__teleradViewer.stats; return !('viewportsShownMs' in s) || s.viewportsShownMs != null }"
+)
 RESOURCES = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const res = performance.getEntriesByType('resource').map(e => ({

@@ -18,6 +18,13 @@ import { isImageSeries, loadSeries, loadSeriesList, type ViewerSeries } from './
 import { registerSuvProvider } from './suvProvider'
 import type { StudyTarget } from '../readingList'
 
+declare global {
+  interface Window {
+    /** The last next-exam prefetch (diagnostics, the browser tests): its study, images, cached and why it stopped. */
+    __teleradNextExam?: NextExamResult & { done: boolean }
+  }
+}
+
 export interface NextExamResult {
   studyUid: string
   images: number
@@ -64,7 +71,12 @@ export function prefetchNextExam(study: StudyTarget, signal?: AbortSignal): Prom
   const abort = new AbortController()
   if (signal?.aborted) abort.abort()
   signal?.addEventListener('abort', () => abort.abort(), { once: true })
-  const job = run(study, abort.signal).finally(() => {
+  const probe = (window.__teleradNextExam = { studyUid: study.studyUid, images: 0, cached: 0, done: false })
+  const job = run(study, abort.signal).then((r) => {
+    Object.assign(probe, r, { done: true })
+    return r
+  })
+  void job.finally(() => {
     if (running?.job === job) running = null
   })
   running = { key: k, abort, job }
