@@ -37,7 +37,11 @@ def dr_study(patient_no: str, accession: str, size: int = 256) -> list[Dataset]:
         r = np.hypot((xx - size / 2) / (size * (0.4 if view == "PA" else 0.3)), (yy - size / 2) / (size * 0.45))
         img = np.clip(3000 - 2200 * np.exp(-(r**4)), 0, 4095).astype(np.uint16)
         ds = synthetic.base(
-            "1.2.840.10008.5.1.4.1.1.1.1", modality="DX", PatientID=patient_no, AccessionNumber=accession
+            "1.2.840.10008.5.1.4.1.1.1.1",
+            modality="DX",
+            charset="ISO_IR 192",
+            PatientID=patient_no,
+            AccessionNumber=accession,
         )
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
         ds.SeriesNumber, ds.SeriesDescription, ds.ViewPosition = n, f"胸部 {view}", view
@@ -160,7 +164,10 @@ def test_view08_ellipse_roi_on_pet_shows_suv(app, vpage) -> None:  # type: ignor
         "() => [...document.querySelectorAll('[data-testid=viewer-viewport-0] svg text')]"
         ".some((t) => t.textContent.includes('SUV'))"
     )
-    text = " ".join(vp.locator("svg text").all_inner_texts())
+    text = page.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=viewer-viewport-0] svg text')].map((t) => t.textContent)"
+        ".join(' ')"
+    )
     _shot(page, "03-pet-roi-suv")
     # the disk is 5,000 Bq/ml everywhere: the ROI's mean is the hand-computed SUVbw (tests/dicom/synthetic.py)
     mean = re.search(r"均值：([0-9.]+) SUV", text)
