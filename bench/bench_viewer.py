@@ -15,7 +15,8 @@ Per dataset and round, a fresh browser context (empty cache), log in on /login, 
 - `first_image_ms`: the viewer's `stats.firstImageMs` (first non-blank rendered image; round 0 also screenshots the
   viewer and checks the largest canvas is not blank: `first_image_nonblank`);
 - `all_images_ms`: `stats.allImagesMs` (every image decoded in the cache);
-- `dr_two_images_ms`: for the DR study, when both images are decoded and one is rendered (max of the two stats);
+- `dr_two_images_ms`: for the DR study, when both images are decoded and rendered (max of firstImageMs, allImagesMs
+  and viewportsShownMs — every viewport of the opening layout has rendered its image);
   null (and why in `missing`) while the viewer opens it showing one image only — its stats cover the displayed
   series — with `dr_first_image_ms` (the first one rendered) beside it;
 - `scroll_fps`: `__teleradViewer.scroll(1)` then one animation frame, `--scroll-steps` (200) slices through the

@@ -26,6 +26,9 @@ INIT_SCRIPT = "performance.setResourceTimingBufferSize(100000);"
 STATS = "() => { const v = window.__teleradViewer; return v && v.stats ? { ...v.stats } : null }"
 FIRST = "() => { const v = window.__teleradViewer; return !!(v && v.stats && v.stats.firstImageMs != null) }"
 ALL = "() => { const s = window.__teleradViewer.stats; return s.allImagesMs != null }"
+SHOWN = (
+    "() => { const s = window.__teleradViewer.stats; return !('viewportsShownMs' in s) || s.viewportsShownMs != null }"
+)
 RESOURCES = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const res = performance.getEntriesByType('resource').map(e => ({
@@ -133,6 +136,11 @@ class Browser:
             page.wait_for_function(ALL, timeout=timeout, polling=50)
         except PwTimeout:
             out["missing"]["all_images_ms"] = f"not every image cached within {self.env.timeout_s:.0f} s"
+        if key == "dr":  # both views rendered (a viewer without the figure: not waited for)
+            try:
+                page.wait_for_function(SHOWN, timeout=timeout, polling=20)
+            except PwTimeout:
+                out["missing"]["dr_two_images_ms"] = f"not every view rendered within {self.env.timeout_s:.0f} s"
         stats = out["stats"] = page.evaluate(STATS)
         first, every = stats.get("firstImageMs"), stats.get("allImagesMs")
         out["images_shown"] = stats.get("imagesTotal")
@@ -146,8 +154,9 @@ class Browser:
                     f"the viewer opened the study showing {stats.get('imagesTotal')} of its {study['images']} images "
                     "(layout 1×1, a series a viewport): the second image is neither rendered nor loaded"
                 )
-            else:
-                out["dr_two_images_ms"] = round(max(first, every), 1)
+            elif "dr_two_images_ms" not in out["missing"]:  # both decoded, and both shown (stats.viewportsShownMs)
+                shown = stats.get("viewportsShownMs")
+                out["dr_two_images_ms"] = round(max(first, every, shown if shown is not None else first), 1)
             return
         out["first_image_ms"] = round(first, 1)
         out["all_images_ms"] = round(every, 1) if every is not None else None

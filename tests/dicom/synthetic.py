@@ -84,3 +84,51 @@ def ct(path: Path, **tags: object) -> Path:
     ds = image(base(CT_IMAGE, modality="CT", **tags))
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+# The PET of pet_series: 70 kg, 370 MBq of F-18 (half-life 6586.2 s) injected at 09:00, the scan starting at 10:00.
+# SUVbw factor = 70,000 g / (370e6 Bq × 2^(−3600 / 6586.2)) = 2.76337e-4 g/Bq, so the hot disk's 5,000 Bq/ml is
+# SUV 1.3817 and the 1,000 Bq/ml background SUV 0.2763 (the viewer's Vitest web/src/viewer/core/__tests__/suv.spec.ts).
+PET_HOT_BQML = 5000
+PET_BACKGROUND_BQML = 1000
+PET_HOT_SUV = 1.3817
+
+
+def pet_series(slices: int = 3, size: int = 64, **tags: object) -> list[Dataset]:
+    """A PET series in Bq/ml with the tags SUVbw needs (Units BQML, decay and attenuation corrected, START, weight,
+    dose, half-life and injection time): a hot disk of radius size/3 in the middle of a warm background."""
+    import numpy as np
+
+    study, series = generate_uid(), generate_uid()
+    yy, xx = np.mgrid[0:size, 0:size]
+    disk = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 <= (size / 3) ** 2
+    img = np.full((size, size), PET_BACKGROUND_BQML, dtype=np.uint16)
+    img[disk] = PET_HOT_BQML
+    out = []
+    for i in range(slices):
+        ds = base(PET_IMAGE, modality="PT", StudyInstanceUID=study, SeriesInstanceUID=series, **tags)
+        ds.InstanceNumber = i + 1
+        ds.SeriesDescription = "PET WB (synthetic)"
+        ds.SeriesDate = ds.AcquisitionDate = ds.StudyDate = "20240315"
+        ds.SeriesTime = ds.AcquisitionTime = "100000"
+        ds.Units = "BQML"
+        ds.CorrectedImage = ["DECY", "ATTN"]
+        ds.DecayCorrection = "START"
+        ds.PatientWeight = 70
+        iso = Dataset()
+        iso.RadiopharmaceuticalStartTime = "090000"
+        iso.RadionuclideTotalDose = 370e6
+        iso.RadionuclideHalfLife = 6586.2
+        ds.RadiopharmaceuticalInformationSequence = [iso]
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        ds.PixelSpacing = [4, 4]
+        ds.SliceThickness = 4
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-128, -128, -4.0 * i]
+        ds.PixelData = img.tobytes()
+        out.append(ds)
+    return out

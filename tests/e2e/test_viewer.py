@@ -193,9 +193,10 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     _shot(page, "01-opened")
     first = _viewport_pixels(page)
     assert first["std"] > 10, f"the viewport looks blank: {first}"  # REQ: VIEW-01 — a visibly rendered image
-    expect_text = page.get_by_test_id("viewer-corner-bottom_left").inner_text()
+    vp0 = page.get_by_test_id("viewer-viewport-0")  # the study opens in 1×2 (the CT stack and the US loop)
+    expect_text = vp0.get_by_test_id("viewer-corner-bottom_left").inner_text()
     assert "图像：1 / 20" in expect_text
-    assert "王 小明" in page.get_by_test_id("viewer-corner-top_left").inner_text()  # UTF-8 JSON metadata
+    assert "王 小明" in vp0.get_by_test_id("viewer-corner-top_left").inner_text()  # UTF-8 JSON metadata
 
     # REQ: VIEW-03 — the overlay of slice 1 is drawn
     page.wait_for_function("() => document.querySelector('[data-testid=viewer-overlay]').dataset.overlays === '1'")
@@ -208,11 +209,12 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     page.get_by_test_id("viewer-viewport-0").hover()
     page.mouse.wheel(0, 300)
     page.wait_for_timeout(300)
-    assert "图像：6 / 20" not in page.get_by_test_id("viewer-corner-bottom_left").inner_text()
+    assert "图像：6 / 20" not in vp0.get_by_test_id("viewer-corner-bottom_left").inner_text()
     # the whole series is decoded into the cache
     page.wait_for_function("() => window.__teleradViewer.stats.allImagesMs !== null")
     stats = _stats(page)
-    assert stats["imagesCached"] == stats["imagesTotal"] == 20
+    # the study opens in 1×2 (a CT stack and a US loop: a viewport each), both decoded: 20 slices and 12 frames
+    assert stats["imagesCached"] == stats["imagesTotal"] == 32
     assert 0 < stats["firstImageMs"] <= stats["allImagesMs"]
     _shot(page, "02-scrolled")
 
@@ -228,7 +230,7 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     page.mouse.down()
     page.mouse.move(cx + 120, cy + 60, steps=8)
     page.mouse.up()
-    corner = page.get_by_test_id("viewer-corner-bottom_right").inner_text()
+    corner = vp0.get_by_test_id("viewer-corner-bottom_right").inner_text()
     assert "窗宽" in corner
     assert "窗宽 1500 窗位 -600" not in corner
     dragged = _viewport_pixels(page)
@@ -274,7 +276,7 @@ def test_view01_open_from_task_scroll_window_layout_cine_overlay(app, vpage) -> 
     _wait_corner(page, "bottom_left", "/ 12")
 
     def frame_no() -> int:
-        text = page.get_by_test_id("viewer-corner-bottom_left").inner_text()
+        text = vp0.get_by_test_id("viewer-corner-bottom_left").inner_text()
         return int(text.split("图像：")[1].split("/")[0].strip())
 
     page.get_by_test_id("viewer-cine-play").click()

@@ -13,6 +13,7 @@ import { useAuthStore } from './stores/auth'
 import { installPerm } from './utils/perm'
 import { installIcons } from './icons'
 import './viewer/persist/register'
+import './viewer/nextExamExtension'
 
 const app = createApp(App)
 const pinia = createPinia()

@@ -985,6 +985,11 @@ const enUS: MessageSchema = {
   },
   viewer: {
     title: 'Image viewer',
+    link: {
+      series: 'Series',
+      seriesTip: 'Show this series in the viewer window',
+      images: '{n} images',
+    },
     open: 'View images',
     openTip: 'Open the images of this exam in the viewer (Enter / double-click)',
     noStudy: 'No images for this exam yet',

@@ -1013,6 +1013,11 @@ const zhCN = {
   },
   viewer: {
     title: '影像阅片',
+    link: {
+      series: '序列',
+      seriesTip: '在阅片窗口中显示此序列',
+      images: '{n} 张',
+    },
     open: '阅片',
     openTip: '在阅片界面打开本检查的影像（Enter / 双击）',
     noStudy: '本检查尚无影像',

@@ -38,6 +38,8 @@ export interface ViewerContext {
   onImageChange(cb: (img: ActiveImage) => void): () => void
   /** The DOM element of a viewport (for Cornerstone calls that take an element). */
   getViewportElement(viewportId: string): HTMLDivElement | null
+  /** Resolves once every image of the displayed series is decoded in the cache. */
+  whenLoaded?: () => Promise<void>
 }
 
 export interface ViewerExtension {

@@ -12,10 +12,13 @@ import type { ActiveImage, ViewerContext } from '../extensions'
 import { DicomwebError, parseImageId, type SeriesInfo } from './dicomweb'
 import { takeEarly } from './early'
 import { initCornerstone } from './init'
+import { takePrefetched } from './nextExam'
+import { initialHanging } from './hanging'
 import { type Layout, assignSeries, clampLayout, viewportCount } from './layouts'
 import { cacheImages } from './prefetch'
 import { buildSeries, isImageSeries, loadSeries, loadSeriesList, type ViewerSeries } from './series'
 import { installProbe, type ViewerStats } from './stats'
+import { registerSuvProvider } from './suvProvider'
 import { type TextPrompt, type ToolId, createToolGroup, setMeasurementValuesVisible, setPrimaryTool } from './tools'
 import { type VoiFunction, type WindowPreset, toRange, toWindow } from './voi'
 
@@ -93,10 +96,12 @@ export class ViewerController {
     const signal = this.abort.signal
     try {
       const early = takeEarly(this.studyUid, this.institution)
+      const pre = takePrefetched(this.studyUid, this.institution) // UX R18: the worklist's next exam, fetched ahead
       const [list] = await Promise.all([
-        early?.series ?? loadSeriesList(this.studyUid, this.institution, signal),
+        early?.series ?? pre?.list ?? loadSeriesList(this.studyUid, this.institution, signal),
         initCornerstone(),
       ])
+      registerSuvProvider() // REQ: VIEW-08 — PET ROI statistics in SUV where the tags allow
       if (this.destroyed) return
       if (!list.length) throw new DicomwebError(404, 'no_series', i18n.global.t('viewer.noSeries'))
       this.state.series = list.map((s) => ({ ...s, loaded: false, done: 0, total: s.instanceCount, failed: 0 }))
@@ -107,9 +112,12 @@ export class ViewerController {
         const s = this.seriesLoaded(buildSeries(info, m.instances, this.studyUid, this.institution))
         this.loading.set(info.seriesUid, Promise.resolve(s))
       }
+      for (const s of pre?.series ?? []) {
+        if (!this.loading.has(s.seriesUid)) this.loading.set(s.seriesUid, Promise.resolve(this.seriesLoaded(s)))
+      }
       this.engine = new RenderingEngine(this.renderingEngineId)
       this.group = createToolGroup(this.toolGroupId, this.prompt)
-      this.state.viewports = this.makeViewports(assignSeries([], this.seriesUids(), 1))
+      this.hang()
       this.state.status = 'ready'
     } catch (e) {
       if (this.destroyed) return
@@ -117,6 +125,17 @@ export class ViewerController {
       this.state.notVisible = e instanceof DicomwebError && e.notVisible
       this.state.error = e instanceof Error ? e.message : String(e)
     }
+  }
+
+  /** The initial layout for the study's image series (./hanging.ts): 1×1 for one stack, both images of a 2-image
+   * study side by side, a viewport a series for a few series. */
+  private hang(): void {
+    const uids = this.seriesUids()
+    const h = initialHanging(uids.map((u) => ({ seriesUid: u, instanceCount: this.seriesState(u)?.total ?? 0 })))
+    const n = viewportCount(h.layout)
+    this.state.layout = h.layout
+    this.state.viewports = this.makeViewports(Array.from({ length: n }, (_, i) => h.cells[i]?.seriesUid ?? null))
+    h.cells.forEach((c, i) => (this.state.viewports[i].index = c.index))
   }
 
   /** The series that can be shown in a viewport (not SR, KO, PR …), in browser order. */
@@ -201,7 +220,9 @@ export class ViewerController {
     }
     engine.resize(true, true)
     await Promise.all(
-      this.state.viewports.filter((v) => fresh.includes(v.id) && v.seriesUid).map((v) => this.show(v, v.seriesUid!)),
+      this.state.viewports
+        .filter((v) => fresh.includes(v.id) && v.seriesUid)
+        .map((v) => this.show(v, v.seriesUid!, v.index)),
     )
   }
 
@@ -263,7 +284,10 @@ export class ViewerController {
     const run = ++this.cacheRun
     const uids = [...new Set(this.state.viewports.map((v) => v.seriesUid).filter((u): u is string => !!u))]
     const all = uids.flatMap((u) => this.loaded.get(u)?.images.map((i) => i.imageId) ?? [])
-    this.stats.imagesTotal = all.length
+    // a displayed series whose metadata is still on its way counts with its instance count (and a later show() runs
+    // this again): all images are in only when every displayed series is
+    const pending = uids.filter((u) => !this.loaded.has(u))
+    this.stats.imagesTotal = all.length + pending.reduce((n, u) => n + (this.seriesState(u)?.total ?? 0), 0)
     const active = this.activeViewportState()
     // the active viewport's series first, from its current image on
     uids.sort((a, b) => (a === active?.seriesUid ? -1 : b === active?.seriesUid ? 1 : 0))
@@ -290,8 +314,9 @@ export class ViewerController {
         if (run !== this.cacheRun || this.destroyed) return
       }
       this.stats.imagesCached = all.filter((id) => cache.isLoaded(id)).length
-      if (this.stats.allImagesMs === null && this.stats.imagesCached === this.stats.imagesTotal) {
+      if (!pending.length && this.stats.allImagesMs === null && this.stats.imagesCached === this.stats.imagesTotal) {
         this.stats.allImagesMs = performance.now()
+        for (const done of this.loadedWaiters.splice(0)) done()
       }
     })()
   }
@@ -310,8 +335,9 @@ export class ViewerController {
     }
     const onRendered = () => {
       const vp = this.stackViewport(id)
-      if (this.stats.firstImageMs === null && vp?.getCurrentImageId()) {
-        this.stats.firstImageMs = performance.now()
+      if (vp?.getCurrentImageId()) {
+        if (this.stats.firstImageMs === null) this.stats.firstImageMs = performance.now()
+        this.noteShown(id)
       }
       const v = this.state.viewports.find((x) => x.id === id)
       if (v && vp) this.readWindow(v, vp)
@@ -319,6 +345,22 @@ export class ViewerController {
     }
     el.addEventListener(Enums.Events.STACK_NEW_IMAGE, onNew)
     el.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered)
+  }
+
+  private loadedWaiters: (() => void)[] = []
+  /** Resolves once every image of the displayed series is in the cache (the viewer is idle: prefetch may start). */
+  whenLoaded(): Promise<void> {
+    if (this.stats.allImagesMs !== null) return Promise.resolve()
+    return new Promise((resolve) => this.loadedWaiters.push(resolve))
+  }
+
+  private shown = new Set<string>()
+  /** stats.viewportsShownMs: the first time every viewport given a series has rendered an image. */
+  private noteShown(viewportId: string): void {
+    this.shown.add(viewportId)
+    if (this.stats.viewportsShownMs !== null) return
+    const want = this.state.viewports.filter((v) => v.seriesUid)
+    if (want.length && want.every((v) => this.shown.has(v.id))) this.stats.viewportsShownMs = performance.now()
   }
 
   private readWindow(v: ViewportState, vp: Types.IStackViewport): void {
@@ -363,6 +405,7 @@ export class ViewerController {
         return () => this.imageListeners.delete(cb)
       },
       getViewportElement: (id) => this.elements.get(id) ?? null,
+      whenLoaded: () => this.whenLoaded(),
     }
   }
 

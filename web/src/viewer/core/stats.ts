@@ -5,6 +5,8 @@
 export interface ViewerStats {
   firstImageMs: number | null
   allImagesMs: number | null
+  /** Every viewport of the initial layout that shows a series has rendered an image (e.g. both views of a DR). */
+  viewportsShownMs: number | null
   imagesTotal: number
   imagesCached: number
   decodeMsTotal: number
@@ -23,7 +25,7 @@ declare global {
 }
 
 export function freshStats(): ViewerStats {
-  return { firstImageMs: null, allImagesMs: null, imagesTotal: 0, imagesCached: 0, decodeMsTotal: 0, fetchMsTotal: 0 }
+  return { firstImageMs: null, allImagesMs: null, viewportsShownMs: null, imagesTotal: 0, imagesCached: 0, decodeMsTotal: 0, fetchMsTotal: 0 }
 }
 
 /** Install a new probe for one viewer (the last opened wins); returns its stats object to update in place. */

@@ -145,6 +145,7 @@ export function attach(ctx: ViewerContext): { handle: PersistHandle; dispose: ()
       })
     }
     marks.clear()
+    keys.close()
     panel?.unmount()
     host.remove()
   }

@@ -23,13 +23,35 @@ export function sameImage(k: Pick<KeyImage, 'sop_uid' | 'frame'>, img: Pick<Acti
   return k.sop_uid === img.sopUid && k.frame === img.frame
 }
 
+type SavedListener = (studyUid: string, items: KeyImage[]) => void
+const savedListeners = new Set<SavedListener>()
+const open = new Set<KeyImageSession>()
+
+/** Called after a viewer saved a change of its study's key images (the report's 图像 card, the other window). */
+export function onKeyImagesSaved(cb: SavedListener): () => void {
+  savedListeners.add(cb)
+  return () => savedListeners.delete(cb)
+}
+
+/** Read the key images of `studyUid` again in every open viewer of it (changed elsewhere: the report window). */
+export async function reloadKeyImages(studyUid: string): Promise<void> {
+  await Promise.all([...open].filter((s) => s.studyUid === studyUid && !s.state.saving).map((s) => s.load()))
+}
+
 export class KeyImageSession {
   readonly state = reactive<KeyImagesState>({ loaded: false, version: 0, canEdit: false, items: [], saving: false, error: '' })
 
   constructor(
-    private readonly studyUid: string,
+    readonly studyUid: string,
     private readonly institution?: string,
-  ) {}
+  ) {
+    open.add(this)
+  }
+
+  /** The viewer went away. */
+  close(): void {
+    open.delete(this)
+  }
 
   async load(): Promise<void> {
     try {
@@ -63,6 +85,7 @@ export class KeyImageSession {
     try {
       const doc = await putKeyImages(this.studyUid, this.state.version, items, this.institution)
       Object.assign(this.state, { version: doc.version, items: doc.items, error: '' })
+      for (const cb of savedListeners) cb(this.studyUid, doc.items)
       return { ok: true, message: i18n.global.t('viewer.key.saved') }
     } catch (e) {
       const message = isApiError(e) ? e.message : i18n.global.t('viewer.key.saveFailed')

@@ -8,9 +8,11 @@
  * Messages:
  * - `hello` (viewer → report, on opening): "I am here"; the report window answers with its current `study`.
  * - `study` (report → viewer): show this study (the case/exam the doctor is reporting); `seq` of the sender.
- * - `series` (both ways): the series selected.
- * - `image` (viewer → report): the image shown in the active viewport.
- * - `key-images` (both ways): the key-image selection of the study.
+ * - `next` (report → viewer): the exam after this one in the doctor's list, to prefetch (UX R18).
+ * - `series` (both ways): the series selected (report → viewer: show it; viewer → report: it is shown).
+ * - `image` (both ways): the image shown in the active viewport (viewer → report), or to show (report → viewer: a
+ *   key image picked in the 图像 card).
+ * - `key-images` (both ways): the key-image selection of the study changed (the receiver reads it again).
  * - `bye` (either, on closing).
  */
 
@@ -46,6 +48,7 @@ export interface KeyImagesPayload {
 export interface Payloads {
   hello: { role: Role }
   study: StudyPayload
+  next: StudyPayload
   series: SeriesPayload
   image: ImagePayload
   'key-images': KeyImagesPayload
@@ -90,6 +93,7 @@ const VALID: { [K in MessageType]: (p: Record<string, unknown>) => boolean } = {
     optNum(p.caseId) &&
     optNum(p.taskId) &&
     optNum(p.examId),
+  next: (p) => VALID.study(p),
   series: (p) => isUid(p.studyUid) && isUid(p.seriesUid),
   image: (p) =>
     isUid(p.studyUid) &&

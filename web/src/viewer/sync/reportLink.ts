@@ -9,7 +9,8 @@ import { listTasks } from '@/api/tasks'
 import type { TaskItem } from '@/api/types'
 import { examStudies } from '@/components/upload/api'
 import { findCaseStudies, type CaseLike } from '@/viewer/openStudy'
-import { randomId, SyncEndpoint, type StudyPayload } from './protocol'
+import { shallowRef } from 'vue'
+import { type Envelope, type MessageType, type Payloads, randomId, SyncEndpoint, type StudyPayload } from './protocol'
 
 const PAIR_KEY = 'telerad.viewer-sync.pair'
 
@@ -25,6 +26,23 @@ export function pairId(storage: Storage = sessionStorage): string {
 let endpoint: SyncEndpoint | null = null
 let endpointUser: number | null = null
 let current: StudyPayload | null = null
+/** The study the report window is about (reactive: the 图像 card's series list follows it). */
+export const reportStudy = shallowRef<StudyPayload | null>(null)
+/** Whether a viewer window answers on the channel (it said hello or sent an image, and has not said bye). */
+export const viewerLinked = shallowRef(false)
+let viewerWindow: Window | null = null
+
+type Listener = (payload: never, msg: Envelope) => void
+const listeners = new Map<MessageType, Set<Listener>>()
+const RELAYED: MessageType[] = ['hello', 'bye', 'series', 'image', 'key-images']
+
+/** Messages from the viewer window, for the report page's parts (whether or not the endpoint exists yet). */
+export function onViewerMessage<T extends MessageType>(type: T, cb: (payload: Payloads[T], msg: Envelope) => void): () => void {
+  let set = listeners.get(type)
+  if (!set) listeners.set(type, (set = new Set()))
+  set.add(cb as unknown as Listener)
+  return () => set!.delete(cb as unknown as Listener)
+}
 
 /** The report window's endpoint (created once per tab and user); it answers a viewer's `hello` with the study. */
 export function reportEndpoint(userId: number): SyncEndpoint {
@@ -34,7 +52,14 @@ export function reportEndpoint(userId: number): SyncEndpoint {
     endpointUser = userId
     endpoint.on('hello', () => {
       if (current) endpoint?.send('study', current)
+      if (next) endpoint?.send('next', next)
     })
+    for (const type of RELAYED) {
+      endpoint.on(type, (payload, msg) => {
+        viewerLinked.value = type !== 'bye'
+        for (const cb of listeners.get(type) ?? []) cb(payload as never, msg)
+      })
+    }
   }
   return endpoint
 }
@@ -42,7 +67,59 @@ export function reportEndpoint(userId: number): SyncEndpoint {
 /** Tell the viewer window (if any) to show `study`; remembered for a viewer that opens later. */
 export function announceStudy(userId: number, study: StudyPayload): void {
   current = study
+  reportStudy.value = study
   reportEndpoint(userId).send('study', study)
+}
+
+let next: StudyPayload | null = null
+/** Tell the viewer window which exam comes next (it prefetches it; UX R18). */
+export function announceNext(userId: number, study: StudyPayload | null): void {
+  next = study
+  if (study) reportEndpoint(userId).send('next', study)
+}
+
+/** The viewer window this report window opened (to bring it to the front when it is told to show something). */
+export function setViewerWindow(win: Window | null): void {
+  viewerWindow = win
+}
+
+export interface ShowRequest {
+  study: StudyPayload
+  seriesUid: string
+  /** A key image; without it the series from its first image. */
+  sopUid?: string
+  frame?: number
+}
+const showListeners = new Set<(r: ShowRequest) => boolean>()
+
+/** This window's own viewer (the 报告+影像 split) also shows what the 图像 card picks (true: it did). */
+export function onShowRequest(cb: (r: ShowRequest) => boolean): () => void {
+  showListeners.add(cb)
+  return () => showListeners.delete(cb)
+}
+
+/**
+ * Show a series or key image picked in the report window (the 图像 card): in the viewer window when one is linked
+ * (its study switched first when it shows another), and in this window's embedded viewer. False when neither is
+ * there to show it (the caller opens the viewer itself).
+ */
+export function showInViewer(userId: number, r: ShowRequest): boolean {
+  let here = false
+  for (const cb of showListeners) here = cb(r) || here
+  if (!viewerLinked.value) return here
+  if (!current || current.studyUid !== r.study.studyUid || current.institution !== r.study.institution) {
+    announceStudy(userId, r.study)
+  }
+  const ep = reportEndpoint(userId)
+  ep.send('series', { studyUid: r.study.studyUid, seriesUid: r.seriesUid })
+  if (r.sopUid) ep.send('image', { studyUid: r.study.studyUid, seriesUid: r.seriesUid, sopUid: r.sopUid, frame: r.frame ?? 1 })
+  if (viewerWindow && !viewerWindow.closed) viewerWindow.focus()
+  return true
+}
+
+/** The report window changed a study's key images (note, 打印): the viewer window reads them again. */
+export function announceKeyImages(userId: number, studyUid: string, sopUids: string[]): void {
+  if (viewerLinked.value) reportEndpoint(userId).send('key-images', { studyUid, sopUids })
 }
 
 export function currentStudy(): StudyPayload | null {
@@ -102,5 +179,11 @@ export function resetReportLink(): void {
   endpoint = null
   endpointUser = null
   current = null
+  next = null
+  reportStudy.value = null
+  viewerLinked.value = false
+  viewerWindow = null
+  listeners.clear()
+  showListeners.clear()
   byCase.clear()
 }

@@ -3,6 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils'
 import ElementPlus from 'element-plus'
+import { createPinia } from 'pinia'
 import * as api from '@/api/viewer'
 import type { CaseStudyKeyImages } from '@/api/viewer'
 import { createAppI18n } from '@/i18n'
@@ -34,7 +35,7 @@ let wrapper: VueWrapper | null = null
 async function mountCard(props: Record<string, unknown>) {
   wrapper = mount(ImagesCard, {
     props: { caseId: 5, ...props },
-    global: { plugins: [createAppI18n('zh-CN'), ElementPlus] },
+    global: { plugins: [createAppI18n('zh-CN'), ElementPlus, createPinia()] },
     attachTo: document.body,
   })
   await flushPromises()
