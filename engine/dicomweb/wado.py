@@ -50,6 +50,7 @@ class InstanceRef:
     sop_class: str
     ts: str
     path: Path
+    key: str = ""  # its content key (engine/imaging/storage.py): what metadata templates are kept by
 
 
 def select_instances(study: Study, series_uid: str | None = None, sop_uid: str | None = None) -> list[InstanceRef]:
@@ -95,7 +96,7 @@ def select_instances_of(
     for series, sop, sop_class, ts, target, key in rows:
         path = paths.get((target, key)) or targets.path_of(target, key)
         paths[(target, key)] = path
-        out.append(InstanceRef(study_uid, series, sop, sop_class, ts, path))
+        out.append(InstanceRef(study_uid, series, sop, sop_class, ts, path, key))
     return out
 
 
@@ -331,17 +332,20 @@ def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
     return doc
 
 
-def stream_metadata(refs: list[InstanceRef], base: str) -> Iterator[bytes]:
-    """A JSON array of the instances' DICOM JSON, one instance at a time (kept per stored file: metadata.py). An
-    instance whose file cannot be read ends it with InstanceFailed, without the closing bracket: never an array that
-    silently lacks an instance."""
+def stream_metadata(refs: list[InstanceRef], base: str, kept: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """A JSON array of the instances' DICOM JSON, one instance at a time: from `kept` (content key → template,
+    engine/dicomweb/metadata.py `templates`, read before the response starts) or built here. An instance whose file
+    cannot be read ends it with InstanceFailed, without the closing bracket: never an array that silently lacks an
+    instance."""
     from engine.dicomweb.metadata import instance_json  # it builds on metadata_of
 
+    kept = kept or {}
     yield b"["
     sent = 0
     for ref in refs:
+        template = kept.get(ref.key) if ref.key else None
         try:
-            data = instance_json(ref, base)
+            data = template.render(instance_url(base, ref)) if template is not None else instance_json(ref, base)
         except (OSError, ValueError) as exc:
             raise InstanceFailed(ref, ref.ts, exc, sent) from exc
         yield (b"," if sent else b"") + data
