@@ -36,12 +36,18 @@ def accepts_gzip(header: str | None) -> bool:
 
 
 def gzip_chunks(chunks: Iterable[bytes], level: int = LEVEL) -> Iterator[bytes]:
-    """`chunks` as one gzip member, in chunks of about FLUSH_AT bytes. An exception from `chunks` propagates
+    """`chunks` as one gzip member, in chunks of about FLUSH_AT bytes; the first chunk is flushed at once, so the
+    answer starts (status and headers go out) when an uncompressed one would. An exception from `chunks` propagates
     before the gzip trailer: the receiver sees a truncated stream, never a complete one."""
     z = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     out: list[bytes] = []
     size = 0
+    first = True
     for chunk in chunks:
+        if first:
+            first = False
+            yield z.compress(chunk) + z.flush(zlib.Z_SYNC_FLUSH)
+            continue
         data = z.compress(chunk)
         if data:
             out.append(data)
