@@ -56,12 +56,14 @@ class Prebuilder:
     def submit(self, stored: StoredObject) -> None:
         """Queue a newly stored file (the receive path: constant time, no I/O)."""
         now = time.monotonic()
+        was_empty = not self._pending
         if len(self._pending) < MAX_PENDING:
             self._pending.append((now, stored.key))
         self._last = now
         if self._thread is None:
             self._start()
-        self._wake.set()
+        if was_empty:  # the thread waits for the first key only; it then watches the queue itself
+            self._wake.set()
 
     def close(self, drain: bool = False) -> None:
         """Stop the thread (`drain`: after building what is queued)."""

@@ -5,7 +5,8 @@ Everything is read from the stored Part-10 files (engine/imaging/storage.py) and
 (`select_instances`, before the response starts: the unit of work ends when the headers go out), then the generators
 read only files. Instances go out as stored when the Accept header allows the stored transfer syntax (or `*`), else
 decoded to explicit VR little endian by engine/imaging/transcode.py in its sandboxed pool, a few ahead of the one
-being sent. Headers are read by pydicom up to the Pixel Data (no pixel decoding); nothing is cached on disk.
+being sent. Headers are read by pydicom up to the Pixel Data (no pixel decoding); each file's metadata JSON is kept
+in the database once built (engine/dicomweb/metadata.py).
 """
 
 from __future__ import annotations
