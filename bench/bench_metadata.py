@@ -7,6 +7,8 @@ tests/conftest.py's admin URL); the slices stored for M01 through the archive's 
 (no template in the database, the process's cache empty: every file's JSON built in the request, as before issue 16
 on every cold request); `cold`: the templates in the database, the process's cache emptied (engine/dicomweb/metadata.py
 `forget`), as after a restart; `warm`: the same request again. Each without and with `Accept-Encoding: gzip`.
+`previous_cold_ms_p50`: the route as before issue 16 (no template kept: metadata.templates answering nothing, so
+every instance's JSON is built while the answer streams), the process's cache emptied.
 `--profile N` prints the N costliest functions of the first request (cProfile) to stderr.
 Not a test: no figure is asserted.
 """
@@ -86,6 +88,18 @@ def run(db: str, slices: int, rounds: int, profile: int) -> dict[str, Any]:
         login(c, user)
         path = f"/dicomweb/studies/{study}/series/{series}/metadata"
         out: dict[str, Any] = {"slices": slices, "ingest_s": round(ingest_s, 2)}
+        # before issue 16: nothing kept but the process's cache, every file's JSON built in the cold request
+        kept_templates = metadata.templates
+        metadata.templates = lambda refs: {}  # type: ignore[assignment]
+        previous = []
+        for _ in range(rounds):
+            metadata.forget()
+            t0 = time.perf_counter()
+            r = c.get(path, headers=JSON_ACCEPT)
+            _ = r.data
+            previous.append((time.perf_counter() - t0) * 1000)
+        metadata.templates = kept_templates  # type: ignore[method-assign]
+        out["previous_cold_ms_p50"] = round(statistics.median(previous), 1)
         for label, headers in (("identity", JSON_ACCEPT), ("gzip", {**JSON_ACCEPT, "Accept-Encoding": "gzip"})):
             first, cold, warm = [], [], []
             size = 0

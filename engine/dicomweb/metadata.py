@@ -46,27 +46,31 @@ class _Cache:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[Any, bytes] = OrderedDict()
+        self._items: OrderedDict[Any, Any] = OrderedDict()  # bytes or Template
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Any) -> bytes | None:
+    def get(self, key: Any) -> Any:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: Any, value: bytes) -> None:
+    def put(self, key: Any, value: Any) -> None:
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._size -= len(old)
+                self._size -= _size_of(old)
             self._items[key] = value
-            self._size += len(value)
+            self._size += _size_of(value)
             while self._size > self.capacity and len(self._items) > 1:
                 _k, gone = self._items.popitem(last=False)
-                self._size -= len(gone)
+                self._size -= _size_of(gone)
+
+
+def _size_of(value: Any) -> int:
+    return len(value.doc) + len(value.mark) if isinstance(value, Template) else len(value)
 
 
 _cache = _Cache()
@@ -171,8 +175,7 @@ def templates(refs: list[InstanceRef]) -> dict[str, Template]:
             continue
         hit = _cache.get(("key", ref.key))
         if hit is not None:
-            mark, _sep, doc = hit.partition(b"\n")
-            out[ref.key] = Template(doc, mark)
+            out[ref.key] = hit
         else:
             wanted.append(ref.key)
     s = uow.session()
@@ -206,9 +209,9 @@ def templates(refs: list[InstanceRef]) -> dict[str, Template]:
 
 
 def _keep(key: str, token: str, doc: bytes) -> Template:
-    mark = _mark_of(token)
-    _cache.put(("key", key), mark + b"\n" + doc)
-    return Template(doc, mark)
+    template = Template(doc, _mark_of(token))
+    _cache.put(("key", key), template)
+    return template
 
 
 def forget() -> None:
