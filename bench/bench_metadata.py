@@ -3,12 +3,12 @@
 
 A fresh migrated database (SQLite file, or PostgreSQL database `telerad_bench_metadata_<time>` through
 tests/conftest.py's admin URL); the slices stored for M01 through the archive's indexing path (tests/dicom/archive.py
-`ingest`, which does not prebuild: engine/dicomweb/prebuild.py), read by M01's 登记员. `first`: nothing kept yet
-(no template in the database, the process's cache empty: every file's JSON built in the request, as before issue 16
-on every cold request); `cold`: the templates in the database, the process's cache emptied (engine/dicomweb/metadata.py
-`forget`), as after a restart; `warm`: the same request again. Each without and with `Accept-Encoding: gzip`.
-`previous_cold_ms_p50`: the route as before issue 16 (no template kept: metadata.templates answering nothing, so
-every instance's JSON is built while the answer streams), the process's cache emptied.
+`ingest`, which drains no outbox, so nothing is prebuilt: engine/dicomweb/prebuild.py), read by M01's 登记员. `first`:
+nothing kept yet (no template in the database, the process's cache empty: every file's JSON built in the request, as
+before issue 16 on every cold request); `cold`: the templates in the database, the process's cache emptied
+(engine/dicomweb/metadata.py `forget`), as after a restart; `warm`: the same request again. Each without and with
+`Accept-Encoding: gzip`. `previous_cold_ms_p50`: the route as before issue 16 (no template kept: metadata.templates
+answering nothing, so every instance's JSON is built while the answer streams), the process's cache emptied.
 `--profile N` prints the N costliest functions of the first request (cProfile) to stderr.
 Not a test: no figure is asserted.
 """

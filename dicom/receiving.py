@@ -29,7 +29,6 @@ from dicom.groupcommit import GroupCommit
 from dicom.writegate import WriteGate
 from engine import config, uow
 from engine.db import durable_wal_commits
-from engine.dicomweb.prebuild import Prebuilder
 from engine.imaging.ingest import CONFLICT, IngestState, InvalidInstance
 from engine.imaging.ingest_batch import BatchIndexer
 from engine.imaging.receive import Receiver
@@ -65,15 +64,13 @@ def receiver(app: Any, settings: config.Settings) -> Receiver:
     across processes and the WAL synced before a success. `close()` it (and its write gate) when done."""
     sqlite = settings.database_url.startswith("sqlite")
     gate = WriteGate(settings.instance_dir / "dicom-ingest.lock") if sqlite else None
-    store = ObjectStore(settings.storage_dir / "dicom")
     return Receiver(
-        store=store,
+        store=ObjectStore(settings.storage_dir / "dicom"),
         disk_full_percent=settings.dicom_disk_full_percent,
         app_context=app.app_context,
         committer=GroupCommit(app, gate, sync=durable_commits(app), hooks=BatchIndexer()),
         write_gate=gate,
         fault=faults.hit,
-        prebuild=Prebuilder(app.app_context, store, gate),  # WADO-RS metadata, off the receive path (issue 16)
     )
 
 
@@ -98,8 +95,6 @@ def shared_receiver(app: Any, settings: config.Settings) -> Receiver:
 
 def _close_quietly(rx: Receiver) -> None:
     rx.sealer.shutdown(wait=False)
-    if rx.prebuild is not None:
-        rx.prebuild.close()
     if isinstance(rx.write_gate, WriteGate):
         rx.write_gate.close()
 

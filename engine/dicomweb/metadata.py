@@ -7,8 +7,9 @@ once per stored file and kept as a template in which the instance's URL, the onl
 file, is a marker — a random token per template that no DICOM value contains:
 - in the database (engine/dicomweb/models.py InstanceMetadata, keyed by the file's content key: stored files never
   change under their key, engine/imaging/storage.py, so a row is right as long as it exists, and an instance re-sent
-  with other content or moved to a transcoded copy names another key). Rows are written by engine/dicomweb/prebuild.py
-  shortly after ingest and, for whatever is missing, by the first request (`templates`);
+  with other content or moved to a transcoded copy names another key). Rows are written by the worker when it drains the
+  study's ingest outbox row (engine/dicomweb/prebuild.py; never by a receiver) and, for whatever is missing, by the
+  first request (`templates`); a removed file's row goes with it (engine/imaging/ingest.py forget_derived);
 - in this process, a least-recently-used cache bounded by bytes, in front of the database.
 Templates are read only after the request's visibility check has named the instances.
 """

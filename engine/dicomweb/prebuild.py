@@ -1,13 +1,18 @@
-"""Metadata templates built soon after ingest, off the receive path (issue 16; engine/dicomweb/metadata.py).
+"""Metadata templates built by the worker when it drains a study's ingest outbox row (issue 16;
+engine/dicomweb/metadata.py, engine/imaging/events.py).
 
 A series' first metadata request used to build every instance's DICOM JSON (1.9 s for a 1,000-slice CT, measured
-by bench/bench_metadata.py) while the viewer waited. Building it inside the receive path would cost the C-STORE
-fast path ~1–2 ms an instance (issue 12's store benchmark is at the edge of its target), so the receive service
-only hands each newly stored file's content key to a `Prebuilder` (a deque append), whose one thread builds and
-writes the templates when the receiver has been idle for IDLE_S seconds — after an association's burst, before a
-reader opens the study — or when a key has waited MAX_WAIT_S under a continuous stream. What it has not built yet
-(a crash, a full queue, a file stored by another path) the first request builds (metadata.templates): the
-prebuilder is an optimisation, never needed for a correct answer.
+by bench/bench_metadata.py) while the viewer waited. The receivers stay lean (issue 12: nothing of it on the
+C-STORE path, nor in a thread of the receiving process, whose CPU the store benchmark counts): each receipt already
+leaves one outbox row per study, and the worker (`telerad worker`, `telerad run`'s worker thread) builds the
+study's missing templates after applying it — one query for the study's instances whose content key has no
+template, the files read outside any transaction, the templates written in one short one.
+
+A receipt's row is written with its first instance, so a long association is still sending when the worker
+drains it: the worker keeps watching such a study (`build_studies`, this process) and builds its newer instances
+at each drain until none has come for WATCH_S seconds; a later receipt of the study has a row of its own. What is
+left (a crash, a worker restart, a slower sender) the first request builds (metadata.templates): this is an
+optimisation, never needed for a correct answer.
 """
 
 from __future__ import annotations
@@ -15,108 +20,97 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable
 from typing import Any
+
+from sqlalchemy import select
 
 from engine import uow
 from engine.dicomweb import metadata
-from engine.imaging.storage import ObjectStore, StoredObject
+from engine.dicomweb.models import InstanceMetadata
+from engine.imaging import targets
+from engine.imaging.models import Instance
 
 log = logging.getLogger("telerad.dicomweb")
 
-IDLE_S = 0.5
-MAX_WAIT_S = 30.0
-BATCH = 100
-MAX_PENDING = 200_000
+WATCH_S = 60.0  # a study is re-checked at each drain until no new instance came for this long
+WRITE_BATCH = 200  # templates per INSERT transaction (SQLite: the write lock is held briefly)
+
+_watch: dict[int, float] = {}  # study id -> when a drain last saw its row or built one of its templates
+_lock = threading.Lock()
 
 
-class Prebuilder:
-    """Builds the metadata templates of the files a receiver stored (`submit`), in a thread of its own started on
-    the first key (so a receiver created before a fork starts it in the process that uses it)."""
+def missing_of_study(study_id: int) -> list[tuple[str, int | None]]:
+    """(content key, storage target) of the study's instances whose content key has no template — one query."""
+    rows = (
+        uow.session()
+        .execute(
+            select(Instance.storage_key, Instance.storage_target_id)
+            .outerjoin(InstanceMetadata, InstanceMetadata.storage_key == Instance.storage_key)
+            .where(Instance.study_id == study_id, InstanceMetadata.storage_key.is_(None))
+            .order_by(Instance.id)
+        )
+        .all()
+    )
+    return list({key: target for key, target in rows}.items())  # a key shared by rows: built once
 
-    def __init__(
-        self,
-        app_context: Callable[[], AbstractContextManager[Any]],
-        store: ObjectStore,
-        write_gate: AbstractContextManager[Any] | None = None,
-        idle_s: float = IDLE_S,
-    ) -> None:
-        self.app_context, self.store, self.write_gate, self.idle_s = app_context, store, write_gate, idle_s
-        self._pending: deque[tuple[float, str]] = deque()
-        self._last = 0.0
-        self._wake = threading.Event()  # a key was queued
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._busy = False
-        self.built = 0
 
-    def submit(self, stored: StoredObject) -> None:
-        """Queue a newly stored file (the receive path: constant time, no I/O)."""
-        now = time.monotonic()
-        was_empty = not self._pending
-        if len(self._pending) < MAX_PENDING:
-            self._pending.append((now, stored.key))
-        self._last = now
-        if self._thread is None:
-            self._start()
-        if was_empty:  # the thread waits for the first key only; it then watches the queue itself
-            self._wake.set()
+def build_study(study_id: int) -> int:
+    """Build and write the templates the study's instances lack (own units of work); how many were written."""
+    with uow.unit_of_work():
+        todo = [(key, targets.path_of(target, key)) for key, target in missing_of_study(study_id)]
+    rows: list[dict[str, Any]] = []
+    for key, path in todo:
+        try:
+            token, doc = metadata.build(path)
+        except Exception:  # noqa: BLE001, S112 - unreadable or gone: the request reports it as it always did
+            continue
+        rows.append({"storage_key": key, "marker": token, "doc": doc})
+    for i in range(0, len(rows), WRITE_BATCH):
+        with uow.unit_of_work():
+            metadata.store(rows[i : i + WRITE_BATCH])
+    return len(rows)
 
-    def close(self, drain: bool = False) -> None:
-        """Stop the thread (`drain`: after building what is queued)."""
-        if drain and self._thread is not None:
-            self.idle_s = 0.0
-            self._wake.set()
-            while (self._pending or self._busy) and self._thread.is_alive():
-                time.sleep(0.01)
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="dicomweb-prebuild", daemon=True)
-                self._thread.start()
+def build_studies(study_ids: Iterable[int]) -> int:
+    """Build the missing templates of the studies whose outbox rows a drain batch applied, and watch them (they may
+    still be receiving); how many templates were written."""
+    ids = sorted(set(study_ids))
+    now = time.monotonic()
+    with _lock:
+        for sid in ids:
+            _watch[sid] = now
+    return _build(ids)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(timeout=1.0)
-            self._wake.clear()
-            while self._pending and not self._stopping.is_set():
-                now = time.monotonic()
-                quiet = now - self._last
-                if quiet < self.idle_s and now - self._pending[0][0] < MAX_WAIT_S:
-                    self._stopping.wait(self.idle_s - quiet)  # not woken by each key: the receive path stays quiet
-                    continue
-                self._busy = True
-                keys = [self._pending.popleft()[1] for _ in range(min(BATCH, len(self._pending)))]
-                try:
-                    self.built += self.build(keys)
-                except Exception:  # noqa: BLE001 - the first request builds what is left
-                    log.warning("prebuilding %d metadata templates failed", len(keys), exc_info=True)
-                finally:
-                    self._busy = False
 
-    def build(self, keys: list[str]) -> int:
-        """Build and write the templates of `keys` that have none yet; how many were written."""
-        with self.app_context():
-            with uow.unit_of_work():
-                todo = metadata.missing(keys)
-            rows = []
-            for key in keys:
-                if key not in todo:
-                    continue
-                try:
-                    token, doc = metadata.build(self.store.path(key))
-                except Exception:  # noqa: BLE001, S112 - unreadable or gone: the request reports it as it always did
-                    continue
-                rows.append({"storage_key": key, "marker": token, "doc": doc})
-            if rows:
-                with self.write_gate or nullcontext(), uow.unit_of_work():
-                    metadata.store(rows)
-            return len(rows)
+def build_watched(skip: Iterable[int] = ()) -> int:
+    """Build the missing templates of the studies watched since an earlier drain (but `skip`: built just now); a
+    study is no longer watched once no new instance of it came for WATCH_S seconds."""
+    now = time.monotonic()
+    skipped = set(skip)
+    with _lock:
+        for sid in [s for s, seen in _watch.items() if now - seen > WATCH_S]:
+            del _watch[sid]
+        ids = sorted(set(_watch) - skipped)
+    return _build(ids)
+
+
+def _build(ids: list[int]) -> int:
+    built = 0
+    for sid in ids:
+        try:
+            n = build_study(sid)
+        except Exception:  # noqa: BLE001 - e.g. SQLite busy: the next drain or the first request builds them
+            log.warning("building the metadata templates of study %s failed", sid, exc_info=True)
+            continue
+        if n:
+            with _lock:
+                _watch[sid] = time.monotonic()
+        built += n
+    return built
+
+
+def forget() -> None:
+    """Stop watching every study (tests)."""
+    with _lock:
+        _watch.clear()

@@ -46,15 +46,6 @@ __all__ = ["Committer", "IngestState", "Receiver", "Source", "index"]
 SEALER_THREADS = 8
 
 
-class Prebuild(Protocol):
-    """What is derived from a stored file after its receipt, off the receive path (engine/dicomweb/prebuild.py:
-    its WADO-RS metadata): `submit` must return at once."""
-
-    def submit(self, stored: StoredObject) -> None: ...
-
-    def close(self, drain: bool = False) -> None: ...
-
-
 class Committer(Protocol):
     """Runs `work` (index writes through `uow.session()`) in a transaction that commits only after `durable` has
     completed, and returns its result once committed (dicom/groupcommit.py's GroupCommit). `state` is the
@@ -89,7 +80,6 @@ class Receiver:
     committer: Committer | None = None  # None: one unit of work per instance
     write_gate: AbstractContextManager[Any] | None = None  # SQLite: one ingest transaction at a time
     fault: Callable[[str], None] = _no_fault  # crash-test points (dicom/faults.py): after_rename, after_fsync, …
-    prebuild: Prebuild | None = None  # handed each newly stored file once committed (issue 16)
     sealer: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(SEALER_THREADS, thread_name_prefix="dicom-seal")
     )
@@ -97,8 +87,6 @@ class Receiver:
     def close(self) -> None:
         """Wait for the helper threads' work and stop them."""
         self.sealer.shutdown(wait=True)
-        if self.prebuild is not None:
-            self.prebuild.close()
 
     # -- the steps -----------------------------------------------------------------------------------------------
     def check(self, path: Path, sop_class: object = None, sop_instance: object = None) -> InstanceMeta:
@@ -205,13 +193,11 @@ class Receiver:
                 result: IngestResult = self.committer.run(
                     lambda: index(state, stored, meta), publishing, state, (state, stored, meta)
                 )
-            else:
-                with self.write_gate or nullcontext(), self.app_context(), uow.unit_of_work():
-                    result = index(state, stored, meta)
-                    publishing.result()  # durable under its key before the commit; an OSError rolls the row back
-                    self.fault("after_db_insert")
-            if self.prebuild is not None and result.outcome == ingest.STORED:
-                self.prebuild.submit(stored)
+                return result
+            with self.write_gate or nullcontext(), self.app_context(), uow.unit_of_work():
+                result = index(state, stored, meta)
+                publishing.result()  # durable under its key before the commit; an OSError rolls the row back
+                self.fault("after_db_insert")
             return result
         finally:
             futures.wait([publishing])  # never unlink (in `receive`) under a link still in progress

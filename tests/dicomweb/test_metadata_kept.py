@@ -1,10 +1,11 @@
 """WADO-RS metadata kept per stored file (issue 16; REQ: VIEW transport, DSEC-10): the template built once — by
-engine/dicomweb/prebuild.py after the receive path, else by the first request — renders byte for byte what the
+the worker when it drains the study's ingest outbox row (engine/imaging/events.py, engine/dicomweb/prebuild.py; a
+receiver never builds), else by the first request — renders byte for byte what the
 previous implementation answered (metadata.instance_json: built per request) on pydicom's test files (native,
 compressed, multi-frame, SR, big endian, character sets) and a GB18030 name; the series answer is the same from the
 database after a restart, gzip-coded when asked; an instance moved to a transcoded copy (its file rewritten, a new
 content key) and an instance re-sent with other content (a conflict: the original stays) answer what their stored
-file holds.
+file holds; a removed file's template goes with it (orphan sweep, delete_if_unreferenced).
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from dicom import receiving
 from engine import config, uow
-from engine.dicomweb import metadata, wado
+from engine.actor import Actor
+from engine.dicomweb import metadata, prebuild, wado
 from engine.dicomweb.models import InstanceMetadata
-from engine.dicomweb.prebuild import Prebuilder
-from engine.imaging import targets
+from engine.imaging import events, ingest, targets
 from engine.imaging.ingest import CONFLICT, IngestState
 from engine.imaging.models import Instance, Study
 from engine.imaging.source import Source
-from engine.imaging.storage import ObjectStore, StoredObject, key_for
+from engine.imaging.storage import ObjectStore
 from tests.dicom import archive
 from tests.dicom.conftest import add_node
 from tests.factories import login, make_user
@@ -133,24 +134,30 @@ def _files_named(name: str) -> Path:
     return Path(pydicom.data.__file__).parent / "test_files" / name
 
 
-def _receive(app: Flask, datasets: list[Dataset], node: int) -> list[Any]:
-    """Through the one receive path (engine/imaging/receive.py), its prebuilder drained before it closes."""
+def _receive(
+    app: Flask, datasets: list[Dataset], node: int, state: IngestState | None = None, drain: bool = True
+) -> list[Any]:
+    """Through the one receive path (engine/imaging/receive.py), which builds no template; then (`drain`) the
+    worker's drain of the outbox."""
     settings: config.Settings = app.extensions["telerad_settings"]
     info = archive.node_info(app, node)
     tmp = settings.storage_dir / "dicom" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     rx = receiving.receiver(app, settings)
     results = []
+    before = _kept(app)
     try:
-        state = IngestState(Source.device(info, "127.0.0.1", via="c-store"))
+        state = state or IngestState(Source.device(info, "127.0.0.1", via="c-store"))
         for ds in datasets:
             path = tmp / f"in-{generate_uid()}.dcm"
             ds.save_as(path, enforce_file_format=True)
             results.append(rx.receive(state, path))
-        assert rx.prebuild is not None
-        rx.prebuild.close(drain=True)
     finally:
         receiving.close(rx)
+    assert _kept(app) == before  # a receiver never builds
+    if drain:
+        with app.app_context():
+            events.drain()
     return results
 
 
@@ -158,7 +165,7 @@ def test_series_metadata_prebuilt_at_receipt_kept_and_gzip(app: Flask, monkeypat
     datasets = _series(4)
     study, series = str(datasets[0].StudyInstanceUID), str(datasets[0].SeriesInstanceUID)
     _receive(app, datasets, add_node(app, "MODALITY1"))
-    assert _kept(app) == 4  # built by the prebuilder, not by a request
+    assert _kept(app) == 4  # built by the worker's drain, not by a request
     want = _previous(app, study, series)
     c = _client(app)
 
@@ -222,6 +229,8 @@ def test_metadata_follows_a_rewritten_file_and_ignores_a_conflicting_resend(app:
                 select(Instance.storage_key, Instance.transfer_syntax_uid).where(Instance.id == inst_id)
             ).one()
     assert new_key != old_key
+    with app.app_context(), uow.unit_of_work() as s:  # delete_if_unreferenced took the old file's template too
+        assert s.get(InstanceMetadata, old_key) is None
     after = _get(c, study, series).data
     assert after == _previous(app, study, series)
     assert after != before
@@ -229,18 +238,41 @@ def test_metadata_follows_a_rewritten_file_and_ignores_a_conflicting_resend(app:
     assert ts == "1.2.840.10008.1.2.4.80"
 
 
-def test_prebuilder_builds_only_what_is_missing(app: Flask) -> None:
-    datasets = _series(3)
-    archive.ingest(app, add_node(app, "MODALITY1"), datasets)
+def test_drain_builds_what_each_receipt_added_and_what_came_after_its_row(app: Flask) -> None:
+    datasets = _series(5)
+    study, series = str(datasets[0].StudyInstanceUID), str(datasets[0].SeriesInstanceUID)
+    node = add_node(app, "MODALITY1")
+    info = archive.node_info(app, node)
+    state = IngestState(Source.device(info, "127.0.0.1", via="c-store"))
+    _receive(app, datasets[:2], node, state)  # the receipt's row (with its first instance) drained: 2 built
+    assert _kept(app) == 2
+    _receive(app, datasets[2:3], node, state)  # the same receipt goes on: no new row, the study is watched
+    assert _kept(app) == 3
+    prebuild.forget()  # a worker restarted: nothing watched
+    _receive(app, datasets[3:4], node, state, drain=False)
+    with app.app_context():
+        assert events.drain() == 0
+    assert _kept(app) == 3  # left to the first request
+    _receive(app, datasets[4:], node)  # a later receipt of the study: its own row, the study's missing built
+    assert _kept(app) == 5
+    with app.app_context(), uow.unit_of_work():
+        st = uow.session().execute(select(Study).where(Study.study_instance_uid == study)).scalar_one()
+        assert prebuild.missing_of_study(st.id) == []
+    assert _get(_client(app), study, series).data == _previous(app, study, series)
+
+
+def test_orphan_sweep_deletes_the_removed_files_templates(app: Flask) -> None:
+    datasets = _series(2)
+    _receive(app, datasets, add_node(app, "MODALITY1"))
+    assert _kept(app) == 2
     settings: config.Settings = app.extensions["telerad_settings"]
     store = ObjectStore(settings.storage_dir / "dicom")
     with app.app_context(), uow.unit_of_work() as s:
-        keys = list(s.execute(select(Instance.storage_key).order_by(Instance.id)).scalars())
-    pre = Prebuilder(app.app_context, store, idle_s=0.05)
-    assert pre.build(keys[:1]) == 1
-    for key in keys:
-        pre.submit(StoredObject(key, "", 0))
-    pre.close(drain=True)
-    assert pre.built == 2  # the first was kept already
-    assert _kept(app) == 3
-    assert pre.build([key_for("0" * 64)]) == 0  # a file that is gone: left to the request, which reports it
+        gone, kept = s.execute(select(Instance.id, Instance.storage_key).order_by(Instance.id)).all()
+        s.execute(delete(Instance).where(Instance.id == gone.id))  # its row gone: the file an orphan
+    with app.app_context(), uow.unit_of_work():
+        assert ingest.sweep_store(Actor.system("test"), store, older_than_min=0) == 1
+    assert not store.exists(gone.storage_key)
+    with app.app_context(), uow.unit_of_work() as s:
+        assert s.get(InstanceMetadata, gone.storage_key) is None
+        assert s.get(InstanceMetadata, kept.storage_key) is not None  # still named by its row
