@@ -345,8 +345,9 @@ class TeleradPeer(Peer):
 
     def drain_ingest_events(self) -> dict[str, Any]:
         """The worker's share of the stores (issue 12/14 outbox): what `telerad worker` (or `telerad run`'s worker
-        thread) does after the C-STOREs were acknowledged — chain each study's audit event, match new studies —
-        timed here, after the store runs, in a process of its own (seconds and CPU)."""
+        thread) does after the C-STOREs were acknowledged — chain each study's audit event, match new studies, build
+        the WADO-RS metadata templates of the studies' new instances (issue 16, engine/dicomweb/prebuild.py) — timed
+        here, after the store runs, in a process of its own (seconds and CPU; `templates`: how many are kept after)."""
         script = (
             "import json, resource, time\n"
             "from api.app import create_app\n"
@@ -357,8 +358,13 @@ class TeleradPeer(Peer):
             "    n = events.drain()\n"
             "    wall = time.perf_counter() - t0\n"
             "    c1 = resource.getrusage(resource.RUSAGE_SELF)\n"
+            "    from sqlalchemy import func, select\n"
+            "    from engine import uow\n"
+            "    from engine.dicomweb.models import InstanceMetadata\n"
+            "    with uow.unit_of_work() as s:\n"
+            "        kept = s.execute(select(func.count()).select_from(InstanceMetadata)).scalar_one()\n"
             "cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)\n"
-            "print(json.dumps({'events': n, 'seconds': round(wall, 2), 'cpu_s': round(cpu, 2),\n"
+            "print(json.dumps({'events': n, 'templates': kept, 'seconds': round(wall, 2), 'cpu_s': round(cpu, 2),\n"
             "                  'cpu_ms_per_event': round(cpu * 1000 / n, 3) if n else None}))\n"
         )
         res = subprocess.run([str(VENV_BIN / "python"), "-c", script], env=self.env, capture_output=True, text=True)

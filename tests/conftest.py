@@ -343,6 +343,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> config.Settings:
 
 @pytest.fixture
 def app(request: pytest.FixtureRequest, settings: config.Settings):  # type: ignore[no-untyped-def]
+    from engine.dicomweb import prebuild
+
+    prebuild.forget()  # the studies a worker watches are this process's: none of another test's database
     if request.node.get_closest_marker("savepoint"):
         yield request.getfixturevalue("_savepoint").app
         return

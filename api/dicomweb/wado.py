@@ -17,7 +17,7 @@ from api.dicomweb.qido import case_param
 from api.security import current_actor, deny, requires
 from engine import audit, uow, visibility
 from engine.actor import Actor
-from engine.dicomweb import access_audit, decisions, frame_index, rendered, resolve, wado
+from engine.dicomweb import access_audit, compress, decisions, frame_index, metadata, rendered, resolve, wado
 from engine.dicomweb import frames as wado_frames
 from engine.dicomweb.media import Multipart, NotAcceptable, accepted_syntaxes, multipart_ranges, parse_accept
 from engine.errors import DomainError, NotFound, ValidationFailed
@@ -233,7 +233,11 @@ def _metadata(refs: list[wado.InstanceRef]) -> Response:
     if not any(r.matches(DICOM_JSON) or r.media == "application/json" for r in ranges):
         raise NotAcceptable()
     base = request.host_url.rstrip("/") + (blp.url_prefix or "")
-    return _stream(_cut_short_audited(wado.stream_metadata(refs, base), "metadata"), DICOM_JSON)
+    # issue 16: each file's JSON built once and kept (engine/dicomweb/metadata.py), read before the answer starts
+    body = _cut_short_audited(wado.stream_metadata(refs, base, metadata.templates(refs)), "metadata")
+    if not compress.accepts_gzip(request.headers.get("Accept-Encoding")):
+        return _stream(body, DICOM_JSON, Vary="Accept-Encoding")
+    return _stream(compress.gzip_chunks(body), DICOM_JSON, Vary="Accept-Encoding", **{"Content-Encoding": "gzip"})
 
 
 @blp.get(STUDY + "/metadata")

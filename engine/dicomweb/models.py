@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, String
+from sqlalchemy import Date, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -22,4 +22,19 @@ class StudyAccess(Base):
     principal: Mapped[str] = mapped_column(String(80), primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("dicom_study.id", ondelete="CASCADE"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InstanceMetadata(Base):
+    """One stored file's WADO-RS metadata (its DICOM JSON, BulkDataURIs included) as a template, built once (issue 16;
+    engine/dicomweb/metadata.py). Keyed by the file's content key (engine/imaging/storage.py): a file never changes
+    under its key, so a row is right for as long as it exists — an instance re-sent with other content, or moved
+    to a transcoded copy (engine/imaging/targets.py relocate_instance), names another key and gets its own row.
+    `doc` holds `marker` (a random token of this row) where the instance's URL goes."""
+
+    __tablename__ = "dicomweb_instance_metadata"
+
+    storage_key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    marker: Mapped[str] = mapped_column(String(32))
+    doc: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -5,7 +5,8 @@ Everything is read from the stored Part-10 files (engine/imaging/storage.py) and
 (`select_instances`, before the response starts: the unit of work ends when the headers go out), then the generators
 read only files. Instances go out as stored when the Accept header allows the stored transfer syntax (or `*`), else
 decoded to explicit VR little endian by engine/imaging/transcode.py in its sandboxed pool, a few ahead of the one
-being sent. Headers are read by pydicom up to the Pixel Data (no pixel decoding); nothing is cached on disk.
+being sent. Headers are read by pydicom up to the Pixel Data (no pixel decoding); each file's metadata JSON is kept
+in the database once built (engine/dicomweb/metadata.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class InstanceRef:
     sop_class: str
     ts: str
     path: Path
+    key: str = ""  # its content key (engine/imaging/storage.py): what metadata templates are kept by
 
 
 def select_instances(study: Study, series_uid: str | None = None, sop_uid: str | None = None) -> list[InstanceRef]:
@@ -95,7 +97,7 @@ def select_instances_of(
     for series, sop, sop_class, ts, target, key in rows:
         path = paths.get((target, key)) or targets.path_of(target, key)
         paths[(target, key)] = path
-        out.append(InstanceRef(study_uid, series, sop, sop_class, ts, path))
+        out.append(InstanceRef(study_uid, series, sop, sop_class, ts, path, key))
     return out
 
 
@@ -340,17 +342,20 @@ def metadata_of(ref: InstanceRef, base: str) -> dict[str, Any]:
     return doc
 
 
-def stream_metadata(refs: list[InstanceRef], base: str) -> Iterator[bytes]:
-    """A JSON array of the instances' DICOM JSON, one instance at a time (kept per stored file: metadata.py). An
-    instance whose file cannot be read ends it with InstanceFailed, without the closing bracket: never an array that
-    silently lacks an instance."""
+def stream_metadata(refs: list[InstanceRef], base: str, kept: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """A JSON array of the instances' DICOM JSON, one instance at a time: from `kept` (content key → template,
+    engine/dicomweb/metadata.py `templates`, read before the response starts) or built here. An instance whose file
+    cannot be read ends it with InstanceFailed, without the closing bracket: never an array that silently lacks an
+    instance."""
     from engine.dicomweb.metadata import instance_json  # it builds on metadata_of
 
+    kept = kept or {}
     yield b"["
     sent = 0
     for ref in refs:
+        template = kept.get(ref.key) if ref.key else None
         try:
-            data = instance_json(ref, base)
+            data = template.render(instance_url(base, ref)) if template is not None else instance_json(ref, base)
         except (OSError, ValueError) as exc:
             raise InstanceFailed(ref, ref.ts, exc, sent) from exc
         yield (b"," if sent else b"") + data

@@ -8,6 +8,9 @@ processed, and delivers ``images_received`` to the processes waiting for images 
 event takes effect exactly once: a worker that dies mid-batch leaves its rows for the next run, and two workers
 (`telerad run`'s worker thread and a separate `telerad worker`, or several) never both apply one — on PostgreSQL
 the batch is taken with FOR UPDATE SKIP LOCKED, on SQLite write transactions are serialised.
+
+After each batch's commit, `drain` builds the WADO-RS metadata templates its studies' new instances lack (issue 16,
+engine/dicomweb/prebuild.py): work deferred after the C-STORE ack, kept out of the receivers.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from engine import audit, uow
 from engine.actor import Actor
 from engine.db import utcnow
+from engine.dicomweb import prebuild
 from engine.imaging import arrivals, matching
 from engine.imaging.exam_models import IngestEvent
 from engine.imaging.ingest import InstanceMeta
@@ -32,8 +36,9 @@ log = logging.getLogger("telerad.worker")
 BATCH = 200
 
 
-def process_pending(limit: int = BATCH) -> int:
-    """Apply up to `limit` pending ingest events in the current unit of work; returns how many were applied."""
+def process_pending(limit: int = BATCH, studies: set[int] | None = None) -> int:
+    """Apply up to `limit` pending ingest events in the current unit of work; returns how many were applied.
+    `studies` collects the ids of the studies whose rows were applied (their metadata is built after the commit)."""
     s = uow.session()
     query = select(IngestEvent).where(IngestEvent.processed_at.is_(None)).order_by(IngestEvent.id).limit(limit)
     if s.get_bind().dialect.name == "postgresql":
@@ -49,6 +54,8 @@ def process_pending(limit: int = BATCH) -> int:
             continue
         if event.kind == STUDY_STORED:
             _study_stored(event)
+            if studies is not None:
+                studies.add(event.study_id)
         else:
             log.error("ingest event %s has an unknown kind %r; marked processed", event.id, event.kind)
         applied += 1
@@ -56,14 +63,21 @@ def process_pending(limit: int = BATCH) -> int:
 
 
 def drain(max_batches: int = 1000) -> int:
-    """Apply every pending event, one unit of work per batch (the worker's job; tests call it too)."""
+    """Apply every pending event, one unit of work per batch, then build the metadata templates of the batch's
+    studies (and of those still receiving, engine/dicomweb/prebuild.py) in units of work of their own — the
+    worker's job; tests call it too. Returns how many events were applied."""
     total = 0
+    built: set[int] = set()
     for _ in range(max_batches):
+        studies: set[int] = set()
         with uow.unit_of_work():
-            n = process_pending()
+            n = process_pending(studies=studies)
+        prebuild.build_studies(studies)
+        built |= studies
         total += n
         if n < BATCH:
             break
+    prebuild.build_watched(skip=built)
     return total
 
 

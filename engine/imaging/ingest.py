@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine import audit, uow
 from engine.actor import Actor
 from engine.audit import AuditEvent
 from engine.db import UTCDateTime, utcnow
+from engine.dicomweb.models import InstanceMetadata
 from engine.errors import ValidationFailed
 from engine.imaging import outbox
 from engine.imaging.models import Instance, InstanceConflict, Series, Study
@@ -428,12 +429,20 @@ def referenced_keys(keys: list[str]) -> set[str]:
     return found
 
 
+def forget_derived(keys: list[str]) -> None:
+    """Delete what was derived from the stored files `keys` — no row names them any more, their files are gone: their
+    WADO-RS metadata templates (issue 16, engine/dicomweb/models.py) — in the current unit of work."""
+    if keys:
+        uow.session().execute(delete(InstanceMetadata).where(InstanceMetadata.storage_key.in_(keys)))
+
+
 def sweep_store(actor: Actor, store: ObjectStore, older_than_min: int) -> int:
     """Remove orphan files (no instance or conflict row) and stale temp files older than the limit (REQ: DSEC-05).
 
-    Each batch of keys is checked against the index in the current unit of work. Audited when anything was removed.
+    Each batch of keys is checked against the index in the current unit of work, in which the removed files'
+    metadata rows (issue 16) are deleted too. Audited when anything was removed.
     """
-    removed = store.sweep(referenced_keys, older_than_s=older_than_min * 60)
+    removed = store.sweep(referenced_keys, older_than_s=older_than_min * 60, removed_keys=forget_derived)
     if removed:
         audit.record(actor, "dicom_orphans_swept", details={"removed": removed, "older_than_min": older_than_min})
     return removed

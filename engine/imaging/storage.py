@@ -271,11 +271,18 @@ class ObjectStore:
                     except FileNotFoundError:
                         continue
 
-    def sweep(self, is_referenced: Callable[[list[str]], set[str]], older_than_s: float, batch: int = 500) -> int:
+    def sweep(
+        self,
+        is_referenced: Callable[[list[str]], set[str]],
+        older_than_s: float,
+        batch: int = 500,
+        removed_keys: Callable[[list[str]], None] | None = None,
+    ) -> int:
         """Remove temp files and objects without an index row, older than `older_than_s` (REQ: DSEC-05).
 
         `is_referenced(keys)` returns the subset of `keys` that some index row (instance or conflict) names. The age
-        limit keeps a file whose row is being committed right now.
+        limit keeps a file whose row is being committed right now. `removed_keys(keys)`: told the keys of each batch
+        removed, under the lock, after `is_referenced` (for what is derived from the files: their metadata rows).
         """
         cutoff = time.time() - older_than_s
         removed = 0
@@ -291,7 +298,7 @@ class ObjectStore:
         def flush() -> int:
             # Exclusive sweep lock: a `place` of identical content either renewed the file's mtime before (it is
             # young now and stays) or finds it gone after, and writes its own (`_reuse_or_replace`).
-            n = 0
+            gone: list[str] = []
             with self._sweep_lock(fcntl.LOCK_EX):
                 referenced = is_referenced(pending)
                 for key in pending:
@@ -303,9 +310,11 @@ class ObjectStore:
                     except FileNotFoundError:
                         continue
                     self.delete(key)
-                    n += 1
+                    gone.append(key)
+                if gone and removed_keys is not None:
+                    removed_keys(gone)
             pending.clear()
-            return n
+            return len(gone)
 
         for key, mtime in self.iter_keys():
             if mtime < cutoff:

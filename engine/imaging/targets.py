@@ -25,6 +25,7 @@ from engine.actor import Actor
 from engine.db import utcnow
 from engine.errors import NotFound, ValidationFailed
 from engine.imaging import compression
+from engine.imaging.ingest import forget_derived
 from engine.imaging.models import Instance, InstanceConflict, Series
 from engine.imaging.routing_models import (
     BUILTIN_TARGET_CODE,
@@ -174,7 +175,8 @@ def copy_verified(src: ObjectStore, dest: ObjectStore, key: str, digest: str) ->
 
 
 def delete_if_unreferenced(target: StorageTarget, builtin_id: int, key: str) -> bool:
-    """Delete `key` from a target unless some instance (or, on the built-in store, conflict) row still uses it.
+    """Delete `key` from a target unless some instance (or, on the built-in store, conflict) row still uses it;
+    when no row on any target names it any more, its metadata template (issue 16) goes in the same unit of work.
 
     Call after the commit that moved the row away; content-addressed keys can be shared by rows.
     """
@@ -187,6 +189,11 @@ def delete_if_unreferenced(target: StorageTarget, builtin_id: int, key: str) -> 
     if used is not None:
         return False
     store_for(target).delete(key)
+    named = s.execute(select(Instance.id).where(Instance.storage_key == key).limit(1)).first()
+    if named is None:
+        named = s.execute(select(InstanceConflict.id).where(InstanceConflict.storage_key == key).limit(1)).first()
+    if named is None:  # a copy on another target keeps its template: the same content under the same key
+        forget_derived([key])
     return True
 
 
