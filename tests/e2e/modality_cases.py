@@ -51,6 +51,7 @@ class Case:
     build: Callable[[str], list[Dataset]]
     tolerance: float = 0.0  # |viewer value − pydicom value| allowed (lossy codecs decoded by other libraries)
     overlay: bool = False
+    known_failure: str = ""  # a viewer failure not fixed yet: the case runs as a strict xfail with this reason
 
 
 # -- pixels ------------------------------------------------------------------------------------------------------
@@ -127,20 +128,36 @@ def _bundled(name: str, modality: str) -> Callable[[str], list[Dataset]]:
 
 def cr_mono1(p: str) -> list[Dataset]:
     """CR, MONOCHROME1 (high values shown dark), 12 of 16 bits, with a window."""
-    ds = mono(_new(CR, "CR", p, "CR MONOCHROME1"), [phantom(320, 256, (3800, 2400, 700, 3300))], 16, 12, False, "MONOCHROME1")
+    ds = mono(
+        _new(CR, "CR", p, "CR MONOCHROME1"), [phantom(320, 256, (3800, 2400, 700, 3300))], 16, 12, False, "MONOCHROME1"
+    )
     ds.WindowCenter, ds.WindowWidth = 2048, 4096
     return [ds]
 
 
 def mg_mono1_jpegls(p: str) -> list[Dataset]:
     """MG, MONOCHROME1, 14 bits, JPEG-LS lossless, no window (the viewer picks one from the pixels)."""
-    ds = mono(_new(MG, "MG", p, "MG MONOCHROME1 JPEG-LS"), [phantom(384, 288, (16000, 9000, 1500, 12000))], 16, 14, False, "MONOCHROME1")
+    ds = mono(
+        _new(MG, "MG", p, "MG MONOCHROME1 JPEG-LS"),
+        [phantom(384, 288, (16000, 9000, 1500, 12000))],
+        16,
+        14,
+        False,
+        "MONOCHROME1",
+    )
     ds.compress(JPEGLSLossless)
     return [ds]
 
 
 def dx_sv1(p: str) -> list[Dataset]:
-    ds = mono(_new(DX, "DX", p, "DX JPEG lossless SV1"), [phantom(300, 240, (300, 1800, 3900, 900))], 16, 12, False, "MONOCHROME2")
+    ds = mono(
+        _new(DX, "DX", p, "DX JPEG lossless SV1"),
+        [phantom(300, 240, (300, 1800, 3900, 900))],
+        16,
+        12,
+        False,
+        "MONOCHROME2",
+    )
     ds.WindowCenter, ds.WindowWidth = 2000, 4000
     ds.PresentationIntentType = "FOR PRESENTATION"
     return [dcmcjpeg_sv1(ds)]
@@ -148,7 +165,14 @@ def dx_sv1(p: str) -> list[Dataset]:
 
 def ct_signed(p: str) -> list[Dataset]:
     """CT, signed stored values (air padding below 0) with RescaleIntercept −1024, J2K lossless."""
-    ds = mono(_new(synthetic.CT_IMAGE, "CT", p, "CT signed J2K lossless"), [phantom(256, 256, (-2000, 1064, 2024, 224))], 16, 16, True, "MONOCHROME2")
+    ds = mono(
+        _new(synthetic.CT_IMAGE, "CT", p, "CT signed J2K lossless"),
+        [phantom(256, 256, (-2000, 1064, 2024, 224))],
+        16,
+        16,
+        True,
+        "MONOCHROME2",
+    )
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
     ds.WindowCenter, ds.WindowWidth = 40, 2000
     ds.compress(JPEG2000Lossless)
@@ -156,7 +180,14 @@ def ct_signed(p: str) -> list[Dataset]:
 
 
 def ct_j2k_lossy(p: str) -> list[Dataset]:
-    ds = mono(_new(synthetic.CT_IMAGE, "CT", p, "CT J2K lossy"), [phantom(256, 256, (0, 1064, 2024, 224))], 16, 12, False, "MONOCHROME2")
+    ds = mono(
+        _new(synthetic.CT_IMAGE, "CT", p, "CT J2K lossy"),
+        [phantom(256, 256, (0, 1064, 2024, 224))],
+        16,
+        12,
+        False,
+        "MONOCHROME2",
+    )
     ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
     ds.compress(JPEG2000, j2k_cr=[8])
     return [ds]
@@ -241,8 +272,19 @@ CASES: list[Case] = [
     Case("sc-jpeg-ybr-dcmtk", _bundled("SC_rgb_jpeg_dcmtk.dcm", "OT"), tolerance=6),
     Case("sc-rgb-rle-2frame", _bundled("SC_rgb_rle_2frame.dcm", "OT")),
     Case("sc-rgb-jpeg-lossless-sv1", _bundled("SC_rgb_jpeg_gdcm.dcm", "OT")),
-    Case("sc-1bit", sc_1bit),
-    Case("nm-jpeg-extended-12bit", _bundled("JPGExtended.dcm", "NM"), tolerance=4),
+    Case(
+        "sc-1bit",
+        sc_1bit,
+        known_failure="dicom-image-loader 5.14 leaves WADO-RS frames of BitsAllocated 1 packed (decodeLittleEndian; "
+        "only its wadouri path calls unpackBinaryFrame)",
+    ),
+    Case(
+        "nm-jpeg-extended-12bit",
+        _bundled("JPGExtended.dcm", "NM"),
+        tolerance=4,
+        known_failure="dicom-image-loader's 12-bit JPEG decoder (jpeg.js) reads 13 where libjpeg and libjpeg-turbo "
+        "both decode 0",
+    ),
 ]
 
 

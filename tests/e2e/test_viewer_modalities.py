@@ -93,7 +93,9 @@ def studies(modal_app: Flask) -> dict[str, tuple[str, np.ndarray, Case, bool]]:
 @pytest.fixture(scope="module")
 def doctor_page(gl_browser: Any, modal_app: Flask, modal_server: str, studies: Any) -> Iterator[Any]:
     doctor = make_user(modal_app, "report_l1")
-    context = gl_browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1200, "height": 800})
+    context = gl_browser.new_context(
+        locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1200, "height": 800}
+    )
     page = context.new_page()
     page.set_default_timeout(30000)
     errors: list[str] = []
@@ -146,7 +148,8 @@ def _check_frame(page: Any, case: Case, frame: np.ndarray, label: str, own_windo
             assert shown[0] == shown[1] == shown[2], (label, shown)
             greys.append(shown[0])
     if not colour and not own_window:
-        # no Window Center/Width in the file: the viewer's own window shows the image: the darkest and brightest probes differ visibly (not all black or white)
+        # no Window Center/Width in the file: the viewer's own window shows the image — the darkest and brightest
+        # probes differ visibly (not all black or white)
         assert max(greys) - min(greys) >= 60, (label, greys, r["voi"])
 
 
@@ -156,7 +159,12 @@ def _not_blank(page: Any) -> float:
     return float(arr.std())
 
 
-@pytest.mark.parametrize("case_id", [c.id for c in CASES])
+def _param(c: Case) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason=c.known_failure)] if c.known_failure else []
+    return pytest.param(c.id, id=c.id, marks=marks)
+
+
+@pytest.mark.parametrize("case_id", [_param(c) for c in CASES])
 def test_view01_reads_modality_and_transfer_syntax(doctor_page: Any, studies: Any, case_id: str) -> None:
     page = doctor_page
     page.js_errors.clear()
@@ -170,9 +178,7 @@ def test_view01_reads_modality_and_transfer_syntax(doctor_page: Any, studies: An
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{case_id}.png"))
     if case.overlay:  # REQ: VIEW-03 — the 60xx overlay is drawn
-        page.wait_for_function(
-            "() => document.querySelector('[data-testid=viewer-overlay]')?.dataset.overlays === '1'"
-        )
+        page.wait_for_function("() => document.querySelector('[data-testid=viewer-overlay]')?.dataset.overlays === '1'")
     if len(frames) > 1:  # multi-frame: every frame is an image of the stack; the last one decodes too
         last = len(frames)
         page.get_by_test_id("viewer-corner-bottom_left").filter(has_text=f"/ {last}").wait_for()
