@@ -17,10 +17,11 @@ import { initialHanging } from './hanging'
 import { type Layout, assignSeries, clampLayout, viewportCount } from './layouts'
 import { cacheImages } from './prefetch'
 import { buildSeries, isImageSeries, loadSeries, loadSeriesList, type ViewerSeries } from './series'
+import { photometricOf, readPixel } from './pixelProbe'
 import { installProbe, type ViewerStats } from './stats'
 import { registerSuvProvider } from './suvProvider'
 import { type TextPrompt, type ToolId, createToolGroup, setMeasurementValuesVisible, setPrimaryTool } from './tools'
-import { type VoiFunction, type WindowPreset, toRange, toWindow } from './voi'
+import { shownInvert, type VoiFunction, type WindowPreset, toRange, toWindow } from './voi'
 
 let seq = 0
 
@@ -87,7 +88,13 @@ export class ViewerController {
     const n = ++seq
     this.renderingEngineId = `telerad-re-${n}`
     this.toolGroupId = `telerad-tg-${n}`
-    this.stats = installProbe((k) => this.scroll(k))
+    this.stats = installProbe(
+      (k) => this.scroll(k),
+      (x, y, i = this.state.active) => {
+        const vp = this.stackViewport(this.state.viewports[i]?.id ?? '')
+        return vp ? readPixel(vp, x, y) : null
+      },
+    )
   }
 
   // ---- loading -----------------------------------------------------------------------------------------------
@@ -271,7 +278,7 @@ export class ViewerController {
   /** Re-apply the viewer-wide display state (invert, VOI function, colour map) to a viewport. */
   private applyDisplay(vp: Types.IStackViewport): void {
     vp.setProperties({
-      invert: this.state.invert,
+      invert: shownInvert(this.state.invert, photometricOf(vp)),
       VOILUTFunction:
         this.state.voiFunction === 'SIGMOID' ? Enums.VOILUTFunctionType.SAMPLED_SIGMOID : Enums.VOILUTFunctionType.LINEAR,
       ...(this.state.colormap ? { colormap: { name: this.state.colormap } } : {}),
@@ -479,7 +486,7 @@ export class ViewerController {
 
   toggleInvert(): void {
     this.state.invert = !this.state.invert
-    this.eachViewport((vp) => vp.setProperties({ invert: this.state.invert }))
+    this.eachViewport((vp) => vp.setProperties({ invert: shownInvert(this.state.invert, photometricOf(vp)) }))
   }
 
   setVoiFunction(f: VoiFunction): void {

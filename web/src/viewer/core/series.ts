@@ -15,6 +15,7 @@ import {
   tagString,
   tagValues,
 } from './dicomweb'
+import { withPaletteValues } from './palette'
 
 /** Series without pixel data — structured reports, key-image selections, presentation states — with what they are
  * called in Chinese; they are listed in the series browser but never put in a viewport. */
@@ -68,7 +69,8 @@ export function sortInstances(instances: DicomJson[]): DicomJson[] {
 }
 
 /** Register an instance's metadata for each of its frames' image ids. */
-function register(imageId: string, frame: number, ds: DicomJson): void {
+function register(imageId: string, frame: number, instance: DicomJson): void {
+  const ds = withPaletteValues(instance)
   dicomImageLoader.wadors.metaDataManager.add(imageId, ds as never)
   if (frame === 1 && imageId.includes('?')) {
     // The manager finds frame N of a multi-frame instance under ".../frames/1" without a query string.

@@ -2,6 +2,8 @@
  * Performance figures of the viewer, read by bench/bench_viewer.py (issue 16, UX R18) from `window.__teleradViewer`.
  * Times are `performance.now()` values, i.e. milliseconds since navigation start.
  */
+import type { PixelReading } from './pixelProbe'
+
 export interface ViewerStats {
   firstImageMs: number | null
   allImagesMs: number | null
@@ -16,6 +18,8 @@ export interface ViewerStats {
 export interface ViewerProbe {
   stats: ViewerStats
   scroll(n: number): void
+  /** Image pixel (x, y) of viewport `index`'s current image: its value and what the canvas shows (tests). */
+  pixel?(x: number, y: number, index?: number): PixelReading | null
 }
 
 declare global {
@@ -29,8 +33,11 @@ export function freshStats(): ViewerStats {
 }
 
 /** Install a new probe for one viewer (the last opened wins); returns its stats object to update in place. */
-export function installProbe(scroll: (n: number) => void): ViewerStats {
+export function installProbe(
+  scroll: (n: number) => void,
+  pixel?: (x: number, y: number, index?: number) => PixelReading | null,
+): ViewerStats {
   const stats = freshStats()
-  window.__teleradViewer = { stats, scroll }
+  window.__teleradViewer = { stats, scroll, pixel }
   return stats
 }

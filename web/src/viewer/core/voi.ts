@@ -71,6 +71,14 @@ export function linear(x: number, center: number, width: number): number {
   return (x - c) / w + 0.5
 }
 
+/**
+ * Whether a viewport draws its image inverted: MONOCHROME1 shows low values bright (PS3.3 C.7.6.3.1.2), so its
+ * normal display is Cornerstone's inverted one, and the user's 反相 flips whatever the image's own display is.
+ */
+export function shownInvert(userInvert: boolean, photometric: string | undefined): boolean {
+  return (photometric === 'MONOCHROME1') !== userInvert
+}
+
 /** Pseudo-colour maps offered (VIEW-05): vtk.js colormap preset names (Cornerstone resolves them) with Chinese labels. */
 export const COLORMAPS: readonly { name: string | null; label: string }[] = [
   { name: null, get label() { return i18n.global.t('viewer.colormap.gray') } },
