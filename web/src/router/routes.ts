@@ -75,6 +75,12 @@ export const routes: RouteRecordRaw[] = [
     beforeEnter: (to) => {
       const inst = typeof to.query.institution === 'string' ? to.query.institution : undefined
       fetchEarly(String(to.params.studyUid), inst)
+      // Cornerstone3D's chunk (the largest) downloads now, beside the page's own chunk, and initialises as soon as
+      // it is in (the viewer's controller awaits the same promise)
+      import('@/viewer/core/controller')
+        .then(() => import('@/viewer/core/init'))
+        .then((m) => m.initCornerstone())
+        .catch(() => undefined)
     },
   },
   {

@@ -9,6 +9,7 @@ import { Enums, RenderingEngine, type Types, cache } from '@cornerstonejs/core'
 import { ToolGroupManager, annotation, utilities as toolUtils } from '@cornerstonejs/tools'
 import type { ActiveImage, ViewerContext } from '../extensions'
 import { DicomwebError, parseImageId, type SeriesInfo } from './dicomweb'
+import { adoptPreview, diagnosticRendered, endPreview, expectFirstImage } from './bootBridge'
 import { takeEarly } from './early'
 import { initCornerstone } from './init'
 import { type Layout, assignSeries, clampLayout, viewportCount } from './layouts'
@@ -84,6 +85,7 @@ export class ViewerController {
     this.renderingEngineId = `telerad-re-${n}`
     this.toolGroupId = `telerad-tg-${n}`
     this.stats = installProbe((k) => this.scroll(k))
+    adoptPreview(this.stats, studyUid, institution)
   }
 
   // ---- loading -----------------------------------------------------------------------------------------------
@@ -112,6 +114,7 @@ export class ViewerController {
       this.state.status = 'ready'
     } catch (e) {
       if (this.destroyed) return
+      endPreview('error')
       this.state.status = 'error'
       this.state.notVisible = e instanceof DicomwebError && e.notVisible
       this.state.error = e instanceof Error ? e.message : String(e)
@@ -238,6 +241,7 @@ export class ViewerController {
     const ids = series.images.map((i) => i.imageId)
     v.total = ids.length
     v.index = Math.min(index, ids.length - 1)
+    if (v === this.state.viewports[0]) expectFirstImage(this.studyUid, this.institution, series.images[v.index]?.sopUid ?? '')
     await vp.setStack(ids, v.index)
     if (this.destroyed) return
     this.applyDisplay(vp)
@@ -309,8 +313,8 @@ export class ViewerController {
     }
     const onRendered = () => {
       const vp = this.stackViewport(id)
-      if (this.stats.firstImageMs === null && vp?.getCurrentImageId()) {
-        this.stats.firstImageMs = performance.now()
+      if (this.stats.firstDiagnosticImageMs === null && vp?.getCurrentImageId()) {
+        diagnosticRendered(this.stats, performance.now())
       }
       const v = this.state.viewports.find((x) => x.id === id)
       if (v && vp) this.readWindow(v, vp)

@@ -3,7 +3,10 @@
  * Times are `performance.now()` values, i.e. milliseconds since navigation start.
  */
 export interface ViewerStats {
+  /** The study's first pixels on screen: the boot preview (web/src/boot/preview.ts) or Cornerstone, whichever first. */
   firstImageMs: number | null
+  /** Cornerstone's first rendered image (the diagnostic one). */
+  firstDiagnosticImageMs: number | null
   allImagesMs: number | null
   imagesTotal: number
   imagesCached: number
@@ -23,7 +26,15 @@ declare global {
 }
 
 export function freshStats(): ViewerStats {
-  return { firstImageMs: null, allImagesMs: null, imagesTotal: 0, imagesCached: 0, decodeMsTotal: 0, fetchMsTotal: 0 }
+  return {
+    firstImageMs: null,
+    firstDiagnosticImageMs: null,
+    allImagesMs: null,
+    imagesTotal: 0,
+    imagesCached: 0,
+    decodeMsTotal: 0,
+    fetchMsTotal: 0,
+  }
 }
 
 /** Install a new probe for one viewer (the last opened wins); returns its stats object to update in place. */
