@@ -28,7 +28,7 @@ FIRST = "() => { const v = window.__teleradViewer; return !!(v && v.stats && v.s
 ALL = "() => { const s = window.__teleradViewer.stats; return s.allImagesMs != null }"
 # Cornerstone's first render (the diagnostic image; `firstImageMs` may be the boot preview's, web/src/boot/preview.ts)
 DIAGNOSTIC = (
-    "() => { const v = window.__teleradViewer; return !!(v && v.stats && v.stats.firstDiagnosticImageMs != null) }"
+    "() => { const v = window.__teleradViewer; return !!(v && v.stats && v.stats.firstDiagnosticImageMs !== null) }"
 )
 PREVIEW = "() => { const p = window.__teleradPreview; return p ? { painted_ms: p.paintedAt, ended: p.ended } : null }"
 RESOURCES = """() => {
