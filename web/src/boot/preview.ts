@@ -18,9 +18,10 @@
 import type { BootPreview, PreviewProbe } from './previewTypes'
 
 const NON_IMAGE = new Set(['SR', 'KO', 'PR', 'DOC', 'REG'])
-/** The viewer page's chrome before the Vue app has laid it out (ViewerView's bar, StudyViewer's toolbar and series
- * browser): where the viewport will be. Once the viewport element exists the preview follows its box. */
-export const ESTIMATED_CHROME = { top: 33 + 41, left: 120 }
+/** The viewer page's chrome before the Vue app has laid it out (ViewerView's 33 px bar, StudyViewer's toolbar —
+ * two rows on 1400–1920 px screens — and the 120 px series browser): where the viewport will be. Once the viewport
+ * element exists the preview follows its box. */
+export const ESTIMATED_CHROME = { top: 33 + 72, left: 121 }
 export const VIEWPORT_SELECTOR = '[data-viewport-id]'
 
 type Json = Record<string, { Value?: unknown[] }>
