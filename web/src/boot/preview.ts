@@ -141,6 +141,7 @@ export function startPreview(env: Env = defaultEnv()): BootPreview | null {
     sopUid: null,
     firstMetadata: new Promise((resolve) => (setMetadata = resolve)),
     paintedAt: null,
+    settled: Promise.resolve(),
     ended: false,
     end(reason = 'replaced') {
       if (ended) return
@@ -156,7 +157,7 @@ export function startPreview(env: Env = defaultEnv()): BootPreview | null {
 
   const firsts = getJson(`${base}/instances${q({ InstanceNumber: '1' })}`).catch(() => [] as Json[])
 
-  void (async () => {
+  const run = (async () => {
     try {
       const series = await state.series
       const first = firstImageSeries(series)
@@ -187,6 +188,7 @@ export function startPreview(env: Env = defaultEnv()): BootPreview | null {
       setMetadata(null)
     }
   })()
+  state.settled = run
 
   function paint(img: ImageBitmap | HTMLImageElement): void {
     const doc = win.document

@@ -16,6 +16,8 @@ export interface BootPreview {
   sopUid: string | null
   /** performance.now() when the preview was drawn; null while it is not (yet) shown. */
   paintedAt: number | null
+  /** Resolves once the preview is painted or will not be (refused, failed, no image series). */
+  settled: Promise<void>
   /** Why it ended ('replaced' by the diagnostic image, 'navigated', 'error', 'other-image'), false while live. */
   ended: false | string
   end(reason?: string): void

@@ -2,7 +2,7 @@
 // DICOMweb resources the viewer asks (same visibility), and that it goes when the diagnostic image is rendered.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { firstImageSeries, firstInstance, fitRect, matchViewer, startPreview } from '../preview'
-import { adoptPreview, diagnosticRendered, expectFirstImage, takeBootSeries } from '@/viewer/core/bootBridge'
+import { adoptPreview, diagnosticRendered, expectFirstImage, previewSettled, takeBootSeries } from '@/viewer/core/bootBridge'
 import { freshStats } from '@/viewer/core/stats'
 
 const STUDY = '1.2.840.99.1'
@@ -145,6 +145,29 @@ describe('startPreview', () => {
     expect(stats.firstImageMs).toBe(123.4)
     expect(document.querySelector('[data-testid="viewer-preview"]')).toBeNull()
     expect(p.ended).toBe('replaced')
+  })
+
+  it('holds Cornerstone back until the preview is painted, never longer than the cap', async () => {
+    history.replaceState(null, '', `/viewer/studies/${STUDY}`)
+    await previewSettled(STUDY, undefined) // no preview at all: at once
+    let release: () => void = () => undefined
+    const gate = new Promise<void>((r) => (release = r))
+    const p = startPreview(env(async (url) => (url.includes('/rendered') ? gate.then(() => serving(url)) : serving(url))))!
+    let done = false
+    void previewSettled(STUDY, undefined, 10_000).then(() => (done = true))
+    await settle()
+    expect(done).toBe(false)
+    release()
+    await settle()
+    expect(p.paintedAt).not.toBeNull()
+    expect(done).toBe(true)
+    await previewSettled(STUDY, undefined) // painted: at once
+    // a preview that never comes: the cap
+    delete window.__teleradPreview
+    startPreview(env(() => new Promise<Response>(() => undefined)))
+    const t0 = Date.now()
+    await previewSettled(STUDY, undefined, 50)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(45)
   })
 
   it('follows the viewport element once the viewer lays it out', async () => {

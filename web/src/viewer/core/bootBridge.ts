@@ -55,3 +55,14 @@ export function expectFirstImage(studyUid: string, institution: string | undefin
 export function endPreview(reason: string): void {
   window.__teleradPreview?.end(reason)
 }
+
+/**
+ * Wait (at most `capMs`) for this study's preview to be painted before Cornerstone3D's 6 MB chunk is evaluated and
+ * initialised: both need the page's one main thread, and the first pixels come first (UX R18). On a quiet machine
+ * the preview is on screen before the app gets here, so nothing waits; without a preview nothing waits either.
+ */
+export function previewSettled(studyUid: string, institution: string | undefined, capMs = 1000): Promise<void> {
+  const p = bootPreview(studyUid, institution)
+  if (!p || p.paintedAt !== null || p.ended) return Promise.resolve()
+  return Promise.race([p.settled, new Promise<void>((resolve) => setTimeout(resolve, capMs))])
+}
