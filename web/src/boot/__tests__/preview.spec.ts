@@ -145,6 +145,9 @@ describe('startPreview', () => {
     expect(stats.firstImageMs).toBe(123.4)
     expect(document.querySelector('[data-testid="viewer-preview"]')).toBeNull()
     expect(p.ended).toBe('replaced')
+    const later = freshStats() // the viewer opened again in the same page: its own figures
+    adoptPreview(later, STUDY, 'M01')
+    expect(later.firstImageMs).toBeNull()
   })
 
   it('holds Cornerstone back until the preview is painted, never longer than the cap', async () => {

@@ -32,10 +32,11 @@ export function takeBootSeries(
   }
 }
 
-/** A new viewer's stats start from the preview's paint time when it already showed this study. */
+/** A new viewer's stats start from the preview's paint time when the preview of this study is still on screen (not
+ * for a viewer opened again later in the same page). */
 export function adoptPreview(stats: ViewerStats, studyUid: string, institution?: string): void {
   const p = bootPreview(studyUid, institution)
-  if (p?.paintedAt != null && stats.firstImageMs === null) stats.firstImageMs = p.paintedAt
+  if (p && !p.ended && p.paintedAt !== null && stats.firstImageMs === null) stats.firstImageMs = p.paintedAt
 }
 
 /** Cornerstone rendered `sopUid` for the first time: both figures, and the preview goes. */
