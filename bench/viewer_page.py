@@ -29,6 +29,11 @@ ALL = "() => { const s = window.__teleradViewer.stats; return s.allImagesMs != n
 SHOWN = (
     "() => { const s = window.__teleradViewer.stats; return !('viewportsShownMs' in s) || s.viewportsShownMs != null }"
 )
+# Cornerstone's first render (the diagnostic image; `firstImageMs` may be the boot preview's, web/src/boot/preview.ts)
+DIAGNOSTIC = (
+    "() => { const v = window.__teleradViewer; return !!(v && v.stats && v.stats.firstDiagnosticImageMs !== null) }"
+)
+PREVIEW = "() => { const p = window.__teleradPreview; return p ? { painted_ms: p.paintedAt, ended: p.ended } : null }"
 RESOURCES = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const res = performance.getEntriesByType('resource').map(e => ({
@@ -133,6 +138,12 @@ class Browser:
         if rnd == 0:
             out["first_image_nonblank"] = self._shot(page, key, rnd, "first")
         try:
+            page.wait_for_function(DIAGNOSTIC, timeout=timeout, polling=20)
+            if rnd == 0:  # the screen once Cornerstone drew: the preview (if any) gone, the real image there
+                out["first_diagnostic_nonblank"] = self._shot(page, key, rnd, "diagnostic")
+        except PwTimeout:
+            out["missing"]["first_diagnostic_image_ms"] = f"no diagnostic image within {self.env.timeout_s:.0f} s"
+        try:
             page.wait_for_function(ALL, timeout=timeout, polling=50)
         except PwTimeout:
             out["missing"]["all_images_ms"] = f"not every image cached within {self.env.timeout_s:.0f} s"
@@ -144,6 +155,9 @@ class Browser:
         stats = out["stats"] = page.evaluate(STATS)
         first, every = stats.get("firstImageMs"), stats.get("allImagesMs")
         out["images_shown"] = stats.get("imagesTotal")
+        out["preview"] = _evaluate(page, PREVIEW)
+        diagnostic = stats.get("firstDiagnosticImageMs")
+        out["dr_first_diagnostic_image_ms" if key == "dr" else "first_diagnostic_image_ms"] = _round(diagnostic)
         if key == "dr":
             out["dr_first_image_ms"] = round(first, 1)
             out["dr_two_images_ms"] = None
@@ -244,6 +258,19 @@ def _group(entries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _app_before(res: list[dict[str, Any]], t: float | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    app = [e for e in res if kind(e["url"]) == "app" and e["start"] <= t]
+    js = [e for e in app if e["url"].split("?")[0].endswith(".js")]
+    return {
+        "requests": len(app),
+        "kb": round(sum(e["bytes"] or 0 for e in app) / 1024, 1),
+        "js_requests": len(js),
+        "js_kb": round(sum(e["bytes"] or 0 for e in js) / 1024, 1),
+    }
+
+
 def breakdown(page: dict[str, Any] | None, stats: dict[str, Any] | None) -> dict[str, Any]:
     """Where the time went, from the page's Resource Timing and the viewer's stats (ms from navigation start)."""
     if not page:
@@ -253,10 +280,13 @@ def breakdown(page: dict[str, Any] | None, stats: dict[str, Any] | None) -> dict
     groups: dict[str, list[dict[str, Any]]] = {}
     for e in res:
         groups.setdefault(kind(e["url"]), []).append(e)
+    first_dw = _round(min((e["start"] for e in res if "/dicomweb/" in e["url"]), default=None))
     out: dict[str, Any] = {
         "document_ms": round(nav.get("response_end") or 0, 1),
         "dom_content_loaded_ms": round(nav.get("dom_content_loaded") or 0, 1),
-        "first_dicomweb_request_ms": _round(min((e["start"] for e in res if "/dicomweb/" in e["url"]), default=None)),
+        "first_dicomweb_request_ms": first_dw,
+        # the app's own files (JS, CSS, fonts) requested before the first DICOMweb request: the critical path's weight
+        "app_before_first_dicomweb": _app_before(res, first_dw),
         "by_kind": {k: _group(v) for k, v in sorted(groups.items())},
     }
     frames = sorted(groups.get("frames", []), key=lambda e: e["end"])
@@ -270,8 +300,9 @@ def breakdown(page: dict[str, Any] | None, stats: dict[str, Any] | None) -> dict
             "transfer_ms": round(f["end"] - f["resp"], 1),
             "end_ms": round(f["end"], 1),
         }
-        if stats and stats.get("firstImageMs") is not None:
-            out["first_frame"]["then_decode_render_ms"] = round(stats["firstImageMs"] - f["end"], 1)
+        diagnostic = stats and (stats.get("firstDiagnosticImageMs") or stats.get("firstImageMs"))
+        if diagnostic is not None:
+            out["first_frame"]["then_decode_render_ms"] = round(diagnostic - f["end"], 1)
     if stats:
         out["viewer"] = {k: stats.get(k) for k in ("decodeMsTotal", "fetchMsTotal", "imagesTotal", "imagesCached")}
     return out
@@ -300,9 +331,11 @@ def server_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 def brief(one: dict[str, Any]) -> str:
     keys = (
         "first_image_ms",
+        "first_diagnostic_image_ms",
         "all_images_ms",
         "scroll_fps",
         "dr_first_image_ms",
+        "dr_first_diagnostic_image_ms",
         "dr_two_images_ms",
         "server_rss_peak_mb",
     )

@@ -1,5 +1,5 @@
 import { fileURLToPath, URL } from 'node:url'
-import { defineConfig } from 'vite'
+import { defineConfig, type Plugin } from 'vite'
 import vue from '@vitejs/plugin-vue'
 
 // Feature flags for Vue / vue-i18n. vue-i18n 11 compiles messages to an AST and
@@ -16,9 +16,34 @@ export const featureFlags = {
   __INTLIFY_DROP_MESSAGE_COMPILER__: 'false',
 }
 
+/**
+ * The viewer's boot preview (src/boot/preview.ts; issue 16, UX R18) as its own small entry, loaded by index.html
+ * ahead of the app with `<script type="module" async>` (a file, not inline: the CSP has script-src 'self'). Vite
+ * would fold a second module script of index.html into the app's entry, so the entry is built beside it and the tag
+ * added here, with the built file's hashed name (in dev: the source).
+ */
+const BOOT_ENTRY = 'src/boot/entry.ts'
+function bootEntry(): Plugin {
+  return {
+    name: 'telerad-boot-entry',
+    transformIndexHtml: {
+      order: 'post',
+      handler(_html, ctx) {
+        let src = `/${BOOT_ENTRY}`
+        if (ctx.bundle) {
+          const chunk = Object.values(ctx.bundle).find((c) => c.type === 'chunk' && c.isEntry && c.name === 'boot')
+          if (!chunk) throw new Error('the boot entry was not built')
+          src = `/${chunk.fileName}`
+        }
+        return [{ tag: 'script', attrs: { type: 'module', async: true, src }, injectTo: 'head-prepend' }]
+      },
+    },
+  }
+}
+
 export default defineConfig({
   base: '/',
-  plugins: [vue()],
+  plugins: [vue(), bootEntry()],
   define: featureFlags,
   resolve: {
     alias: [
@@ -58,12 +83,22 @@ export default defineConfig({
     assetsInlineLimit: 0,
     chunkSizeWarningLimit: 1500,
     rollupOptions: {
+      input: {
+        index: fileURLToPath(new URL('./index.html', import.meta.url)),
+        boot: fileURLToPath(new URL(`./${BOOT_ENTRY}`, import.meta.url)),
+      },
       output: {
         // The chunk that the BPMN viewer and modeler share is named after its first module
         // (bpmn-overrides.css); call it what it is.
         chunkFileNames: (chunk) =>
           chunk.name === 'bpmn-overrides' ? 'assets/bpmn-core-[hash].js' : 'assets/[name]-[hash].js',
         manualChunks(id: string) {
+          // Vite's preload helper and Rollup's CommonJS helpers: tiny, used by every lazy import. Left to Rollup
+          // they landed in the Cornerstone chunk, which every page (the viewer's first request too) then loaded
+          // whole: 6 MB before the app could start (issue 16, UX R18).
+          if (id.includes('vite/preload-helper') || id.includes('commonjsHelpers')) {
+            return 'vue'
+          }
           if (id.includes('node_modules/element-plus') || id.includes('node_modules/@element-plus')) {
             return 'element-plus'
           }

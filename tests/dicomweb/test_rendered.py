@@ -72,3 +72,32 @@ def test_view01_frames_near_the_viewport_size_are_not_shrunk() -> None:
     shrunk = rendered._shrink(arr, (60, 60))  # 300 // 120 = 2, 250 // 120 = 2
     assert shrunk.shape == (150, 125)
     assert shrunk[10, 10] == arr[20:22, 20:22].mean()
+
+
+def test_lut_path_gives_the_same_bytes_as_per_pixel(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 (UX R18, the viewer's first image): integer frames go through a per-value lookup table; every VOI path
+    must give exactly the bytes the per-pixel computation gives — signed and unsigned, a range wider than the type's
+    positive half, slope < 0, MONOCHROME1, min/max, the image's window, a requested linear-exact and sigmoid window."""
+    rng = np.random.default_rng(16)
+    frames = [
+        rng.integers(0, 4096, (512, 512)).astype(np.uint16),
+        rng.integers(-2000, 3000, (512, 512)).astype(np.int16),
+        rng.integers(-32768, 32767, (400, 300)).astype(np.int16),
+        rng.integers(0, 256, (300, 300)).astype(np.uint8),
+    ]
+    cases: list[tuple[Dataset, str, rendered.Window | None]] = [
+        (_ds(), "MONOCHROME2", None),
+        (_ds(), "MONOCHROME1", None),
+        (_ds(RescaleSlope="-2", RescaleIntercept="100"), "MONOCHROME2", None),
+        (_ds(RescaleIntercept="-1024", WindowCenter="40", WindowWidth="400"), "MONOCHROME2", None),
+        (_ds(), "MONOCHROME2", rendered.Window(1000.0, 800.0, "linear-exact")),
+        (_ds(), "MONOCHROME1", rendered.Window(200.0, 1500.0, "sigmoid")),
+    ]
+    for arr in frames:
+        for ds, pi, window in cases:
+            monkeypatch.setattr(rendered, "_LUT_MIN_PIXELS", 10**12)
+            per_pixel = rendered._grey(arr, ds, pi, window)
+            monkeypatch.setattr(rendered, "_LUT_MIN_PIXELS", 0)
+            via_lut = rendered._grey(arr, ds, pi, window)
+            assert via_lut.dtype == np.uint8
+            assert np.array_equal(per_pixel, via_lut), (arr.dtype, pi, window)

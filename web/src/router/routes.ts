@@ -1,5 +1,6 @@
 import type { RouteRecordRaw } from 'vue-router'
 import { fetchEarly } from '@/viewer/core/early'
+import { previewSettled } from '@/viewer/core/bootBridge'
 
 declare module 'vue-router' {
   interface RouteMeta {
@@ -75,6 +76,13 @@ export const routes: RouteRecordRaw[] = [
     beforeEnter: (to) => {
       const inst = typeof to.query.institution === 'string' ? to.query.institution : undefined
       fetchEarly(String(to.params.studyUid), inst)
+      // Cornerstone3D's chunk (the largest) loads beside the page's own chunk — once the boot preview is painted
+      // (web/src/boot/preview.ts) — and initialises as soon as it is in (the viewer's controller awaits the same)
+      previewSettled(String(to.params.studyUid), inst)
+        .then(() => import('@/viewer/core/controller'))
+        .then(() => import('@/viewer/core/init'))
+        .then((m) => m.initCornerstone())
+        .catch(() => undefined)
     },
   },
   {

@@ -10,6 +10,7 @@ import { ToolGroupManager, annotation, utilities as toolUtils } from '@cornersto
 import { i18n } from '@/i18n'
 import type { ActiveImage, ViewerContext } from '../extensions'
 import { DicomwebError, parseImageId, type SeriesInfo } from './dicomweb'
+import { adoptPreview, diagnosticRendered, endPreview, expectFirstImage } from './bootBridge'
 import { takeEarly } from './early'
 import { initCornerstone } from './init'
 import { takePrefetched } from './nextExam'
@@ -95,6 +96,7 @@ export class ViewerController {
         return vp ? readPixel(vp, x, y) : null
       },
     )
+    adoptPreview(this.stats, studyUid, institution)
   }
 
   // ---- loading -----------------------------------------------------------------------------------------------
@@ -128,6 +130,7 @@ export class ViewerController {
       this.state.status = 'ready'
     } catch (e) {
       if (this.destroyed) return
+      endPreview('error')
       this.state.status = 'error'
       this.state.notVisible = e instanceof DicomwebError && e.notVisible
       this.state.error = e instanceof Error ? e.message : String(e)
@@ -267,6 +270,7 @@ export class ViewerController {
     const ids = series.images.map((i) => i.imageId)
     v.total = ids.length
     v.index = Math.min(index, ids.length - 1)
+    if (v === this.state.viewports[0]) expectFirstImage(this.studyUid, this.institution, series.images[v.index]?.sopUid ?? '')
     await vp.setStack(ids, v.index)
     if (this.destroyed) return
     this.applyDisplay(vp)
@@ -343,7 +347,7 @@ export class ViewerController {
     const onRendered = () => {
       const vp = this.stackViewport(id)
       if (vp?.getCurrentImageId()) {
-        if (this.stats.firstImageMs === null) this.stats.firstImageMs = performance.now()
+        if (this.stats.firstDiagnosticImageMs === null) diagnosticRendered(this.stats, performance.now())
         this.noteShown(id)
       }
       const v = this.state.viewports.find((x) => x.id === id)

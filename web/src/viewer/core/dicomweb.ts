@@ -93,6 +93,11 @@ export async function searchSeries(studyUid: string, institution?: string, signa
     `${studyBase(studyUid)}/series${query(institution)}`,
     signal,
   )
+  return toSeriesList(list)
+}
+
+/** QIDO-RS series results → the viewer's series, in series-number order. */
+export function toSeriesList(list: DicomJson[]): SeriesInfo[] {
   return list
     .map((ds) => ({
       seriesUid: tagString(ds, '0020000E'),

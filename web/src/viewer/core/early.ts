@@ -3,7 +3,8 @@
  * viewer — while the viewer's JavaScript (Cornerstone3D, a few MB) is still downloading and compiling (UX R18: the
  * first image fast). Kept free of Cornerstone imports so it can live in the main bundle.
  */
-import { type DicomJson, type SeriesInfo, searchSeries, seriesMetadata } from './dicomweb'
+import { takeBootSeries } from './bootBridge'
+import { type DicomJson, type SeriesInfo, searchSeries, seriesMetadata, toSeriesList } from './dicomweb'
 
 interface Early {
   series: Promise<SeriesInfo[]>
@@ -17,8 +18,15 @@ const key = (studyUid: string, institution?: string) => `${studyUid}|${instituti
 export function fetchEarly(studyUid: string, institution?: string): void {
   const k = key(studyUid, institution)
   if (early.has(k)) return
-  const series = searchSeries(studyUid, institution)
+  // the boot preview's QIDO answer when it asked already (web/src/boot/preview.ts); asked again when it failed, so
+  // that a refusal reaches the viewer as a DicomwebError
+  const boot = takeBootSeries(studyUid, institution)
+  const series = boot
+    ? boot.series.then(toSeriesList, () => searchSeries(studyUid, institution))
+    : searchSeries(studyUid, institution)
   const firstMetadata = series.then(async (list) => {
+    const taken = boot ? await boot.firstMetadata : null
+    if (taken) return taken
     const first = list[0]
     return first ? { seriesUid: first.seriesUid, instances: await seriesMetadata(studyUid, first.seriesUid, institution) } : null
   })

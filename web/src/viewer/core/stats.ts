@@ -5,7 +5,10 @@
 import type { PixelReading } from './pixelProbe'
 
 export interface ViewerStats {
+  /** The study's first pixels on screen: the boot preview (web/src/boot/preview.ts) or Cornerstone, whichever first. */
   firstImageMs: number | null
+  /** Cornerstone's first rendered image (the diagnostic one). */
+  firstDiagnosticImageMs: number | null
   allImagesMs: number | null
   /** Every viewport of the initial layout that shows a series has rendered an image (e.g. both views of a DR). */
   viewportsShownMs: number | null
@@ -29,7 +32,16 @@ declare global {
 }
 
 export function freshStats(): ViewerStats {
-  return { firstImageMs: null, allImagesMs: null, viewportsShownMs: null, imagesTotal: 0, imagesCached: 0, decodeMsTotal: 0, fetchMsTotal: 0 }
+  return {
+    firstImageMs: null,
+    firstDiagnosticImageMs: null,
+    allImagesMs: null,
+    viewportsShownMs: null,
+    imagesTotal: 0,
+    imagesCached: 0,
+    decodeMsTotal: 0,
+    fetchMsTotal: 0,
+  }
 }
 
 /** Install a new probe for one viewer (the last opened wins); returns its stats object to update in place. */
