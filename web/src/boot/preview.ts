@@ -245,6 +245,7 @@ function freshProbeStats(): PreviewProbe['stats'] {
     firstImageMs: null,
     firstDiagnosticImageMs: null,
     allImagesMs: null,
+    viewportsShownMs: null,
     imagesTotal: 0,
     imagesCached: 0,
     decodeMsTotal: 0,

@@ -29,6 +29,7 @@ export interface PreviewProbe {
     firstImageMs: number | null
     firstDiagnosticImageMs: number | null
     allImagesMs: number | null
+    viewportsShownMs: number | null
     imagesTotal: number
     imagesCached: number
     decodeMsTotal: number
