@@ -5,7 +5,8 @@ multipart/related answer (engine/dicomweb/pixeldata.py: the parts, their order a
 Query: `instances=uid,uid,…` (those instances, in that order) or `offset`/`limit` (a slice of the series' instance
 order), plus the usual `institution=` / `case=`. The visibility and pixel-access decision is the frames resource's
 (wado.series_decision: the same cache, refusals and 404s), taken once per request; the access audit and the
-per-principal rate limit count the request once.
+per-principal rate limit count the request once. The transfer syntax of the frames is negotiated as the frames
+route's (engine/dicomweb/negotiate.py, per stored syntax).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def series_pixeldata(study: str, series: str) -> Response:
     first = next(p for p in plans.values() if p is not None)
     mp = Multipart(first.media)
     base = request.host_url.rstrip("/") + (blp.url_prefix or "")
-    stream = pixeldata.FrameStream(refs, plans, mp, base)
+    stream = pixeldata.FrameStream(refs, plans, mp, base, ranges)
     try:
         started = stream.start()
     except InstanceFailed as exc:  # nothing sent yet: an error answer, audited as the frames' failures are
@@ -59,5 +60,8 @@ def series_pixeldata(study: str, series: str) -> Response:
     body = _cut_short_audited(stream.body(), "pixeldata")
     if left_out:  # PS3.18 §8.6.1: some instances cannot be sent in an accepted form
         warning = f'299 telerad "{left_out} instances not available in an acceptable transfer syntax"'
-        return _stream(body, mp.content_type, 206, Warning=warning)
-    return _stream(body, mp.content_type)
+        response = _stream(body, mp.content_type, 206, Warning=warning)
+    else:
+        response = _stream(body, mp.content_type)
+    response.call_on_close(stream.close)  # the frames read ahead are dropped even when the body is never read
+    return response

@@ -9,33 +9,36 @@ instead of searching it for the boundary). Frames go out in the order of the sel
 series order (`offset`, `limit`), or the instances the request lists (`instances=uid,uid,…`, in that order); every
 frame of a multi-frame instance, in frame order.
 
-The forms are the frames resource's (`plan_frames`): native frames as stored, compressed frames as stored when the
-Accept header takes the stored syntax (or `transfer-syntax=*`), else decoded in the sandboxed pool — a few frames at
-a time, never a whole instance. Planned per stored transfer syntax (the index row's) before the status goes out:
-instances that no accepted form fits are left out (206 with a Warning), none at all is 406. Files are read while the
-body is sent, one frame (one pread per fragment) at a time: the server holds a frame, not the series.
+One negotiation for every frame route (engine/dicomweb/negotiate.py): the form is `negotiate_frame_syntax` of each
+stored transfer syntax among the instances (the index row's), decided before the status goes out — instances that
+no accepted form fits are left out (206 with a Warning), none at all is 406; a file whose syntax is not its row's
+is negotiated again by its own. The bytes are `frame_bytes_in`'s: cut from the file, or decoded in the sandboxed
+pool from the frame index's image attributes (and kept in the decoded-frame cache), as the frames route sends them.
+
+The stream asks for one instance at a time (a multi-frame instance: FRAME_BYTES_PER_CALL of native pixels at a
+time) and keeps the next ones coming while the current one is sent (transcode.Prefetch): when frames are decoded,
+as many at once as the pool has decoders, at most one more waiting — the server holds a few instances' frames,
+never the series.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from pydicom.encaps import get_frame
-
-from engine.dicomweb.frame_index import FrameIndex, index_of, read_spans
-from engine.dicomweb.frames import FramePlan, native_frame_size, plan_frames
+from engine.dicomweb import negotiate
+from engine.dicomweb.frame_index import FrameIndex, index_of
 from engine.dicomweb.media import MediaRange, Multipart, NotAcceptable
+from engine.dicomweb.negotiate import FramePlan
 from engine.dicomweb.wado import InstanceFailed, InstanceRef
 from engine.errors import NotFound, ValidationFailed
 from engine.imaging import transcode
-from engine.imaging.native import UNCOMPRESSED, TranscodeError
+from engine.imaging.native import TranscodeError
 
 MAX_LISTED = 1000  # SOP Instance UIDs in one `instances=` (a URL of ~65 kB at most)
 MAX_LIMIT = 65535
-DECODE_BATCH = 4  # frames decoded per sandbox call when the stored syntax is not accepted
+FRAME_BYTES_PER_CALL = 8 << 20  # native pixels asked of frame_bytes_in at once (a multi-frame instance in pieces)
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
@@ -101,7 +104,8 @@ def select(listed: dict[str, InstanceRef], sel: Selection) -> list[InstanceRef]:
 
 
 def plan_all(refs: list[InstanceRef], ranges: list[MediaRange]) -> dict[str, FramePlan | None]:
-    """The form of each stored transfer syntax among `refs` (None: not acceptable).
+    """The form of each stored transfer syntax among `refs` (None: not acceptable), by negotiate_frame_syntax — the
+    frames route's rule, the decoding pool's queue included.
 
     Raises:
         NotAcceptable: no instance can be sent in an accepted form.
@@ -109,7 +113,7 @@ def plan_all(refs: list[InstanceRef], ranges: list[MediaRange]) -> dict[str, Fra
     plans: dict[str, FramePlan | None] = {}
     for ts in dict.fromkeys(r.ts for r in refs):
         try:
-            plans[ts] = plan_frames(ranges, ts)
+            plans[ts] = negotiate.negotiate_frame_syntax(ranges, ts)
         except NotAcceptable:
             plans[ts] = None
     if not any(plans.values()):
@@ -131,119 +135,137 @@ def left_out(refs: list[InstanceRef], plans: dict[str, FramePlan | None]) -> lis
     return out
 
 
-class FrameStream:
-    """The multipart/related body: a part per frame, read from the files while it is sent.
+@dataclass(frozen=True)
+class _Piece:
+    """Frames `numbers` of one instance in the form `plan` (`last`: its last piece), or why the instance cannot be
+    sent (`error`, found while planning it)."""
 
-    As wado.InstanceStream: `start()`, before the status goes out, reads up to the first frame (a failure there is
+    ref: InstanceRef
+    plan: FramePlan
+    index: FrameIndex | None = None
+    numbers: tuple[int, ...] = ()
+    last: bool = True
+    error: Exception | None = None
+
+
+def frames_per_call(index: FrameIndex) -> int:
+    """How many frames of an instance one frame_bytes_in call takes: FRAME_BYTES_PER_CALL of native pixels."""
+    size = index.pixels * max(index.bits, 8) // 8
+    return max(1, FRAME_BYTES_PER_CALL // size) if size > 0 else 1
+
+
+def _produce(piece: _Piece) -> list[bytes] | Exception:
+    """The frames of a piece (run ahead in a Prefetch thread), or what went wrong: a frame that cannot be read or
+    decoded fails its instance (never a series with a frame silently gone)."""
+    if piece.error is not None:
+        return piece.error
+    assert piece.index is not None
+    numbers = list(piece.numbers)
+    try:
+        _pi, frames = negotiate.frame_bytes_in(piece.plan, piece.ref, piece.index, numbers)
+    except (OSError, ValueError, KeyError, IndexError, NotAcceptable, TranscodeError) as exc:
+        return exc
+    out: list[bytes] = []
+    for n, (ok, value) in zip(numbers, frames, strict=True):
+        if not ok or not isinstance(value, bytes):
+            return TranscodeError(f"帧 {n} 无法读取或解码：{value!s}"[:300])
+        out.append(value)
+    return out
+
+
+class FrameStream:
+    """The multipart/related body: a part per frame, read (or decoded) from the files while it is sent.
+
+    As wado.InstanceStream: `start()`, before the status goes out, waits for the first frames (a failure there is
     an error answer); once the body has begun, a frame that cannot be read or decoded ends it with InstanceFailed,
     without the closing boundary (the client's parser fails, and the viewer asks for the missing frames one by one).
-    Instances without pixel data (an SR in the series) have no frames and are passed over.
+    Instances without pixel data (an SR in the series) have no frames and are passed over. `close()` (the body's
+    end, or the client gone) cancels what has not been asked for and waits for the calls under way.
     """
 
-    def __init__(self, refs: list[InstanceRef], plans: dict[str, FramePlan | None], mp: Multipart, base: str) -> None:
+    def __init__(
+        self,
+        refs: list[InstanceRef],
+        plans: dict[str, FramePlan | None],
+        mp: Multipart,
+        base: str,
+        ranges: list[MediaRange],
+    ) -> None:
         self.refs = [r for r in refs if plans.get(r.ts) is not None]
         self.plans = plans
+        self.ranges = ranges
         self.mp = mp
         self.base = base
         self.sent = 0  # instances whose frames all went out
         self.frames = 0
-        self._parts = self._generate()
-        self._first: list[bytes] | None = None
+        decoding = any(p is not None and not p.stored for p in plans.values())
+        workers = transcode.transcoder().workers if decoding else 1
+        self._ahead = transcode.Prefetch(self._pieces(), _produce, workers=workers, ahead=workers + 1)
+        self._results = iter(self._ahead)
+        self._first: tuple[_Piece, list[bytes]] | None = None
 
-    def start(self) -> bool:
-        """Read up to the first frame; False when the selection has no frames at all.
-
-        Raises:
-            InstanceFailed: the first instance with pixel data cannot be read or decoded.
-        """
-        try:
-            self._first = next(self._parts)
-        except StopIteration:
-            return False
-        return True
-
-    def body(self) -> Iterator[bytes]:
-        if self._first is not None:
-            yield from self._first
-            self._first = None
-            for part in self._parts:
-                yield from part
-        yield self.mp.close()
-
-    def _generate(self) -> Iterator[list[bytes]]:
+    def _pieces(self) -> Iterator[_Piece]:
+        """Each instance's frames in pieces of frames_per_call (the file's own syntax decides its form)."""
         for ref in self.refs:
             plan = self.plans[ref.ts]
             assert plan is not None
             try:
                 index = index_of(ref.path)
-            except (OSError, ValueError) as exc:
-                raise InstanceFailed(ref, plan.ts, exc, self.sent) from exc
-            if index.pixel_offset is None:
+                if index.pixel_offset is None:
+                    continue
+                if index.ts != ref.ts:  # the index row and the file disagree: the file decides
+                    plan = negotiate.negotiate_frame_syntax(self.ranges, index.ts)
+            except (OSError, ValueError, NotAcceptable) as exc:
+                yield _Piece(ref, plan, error=exc)
                 continue
-            if index.ts != ref.ts:  # the index row and the file disagree: the file decides
-                try:
-                    plan = plan_frames(self._ranges_of(plan), index.ts)
-                except NotAcceptable as exc:
-                    raise InstanceFailed(ref, index.ts, exc, self.sent) from exc
-            url = f"{self.base}/studies/{ref.study_uid}/series/{ref.series_uid}/instances/{ref.sop_uid}/frames/"
-            media = f"{plan.media}; transfer-syntax={plan.ts}"
-            for number, data in _frames(ref, index, plan, self.sent):
-                headers = {"Content-Location": f"{url}{number}", "Content-Length": str(len(data))}
-                yield list(self.mp.part([data], media, headers))
-                self.frames += 1
+            per = frames_per_call(index)
+            for first in range(1, index.frames + 1, per):
+                numbers = tuple(range(first, min(first + per, index.frames + 1)))
+                yield _Piece(ref, plan, index, numbers, last=numbers[-1] == index.frames)
+
+    def _next(self) -> tuple[_Piece, list[bytes]] | None:
+        for piece, out in self._results:
+            if isinstance(out, Exception):
+                raise InstanceFailed(piece.ref, piece.plan.ts, out, self.sent)
+            return piece, out
+        return None
+
+    def start(self) -> bool:
+        """Wait for the first frames; False when the selection has no frames at all.
+
+        Raises:
+            InstanceFailed: the first instance with pixel data cannot be read or decoded.
+        """
+        try:
+            self._first = self._next()
+        except InstanceFailed:
+            self.close()
+            raise
+        if self._first is None:
+            self.close()
+            return False
+        return True
+
+    def _parts(self, piece: _Piece, frames: list[bytes]) -> Iterator[bytes]:
+        ref = piece.ref
+        url = f"{self.base}/studies/{ref.study_uid}/series/{ref.series_uid}/instances/{ref.sop_uid}/frames/"
+        for number, data in zip(piece.numbers, frames, strict=True):
+            headers = {"Content-Location": f"{url}{number}", "Content-Length": str(len(data))}
+            yield from self.mp.part([data], piece.plan.part_type, headers)
+            self.frames += 1
+        if piece.last:
             self.sent += 1
 
-    @staticmethod
-    def _ranges_of(plan: FramePlan) -> list[MediaRange]:
-        return [MediaRange("multipart/related", {"type": plan.media, "transfer-syntax": plan.ts})]
+    def body(self) -> Iterator[bytes]:
+        """The parts, then the closing boundary — or InstanceFailed, without it (see the class)."""
+        try:
+            current, self._first = self._first, None
+            while current is not None:
+                yield from self._parts(*current)
+                current = self._next()
+            yield self.mp.close()
+        finally:
+            self.close()
 
-
-def _frames(ref: InstanceRef, index: FrameIndex, plan: FramePlan, sent: int) -> Iterator[tuple[int, bytes]]:
-    """(frame number, bytes) of every frame of one instance, read (or decoded) one at a time."""
-    assert index.pixel_offset is not None
-    numbers = range(1, index.frames + 1)
-    try:
-        if not plan.stored:
-            yield from _decoded(ref, index, list(numbers))
-            return
-        if index.ts in UNCOMPRESSED:
-            size = native_frame_size(index)
-            fd = os.open(ref.path, os.O_RDONLY)
-            try:
-                for n in numbers:
-                    data = os.pread(fd, size, index.pixel_offset + (n - 1) * size)
-                    if len(data) != size:
-                        raise ValueError("像素数据不完整")
-                    yield n, data
-            finally:
-                os.close(fd)
-        elif index.spans is not None:
-            fd = os.open(ref.path, os.O_RDONLY)
-            try:
-                for n in numbers:
-                    yield n, read_spans(fd, index.spans[n - 1])
-            finally:
-                os.close(fd)
-        else:
-            with open(ref.path, "rb") as fp:
-                for n in numbers:
-                    fp.seek(index.pixel_offset)
-                    yield n, get_frame(fp, n - 1, number_of_frames=index.frames, extended_offsets=index.extended)
-    except (OSError, ValueError, KeyError, IndexError, NotAcceptable, TranscodeError) as exc:
-        raise InstanceFailed(ref, plan.ts, exc, sent) from exc
-
-
-def _decoded(ref: InstanceRef, index: FrameIndex, numbers: list[int]) -> Iterator[tuple[int, bytes]]:
-    """Frames decoded to native bytes in the sandbox pool, DECODE_BATCH at a time.
-
-    Raises:
-        TranscodeError: a frame does not decode (the body is cut short: never a series with a frame silently gone).
-    """
-    pool = transcode.transcoder()
-    for i in range(0, len(numbers), DECODE_BATCH):
-        batch = numbers[i : i + DECODE_BATCH]
-        _pi, results = pool.frames(ref.path, batch)
-        for n, (ok, value) in zip(batch, results, strict=True):
-            if not ok or not isinstance(value, bytes):
-                raise TranscodeError(f"帧 {n} 无法解码：{value!s}"[:300])
-            yield n, value
+    def close(self) -> None:
+        self._ahead.close()

@@ -16,10 +16,15 @@
  * A received frame is dropped from the store once its image is loaded (or the run is aborted): the store holds
  * frames between their arrival and their decoding, bounded by HELD_BYTES_MAX (only the earliest request of a run
  * may go past it, so the frames the loader waits for always keep coming).
+ *
+ * A bulk request asks with the Accept header a frame fetched alone would (frameAccept.ts: the stored syntax and the
+ * bandwidth mode): on a LAN a JPEG-lossless series comes uncompressed, decoded by the server, and each frame goes to
+ * the loader with the transfer syntax its part names (the stored one when the server's decoders were busy).
  */
 import { metaData, registerImageLoader } from '@cornerstonejs/core'
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader'
 import { parseImageId } from './dicomweb'
+import { acceptForImage } from './frameAccept'
 import { boundaryOf, MultipartParser, partTransferSyntax } from './multipart'
 
 /** Instances in a run's first request: the images the viewer shows next arrive while the rest is asked for. */
@@ -30,7 +35,6 @@ export const URL_BUDGET = 6000
 export const PARALLEL = 2
 /** Bytes of received, not yet decoded frames a run keeps before it pauses reading (all but its earliest request). */
 export const HELD_BYTES_MAX = 192 * 1024 * 1024
-const ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 const COMPRESSED_FRAME_DATA = 'compressedFrameData'
 
 export const frameKey = (sopUid: string, frame: number): string => `${sopUid}/${frame}`
@@ -175,12 +179,16 @@ export function releaseFrame(imageId: string): void {
 export interface BulkRequest {
   url: string
   keys: string[]
+  /** The Accept header: the one a frame of these instances fetched alone is asked with. */
+  accept: string
 }
 
-/** The requests of a run: per series (and query, e.g. `institution=`), the instances in the order of `imageIds` —
- * FIRST_CHUNK of them first, then as many as URL_BUDGET allows per request. */
-export function planRequests(imageIds: string[]): BulkRequest[] {
-  const groups = new Map<string, { base: string; query: string; sops: string[]; keys: Map<string, string[]> }>()
+/** The requests of a run: per series (and query, e.g. `institution=`) and Accept header (`acceptOf`: by the stored
+ * syntax), the instances in the order of `imageIds` — FIRST_CHUNK of them first, then as many as URL_BUDGET allows
+ * per request. */
+export function planRequests(imageIds: string[], acceptOf: (imageId: string) => string = acceptForImage): BulkRequest[] {
+  type Group = { base: string; query: string; accept: string; sops: string[]; keys: Map<string, string[]> }
+  const groups = new Map<string, Group>()
   for (const id of imageIds) {
     const p = parseImageId(id)
     const at = id.indexOf('/instances/')
@@ -188,8 +196,10 @@ export function planRequests(imageIds: string[]): BulkRequest[] {
     const q = id.indexOf('?')
     const base = `${id.slice(7, at)}/pixeldata`
     const query = q >= 0 ? id.slice(q + 1) : ''
-    let g = groups.get(base + '?' + query)
-    if (!g) groups.set(base + '?' + query, (g = { base, query, sops: [], keys: new Map() }))
+    const accept = acceptOf(id)
+    const groupKey = `${base}?${query}\n${accept}`
+    let g = groups.get(groupKey)
+    if (!g) groups.set(groupKey, (g = { base, query, accept, sops: [], keys: new Map() }))
     let keys = g.keys.get(p.sopUid)
     if (!keys) {
       g.sops.push(p.sopUid)
@@ -210,7 +220,7 @@ export function planRequests(imageIds: string[]): BulkRequest[] {
       }
       const params = new URLSearchParams(g.query)
       params.set('instances', chunk.join(','))
-      out.push({ url: `${g.base}?${params.toString()}`, keys: chunk.flatMap((s) => g.keys.get(s)!) })
+      out.push({ url: `${g.base}?${params.toString()}`, keys: chunk.flatMap((s) => g.keys.get(s)!), accept: g.accept })
     }
   }
   return out
@@ -220,7 +230,7 @@ export function planRequests(imageIds: string[]): BulkRequest[] {
 async function readRequest(req: BulkRequest, signal: AbortSignal | undefined, mayOverfill: () => boolean): Promise<number> {
   let received = 0
   try {
-    const resp = await fetch(req.url, { credentials: 'same-origin', headers: { Accept: ACCEPT }, signal })
+    const resp = await fetch(req.url, { credentials: 'same-origin', headers: { Accept: req.accept }, signal })
     const boundary = boundaryOf(resp.headers.get('Content-Type'))
     if (!resp.ok || !resp.body || !boundary) throw new Error(`pixeldata answered ${resp.status}`)
     const parser = new MultipartParser(boundary)

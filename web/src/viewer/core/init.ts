@@ -5,7 +5,7 @@
 import { cache, init as coreInit, isCornerstoneInitialized, setUseCPURendering } from '@cornerstonejs/core'
 import { init as toolsInit } from '@cornerstonejs/tools'
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader'
-import { acceptFor } from './frameSyntax'
+import { acceptForImage } from './frameAccept'
 
 let ready: Promise<void> | null = null
 let cspShim = false
@@ -49,16 +49,9 @@ export function useCpuRenderingPreferred(): boolean {
   return !hasWebGL2()
 }
 
-/**
- * The Accept header of each frame request (issue 16): by the stored syntax the instance's metadata names
- * (Available Transfer Syntax UID) and the bandwidth mode (frameSyntax.ts).
- */
+/** The Accept header of each frame request (issue 16): by the instance's stored syntax and the bandwidth mode. */
 function frameHeaders(_xhr: XMLHttpRequest, imageId: string): Record<string, string> {
-  const meta = dicomImageLoader.wadors.metaDataManager.get(imageId) as
-    | Record<string, { Value?: unknown[] } | undefined>
-    | undefined
-  const stored = meta?.['00083002']?.Value?.[0]
-  return { Accept: acceptFor(typeof stored === 'string' ? stored : undefined) }
+  return { Accept: acceptForImage(imageId) }
 }
 
 export function initCornerstone(): Promise<void> {

@@ -6,11 +6,18 @@ import libraryLoader from '../../../../node_modules/@cornerstonejs/dicom-image-l
 
 // the library's loader needs web workers and codecs: the hook is checked against its source below, and a stand-in
 // with the same call (metaData.getTyped('compressedFrameData', imageId, { frameIndex })) runs here
-vi.mock('@cornerstonejs/dicom-image-loader', () => ({ default: { wadors: { loadImage: vi.fn() } } }))
+// the instances' metadata as series.ts adds it (Available Transfer Syntax UID, 0008,3002, names the stored syntax)
+const instanceMeta = vi.hoisted(() => new Map<string, Record<string, { vr: string; Value: string[] }>>())
+vi.mock('@cornerstonejs/dicom-image-loader', () => ({
+  default: { wadors: { loadImage: vi.fn(), metaDataManager: { get: (id: string) => instanceMeta.get(id) } } },
+}))
 
 const { bulkAwareLoader, fetchBulk, frameProvider, FIRST_CHUNK, installBulkLoader, planRequests, store, URL_BUDGET } =
   await import('../bulk')
 installBulkLoader() // the provider, in front of the others
+const { ACCEPT_AS_STORED, ACCEPT_UNCOMPRESSED_FIRST, EXPLICIT_VR_LE, setBandwidthMode } = await import('../frameSyntax')
+const { acceptForImage } = await import('../frameAccept')
+const JLL = '1.2.840.10008.1.2.4.70'
 
 const ORIGIN = 'http://viewer.test'
 const STUDY = '1.2.3'
@@ -20,12 +27,12 @@ const imageId = (i: number, frame = 1, q = '?institution=M01') =>
   `wadors:${ORIGIN}/dicomweb/studies/${STUDY}/series/${SERIES}/instances/${sop(i)}/frames/${frame}${q}`
 const pixels = (i: number, frame = 1) => new Uint8Array(Array.from({ length: 64 }, (_, k) => (i * 3 + frame * 5 + k) & 0xff))
 
-function multipart(frames: [number, number][], boundary = 'bnd'): Uint8Array {
+function multipart(frames: [number, number][], boundary = 'bnd', syntaxOf: (i: number) => string = () => EXPLICIT_VR_LE): Uint8Array {
   const chunks: Uint8Array[] = []
   const enc = new TextEncoder()
   for (const [i, f] of frames) {
     const loc = `${ORIGIN}/dicomweb/studies/${STUDY}/series/${SERIES}/instances/${sop(i)}/frames/${f}`
-    const head = `--${boundary}\r\nContent-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1\r\nContent-Location: ${loc}\r\nContent-Length: 64\r\n\r\n`
+    const head = `--${boundary}\r\nContent-Type: application/octet-stream; transfer-syntax=${syntaxOf(i)}\r\nContent-Location: ${loc}\r\nContent-Length: 64\r\n\r\n`
     chunks.push(enc.encode(head), pixels(i, f), enc.encode('\r\n'))
   }
   chunks.push(enc.encode(`--${boundary}--\r\n`))
@@ -62,6 +69,8 @@ function standIn(fetched: string[]) {
 
 afterEach(() => {
   vi.unstubAllGlobals()
+  instanceMeta.clear()
+  setBandwidthMode('auto')
 })
 
 describe('view01 bulk frames', () => {
@@ -144,6 +153,51 @@ describe('view01 bulk frames', () => {
     expect(await first).toBe(1)
     await bulkAwareLoader(imageId(41), {}, standIn(fetched) as never).promise
     expect(store.held).toBe(0)
+  })
+
+  it('asks with the per-frame rule: a JPEG-lossless series uncompressed on a LAN, as stored on a WAN', async () => {
+    const stored = (i: number) => (i <= 53 ? JLL : EXPLICIT_VR_LE) // 51-53 JPEG lossless, 54 uncompressed
+    const ids = [51, 52, 53, 54].map((i) => imageId(i))
+    for (const [k, id] of ids.entries()) instanceMeta.set(id, { '00083002': { vr: 'UI', Value: [stored(51 + k)] } })
+    setBandwidthMode('lan')
+    const lan = planRequests(ids)
+    // a request per stored form, each with the Accept header a frame of it fetched alone gets (init.ts beforeSend)
+    expect(lan.map((r) => [r.accept, r.keys])).toEqual([
+      [ACCEPT_UNCOMPRESSED_FIRST, [51, 52, 53].map((i) => `${sop(i)}/1`)],
+      [ACCEPT_AS_STORED, [`${sop(54)}/1`]],
+    ])
+    const acceptOfKey = new Map(lan.flatMap((r) => r.keys.map((k) => [k, r.accept] as const)))
+    for (const [k, id] of ids.entries()) expect(acceptOfKey.get(`${sop(51 + k)}/1`)).toBe(acceptForImage(id))
+    setBandwidthMode('wan')
+    expect(planRequests(ids).map((r) => r.accept)).toEqual([ACCEPT_AS_STORED]) // one request: fewest bytes
+    // on a LAN the server decodes: the loader gets uncompressed bytes (no JPEG decode in the browser); a frame the
+    // server sent as stored (its decoders busy: the q=0.5 fallback) keeps its JPEG-lossless label
+    setBandwidthMode('lan')
+    const asked: [string, string][] = []
+    vi.stubGlobal('fetch', vi.fn(async (url: string, init: RequestInit) => {
+      const listed = new URL(url, ORIGIN).searchParams.get('instances')!.split(',')
+      asked.push([listed.join(','), (init.headers as Record<string, string>).Accept])
+      const frames = listed.map((u) => [Number(u.split('.').pop()) - 1000000, 1] as [number, number])
+      return streamed(multipart(frames, 'bnd', (i) => (i === 53 ? JLL : EXPLICIT_VR_LE)))
+    }))
+    const fetched: string[] = []
+    const run = fetchBulk(ids)
+    const loads = ids.map((id) => bulkAwareLoader(id, {}, standIn(fetched) as never).promise)
+    expect(await run).toBe(4)
+    const images = (await Promise.all(loads)) as unknown as { bytes: Uint8Array; ts: string }[]
+    expect(asked).toEqual([
+      [[51, 52, 53].map(sop).join(','), ACCEPT_UNCOMPRESSED_FIRST],
+      [sop(54), ACCEPT_AS_STORED],
+    ])
+    expect(fetched).toEqual([])
+    expect(images.map((im) => im.ts)).toEqual([EXPLICIT_VR_LE, EXPLICIT_VR_LE, JLL, EXPLICIT_VR_LE])
+    expect(images[1].bytes).toEqual(pixels(52))
+    expect(store.held).toBe(0)
+  })
+
+  it('asks as stored when the metadata names no stored syntax (another archive)', () => {
+    setBandwidthMode('lan')
+    expect(planRequests([imageId(61)]).map((r) => r.accept)).toEqual([ACCEPT_AS_STORED])
   })
 
   it('uses the hook the dicom-image-loader 5.14 has: compressedFrameData asked before any request', () => {
