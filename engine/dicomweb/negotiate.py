@@ -123,9 +123,14 @@ def decoder_busy() -> bool:
     return pool.waiting() >= BUSY_WAITING_PER_WORKER * pool.workers
 
 
-def frame_bytes_in(plan: FramePlan, ref: InstanceRef, index: FrameIndex, numbers: list[int]) -> tuple[str, list[Frame]]:
+def frame_bytes_in(
+    plan: FramePlan, ref: InstanceRef, index: FrameIndex, numbers: list[int], keep: bool = True
+) -> tuple[str, list[Frame]]:
     """Frames `numbers` (1-based, checked against `index`) of the stored instance `ref` in the form `plan`, and the
     Photometric Interpretation of the data sent; a frame that cannot be read or decoded is (False, reason), alone.
+    Decoded frames are looked up in the decoded-frame cache and, with `keep`, kept there; a whole series streamed
+    once (pixeldata) passes keep=False: it would only push out what per-frame readers use, and the viewer keeps
+    the series itself.
 
     Raises:
         TranscodeError: the instance cannot be decoded at all (or the sandbox's limits were exceeded).
@@ -151,7 +156,7 @@ def frame_bytes_in(plan: FramePlan, ref: InstanceRef, index: FrameIndex, numbers
         pi = decoded_pi
         for n, frame in zip(todo, decoded, strict=True):
             found[n] = frame
-            if cache is not None and frame[0] and isinstance(frame[1], bytes):
+            if keep and cache is not None and frame[0] and isinstance(frame[1], bytes):
                 cache.put(ref.sop_uid, n, path, decoded_pi, frame[1])
     return pi, [found[n] for n in numbers]
 

@@ -162,7 +162,7 @@ def _produce(piece: _Piece) -> list[bytes] | Exception:
     assert piece.index is not None
     numbers = list(piece.numbers)
     try:
-        _pi, frames = negotiate.frame_bytes_in(piece.plan, piece.ref, piece.index, numbers)
+        _pi, frames = negotiate.frame_bytes_in(piece.plan, piece.ref, piece.index, numbers, keep=False)
     except (OSError, ValueError, KeyError, IndexError, NotAcceptable, TranscodeError) as exc:
         return exc
     out: list[bytes] = []
