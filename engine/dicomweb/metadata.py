@@ -83,8 +83,13 @@ def metadata_doc(ref: InstanceRef, base: str) -> dict[str, Any]:
     Raises:
         OSError, ValueError: the file cannot be read.
     """
-    header = read_header_fast(ref.path) or read_header(ref.path)
-    url = instance_url(base, ref)
+    return _doc(ref.path, instance_url(base, ref))
+
+
+def _doc(path: Path, url: str) -> dict[str, Any]:
+    """The DICOM JSON of the stored file at `path` whose instance resource is `url` (one construction for the
+    documents built per request and the templates kept per file)."""
+    header = read_header_fast(path) or read_header(path)
     doc = with_available_syntax(dataset_json(header.ds, url), header.ts)
     if header.pixel_offset is not None:
         doc["7FE00010"] = {"vr": header.pixel_vr, "BulkDataURI": f"{url}/bulkdata/7FE00010"}
@@ -131,11 +136,7 @@ def build(path: Path) -> tuple[str, bytes]:
         OSError, ValueError: the file cannot be read.
     """
     token = secrets.token_hex(12)
-    url = f"\x00telerad-url:{token}\x00"
-    header = read_header_fast(path) or read_header(path)
-    doc = dataset_json(header.ds, url)
-    if header.pixel_offset is not None:
-        doc["7FE00010"] = {"vr": header.pixel_vr, "BulkDataURI": f"{url}/bulkdata/7FE00010"}
+    doc = _doc(path, f"\x00telerad-url:{token}\x00")
     return token, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
