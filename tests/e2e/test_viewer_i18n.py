@@ -49,7 +49,8 @@ def test_viewer_texts_follow_the_ui_language(app, lpage) -> None:  # type: ignor
 
     body = page.locator("body").inner_text()
     assert not RAW_KEY.search(body), RAW_KEY.search(body)
-    bottom_left = page.get_by_test_id("viewer-corner-bottom_left").inner_text()
+    # the CT + US study opens in 1×2: the CT stack is viewport 0
+    bottom_left = page.get_by_test_id("viewer-viewport-0").get_by_test_id("viewer-corner-bottom_left").inner_text()
     toolbar = page.get_by_test_id("viewer-toolbar").inner_text()
     series = page.get_by_test_id("viewer-series-0").inner_text()
     if page.locale == "zh-CN":

@@ -99,7 +99,8 @@ def test_view01_preview_shows_the_first_slice_then_the_diagnostic_image_replaces
     assert _viewport_pixels(page)["std"] > 10
     stats = page.evaluate("() => ({...window.__teleradViewer.stats})")
     assert 0 < stats["firstImageMs"] < stats["firstDiagnosticImageMs"], stats
-    assert "图像：1 / 20" in page.get_by_test_id("viewer-corner-bottom_left").inner_text()
+    vp0 = page.get_by_test_id("viewer-viewport-0")  # the CT + US study opens in 1×2: the CT stack is viewport 0
+    assert "图像：1 / 20" in vp0.get_by_test_id("viewer-corner-bottom_left").inner_text()
     # no CSP refusal or other error (the boot module is a file, its styles set through the CSSOM)
     assert not [e for e in page.js_errors if "favicon" not in e and "401" not in e], page.js_errors
 

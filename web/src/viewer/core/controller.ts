@@ -141,7 +141,7 @@ export class ViewerController {
    * study side by side, a viewport a series for a few series. */
   private hang(): void {
     const uids = this.seriesUids()
-    const h = initialHanging(uids.map((u) => ({ seriesUid: u, instanceCount: this.seriesState(u)?.total ?? 0 })))
+    const h = initialHanging(uids.map((u) => ({ seriesUid: u, instanceCount: this.seriesState(u)?.instanceCount ?? 0 })))
     const n = viewportCount(h.layout)
     this.state.layout = h.layout
     this.state.viewports = this.makeViewports(Array.from({ length: n }, (_, i) => h.cells[i]?.seriesUid ?? null))
