@@ -7,6 +7,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,20 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def vpage(gl_browser, live_server) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """A fresh context (empty cache: a full navigation) with software WebGL, collecting the page's errors."""
+    context = gl_browser.new_context(
+        locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1400, "height": 900}
+    )
+    pg = context.new_page()
+    pg.set_default_timeout(30000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.base_url = live_server
+    pg.js_errors = errors
+    yield pg
+    context.close()

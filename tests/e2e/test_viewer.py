@@ -10,12 +10,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -108,20 +106,6 @@ def us_multiframe(patient_no: str, accession: str, frames: int = 12, size: int =
 
 
 # -- browser with software WebGL ---------------------------------------------------------------------------------
-@pytest.fixture
-def vpage(gl_browser, live_server) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    context = gl_browser.new_context(
-        locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1400, "height": 900}
-    )
-    pg = context.new_page()
-    pg.set_default_timeout(30000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.base_url = live_server
-    pg.js_errors = errors
-    yield pg
-    context.close()
 
 
 def _shot(page: Any, name: str) -> None:

@@ -7,12 +7,10 @@ looked at. Screenshots go to /tmp/shots/viewer/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.e2e.test_account_flow import _login
@@ -20,23 +18,6 @@ from tests.e2e.test_viewer import _seed, _shot, _viewport_pixels
 from tests.factories import make_user
 
 PREVIEW = "[data-testid=viewer-preview]"
-
-
-@pytest.fixture
-def vpage(gl_browser, live_server) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    """A fresh context (empty cache: a full navigation) with software WebGL, collecting the page's errors."""
-    context = gl_browser.new_context(
-        locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1400, "height": 900}
-    )
-    pg = context.new_page()
-    pg.set_default_timeout(30000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.base_url = live_server
-    pg.js_errors = errors
-    yield pg
-    context.close()
 
 
 def _grey(png: bytes, size: int = 128) -> np.ndarray[Any, Any]:

@@ -2,6 +2,8 @@
  * What the boot preview (./preview.ts) and the app share through `window` — types only, so that importing them
  * never pulls the boot module into the app's chunks or the app into the boot chunk.
  */
+import type { ViewerStats } from '@/viewer/core/stats'
+
 export interface BootPreview {
   studyUid: string
   institution?: string
@@ -25,16 +27,7 @@ export interface BootPreview {
 
 /** The part of the viewer's probe (web/src/viewer/core/stats.ts) the preview fills before the viewer exists. */
 export interface PreviewProbe {
-  stats: {
-    firstImageMs: number | null
-    firstDiagnosticImageMs: number | null
-    allImagesMs: number | null
-    viewportsShownMs: number | null
-    imagesTotal: number
-    imagesCached: number
-    decodeMsTotal: number
-    fetchMsTotal: number
-  }
+  stats: ViewerStats
   scroll(n: number): void
 }
 
