@@ -18,7 +18,6 @@ from tests.api.test_cases_flow import Team, new_case, ok, the_task
 from tests.dicom import archive, synthetic
 from tests.dicom.conftest import add_node
 from tests.e2e.test_account_flow import _login
-from tests.e2e.test_viewer import vpage  # noqa: F401 — the fixture
 
 SHOTS = Path(os.environ.get("TELERAD_PARTS_SHOTS", "/tmp/shots/parts"))
 
