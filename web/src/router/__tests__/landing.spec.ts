@@ -150,6 +150,16 @@ describe('landing after login', () => {
     w.unmount()
   })
 
+  it('a user cleared while the settings load (a 401 elsewhere) gets the system choice, not a crash', async () => {
+    const store = useAuthStore()
+    store.user = me(DOCTOR_MENUS)
+    vi.mocked(settingsApi.getMySettings).mockImplementation(async () => {
+      store.clear()
+      return landing('menu.pool')
+    })
+    expect(await userLandingPath(store, true)).toBe('/home')
+  })
+
   it('userLandingPath without a user is the system choice', async () => {
     expect(await userLandingPath(useAuthStore())).toBe('/home')
     expect(settingsApi.getMySettings).not.toHaveBeenCalled()
