@@ -151,6 +151,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.dicomweb import wado as _dicomweb_wado  # noqa: F401  (WADO-RS routes on the blueprint)
     from api.dicomweb import wado_uri as _dicomweb_wado_uri  # noqa: F401  (WADO-URI)
     from api.health import blp as health_blp
+    from api.imaging.node_views import blp as imaging_nodes_blp
     from api.imaging.routing_views import blp as imaging_routing_blp
     from api.imaging.scu_views import blp as imaging_scu_blp
     from api.imaging.upload_views import blp as imaging_upload_blp
@@ -166,6 +167,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
 
     for blp in (health_blp, auth_blp, accounts_blp, audit_blp, cases_blp, tasks_blp, processes_blp, imaging_blp):
         api.register_blueprint(blp)
+    api.register_blueprint(imaging_nodes_blp)  # IMG-02: devices and remote nodes
     api.register_blueprint(imaging_routing_blp)
     api.register_blueprint(imaging_scu_blp)
     api.register_blueprint(imaging_upload_blp)  # REG-16: studies of an exam, linking an uploaded study

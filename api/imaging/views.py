@@ -1,5 +1,5 @@
-"""/api/imaging: DICOM devices (IMG-02), the archive's studies, conflicts (DSEC-06) and unmatched studies (IMG-06),
-SR text (DCM-06) and the SCU actions echo / find / retrieve / send (DCM-03/04, VIEW-14 backend).
+"""/api/imaging: the archive's studies, conflicts (DSEC-06) and unmatched studies (IMG-06),
+SR text (DCM-06). Devices are in node_views.py, the SCU actions in scu_views.py, routing in routing_views.py.
 
 Every object goes through engine.visibility (a member hospital sees only its own devices and studies; another
 institution's id answers 404 with a security alert, AC-02). Every administrative action is audited.
@@ -7,8 +7,6 @@ institution's id answers 404 with a security alert, AC-02). Every administrative
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from flask_smorest import Blueprint
@@ -16,177 +14,19 @@ from pydicom.uid import UID
 from sqlalchemy import func, or_, select
 
 from api.imaging import schemas as sch
+from api.imaging.refs import inst_ref, institutions_by_id
 from api.security import current_actor, requires
 from engine import audit, uow
 from engine.accounts.models import Institution
 from engine.accounts.queries import clamp_page, like_pattern
 from engine.audit import AuditEvent
 from engine.errors import ValidationFailed
-from engine.imaging import services as imaging
 from engine.imaging import sr, targets
 from engine.imaging.exam_models import UnmatchedStudy
-from engine.imaging.models import NODE_OPERATIONS, DicomNode, Instance, InstanceConflict, Series, Study
+from engine.imaging.models import DicomNode, Instance, InstanceConflict, Series, Study
 from engine.visibility import get_visible, scoped
 
-blp = Blueprint("imaging", __name__, url_prefix="/api/imaging", description="DICOM 设备与影像归档")
-
-
-def _inst_ref(inst: Institution | None) -> dict[str, Any] | None:
-    if inst is None:
-        return None
-    return {"id": inst.id, "code": inst.code, "name": inst.name, "kind": inst.kind}
-
-
-def _institutions(ids: set[int]) -> dict[int, Institution]:
-    if not ids:
-        return {}
-    rows = uow.session().execute(select(Institution).where(Institution.id.in_(sorted(ids)))).unique().scalars()
-    return {i.id: i for i in rows}
-
-
-def node_out(node: DicomNode, inst: Institution | None) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "aet": node.aet,
-        "host": node.host,
-        "port": node.port,
-        "institution": _inst_ref(inst),
-        "allow": [op for op in NODE_OPERATIONS if op in node.operations],
-        "tls_required": node.tls_required,
-        "cert_fingerprint": node.cert_fingerprint,
-        "enabled": node.enabled,
-        "description": node.description,
-        "created_at": node.created_at,
-        "updated_at": node.updated_at,
-    }
-
-
-def _node_detail(node: DicomNode) -> dict[str, Any]:
-    return node_out(node, uow.session().get(Institution, node.institution_id))
-
-
-def _check_host(host: str) -> str:
-    host = host.strip()
-    if not host or any(c.isspace() for c in host):
-        raise ValidationFailed("invalid_host", "主机地址无效", {"fields": {"host": ["主机地址无效"]}})
-    return host
-
-
-def _check_unique(aet: str, host: str, exclude: int | None = None) -> None:
-    stmt = select(DicomNode.id).where(DicomNode.aet == aet.strip(), DicomNode.host == host)
-    if exclude is not None:
-        stmt = stmt.where(DicomNode.id != exclude)
-    if uow.session().execute(stmt).first():
-        raise ValidationFailed(
-            "node_exists", f"设备 {aet.strip()}@{host} 已登记", {"fields": {"aet": ["同一主机上的 AE 名称已存在"]}}
-        )
-
-
-# The engine's device checks answer without a field; the form shows each message next to the field it is about.
-_NODE_FIELDS = {
-    "invalid_aet": "aet",
-    "invalid_host": "host",
-    "invalid_port": "port",
-    "invalid_fingerprint": "cert_fingerprint",
-    "invalid_operation": "allow",
-}
-
-
-@contextmanager
-def _node_field_errors() -> Iterator[None]:
-    try:
-        yield
-    except ValidationFailed as exc:
-        field = _NODE_FIELDS.get(exc.code)
-        if field and not exc.details:
-            exc.details = {"fields": {field: [exc.message]}}
-        raise
-
-
-@blp.route("/operations", methods=["GET"])
-@blp.response(200, sch.OperationSchema(many=True))
-@requires("dicom.node.read")
-def operations() -> Any:
-    """设备可被允许的操作（echo、store、find、move、get、worklist、mpps）。"""
-    return [{"code": code, "name": name} for code, name in NODE_OPERATIONS.items()]
-
-
-@blp.route("/nodes", methods=["GET"])
-@blp.arguments(sch.NodeQuerySchema, location="query")
-@blp.response(200, sch.NodeSchema(many=True))
-@requires("dicom.node.read")
-def list_nodes(args: dict[str, Any]) -> Any:
-    """已登记的 DICOM 设备与远程节点（成员医院管理员只看到本院设备）。"""
-    stmt = scoped(current_actor(), DicomNode)
-    if args.get("q"):
-        pattern = like_pattern(args["q"])
-        stmt = stmt.where(
-            or_(
-                DicomNode.aet.like(pattern, escape="\\"),
-                DicomNode.host.like(pattern, escape="\\"),
-                DicomNode.description.like(pattern, escape="\\"),
-            )
-        )
-    if "institution_id" in args:
-        stmt = stmt.where(DicomNode.institution_id == args["institution_id"])
-    if "enabled" in args:
-        stmt = stmt.where(DicomNode.enabled.is_(args["enabled"]))
-    nodes = list(uow.session().execute(stmt.order_by(DicomNode.aet, DicomNode.id)).scalars())
-    insts = _institutions({n.institution_id for n in nodes})
-    return [node_out(n, insts.get(n.institution_id)) for n in nodes]
-
-
-@blp.route("/nodes", methods=["POST"])
-@blp.arguments(sch.NodeCreateSchema)
-@blp.response(201, sch.NodeSchema)
-@requires("dicom.node.manage")
-def create_node(body: dict[str, Any]) -> Any:
-    """登记设备（IMG-02）：AE、主机、端口、所属机构、允许的操作、是否要求 TLS；下一次连接即生效。"""
-    actor = current_actor()
-    inst = get_visible(actor, Institution, body["institution_id"], object_type="institution")
-    host = _check_host(body["host"])
-    _check_unique(body["aet"], host)
-    with _node_field_errors():
-        node = imaging.create_node(
-            actor,
-            aet=body["aet"],
-            host=host,
-            port=body["port"],
-            institution_code=inst.code,
-            allow=body.get("allow") or ["echo", "store"],
-            tls_required=body["tls_required"],
-            cert_fingerprint=body["cert_fingerprint"],
-            description=body["description"],
-            enabled=body["enabled"],
-        )
-    return _node_detail(node)
-
-
-@blp.route("/nodes/<int:node_id>", methods=["GET"])
-@blp.response(200, sch.NodeSchema)
-@requires("dicom.node.read")
-def get_node(node_id: int) -> Any:
-    """设备详情。"""
-    return _node_detail(get_visible(current_actor(), DicomNode, node_id, object_type="dicom_node"))
-
-
-@blp.route("/nodes/<int:node_id>", methods=["PATCH"])
-@blp.arguments(sch.NodeUpdateSchema)
-@blp.response(200, sch.NodeSchema)
-@requires("dicom.node.manage")
-def update_node(body: dict[str, Any], node_id: int) -> Any:
-    """修改、启用或停用设备（下一次连接即生效，无需重启）。"""
-    actor = current_actor()
-    node = get_visible(actor, DicomNode, node_id, object_type="dicom_node")
-    if "host" in body:
-        body["host"] = _check_host(body["host"])
-    if "aet" in body or "host" in body:
-        _check_unique(body.get("aet", node.aet), body.get("host", node.host), exclude=node.id)
-    if not body:
-        return _node_detail(node)
-    with _node_field_errors():
-        updated = imaging.update_node(actor, node.id, **body)
-    return _node_detail(updated)
+blp = Blueprint("imaging", __name__, url_prefix="/api/imaging", description="影像归档：检查、冲突与未匹配影像")
 
 
 # --- studies ---------------------------------------------------------------------------------------------------
@@ -224,7 +64,7 @@ def study_out(study: Study, inst: Institution | None, n_series: int, n_instances
         "accession_number": study.accession_number,
         "study_description": study.study_description,
         "modalities": study.modality_list,
-        "institution": _inst_ref(inst),
+        "institution": inst_ref(inst),
         "series_count": n_series,
         "instance_count": n_instances,
         "exam_id": study.exam_id,
@@ -272,7 +112,7 @@ def list_studies(args: dict[str, Any]) -> Any:
         ).scalars()
     )
     n_series, n_instances = _counts([r.id for r in rows])
-    insts = _institutions({r.institution_id for r in rows})
+    insts = institutions_by_id({r.institution_id for r in rows})
     items = [study_out(r, insts.get(r.institution_id), n_series.get(r.id, 0), n_instances.get(r.id, 0)) for r in rows]
     return {"items": items, "total": total, "page": page, "page_size": page_size}
 
@@ -397,7 +237,7 @@ def conflict_rows(conflicts: list[InstanceConflict]) -> list[dict[str, Any]]:
         if study_ids
         else {}
     )
-    insts = _institutions({c.institution_id for c in conflicts})
+    insts = institutions_by_id({c.institution_id for c in conflicts})
     done = _resolutions([c.id for c in conflicts])
     out = []
     for c in conflicts:
@@ -408,7 +248,7 @@ def conflict_rows(conflicts: list[InstanceConflict]) -> list[dict[str, Any]]:
             {
                 "id": c.id,
                 "status": c.status,
-                "institution": _inst_ref(insts.get(c.institution_id)),
+                "institution": inst_ref(insts.get(c.institution_id)),
                 "sop_instance_uid": c.sop_instance_uid,
                 "sop_class_uid": c.sop_class_uid,
                 "size": c.size,
@@ -490,7 +330,7 @@ def list_unmatched(args: dict[str, Any]) -> Any:
     s = uow.session()
     total = s.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     rows = s.execute(stmt.order_by(UnmatchedStudy.id.desc()).offset((page - 1) * page_size).limit(page_size)).all()
-    insts = _institutions({u.institution_id for u, _ in rows})
+    insts = institutions_by_id({u.institution_id for u, _ in rows})
     items = [
         {
             "id": u.id,
@@ -499,7 +339,7 @@ def list_unmatched(args: dict[str, Any]) -> Any:
             "description": u.details,
             "created_at": u.created_at,
             "resolved_at": u.resolved_at,
-            "institution": _inst_ref(insts.get(u.institution_id)),
+            "institution": inst_ref(insts.get(u.institution_id)),
             "study": study_out(st, insts.get(st.institution_id), 0, 0),
         }
         for u, st in rows
