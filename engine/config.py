@@ -47,22 +47,23 @@ def _float(env: dict[str, str], key: str, default: float) -> float:
 
 
 def default_dicom_processes(cpus: int | None = None) -> int:
-    """DICOM receiver processes when TELERAD_DICOM_PROCESSES is not set: 2 on 2–5 CPUs (1 on one), then half the
-    CPUs this process may run on, at most 4.
+    """DICOM receiver processes when TELERAD_DICOM_PROCESSES is not set: 2 on one CPU, 4 on 2–8 CPUs, then half the
+    CPUs this process may run on, at most 8.
 
-    A receiver is one Python process: its interpreter lock keeps it on about one core while it receives. The
-    receivers share one listening socket and the least-loaded one accepts (dicom/shared_limits.py AcceptBalance), so
-    two receivers split four modality connections 2 + 2 and use both cores of a small machine. Measured on the
-    2-core benchmark machine, 4 associations, 10 % SR (bench/bench_dicom.py small_4, telerad/Orthanc in one run,
-    other work stopped): PostgreSQL 0.89 with 1 receiver, 0.99 with 2; SQLite 0.99 with 1, 1.02 with 2. Before the
-    balanced accept, SO_REUSEPORT hashed connections 3 + 1 as often as 2 + 2 and 2 receivers did not help. Beyond
-    half the cores, receivers only add CPU per instance (each group-commits only its own associations' rows; on
-    SQLite every receiver's commits pass one write gate) and leave nothing to the web server, the worker and the
-    database.
+    A modality sends one C-STORE at a time per association and waits for its answer, and telerad answers only once
+    the file is synced and its row committed: a receiver is bound by that latency (file sync, the database's commit
+    round trip), not by CPU. The receivers share one listening socket and the least-loaded one accepts
+    (dicom/shared_limits.py AcceptBalance), so with 4 receivers each of four concurrent modalities has one to itself
+    and no association waits behind another's commit. Measured on the 2-core benchmark machine, 4 associations, 10 %
+    SR (bench/bench_dicom.py small_4, telerad/Orthanc per round, 3 rounds, other work stopped): PostgreSQL
+    0.77–0.80 with 1 receiver, 0.89–1.00 with 2, 0.98–1.18 with 4; SQLite 0.94–1.03 with 2, 1.02–1.13 with 4 (its
+    commits pass one write gate, dicom/writegate.py, so more receivers wait there instead). One association (small_1,
+    large_1) uses one receiver whatever the count. An idle receiver costs memory only (forked from one template
+    process, they share the loaded code: the supervisor and 4 receivers ≈ 175 MB PSS).
     """
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(min(2, cpus), min(4, cpus // 2))
+    return 2 if cpus <= 1 else min(8, max(4, cpus // 2))
 
 
 @dataclass

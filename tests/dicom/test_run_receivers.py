@@ -25,7 +25,7 @@ TELERAD = Path(sys.executable).with_name("telerad")
 
 
 def test_dcm01_default_receivers_follow_the_core_count(tmp_path: Path) -> None:
-    assert [config.default_dicom_processes(c) for c in (1, 2, 3, 4, 6, 8, 64)] == [1, 2, 2, 2, 3, 4, 4]
+    assert [config.default_dicom_processes(c) for c in (1, 2, 3, 4, 6, 8, 64)] == [2, 4, 4, 4, 4, 4, 8]
     base = {"TELERAD_MODE": "test", "TELERAD_INSTANCE_DIR": str(tmp_path)}
     assert config.load_settings(base).dicom_processes == config.default_dicom_processes()
     assert config.load_settings({**base, "TELERAD_DICOM_PROCESSES": "3"}).dicom_processes == 3
