@@ -34,6 +34,9 @@ export interface BindingDef {
   scope: ScopeId
   /** Chinese, shown in the `?` overlay. */
   description: string
+  /** An i18n message key for the description: the overlay translates it when shown, in the current language. */
+  descriptionKey?: string
+  descriptionArgs?: Record<string, unknown>
   /** Also fires while typing in a text field (editor commands such as Ctrl+S). */
   inEditable?: boolean
   /** Runs in the capture phase, before the focused widget sees the key (e.g. Enter in a select). */

@@ -193,4 +193,18 @@ describe('the ? overlay', () => {
     w.unmount()
     vi.restoreAllMocks()
   })
+
+  it('shows the viewer bindings in the language chosen after start-up (REQ: VIEW-12, UX R7)', async () => {
+    const i18n = createAppI18n('zh-CN')
+    const w = mount(KeymapHelp, { global: { plugins: [i18n, ElementPlus] }, attachTo: document.body })
+    helpState.open = true
+    await flushPromises()
+    const row = () => document.querySelector('[data-testid="keymap-binding-viewer.tool-length"]')!.textContent!
+    expect(row()).toContain('长度')
+    i18n.global.locale.value = 'en-US'
+    await flushPromises()
+    expect(row()).toContain('Length measurement')
+    expect(row()).not.toContain('长度')
+    w.unmount()
+  })
 })
