@@ -234,6 +234,20 @@ def us_rgb_jpeg(p: str) -> list[Dataset]:
     return [jpeg_baseline(ds)]
 
 
+def us_palette_bulk(p: str) -> list[Dataset]:
+    """PALETTE COLOR with 4,096-entry 16-bit tables (8 KB each, entries 0–255 pydicom's): over the server's 1 KB
+    inline limit, so the metadata carries BulkDataURIs, which the viewer fetches before the image loads."""
+    (ds,) = _bundled("examples_palette.dcm", "US")(p)
+    for colour in ("Red", "Green", "Blue"):
+        table = np.frombuffer(ds[f"{colour}PaletteColorLookupTableData"].value, dtype="<u2")
+        wide = np.zeros(4096, dtype="<u2")
+        wide[: table.size] = table
+        ds[f"{colour}PaletteColorLookupTableDescriptor"].value = [4096, 0, 16]
+        ds[f"{colour}PaletteColorLookupTableData"].value = wide.tobytes()
+    ds.SeriesDescription = "palette, 4,096-entry tables"
+    return [ds]
+
+
 def sc_1bit(p: str) -> list[Dataset]:
     """Multi-frame single-bit SC (BitsAllocated 1), two frames."""
     frames = [(phantom(64, 96, (0, 1, 0, 1), shift=8 * f) > 0).astype(np.uint8) for f in range(2)]
@@ -268,6 +282,7 @@ CASES: list[Case] = [
     Case("us-colour-jpeg", us_rgb_jpeg, tolerance=6),
     Case("us-rgb", _bundled("examples_rgb_color.dcm", "US")),
     Case("us-palette", _bundled("examples_palette.dcm", "US")),
+    Case("us-palette-bulk-tables", us_palette_bulk),
     Case("us-j2k-colour", _bundled("examples_jpeg2k.dcm", "US")),
     Case("sc-jpeg-ybr-dcmtk", _bundled("SC_rgb_jpeg_dcmtk.dcm", "OT"), tolerance=6),
     Case("sc-rgb-rle-2frame", _bundled("SC_rgb_rle_2frame.dcm", "OT")),

@@ -5,6 +5,7 @@
  */
 import type { BootPreview } from '@/boot/previewTypes'
 import type { DicomJson } from './dicomweb'
+import { loadPaletteBulk } from './palette'
 import type { ViewerStats } from './stats'
 
 /** The live preview of this study (same institution choice), or null. */
@@ -28,7 +29,11 @@ export function takeBootSeries(
   p.seriesTaken = true
   return {
     series: p.series as Promise<DicomJson[]>,
-    firstMetadata: p.firstMetadata as Promise<{ seriesUid: string; instances: DicomJson[] } | null>,
+    // palette tables over 1 KB come as BulkDataURIs, fetched before the image loader reads the metadata
+    firstMetadata: (p.firstMetadata as Promise<{ seriesUid: string; instances: DicomJson[] } | null>).then(async (m) => {
+      if (m) await loadPaletteBulk(m.instances)
+      return m
+    }),
   }
 }
 

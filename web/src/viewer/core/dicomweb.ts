@@ -4,6 +4,7 @@
  * dicom-image-loader fetches. The session cookie authenticates; the server decides visibility (404 outside it).
  */
 import { i18n } from '@/i18n'
+import { loadPaletteBulk } from './palette'
 
 export type DicomJson = Record<string, { vr?: string; Value?: unknown[]; BulkDataURI?: string; InlineBinary?: string }>
 
@@ -110,21 +111,25 @@ export function toSeriesList(list: DicomJson[]): SeriesInfo[] {
 }
 
 /** WADO-RS: the metadata of every instance of a series. */
-export function seriesMetadata(
+export async function seriesMetadata(
   studyUid: string,
   seriesUid: string,
   institution?: string,
   signal?: AbortSignal,
 ): Promise<DicomJson[]> {
-  return getJson<DicomJson[]>(
+  const list = await getJson<DicomJson[]>(
     `${studyBase(studyUid)}/series/${encodeURIComponent(seriesUid)}/metadata${query(institution)}`,
     signal,
   )
+  await loadPaletteBulk(list, signal)
+  return list
 }
 
 /** WADO-RS: the metadata of every instance of the study (one request for all series). */
-export function studyMetadata(studyUid: string, institution?: string, signal?: AbortSignal): Promise<DicomJson[]> {
-  return getJson<DicomJson[]>(`${studyBase(studyUid)}/metadata${query(institution)}`, signal)
+export async function studyMetadata(studyUid: string, institution?: string, signal?: AbortSignal): Promise<DicomJson[]> {
+  const list = await getJson<DicomJson[]>(`${studyBase(studyUid)}/metadata${query(institution)}`, signal)
+  await loadPaletteBulk(list, signal)
+  return list
 }
 
 export function thumbnailUrl(studyUid: string, seriesUid: string, institution?: string): string {

@@ -1,7 +1,7 @@
 // REQ: VIEW-01, VIEW-05 — MONOCHROME1 display, palette colour tables from WADO-RS metadata, the pixel probe's sums
 import { describe, expect, it } from 'vitest'
 import type { DicomJson } from '../dicomweb'
-import { lutEntries, withPaletteValues } from '../palette'
+import { loadPaletteBulk, lutEntries, withPaletteValues } from '../palette'
 import { modalityValue, pixelOffset } from '../pixelProbe'
 import { shownInvert } from '../voi'
 
@@ -47,6 +47,49 @@ describe('view01 palette colour lookup tables', () => {
     expect(ds['00281201']?.InlineBinary).toBe(table) // the registered copy changes, not the fetched document
     const grey: DicomJson = { '00280004': { vr: 'CS', Value: ['MONOCHROME2'] } }
     expect(withPaletteValues(grey)).toBe(grey)
+  })
+})
+
+describe('view01 palette tables sent as bulk data (over 1 KB)', () => {
+  it('fetches each BulkDataURI table as raw bytes and puts its values in place; inline tables untouched', async () => {
+    const words = (n: number, f: (i: number) => number) => {
+      const b = new Uint8Array(2 * n)
+      const v = new DataView(b.buffer)
+      for (let i = 0; i < n; i++) v.setUint16(2 * i, f(i), true)
+      return b
+    }
+    const bodies: Record<string, Uint8Array> = {
+      '/i/bulkdata/00281201': words(4096, (i) => i * 16),
+      '/i/bulkdata/00281202': words(4096, () => 7),
+      '/i/bulkdata/00281203': words(4096, (i) => 65535 - i),
+    }
+    const asked: string[] = []
+    const fetchFn = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      const url = String(input)
+      asked.push(`${url} ${(init?.headers as Record<string, string>).Accept}`)
+      return new Response(bodies[url].buffer as ArrayBuffer, { status: 200 })
+    }) as typeof fetch
+    const desc = { vr: 'US', Value: [4096, 0, 16] }
+    const ds: DicomJson = {
+      '00281101': desc, '00281102': desc, '00281103': desc,
+      '00281201': { vr: 'OW', BulkDataURI: '/i/bulkdata/00281201' },
+      '00281202': { vr: 'OW', BulkDataURI: '/i/bulkdata/00281202' },
+      '00281203': { vr: 'OW', BulkDataURI: '/i/bulkdata/00281203' },
+    }
+    const inline: DicomJson = { '00281201': { vr: 'OW', InlineBinary: 'AAE=' } }
+    await loadPaletteBulk([ds, inline], undefined, fetchFn)
+    expect(asked).toHaveLength(3)
+    expect(asked.every((a) => a.endsWith(' application/octet-stream'))).toBe(true)
+    expect(ds['00281201'].Value).toHaveLength(4096)
+    expect((ds['00281201'].Value as number[]).slice(0, 3)).toEqual([0, 16, 32])
+    expect((ds['00281203'].Value as number[])[4095]).toBe(65535 - 4095)
+    expect(inline['00281201']).toEqual({ vr: 'OW', InlineBinary: 'AAE=' })
+  })
+
+  it('leaves a table it cannot fetch as it is (that image fails alone)', async () => {
+    const ds: DicomJson = { '00281201': { vr: 'OW', BulkDataURI: '/gone' } }
+    await loadPaletteBulk([ds], undefined, (async () => new Response('', { status: 404 })) as typeof fetch)
+    expect(ds['00281201']).toEqual({ vr: 'OW', BulkDataURI: '/gone' })
   })
 })
 
