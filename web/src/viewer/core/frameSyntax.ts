@@ -12,7 +12,9 @@
  * - `wan`: always as stored (`transfer-syntax=*`): fewest bytes;
  * - `auto` (the default): `lan` when the server's host name is a loopback/private address or a local name, else
  *   `wan`. Telerad's central doctors read on the hospital network; member hospitals reach it over the internet.
- * Uncompressed and lossy-JPEG data is always asked as stored (uncompressed already, or fast to decode and ~10×
+ * JPEG extended (12-bit, process 2 & 4) is asked uncompressed first on either link: dicom-image-loader's decoder
+ * (jpeg.js) reads wrong values from it (pydicom's JPGExtended.dcm: 13 where libjpeg and libjpeg-turbo decode 0),
+ * and a wrong pixel value is worse than a slower image. Other uncompressed and lossy-JPEG data is always asked as stored (uncompressed already, or fast to decode and ~10×
  * smaller). The mode is the per-user setting `viewer.bandwidth_mode` (institution defaults apply).
  *
  * Nothing here knows Cornerstone: init.ts's `beforeSend` passes the stored syntax (the metadata's Available
@@ -37,6 +39,11 @@ export const SLOW_IN_BROWSER: ReadonlySet<string> = new Set([
   '1.2.840.10008.1.2.4.81', // JPEG-LS near-lossless
   '1.2.840.10008.1.2.4.90', // JPEG 2000 lossless
   '1.2.840.10008.1.2.4.91', // JPEG 2000
+])
+
+/** Stored syntaxes the browser decodes wrongly: asked uncompressed first whatever the link. */
+export const WRONG_IN_BROWSER: ReadonlySet<string> = new Set([
+  '1.2.840.10008.1.2.4.51', // JPEG Extended (process 2 & 4), 12-bit
 ])
 
 export const BANDWIDTH_MODES: readonly BandwidthMode[] = ['auto', 'lan', 'wan']
@@ -65,6 +72,7 @@ export function linkOf(mode: BandwidthMode, hostname: string): Link {
 
 /** The Accept header for frames stored in `storedSyntax` (unknown: as stored) over `link`. */
 export function frameAccept(storedSyntax: string | undefined, link: Link): string {
+  if (storedSyntax && WRONG_IN_BROWSER.has(storedSyntax)) return ACCEPT_UNCOMPRESSED_FIRST
   if (link === 'lan' && storedSyntax && SLOW_IN_BROWSER.has(storedSyntax)) return ACCEPT_UNCOMPRESSED_FIRST
   return ACCEPT_AS_STORED
 }

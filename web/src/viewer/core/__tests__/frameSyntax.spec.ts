@@ -27,7 +27,11 @@ describe('frameAccept', () => {
     )
   })
 
-  it('asks everything as stored on a WAN', () => {
+  it('asks 12-bit JPEG extended uncompressed first on either link (the browser decodes it wrongly)', () => {
+    for (const link of ['lan', 'wan'] as const) expect(frameAccept('1.2.840.10008.1.2.4.51', link)).toBe(ACCEPT_UNCOMPRESSED_FIRST)
+  })
+
+  it('asks everything else as stored on a WAN', () => {
     for (const ts of [JLL, J2K, EXPLICIT, JPEG_BASELINE]) expect(frameAccept(ts, 'wan')).toBe(ACCEPT_AS_STORED)
     expect(ACCEPT_AS_STORED).toBe('multipart/related; type="application/octet-stream"; transfer-syntax=*')
   })
