@@ -19,7 +19,7 @@ from engine.errors import Forbidden, NotFound
 from engine.reports import services as reports
 from engine.reports.models import LEVELS, Report, ReportRevision
 from engine.visibility import get_visible
-from engine.workflow import runner, spiff
+from engine.workflow import runner
 from engine.workflow.models import HumanTask, ProcessDeployment
 
 blp = Blueprint("cases", __name__, url_prefix="/api", description="远程诊断申请与报告")
@@ -88,22 +88,8 @@ def diagram(case_id: int) -> Any:
     case = get_visible(current_actor(), Case, case_id, object_type="case")
     dep = uow.session().get(ProcessDeployment, case.deployment_id)
     assert dep is not None
-    wf = runner.load(case.process)
-    active = sorted(
-        {
-            t.task_spec.bpmn_id
-            for t in wf.get_tasks(state=spiff.TaskState.READY | spiff.TaskState.WAITING)
-            if getattr(t.task_spec, "bpmn_id", None)
-        }
-    )
-    done = sorted(
-        {
-            t.task_spec.bpmn_id
-            for t in wf.get_tasks(state=spiff.TaskState.COMPLETED)
-            if getattr(t.task_spec, "bpmn_id", None)
-        }
-    )
-    return {"bpmn_xml": next(iter(dep.bpmn.values())), "active": active, "completed": done}
+    state = runner.diagram_state(case.process)
+    return {"bpmn_xml": next(iter(dep.bpmn.values())), "active": state.active, "completed": state.completed}
 
 
 def _report(actor: Actor, report_id: int) -> Report:
