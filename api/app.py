@@ -161,12 +161,14 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.oauth.admin_views import blp as oauth_clients_blp
     from api.oauth.views import blp as oauth_blp
     from api.processes.views import blp as processes_blp
+    from api.reports.views import blp as reports_blp
     from api.settings.views import blp as settings_blp
     from api.tasks.views import blp as tasks_blp
     from api.viewer.views import blp as viewer_blp
 
     for blp in (health_blp, auth_blp, accounts_blp, audit_blp, cases_blp, tasks_blp, processes_blp, imaging_blp):
         api.register_blueprint(blp)
+    api.register_blueprint(reports_blp)  # the report routes (issue 17): lock, drafts, revisions, print, correct
     api.register_blueprint(imaging_nodes_blp)  # IMG-02: devices and remote nodes
     api.register_blueprint(imaging_routing_blp)
     api.register_blueprint(imaging_scu_blp)

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from api.cases import schemas as sch
 from engine import uow
 from engine.actor import Actor
-from engine.cases import queries, services
+from engine.cases import queries
 from engine.cases.models import Case
+from engine.reports import queries as report_queries
 from engine.reports.models import Report, ReportRevision
 from engine.workflow.models import Incident, ProcessDeployment
 
@@ -57,7 +58,7 @@ def report_out(report: Report | None) -> dict[str, Any] | None:
 def member_view(actor: Actor, case_id: int) -> Report | None:
     """Central staff see the version being worked on; the requesting hospital only the one valid released
     version (UX.md R10: a correction in review stays invisible until it replaces the old one)."""
-    return services.current_report(case_id) if actor.is_central else services.released_report(case_id)
+    return report_queries.current_report(case_id) if actor.is_central else report_queries.released_report(case_id)
 
 
 def case_detail(actor: Actor, case: Case) -> dict[str, Any]:

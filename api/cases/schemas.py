@@ -6,7 +6,7 @@ from datetime import date
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas import InstitutionRefSchema, Int32, PageQuery, StrictSchema
+from api.schemas import InstitutionRefSchema, PageQuery, StrictSchema
 from engine.cases.models import EXAM_STATUSES
 
 SEXES = ("M", "F", "U")
@@ -167,23 +167,6 @@ class DiagramSchema(Schema):
     completed = fields.List(fields.String())
 
 
-class LockTokenSchema(StrictSchema):
-    lock_token = Int32(required=True, min=0)
-
-
-class LockResultSchema(Schema):
-    lock_token = fields.Integer()
-    expires_at = fields.DateTime()
-
-
-class DraftSchema(StrictSchema):
-    lock_token = Int32(required=True, min=0)
-    findings = fields.String(load_default="", validate=validate.Length(max=20000))
-    impression = fields.String(load_default="", validate=validate.Length(max=20000))
-    recommendation = fields.String(load_default="", validate=validate.Length(max=20000))
-    positive = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["阴性", "阳性"]))
-
-
 EVENT_NAMES = {
     "overdue": "超过报告时限",
     "correction_started": "发起报告更正",
@@ -207,10 +190,6 @@ EVENT_NAMES = {
     "clinical_query_images_arrived": "补传影像已到达",
     "message": "流程收到消息",
 }
-
-
-class CorrectSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
 
 
 class ClinicalQueryCreateSchema(StrictSchema):

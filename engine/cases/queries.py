@@ -10,8 +10,8 @@ from engine import pinyin, uow
 from engine.accounts.models import Institution, User
 from engine.accounts.queries import Page, clamp_page, like_pattern, user_name_matches
 from engine.actor import Actor
+from engine.cases import hooks
 from engine.cases.models import Case, CaseEvent, Exam, Patient, WorkGroup, WorkGroupMember, case_exam
-from engine.reports.models import Report
 from engine.visibility import candidate_instances, open_candidate, scoped, scoped_tasks
 from engine.workflow import instances
 from engine.workflow.models import HumanTask, HumanTaskExclusion, ProcessInstance
@@ -244,16 +244,7 @@ def case_rows(cases: list[Case]) -> list[dict[str, Any]]:
         ).scalars():
             if t.case_id is not None:  # always, by the WHERE above
                 tasks.setdefault(t.case_id, []).append(t)
-    reports = (
-        {
-            r.case_id: r
-            for r in s.execute(select(Report).where(Report.case_id.in_(ids), Report.voided.is_(False)))
-            .unique()
-            .scalars()
-        }
-        if ids
-        else {}
-    )
+    extra = hooks.row_fields(ids)  # the report wing's columns (engine/reports/queries.py)
     assignees = (
         {
             u.id: u
@@ -268,7 +259,6 @@ def case_rows(cases: list[Case]) -> list[dict[str, Any]]:
     )
     out = []
     for c in cases:
-        r = reports.get(c.id)
         out.append(
             {
                 "id": c.id,
@@ -289,9 +279,8 @@ def case_rows(cases: list[Case]) -> list[dict[str, Any]]:
                     }
                     for t in tasks.get(c.id, [])
                 ],
-                "report_status": r.status if r else None,
-                "printed": bool(r and r.print_count),
             }
+            | extra(c.id)
         )
     return out
 

@@ -16,6 +16,7 @@ from engine import audit, uow
 from engine.accounts.models import Institution, User
 from engine.accounts.permissions import BUILTIN_ROLES
 from engine.actor import Actor
+from engine.cases import hooks
 from engine.cases.models import (
     EXAM_STATUSES,
     EXAM_TRANSITIONS,
@@ -29,7 +30,6 @@ from engine.cases.models import (
 from engine.crypto import FieldCipher, mask_id_number, mask_phone
 from engine.db import ID_MAX, utcnow
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from engine.reports.models import Report, ReportRevision
 from engine.visibility import get_visible
 from engine.workflow import instances, runner, specs
 from engine.workflow.models import ProcessInstance
@@ -185,7 +185,7 @@ def create_case(
     for exam in exam_rows:
         exam.status = "examined"
     set_exam_status(case, "awaiting")
-    s.add(Report(case_id=case.id, version=1, status="draft"))
+    hooks.case_created(case)  # the report wing adds the first report (engine/reports/review.py)
     first = exam_rows[0]
     policy = _policy(actor.institution_id or 0, first.modality)
     data = {
@@ -209,81 +209,8 @@ def create_case(
     return case
 
 
-def current_report(case_id: int) -> Report | None:
-    return (
-        uow.session()
-        .execute(
-            select(Report)
-            .where(Report.case_id == case_id, Report.voided.is_(False))
-            .order_by(Report.version.desc())
-            .limit(1)
-            .options(lazyload("*"))  # every step asks for it; the current revision's author graph only on use
-        )
-        .scalar()
-    )
-
-
-def released_report(case_id: int) -> Report | None:
-    """The one valid released version the requesting hospital sees (UX.md R10)."""
-    stmt = (
-        select(Report)
-        .where(Report.case_id == case_id, Report.voided.is_(False), Report.status == "released")
-        .order_by(Report.version.desc())
-        .limit(1)
-    )
-    return uow.session().execute(stmt).scalar()
-
-
 def group_exists(code: str | None) -> bool:
     return bool(code) and uow.session().execute(select(WorkGroup.id).where(WorkGroup.code == code)).first() is not None
-
-
-def signed_by(report: Report | None, levels: tuple[str, ...]) -> set[int]:
-    """Users who signed a revision of `report` at one of `levels`, in any round (AC-06)."""
-    if report is None:
-        return set()
-    stmt = select(ReportRevision.author_id).where(
-        ReportRevision.report_id == report.id, ReportRevision.signed.is_(True), ReportRevision.level.in_(levels)
-    )
-    return set(uow.session().execute(stmt).scalars())
-
-
-@lru_cache(maxsize=1)
-def _report_and_signers_stmt() -> Any:
-    """Built once: building this statement cost more than running it (bench/bench_engine.py, cProfile)."""
-    current = (
-        select(Report.id)
-        .where(Report.case_id == bindparam("case_id"), Report.voided.is_(False))
-        .order_by(Report.version.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    # Distinct (level, author) pairs: after 200 review rounds a report has 400 signed revisions but only a few
-    # signers, and joining every revision made this the slowest statement of a step (bench/bench_engine.py).
-    signed = (
-        select(ReportRevision.report_id, ReportRevision.level, ReportRevision.author_id)
-        .where(ReportRevision.report_id == current, ReportRevision.signed.is_(True))
-        .distinct()
-        .subquery()
-    )
-    return (
-        select(Report, signed.c.level, signed.c.author_id)
-        .outerjoin(signed, signed.c.report_id == Report.id)
-        .where(Report.id == current)
-        .options(lazyload("*"))
-    )
-
-
-def report_and_signers(case_id: int) -> tuple[Report | None, dict[str, set[int]]]:
-    """The current report and who signed it at each level in any round, in one statement (every step asks)."""
-    rows = uow.session().execute(_report_and_signers_stmt(), {"case_id": case_id})
-    report: Report | None = None
-    signers: dict[str, set[int]] = {"l1": set(), "l2": set(), "l3": set()}
-    for row, level, author in rows.unique():
-        report = row
-        if level is not None:
-            signers.setdefault(level, set()).add(author)
-    return report, signers
 
 
 def qualified_doctor(user_id: Any, role: str) -> User:
@@ -315,36 +242,26 @@ def assign(pi: runner.InstanceLike, r: ReadyTask) -> Assignment:
 
 
 def _assign_case(case: Case, r: ReadyTask) -> Assignment:
-    """The dispatch mode for the first report, the previous author after a rejection, and never an earlier
-    author of the same report at a higher level (AC-06)."""
+    """A step another package owns (the report steps: engine/reports/review.py) is assigned by its owner; any
+    other step is offered to its lane's role."""
     role = lane_role(r.lane)
-    report, signers = report_and_signers(case.id)
-    l1 = report.author_l1_id if report else None
-    l2 = report.author_l2_id if report else None
-    if r.name == "draft_report":
-        if l1:  # rework after 驳回 goes back to its author
-            return Assignment(role, assignee_id=l1, exclude=signers["l2"] | signers["l3"])
-        if report is not None and report.correction_of_id:  # a correction starts with the original author
-            original = uow.session().get(Report, report.correction_of_id)
-            if original is not None and original.author_l1_id:
-                return Assignment(role, assignee_id=original.author_l1_id)
-        mode = r.data.get("dispatch_mode")
-        if mode == "manual" and r.data.get("assignee_id"):  # the dispatcher's choice (人工分配, DISP-01)
-            return Assignment(role, assignee_id=qualified_doctor(r.data["assignee_id"], role).id)
-        if mode == "directed" and r.data.get("target_user"):
-            return Assignment(role, assignee_id=int(r.data["target_user"]))
-        if mode in ("directed", "rule") and group_exists(r.data.get("target_group")):
-            return Assignment(role, group_code=r.data["target_group"])
-        return Assignment(role, in_pool=True)
-    if r.name == "report_level2":
-        # Nobody who signed this report at another level in any round: a released rework task must not reach them.
-        exclude = {u for u in (l1,) if u} | signers["l1"] | signers["l3"]
-        if l2:  # rework after 审核驳回: still never handed (会诊) to the preliminary author (AC-06)
-            return Assignment(role, assignee_id=l2, exclude=exclude)
-        return Assignment(role, exclude=exclude)
-    if r.name == "review_level3":
-        return Assignment(role, exclude={u for u in (l1, l2) if u} | signers["l1"] | signers["l2"])
+    owner = hooks.step_owner(r.name)
+    if owner is not None:
+        return owner.assign(case, r, role)
     return Assignment(role)
+
+
+def dispatched(role: str, r: ReadyTask) -> Assignment:
+    """The first report task as dispatched (DISP-01..05): the dispatcher's manual choice, a directed doctor or
+    group, a rule's group, else the grab pool."""
+    mode = r.data.get("dispatch_mode")
+    if mode == "manual" and r.data.get("assignee_id"):  # the dispatcher's choice (人工分配, DISP-01)
+        return Assignment(role, assignee_id=qualified_doctor(r.data["assignee_id"], role).id)
+    if mode == "directed" and r.data.get("target_user"):
+        return Assignment(role, assignee_id=int(r.data["target_user"]))
+    if mode in ("directed", "rule") and group_exists(r.data.get("target_group")):
+        return Assignment(role, group_code=r.data["target_group"])
+    return Assignment(role, in_pool=True)
 
 
 @lru_cache(maxsize=2)
@@ -407,20 +324,6 @@ def _after(pi: ProcessInstance, actor: Actor | None, what: str, details: Mapping
 
 
 instances.register_kind(PROCESS_ID, assign=assign, lock=_lock_case_process, after=_after, name="远程影像诊断")
-
-
-def print_report(actor: Actor, case_id: int) -> Report:
-    """The requesting hospital prints the released report: 已打印, time and count recorded (UX.md R12)."""
-    case = get_visible(actor, Case, case_id, object_type="case")
-    report = current_report(case.id)
-    if report is None or report.status != "released":
-        raise Conflict("not_released", "报告尚未发布，不能打印")
-    report.printed_at = utcnow()
-    report.print_count += 1
-    set_exam_status(case, "printed")
-    event(case, actor, "printed")
-    audit.record(actor, "report_printed", object_type="report", object_id=report.id)
-    return report
 
 
 def institution_of(case: Case) -> Institution:

@@ -113,6 +113,26 @@ def ready_tasks(wf: Any) -> list[ReadyTask]:
     return out
 
 
+@dataclass(frozen=True)
+class DiagramState:
+    """Which BPMN elements of an instance are active (ready or waiting) and which are done, for highlighting."""
+
+    active: list[str]
+    completed: list[str]
+
+
+def diagram_state(pi: InstanceLike) -> DiagramState:
+    """Walk the instance's task tree once for the diagram (bpmn-js highlights): sorted BPMN ids, no duplicates."""
+    wf = load(pi)
+
+    def ids(state: Any) -> list[str]:
+        return sorted({t.task_spec.bpmn_id for t in wf.get_tasks(state=state) if getattr(t.task_spec, "bpmn_id", None)})
+
+    return DiagramState(
+        active=ids(spiff.TaskState.READY | spiff.TaskState.WAITING), completed=ids(spiff.TaskState.COMPLETED)
+    )
+
+
 def _run(pi: InstanceLike, wf: Any) -> None:
     """Engine steps; a failing service task becomes an incident instead of an error for the caller."""
     try:

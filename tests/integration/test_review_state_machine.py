@@ -44,6 +44,7 @@ from engine.cases.completion import complete_task
 from engine.cases.models import Case, CaseEvent, Exam, WorkGroup, WorkGroupMember, case_exam
 from engine.db import utcnow
 from engine.errors import DomainError
+from engine.reports import queries as report_queries
 from engine.reports import services as reports
 from engine.reports.models import LEVELS, REPORT_FIELDS, Report, ReportRevision
 from engine.workflow.models import HumanTask, WorkflowTimer
@@ -159,7 +160,7 @@ class ReviewMachine(RuleBasedStateMachine):
     def new_case(self, emergency: bool) -> None:
         def create() -> tuple[int, int]:
             case = services.create_case(self.world.registrar, PATIENT, EXAMS, emergency, "咳嗽两周", auth.cipher())
-            report = services.current_report(case.id)
+            report = report_queries.current_report(case.id)
             assert report is not None
             return case.id, report.id
 
