@@ -125,8 +125,16 @@ export class ViewerController {
       for (const s of pre?.series ?? []) {
         if (!this.loading.has(s.seriesUid)) this.loading.set(s.seriesUid, Promise.resolve(this.seriesLoaded(s)))
       }
-      // the opening images are fetched and decoded while the engine, the tool group and the viewports are made
-      await loadOpeningImages(openingImageIds(this.hang(), (uid) => this.loaded.get(uid)?.images.map((i) => i.imageId)))
+      // the opening images are fetched and decoded while the engine, the tool group and the viewports are made; a
+      // series of the layout whose metadata is not in (a 2-view DR in two series) has it asked now, its image next
+      const cells = this.hang()
+      for (const c of cells.filter((x) => !this.loaded.has(x.seriesUid))) {
+        this.ensureSeries(c.seriesUid).then(
+          (s) => loadOpeningImages(openingImageIds([c], () => s.images.map((i) => i.imageId))),
+          () => undefined, // show() reports it
+        )
+      }
+      await loadOpeningImages(openingImageIds(cells, (uid) => this.loaded.get(uid)?.images.map((i) => i.imageId)))
       if (this.destroyed) return
       this.engine = new RenderingEngine(this.renderingEngineId)
       this.group = createToolGroup(this.toolGroupId, this.prompt)
