@@ -105,6 +105,12 @@ export default defineConfig({
           if (/node_modules\/(@vue|vue|vue-router|pinia|vue-i18n|@intlify)\//.test(id)) {
             return 'vue'
           }
+          // The DICOM SR export (@cornerstonejs/adapters, ~1 MB): only the marks' save path imports it, lazily
+          // (src/viewer/persist/sr.ts). Its own chunk keeps it off the first image's path: the Cornerstone chunk is
+          // evaluated before the viewer can draw, and its size is most of that time (issue 16, UX R18).
+          if (/node_modules\/@cornerstonejs\/adapters\//.test(id)) {
+            return 'cornerstone-sr'
+          }
           // Cornerstone3D and what it pulls in (vtk.js, the DICOM parsers): only the viewer's lazy chunks load it.
           if (/node_modules\/(@cornerstonejs|@kitware|dicom-parser|dcmjs|gl-matrix|comlink|xmlbuilder2)\//.test(id)) {
             return 'cornerstone'

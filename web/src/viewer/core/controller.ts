@@ -14,7 +14,8 @@ import { adoptPreview, diagnosticRendered, endPreview, expectFirstImage } from '
 import { takeEarly } from './early'
 import { initCornerstone } from './init'
 import { takePrefetched } from './nextExam'
-import { initialHanging } from './hanging'
+import { type HangingCell, initialHanging } from './hanging'
+import { loadOpeningImages, openingImageIds } from './firstImages'
 import { type Layout, assignSeries, clampLayout, viewportCount } from './layouts'
 import { cacheImages } from './prefetch'
 import { buildSeries, isImageSeries, loadSeries, loadSeriesList, type ViewerSeries } from './series'
@@ -124,9 +125,19 @@ export class ViewerController {
       for (const s of pre?.series ?? []) {
         if (!this.loading.has(s.seriesUid)) this.loading.set(s.seriesUid, Promise.resolve(this.seriesLoaded(s)))
       }
+      // the opening images are fetched and decoded while the engine, the tool group and the viewports are made; a
+      // series of the layout whose metadata is not in (a 2-view DR in two series) has it asked now, its image next
+      const cells = this.hang()
+      for (const c of cells.filter((x) => !this.loaded.has(x.seriesUid))) {
+        this.ensureSeries(c.seriesUid).then(
+          (s) => loadOpeningImages(openingImageIds([c], () => s.images.map((i) => i.imageId))),
+          () => undefined, // show() reports it
+        )
+      }
+      await loadOpeningImages(openingImageIds(cells, (uid) => this.loaded.get(uid)?.images.map((i) => i.imageId)))
+      if (this.destroyed) return
       this.engine = new RenderingEngine(this.renderingEngineId)
       this.group = createToolGroup(this.toolGroupId, this.prompt)
-      this.hang()
       this.state.status = 'ready'
     } catch (e) {
       if (this.destroyed) return
@@ -139,13 +150,14 @@ export class ViewerController {
 
   /** The initial layout for the study's image series (./hanging.ts): 1×1 for one stack, both images of a 2-image
    * study side by side, a viewport a series for a few series. */
-  private hang(): void {
+  private hang(): HangingCell[] {
     const uids = this.seriesUids()
     const h = initialHanging(uids.map((u) => ({ seriesUid: u, instanceCount: this.seriesState(u)?.instanceCount ?? 0 })))
     const n = viewportCount(h.layout)
     this.state.layout = h.layout
     this.state.viewports = this.makeViewports(Array.from({ length: n }, (_, i) => h.cells[i]?.seriesUid ?? null))
     h.cells.forEach((c, i) => (this.state.viewports[i].index = c.index))
+    return h.cells
   }
 
   /** The series that can be shown in a viewport (not SR, KO, PR …), in browser order. */
