@@ -73,6 +73,27 @@ describe('我的任务 TasksView', () => {
     w.unmount()
   })
 
+  it('keeps the 组内任务 rows when the slower 我的任务 answer of the opening load arrives last', async () => {
+    // The CI failure of stop 26: the tab was switched while the opening scope=mine request was still in flight;
+    // its answer came after the group one and replaced the group rows, so the row the doctor wanted vanished.
+    let answerMine: (v: unknown) => void = () => {}
+    const groupRow = { ...mine, id: 13, case_no: 'RD2', assignee: null, in_pool: false }
+    vi.mocked(tasksApi.listTasks).mockReset().mockImplementation((params) =>
+      params.scope === 'mine'
+        ? (new Promise((resolve) => { answerMine = resolve }) as never)
+        : Promise.resolve({ items: [groupRow], total: 1, page: 1, page_size: 20 }),
+    )
+    const w = await mountTasks()
+    w.findComponent({ name: 'ElTabs' }).vm.$emit('update:modelValue', 'group')
+    await flushPromises()
+    expect(w.text()).toContain('RD2')
+    answerMine({ items: [mine], total: 1, page: 1, page_size: 20 })
+    await flushPromises()
+    expect(w.text()).toContain('RD2')
+    expect(w.text()).not.toContain('RD1')
+    expect(w.findComponent({ name: 'TaskTable' }).props('loading')).toBe(false)
+  })
+
   it('opens a row with double-click, and with ↓ + Enter', async () => {
     const w = await mountTasks()
     await w.find('tr.el-table__row').trigger('dblclick')
