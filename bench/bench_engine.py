@@ -55,7 +55,7 @@ from engine.cases import queries, services  # noqa: E402
 from engine.cases.completion import complete_task  # noqa: E402
 from engine.cases.models import Case, CaseEvent, Patient, WorkGroup, WorkGroupMember  # noqa: E402
 from engine.db import utcnow  # noqa: E402
-from engine.workflow import runner, specs, spiff  # noqa: E402
+from engine.workflow import runner, runner_events, specs, spiff  # noqa: E402
 from engine.workflow.models import HumanTask, HumanTaskExclusion, ProcessInstance  # noqa: E402
 from telerad.cli import alembic_config  # noqa: E402
 
@@ -114,7 +114,7 @@ def timed_step(case_id: int, guid: str, data: dict[str, Any], reject_to: str | N
     services.mirror_status(case)
     t3 = time.perf_counter()
     runner.save_state(pi, wf)
-    runner.sync_timers(pi, wf)  # flushes the state JSON
+    runner_events.sync_timers(pi, wf)  # flushes the state JSON
     t4 = time.perf_counter()
     runner.sync_human_tasks(pi, runner.ready_tasks(wf), services.assign, wf.telerad_ready_at_load)
     t5 = time.perf_counter()

@@ -417,7 +417,7 @@ def run_machine(app: Flask, max_examples: int, steps: int) -> None:
 # Sequences the state machine found; each failed before the fix named in its comment.
 FOUND = {
     # The report time limit fired, then a 驳回 back to draft_report re-armed the timer under the same task id:
-    # IntegrityError on workflow_timer.task_guid (fixed in runner.sync_timers).
+    # IntegrityError on workflow_timer.task_guid (fixed in runner_events.sync_timers).
     "timer_then_reject": "clock 241; fire_timers; approve 0 a; reject 0 0; clock 241; fire_timers",
     # L3 驳回 to L2, then L2 驳回 to L1: 审核驳回 → 审核驳回 was an illegal exam transition (fixed in EXAM_TRANSITIONS).
     "reject_twice": "approve 0 a; approve 0 b; reject 0 0; reject 0 0",
