@@ -1,0 +1,270 @@
+"""Reading templates: who sees which, the 设备类型 → 检查部位 tree, the paged list with pinyin search, and the
+sections of a combination composed from its parts (issue 17; REQ: RPT-03, RPT-07, DICT-02; UX.md R5).
+
+Visibility (ARCHITECTURE.md "Roles and who sees what"): templates are the central doctors' tool. A central user sees
+their own private templates, the institution templates of their institution and every public one; a member
+hospital's user sees none. An id outside that answers 404 and writes a security alert (engine/visibility.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+
+from engine import audit, pinyin, uow, visibility
+from engine.accounts.queries import clamp_page, like_pattern
+from engine.actor import Actor
+from engine.errors import NotFound
+from engine.templates.models import (
+    COMBINATION,
+    INSTITUTION,
+    MODALITIES,
+    PRIVATE,
+    PUBLIC,
+    SINGLE,
+    ReportTemplate,
+    ReportTemplateKey,
+    ReportTemplatePart,
+    ReportTemplateUsage,
+)
+
+T = ReportTemplate
+U = ReportTemplateUsage
+TABS = ("all", "favorite", "private", "shared")
+# The tree's labels (the UI never shows a raw code): the usual Chinese names where doctors use them.
+MODALITY_LABELS = {
+    "CT": "CT",
+    "MR": "MR",
+    "DR": "DR",
+    "CR": "CR",
+    "DX": "DX",
+    "US": "超声",
+    "MG": "乳腺钼靶",
+    "RF": "透视造影",
+    "XA": "血管造影",
+    "NM": "核医学",
+    "PT": "PET",
+    "OT": "其他",
+}
+
+# A numbered impression line: "1. ", "2、", "3）" (not "1.5cm…", whose dot is a decimal point).
+_NUMBER = re.compile(r"^\s*\d{1,2}(?:[、．)）]|\.(?!\d))\s*")
+
+
+def _visible(actor: Actor) -> ColumnElement[bool]:
+    if actor.user_id is None or not actor.is_central:
+        return false()
+    return and_(
+        T.deleted_at.is_(None),
+        or_(
+            and_(T.scope == PRIVATE, T.owner_id == actor.user_id),
+            and_(T.scope == INSTITUTION, T.institution_id == actor.institution_id),
+            T.scope == PUBLIC,
+        ),
+    )
+
+
+visibility.rule(ReportTemplate)(_visible)
+
+
+def get_template(actor: Actor, template_id: int) -> ReportTemplate:
+    """One live template the actor sees.
+
+    Raises:
+        NotFound: no such live template, or one outside the actor's visibility (then audited as a security alert).
+    """
+    s = uow.session()
+    row = s.execute(select(T).where(T.id == template_id, visibility.clause(actor, T))).unique().scalar_one_or_none()
+    if row is not None:
+        return row
+    if s.execute(select(T.id).where(T.id == template_id, T.deleted_at.is_(None))).first() is not None:
+        audit.security_alert(actor, "report_template", template_id, "访问可见范围之外的对象")
+    raise NotFound()
+
+
+def name_matches(q: str) -> ColumnElement[bool]:
+    """The name holds `q` (any case), or `q` starts a word of the name's pinyin (initials or full)."""
+    by_name = func.lower(T.name).like(like_pattern(q.strip().lower()), escape="\\")
+    key = pinyin.search_key(q)
+    if not key:
+        return by_name
+    by_key = T.id.in_(select(ReportTemplateKey.template_id).where(pinyin.matches_prefix(ReportTemplateKey.key, key)))
+    return or_(by_name, by_key)
+
+
+def _favorite_of(actor: Actor) -> ColumnElement[bool]:
+    return exists().where(U.template_id == T.id, U.user_id == actor.user_id, U.favorite.is_(True))
+
+
+def filters(
+    actor: Actor,
+    *,
+    tab: str = "all",
+    q: str | None = None,
+    modality: str | None = None,
+    body_part: str | None = None,
+    kind: str | None = None,
+) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a tab and its filters, always within the actor's visibility."""
+    where = [visibility.clause(actor, T)]
+    if tab == "favorite":
+        where.append(_favorite_of(actor))
+    elif tab == "private":
+        where.append(and_(T.scope == PRIVATE, T.owner_id == actor.user_id))
+    elif tab == "shared":
+        where.append(T.scope.in_((INSTITUTION, PUBLIC)))
+    if modality:
+        where.append(T.modality == modality)
+    if body_part:
+        where.append(T.body_part == body_part)
+    if kind:
+        where.append(T.kind == kind)
+    if q and q.strip():
+        where.append(name_matches(q))
+    return where
+
+
+def tree(actor: Actor, *, tab: str = "all", q: str | None = None, modality: str | None = None) -> list[dict[str, Any]]:
+    """设备类型 → 检查部位 with the number of templates under each, for the tab, search and modality given."""
+    stmt = (
+        select(T.modality, T.body_part, func.count())
+        .where(*filters(actor, tab=tab, q=q, modality=modality))
+        .group_by(T.modality, T.body_part)
+    )
+    by_modality: dict[str, list[tuple[str, int]]] = {}
+    for mod, part, n in uow.session().execute(stmt):
+        by_modality.setdefault(mod, []).append((part, int(n)))
+    order = {m: i for i, m in enumerate(MODALITIES)}
+    out = []
+    for mod in sorted(by_modality, key=lambda m: (order.get(m, len(order)), m)):
+        parts = sorted(by_modality[mod], key=lambda p: (-p[1], p[0]))
+        out.append(
+            {
+                "modality": mod,
+                "label": MODALITY_LABELS.get(mod, mod),
+                "count": sum(n for _, n in parts),
+                "parts": [{"body_part": p, "count": n} for p, n in parts],
+            }
+        )
+    return out
+
+
+@dataclass
+class Listed:
+    template: ReportTemplate
+    favorite: bool
+
+
+@dataclass
+class TemplatePage:
+    items: list[Listed]
+    total: int
+    page: int
+    page_size: int
+
+
+def list_templates(
+    actor: Actor,
+    *,
+    tab: str = "all",
+    q: str | None = None,
+    modality: str | None = None,
+    body_part: str | None = None,
+    kind: str | None = None,
+    page: int | None = 1,
+    page_size: int | None = 20,
+) -> TemplatePage:
+    """A page of the templates the actor sees. 常用★ is ordered by the actor's use count, the rest by part and name."""
+    page, page_size = clamp_page(page, page_size)
+    where = filters(actor, tab=tab, q=q, modality=modality, body_part=body_part, kind=kind)
+    s = uow.session()
+    total = int(s.execute(select(func.count()).select_from(T).where(*where)).scalar_one())
+    stmt: Select[Any] = (
+        select(T, U.favorite).outerjoin(U, and_(U.template_id == T.id, U.user_id == actor.user_id)).where(*where)
+    )
+    if tab == "favorite":
+        stmt = stmt.order_by(U.use_count.desc(), T.name_pinyin, T.id)
+    else:
+        # 'normal' sorts after 'abnormal': descending puts 正常 first within a part.
+        stmt = stmt.order_by(T.modality, T.body_part, T.category.desc(), T.name_pinyin, T.id)
+    rows = s.execute(stmt.limit(page_size).offset((page - 1) * page_size)).unique().all()
+    return TemplatePage([Listed(t, bool(fav)) for t, fav in rows], total, page, page_size)
+
+
+def is_favorite(actor: Actor, template_id: int) -> bool:
+    return bool(
+        uow.session()
+        .execute(select(U.favorite).where(U.user_id == actor.user_id, U.template_id == template_id))
+        .scalar_one_or_none()
+    )
+
+
+def parts_of(combination: ReportTemplate) -> list[ReportTemplate]:
+    """The ordered single templates of a combination (whoever may see them: the combination shares their text)."""
+    if combination.kind != COMBINATION:
+        return []
+    stmt = (
+        select(T)
+        .join(ReportTemplatePart, ReportTemplatePart.part_id == T.id)
+        .where(ReportTemplatePart.combination_id == combination.id)
+        .order_by(ReportTemplatePart.position)
+    )
+    return list(uow.session().execute(stmt).unique().scalars())
+
+
+def combinations_using(template_id: int) -> list[ReportTemplate]:
+    """The live combinations that have `template_id` as a part."""
+    stmt = (
+        select(T)
+        .join(ReportTemplatePart, ReportTemplatePart.combination_id == T.id)
+        .where(ReportTemplatePart.part_id == template_id, T.deleted_at.is_(None))
+        .order_by(T.id)
+    )
+    return list(uow.session().execute(stmt).unique().scalars())
+
+
+def impression_lines(text: str) -> list[str]:
+    """The non-empty lines of an impression with their numbers taken off."""
+    return [_NUMBER.sub("", line).strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def number_lines(lines: list[str]) -> str:
+    """诊断意见 numbered 1. 2. … when there is more than one line; a single conclusion stays as it is."""
+    if len(lines) <= 1:
+        return "\n".join(lines)
+    return "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1))
+
+
+def _join_distinct(texts: list[str]) -> str:
+    seen: list[str] = []
+    for t in texts:
+        t = (t or "").strip()
+        if t and t not in seen:
+            seen.append(t)
+    return "\n".join(seen)
+
+
+def sections_of(template: ReportTemplate, parts: list[ReportTemplate] | None = None) -> dict[str, Any]:
+    """A template's sections; a combination's are its parts' joined in order (RPT-03): findings line after line,
+    impression lines numbered across the parts, 阳性 when any part is, 阴性 when all are."""
+    if template.kind == SINGLE:
+        return {
+            "exam_method": template.exam_method,
+            "findings": template.findings,
+            "impression": template.impression,
+            "recommendation": template.recommendation,
+            "positive": template.positive,
+        }
+    parts = parts_of(template) if parts is None else parts
+    marks = [p.positive for p in parts]
+    positive = "阳性" if "阳性" in marks else ("阴性" if marks and all(m == "阴性" for m in marks) else None)
+    return {
+        "exam_method": _join_distinct([p.exam_method for p in parts]),
+        "findings": "\n".join(p.findings.strip() for p in parts if p.findings.strip()),
+        "impression": number_lines([line for p in parts for line in impression_lines(p.impression)]),
+        "recommendation": _join_distinct([p.recommendation for p in parts]),
+        "positive": positive,
+    }
