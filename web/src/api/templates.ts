@@ -33,6 +33,14 @@ export interface TemplateSections {
   positive: Positive
 }
 
+export interface SectionsBody {
+  exam_method: string
+  findings: string
+  impression: string
+  recommendation: string
+  positive: Positive
+}
+
 export interface TemplateSummary {
   id: number
   name: string
@@ -78,7 +86,8 @@ export interface TemplateBody {
   category: TemplateCategory
   modality: string
   body_part: string
-  sections?: Partial<TemplateSections>
+  /** Texts are strings ('' for none): the server refuses null sections. */
+  sections?: SectionsBody
   parts?: number[]
   version?: number
 }
