@@ -108,12 +108,14 @@ def _selection(page, field: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def _no_mouse(page) -> None:  # type: ignore[no-untyped-def]
-    """Count every mouse/pointer event the page sees: the test asserts there were none."""
+    """Count every mouse/pointer event the page sees: the test asserts there were none. A button or radio activated
+    by Enter/Space/arrow keys gets a trusted `click` too, with detail 0: that one is the keyboard's."""
     page.add_init_script(
         """
         window.__mouse = 0;
-        for (const t of ['mousedown', 'mouseup', 'click', 'dblclick', 'pointerdown', 'pointerup', 'contextmenu'])
+        for (const t of ['mousedown', 'mouseup', 'dblclick', 'pointerdown', 'pointerup', 'contextmenu', 'wheel'])
           window.addEventListener(t, (e) => { if (e.isTrusted) window.__mouse++ }, true);
+        window.addEventListener('click', (e) => { if (e.isTrusted && e.detail > 0) window.__mouse++ }, true);
         """
     )
 
@@ -225,6 +227,12 @@ def test_admin_creates_a_public_template_by_keyboard(app, page) -> None:  # type
     expect(dialog).to_be_visible()
     page.get_by_test_id("template-form-name").focus()
     page.keyboard.type("头颅MR平扫正常")
+    # 设备类型: ↓ opens the list on the current CT, ↓ moves to MR, Enter takes it
+    page.locator("[data-testid='template-form-modality'] input").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("template-form-modality")).to_contain_text("MR")
     page.get_by_test_id("template-form-body-part").focus()
     page.keyboard.type("头颅")
     # 范围: the radios move with the arrow keys (个人 → 本院共享 → 公共)
@@ -244,12 +252,13 @@ def test_admin_creates_a_public_template_by_keyboard(app, page) -> None:  # type
     expect(row).to_be_visible()
     expect(row).to_contain_text("公共")
     expect(row).to_contain_text("正常")
+    expect(row).to_contain_text("MR")
     page.screenshot(path=str(ARTIFACTS / "templates-admin.png"), full_page=True)
     assert page.evaluate("window.__mouse") == 0
 
     found = ok(l3.get("/api/templates?q=" + initials("头颅MR平扫正常")))
     (item,) = found["items"]
-    assert (item["scope"], item["kind"], item["modality"], item["body_part"]) == ("public", "single", "CT", "头颅")
+    assert (item["scope"], item["kind"], item["modality"], item["body_part"]) == ("public", "single", "MR", "头颅")
     full = ok(l3.get(f"/api/templates/{item['id']}"))
     assert full["sections"]["findings"] == "脑实质未见异常信号，中线结构[居中/偏移]。"
     # another doctor sees it in 科室共享 / 全部

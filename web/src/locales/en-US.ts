@@ -659,9 +659,9 @@ const enUS: MessageSchema = {
     },
     admin: {
       templatesTab: 'Report templates',
+      searchPlaceholder: 'Name or pinyin initials',
       phrasesTab: 'Phrases',
       allKinds: 'All kinds',
-      kind: 'Kind',
       scope: 'Scope',
       owner: 'Owner',
       updatedAt: 'Updated',

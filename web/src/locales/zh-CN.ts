@@ -685,9 +685,9 @@ const zhCN = {
     },
     admin: {
       templatesTab: '报告模板',
+      searchPlaceholder: '名称或拼音首字母',
       phrasesTab: '常用语',
       allKinds: '全部类型',
-      kind: '类型',
       scope: '范围',
       owner: '所有者',
       updatedAt: '更新时间',

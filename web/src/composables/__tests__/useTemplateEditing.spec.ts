@@ -231,8 +231,8 @@ describe('useTemplateEditing in the report editor', () => {
     select(ta('findings'), 3)
     expect(press(ta('findings'), '/').defaultPrevented).toBe(true)
     await flushPromises()
-    const input = document.querySelector<HTMLInputElement>('[data-testid="phrase-search-input"] input, input[data-testid="phrase-search-input"]')!
-    expect(input).not.toBeNull()
+    const input = document.querySelector<HTMLInputElement>('input[data-testid="phrase-search-input"]')!
+    expect(document.activeElement).toBe(input)
     input.value = 'qj'
     input.dispatchEvent(new Event('input'))
     await new Promise((r) => setTimeout(r, 200))
@@ -245,11 +245,14 @@ describe('useTemplateEditing in the report editor', () => {
     select(ta('findings'), 0)
     press(ta('findings'), '/')
     await flushPromises()
-    input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true, cancelable: true }))
+    const again = document.querySelector<HTMLInputElement>('input[data-testid="phrase-search-input"]')!
+    expect(document.activeElement).toBe(again)
+    again.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true, cancelable: true }))
     await flushPromises()
     await flushPromises()
     expect(ta('findings').value).toBe('所见\n请结合临床。')
     expect(document.activeElement).toBe(ta('findings'))
+    expect(document.querySelector('[data-testid="phrase-search"]')).toBeNull()
   })
 
   it('the panel inserts at the caret of the last focused field, and Tab then finds the inserted markers', async () => {

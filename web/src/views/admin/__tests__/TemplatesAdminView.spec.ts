@@ -44,7 +44,7 @@ function summary(id: number, name: string, extra: Partial<TemplateSummary> = {})
 
 const PUBLIC = summary(1, '胸部CT平扫正常')
 const MINE = summary(2, '我的肺结节', { scope: 'private', category: 'abnormal', owner: { id: 7, full_name: '李医生' }, institution: null })
-const OTHERS = summary(3, '别人的模板', { scope: 'private', owner: { id: 9, full_name: '王医生' }, institution: null })
+const OTHERS = summary(3, '别人的组合', { kind: 'combination', scope: 'private', owner: { id: 9, full_name: '王医生' }, institution: null })
 
 async function mountPage(perms: string[] = []) {
   const pinia = createPinia()
@@ -93,9 +93,10 @@ describe('TemplatesAdminView', () => {
     const rows = w.findAll('[data-testid="templates-admin-table"] .el-table__body tr')
     expect(rows).toHaveLength(3)
     expect(rows[0].text()).toContain('公共')
-    expect(rows[0].text()).toContain('单项')
+    expect(rows[0].text()).not.toContain('组合')
     expect(rows[1].text()).toContain('个人')
     expect(rows[1].text()).toContain('异常')
+    expect(rows[2].text()).toContain('组合')
     expect(w.text()).not.toMatch(/\b(public|private|abnormal|single)\b/)
     expect(w.find('[data-testid="template-edit-1"]').exists()).toBe(false)
     expect(w.find('[data-testid="template-edit-2"]').exists()).toBe(true)
