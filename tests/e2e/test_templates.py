@@ -62,7 +62,10 @@ def _seed(app: Flask) -> dict[str, Any]:
                 "category": "normal",
                 "modality": "CT",
                 "body_part": "上腹部",
-                "sections": {"findings": "肝脏大小形态正常，密度[均匀/不均匀]。", "impression": "上腹部CT平扫未见明显异常。"},
+                "sections": {
+                    "findings": "肝脏大小形态正常，密度[均匀/不均匀]。",
+                    "impression": "上腹部CT平扫未见明显异常。",
+                },
             },
         ),
         201,
@@ -145,7 +148,9 @@ def test_doctor_writes_a_report_with_templates_and_phrases_by_keyboard_only(app,
     expect(page.get_by_test_id("template-preview")).to_contain_text("胸部CT平扫肺结节")
     page.keyboard.press("Enter")
     findings = _textarea(page, "findings")
-    expect(findings).to_have_value("两肺纹理[清晰/增多]，右肺上叶见约___mm结节。\n肝脏大小形态正常，密度[均匀/不均匀]。")
+    expect(findings).to_have_value(
+        "两肺纹理[清晰/增多]，右肺上叶见约___mm结节。\n肝脏大小形态正常，密度[均匀/不均匀]。"
+    )
     expect(_textarea(page, "impression")).to_have_value("1. 右肺上叶结节，大小约___mm。\n2. 上腹部CT平扫未见明显异常。")
     expect(findings).to_be_focused()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -192,9 +197,13 @@ def test_doctor_writes_a_report_with_templates_and_phrases_by_keyboard_only(app,
     with app.app_context():
         s = uow.session()
         report_id = s.execute(select(Report.id).where(Report.case_id == seed["case"]["id"])).scalar_one()
-        rev = s.execute(
-            select(ReportRevision).where(ReportRevision.report_id == report_id).order_by(ReportRevision.seq.desc())
-        ).scalars().first()
+        rev = (
+            s.execute(
+                select(ReportRevision).where(ReportRevision.report_id == report_id).order_by(ReportRevision.seq.desc())
+            )
+            .scalars()
+            .first()
+        )
         assert rev is not None
         assert (rev.kind, rev.findings, rev.impression, rev.positive) == (
             "submit",
