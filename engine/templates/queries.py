@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from sqlalchemy.orm import aliased
 
 from engine import audit, pinyin, uow, visibility
 from engine.accounts.queries import clamp_page, like_pattern
@@ -96,7 +97,8 @@ def name_matches(q: str) -> ColumnElement[bool]:
 
 
 def _favorite_of(actor: Actor) -> ColumnElement[bool]:
-    return exists().where(U.template_id == T.id, U.user_id == actor.user_id, U.favorite.is_(True))
+    star = aliased(U)  # the list joins U for the star and the order; this test stands on its own
+    return exists().where(star.template_id == T.id, star.user_id == actor.user_id, star.favorite.is_(True))
 
 
 def filters(
