@@ -40,11 +40,14 @@ def test_private_template_crud_round_trip_is_audited(app: Flask) -> None:
     t = create(doc, "CT胸部平扫正常", sections={"exam_method": "胸部CT平扫。", "findings": "双肺纹理清晰。",
                                                 "impression": "胸部CT平扫未见明显异常。", "recommendation": "",
                                                 "positive": "阴性"})  # fmt: skip
-    assert t["kind"] == "single" and t["scope"] == "private" and t["version"] == 1
+    assert t["kind"] == "single"
+    assert t["scope"] == "private"
+    assert t["version"] == 1
     assert t["owner"] == {"id": doc.user.id, "full_name": f"测试{doc.user.username}"}
     assert t["institution"]["code"] == "CENTRAL"
     assert t["pinyin"] == "ctxbpszc"
-    assert t["parts"] == [] and t["fields"] == []
+    assert t["parts"] == []
+    assert t["fields"] == []
     got = doc.get(f"/api/templates/{t['id']}").get_json()
     assert got["sections"] == {
         "exam_method": "胸部CT平扫。",
@@ -55,7 +58,8 @@ def test_private_template_crud_round_trip_is_audited(app: Flask) -> None:
     }
     r = doc.put(f"/api/templates/{t['id']}", json=body("CT胸部平扫（正常）", version=1, category="normal"))
     assert r.status_code == 200, r.get_json()
-    assert r.get_json()["version"] == 2 and r.get_json()["name"] == "CT胸部平扫（正常）"
+    assert r.get_json()["version"] == 2
+    assert r.get_json()["name"] == "CT胸部平扫（正常）"
     assert doc.delete(f"/api/templates/{t['id']}").status_code == 204
     assert doc.get(f"/api/templates/{t['id']}").status_code == 404
     assert names(doc) == []
@@ -91,7 +95,7 @@ def test_visibility_private_institution_public_and_member_hospital(app: Flask) -
     requester = as_user(app, "requester", institution_code="M01")
     for url in ("/api/templates", "/api/templates/tree", f"/api/templates/{pub['id']}", "/api/phrases"):
         r = requester.get(url)
-        assert r.status_code == 403 and r.get_json()["code"] == "forbidden", url
+        assert (r.status_code, r.get_json()["code"]) == (403, "forbidden"), url
 
 
 def test_shared_templates_need_template_manage(app: Flask) -> None:
@@ -201,7 +205,8 @@ def test_tree_counts_against_a_hand_counted_set(app: Flask) -> None:
     assert tree("?q=yz") == tree("?modality=MR")  # 腰椎: y z
     assert tree("?tab=favorite") == []
     page = doc.get("/api/templates?modality=CT&body_part=胸部").get_json()
-    assert page["total"] == 3 and {t["name"] for t in page["items"]} == {"CT胸部甲", "CT胸部乙", "CT胸部个人"}
+    assert page["total"] == 3
+    assert {t["name"] for t in page["items"]} == {"CT胸部甲", "CT胸部乙", "CT胸部个人"}
 
 
 def test_pinyin_search_by_initials_full_pinyin_and_name(app: Flask) -> None:
@@ -229,7 +234,8 @@ def test_pinyin_search_by_initials_full_pinyin_and_name(app: Flask) -> None:
     assert q("ct") == ["CT头颅平扫（正常）"]  # a Latin word of the name is a syllable of its own
     assert q("jj") == ["超声甲状腺结节"]  # 结节 jie jie
     assert q("xq") == []
-    assert q("%") == [] and q("_") == []  # matched literally (WEB-03)
+    assert q("%") == []
+    assert q("_") == []
 
 
 def test_bad_input_is_400_with_a_chinese_message_and_code(app: Flask) -> None:
