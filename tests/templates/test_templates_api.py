@@ -234,6 +234,10 @@ def test_pinyin_search_by_initials_full_pinyin_and_name(app: Flask) -> None:
     assert q("ct") == ["CT头颅平扫（正常）"]  # a Latin word of the name is a syllable of its own
     assert q("jj") == ["超声甲状腺结节"]  # 结节 jie jie
     assert q("xq") == []
+    assert q("颅平") == ["CT头颅平扫（正常）"]  # the name's text from inside a Han run
+    assert q("ct头颅") == ["CT头颅平扫（正常）"]
+    assert q("头颅平扫（正常") == ["CT头颅平扫（正常）"]  # punctuation ignored
+    assert q("腰椎 间盘") == ["MR腰椎间盘突出"]
     assert q("%") == []
     assert q("_") == []
 
@@ -289,3 +293,28 @@ def test_bad_input_is_400_with_a_chinese_message_and_code(app: Flask) -> None:
     bad(doc.get("/api/templates?tab=everything"), "tab")
     bad(doc.put(f"/api/templates/{a['id']}", json=body("改", kind="combination", parts=[b["id"], mine_head[0]],
                                                         sections=None, version=1)))  # fmt: skip
+
+
+def test_search_is_one_range_over_the_key_index(app: Flask) -> None:
+    # issue 17: 5,000 templates searched in a few ms on both databases — the plan starts from the key index
+    from sqlalchemy import func, text
+
+    head = as_user(app, "report_l3")
+    create(head, "CT头颅平扫（正常）", scope="public", body_part="头颅")
+    actor = Actor(head.user.id, head.user.username, institution_id=1, institution_kind="central",
+                  permissions=frozenset({"menu.templates"}))  # fmt: skip
+    with app.app_context():
+        s = uow.session()
+        for term in ("tl", "头颅"):
+            stmt = queries.scoped(select(func.count()).select_from(queries.T), actor, q=term)
+            sql = str(stmt.compile(s.get_bind(), compile_kwargs={"literal_binds": True}))
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(text("SET LOCAL enable_seqscan = off"))  # a tiny table: make the planner show its option
+                plan = " ".join(s.execute(text(f"EXPLAIN {sql}")).scalars())
+                assert "pk_report_template_key" in plan, plan
+            else:
+                plan = " ".join(str(r[-1]) for r in s.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+                assert "SEARCH report_template_key USING COVERING INDEX" in plan, plan
+                assert "SEARCH report_template USING INTEGER PRIMARY KEY" in plan, plan
+            assert s.execute(stmt).scalar_one() == 1
+        s.rollback()
