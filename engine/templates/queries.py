@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Subquery, and_, exists, false, func, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, load_only
 
 from engine import audit, uow, visibility
 from engine.accounts.models import Institution, User
@@ -165,6 +165,23 @@ def tree(actor: Actor, *, tab: str = "all", q: str | None = None, modality: str 
     return out
 
 
+# What a summary shows of a template itself (the list never loads the sections).
+SUMMARY_COLUMNS = (
+    T.id,
+    T.name,
+    T.name_pinyin,
+    T.kind,
+    T.scope,
+    T.category,
+    T.modality,
+    T.body_part,
+    T.owner_id,
+    T.institution_id,
+    T.updated_at,
+    T.version,
+)
+
+
 @dataclass
 class Listed:
     """A template with what its summary shows besides its own columns: the caller's star, owner and institution."""
@@ -225,16 +242,21 @@ def list_templates(
     page, page_size = clamp_page(page, page_size)
     filters: dict[str, Any] = {"tab": tab, "q": q, "modality": modality, "body_part": body_part, "kind": kind}
     s = uow.session()
-    total = int(s.execute(scoped(select(func.count()).select_from(T), actor, **filters)).scalar_one())
-    # Owner and institution as plain columns: loading them as objects would pull each user's roles and departments.
-    stmt = _joined_refs(scoped(select(T, *_ref_columns()), actor, **filters), actor)
+    # One statement: the page with the total as a window count. Owner and institution come as plain columns
+    # (loading them as objects would pull each user's roles and departments), and the sections are not loaded.
+    cols = (*_ref_columns(), func.count().over().label("total"))
+    stmt = _joined_refs(scoped(select(T, *cols).options(load_only(*SUMMARY_COLUMNS)), actor, **filters), actor)
     if tab == "favorite":
         stmt = stmt.order_by(U.use_count.desc(), T.name_pinyin, T.id)
     else:
         # 'normal' sorts after 'abnormal': descending puts 正常 first within a part.
         stmt = stmt.order_by(T.modality, T.body_part, T.category.desc(), T.name_pinyin, T.id)
     rows = s.execute(stmt.limit(page_size).offset((page - 1) * page_size)).all()
-    return TemplatePage([_listed(*row) for row in rows], total, page, page_size)
+    if rows:
+        total = int(rows[0][-1])
+    else:  # past the last page (or nothing at all): the window has no row to carry the total
+        total = int(s.execute(scoped(select(func.count()).select_from(T), actor, **filters)).scalar_one())
+    return TemplatePage([_listed(*row[:-1]) for row in rows], total, page, page_size)
 
 
 def parts_of(combination: ReportTemplate) -> list[ReportTemplate]:

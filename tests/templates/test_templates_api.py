@@ -204,6 +204,10 @@ def test_tree_counts_against_a_hand_counted_set(app: Flask) -> None:
     ]
     assert tree("?q=yz") == tree("?modality=MR")  # 腰椎: y z
     assert tree("?tab=favorite") == []
+    paged = doc.get("/api/templates?page_size=3&page=3").get_json()
+    assert (paged["total"], len(paged["items"])) == (7, 1)
+    past = doc.get("/api/templates?page_size=3&page=9").get_json()
+    assert (past["total"], past["items"]) == (7, [])
     page = doc.get("/api/templates?modality=CT&body_part=胸部").get_json()
     assert page["total"] == 3
     assert {t["name"] for t in page["items"]} == {"CT胸部甲", "CT胸部乙", "CT胸部个人"}
