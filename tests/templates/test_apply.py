@@ -65,6 +65,9 @@ def test_combination_sections_are_its_parts_joined_in_order(app: Flask) -> None:
     r = head.put(f"/api/templates/{chest['id']}", json=edited)
     assert r.status_code == 200, r.get_json()
     assert head.get(f"/api/templates/{combo['id']}").get_json()["sections"]["findings"].startswith("双肺未见异常。\n")
+    r = head.put(f"/api/templates/{abdomen['id']}", json=body("CT上腹部", version=1, sections=ABDOMEN))
+    assert r.status_code == 409  # made private, the shared combination's readers could no longer use it
+    assert r.get_json()["code"] == "template_in_use"
     r = head.delete(f"/api/templates/{abdomen['id']}")
     assert r.status_code == 409
     assert r.get_json()["code"] == "template_in_use"
