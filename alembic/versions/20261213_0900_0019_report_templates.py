@@ -92,7 +92,9 @@ def upgrade() -> None:
 
     op.create_table(
         "report_template_key",
-        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column(
+            "key", sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"), nullable=False
+        ),
         sa.Column("template_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["template_id"],

@@ -24,7 +24,8 @@ blp = Blueprint("templates", __name__, url_prefix="/api", description="报告模
 MENU = "menu.templates"
 
 
-def _summary(t: ReportTemplate, favorite: bool) -> dict[str, Any]:
+def _summary(x: queries.Listed) -> dict[str, Any]:
+    t = x.template
     return {
         "id": t.id,
         "name": t.name,
@@ -34,11 +35,9 @@ def _summary(t: ReportTemplate, favorite: bool) -> dict[str, Any]:
         "category": t.category,
         "modality": t.modality,
         "body_part": t.body_part,
-        "favorite": favorite,
-        "owner": {"id": t.owner.id, "full_name": t.owner.full_name} if t.owner else None,
-        "institution": (
-            {"id": t.institution.id, "code": t.institution.code, "name": t.institution.name} if t.institution else None
-        ),
+        "favorite": x.favorite,
+        "owner": x.owner,
+        "institution": x.institution,
         "updated_at": t.updated_at,
         "version": t.version,
     }
@@ -46,9 +45,10 @@ def _summary(t: ReportTemplate, favorite: bool) -> dict[str, Any]:
 
 def _full(actor: Actor, t: ReportTemplate) -> dict[str, Any]:
     parts = queries.parts_of(t)
-    out = _summary(t, queries.is_favorite(actor, t.id))
+    summaries = queries.listed(actor, [t, *parts])
+    out = _summary(summaries[0])
     out["sections"] = queries.sections_of(t, parts)
-    out["parts"] = [_summary(p, queries.is_favorite(actor, p.id)) for p in parts]
+    out["parts"] = [_summary(p) for p in summaries[1:]]
     out["structured"] = []
     return out
 
@@ -71,7 +71,7 @@ def list_templates(args: dict[str, Any]) -> Any:
     """模板列表（分页）：按名称、拼音首字母或全拼搜索；常用★按使用次数排序。"""
     page = queries.list_templates(current_actor(), **args)
     return {
-        "items": [_summary(x.template, x.favorite) for x in page.items],
+        "items": [_summary(x) for x in page.items],
         "total": page.total,
         "page": page.page,
         "page_size": page.page_size,

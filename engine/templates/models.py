@@ -14,9 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy import text as sql_text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
-from engine.accounts.models import Institution, User
 from engine.db import Base, UTCDateTime, utcnow
 
 SINGLE = "single"
@@ -69,9 +68,6 @@ class ReportTemplate(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    owner: Mapped[User | None] = relationship(lazy="joined", innerjoin=False)
-    institution: Mapped[Institution | None] = relationship(lazy="joined", innerjoin=False)
-
 
 class ReportTemplatePart(Base):
     """The ordered single templates of a combination."""
@@ -88,7 +84,10 @@ class ReportTemplateKey(Base):
 
     __tablename__ = "report_template_key"
 
-    key: Mapped[str] = mapped_column(String(KEY_MAX), primary_key=True)
+    # Code-point order on PostgreSQL too, so a prefix range (engine/templates/search.py key_range) is "starts with".
+    key: Mapped[str] = mapped_column(
+        String(KEY_MAX).with_variant(String(KEY_MAX, collation="C"), "postgresql"), primary_key=True
+    )
     template_id: Mapped[int] = mapped_column(
         ForeignKey("report_template.id", ondelete="CASCADE"), primary_key=True, index=True
     )

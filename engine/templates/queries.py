@@ -12,12 +12,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, Subquery, and_, exists, false, func, or_, select
+from sqlalchemy.orm import aliased, load_only
 
-from engine import audit, pinyin, uow, visibility
-from engine.accounts.queries import clamp_page, like_pattern
+from engine import audit, uow, visibility
+from engine.accounts.models import Institution, User
+from engine.accounts.queries import clamp_page
 from engine.actor import Actor
 from engine.errors import NotFound
+from engine.templates import search
 from engine.templates.models import (
     COMBINATION,
     INSTITUTION,
@@ -77,7 +80,7 @@ def get_template(actor: Actor, template_id: int) -> ReportTemplate:
         NotFound: no such live template, or one outside the actor's visibility (then audited as a security alert).
     """
     s = uow.session()
-    row = s.execute(select(T).where(T.id == template_id, visibility.clause(actor, T))).unique().scalar_one_or_none()
+    row = s.execute(select(T).where(T.id == template_id, visibility.clause(actor, T))).scalar_one_or_none()
     if row is not None:
         return row
     if s.execute(select(T.id).where(T.id == template_id, T.deleted_at.is_(None))).first() is not None:
@@ -85,21 +88,27 @@ def get_template(actor: Actor, template_id: int) -> ReportTemplate:
     raise NotFound()
 
 
-def name_matches(q: str) -> ColumnElement[bool]:
-    """The name holds `q` (any case), or `q` starts a word of the name's pinyin (initials or full)."""
-    by_name = func.lower(T.name).like(like_pattern(q.strip().lower()), escape="\\")
-    key = pinyin.search_key(q)
-    if not key:
-        return by_name
-    by_key = T.id.in_(select(ReportTemplateKey.template_id).where(pinyin.matches_prefix(ReportTemplateKey.key, key)))
-    return or_(by_name, by_key)
+def matched_ids(q: str) -> Subquery | None:
+    """The ids of templates whose name `q` searches (None: nothing to search by, so nothing matches).
+
+    `q` starts a word of the name's pinyin (initials or full), one of its Latin words, or a run of its text from any
+    Han character on: one range over the key index (engine/templates/search.py). Punctuation is ignored; a term of
+    punctuation only ('%', '_') finds nothing (WEB-03)."""
+    rng = search.key_range(q)
+    if rng is None:
+        return None
+    low, high = rng
+    key = ReportTemplateKey.key
+    return select(ReportTemplateKey.template_id).where(key >= low, key < high).distinct().subquery("matched")
 
 
 def _favorite_of(actor: Actor) -> ColumnElement[bool]:
-    return exists().where(U.template_id == T.id, U.user_id == actor.user_id, U.favorite.is_(True))
+    star = aliased(U)  # the list joins U for the star and the order; this test stands on its own
+    return exists().where(star.template_id == T.id, star.user_id == actor.user_id, star.favorite.is_(True))
 
 
-def filters(
+def scoped(
+    stmt: Select[Any],
     actor: Actor,
     *,
     tab: str = "all",
@@ -107,8 +116,11 @@ def filters(
     modality: str | None = None,
     body_part: str | None = None,
     kind: str | None = None,
-) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of a tab and its filters, always within the actor's visibility."""
+) -> Select[Any]:
+    """`stmt` over report_template limited to a tab and its filters, always within the actor's visibility.
+
+    A search starts from the matched ids and joins the templates by primary key: the planner would otherwise walk
+    every visible template (the visibility OR looks selective to it) and test each against the key range."""
     where = [visibility.clause(actor, T)]
     if tab == "favorite":
         where.append(_favorite_of(actor))
@@ -123,17 +135,18 @@ def filters(
     if kind:
         where.append(T.kind == kind)
     if q and q.strip():
-        where.append(name_matches(q))
-    return where
+        matched = matched_ids(q)
+        if matched is None:
+            where.append(false())
+        else:
+            stmt = stmt.select_from(matched).join(T, T.id == matched.c.template_id)
+    return stmt.where(*where)
 
 
 def tree(actor: Actor, *, tab: str = "all", q: str | None = None, modality: str | None = None) -> list[dict[str, Any]]:
     """设备类型 → 检查部位 with the number of templates under each, for the tab, search and modality given."""
-    stmt = (
-        select(T.modality, T.body_part, func.count())
-        .where(*filters(actor, tab=tab, q=q, modality=modality))
-        .group_by(T.modality, T.body_part)
-    )
+    stmt = scoped(select(T.modality, T.body_part, func.count()), actor, tab=tab, q=q, modality=modality)
+    stmt = stmt.group_by(T.modality, T.body_part)
     by_modality: dict[str, list[tuple[str, int]]] = {}
     for mod, part, n in uow.session().execute(stmt):
         by_modality.setdefault(mod, []).append((part, int(n)))
@@ -152,10 +165,58 @@ def tree(actor: Actor, *, tab: str = "all", q: str | None = None, modality: str 
     return out
 
 
+# What a summary shows of a template itself (the list never loads the sections).
+SUMMARY_COLUMNS = (
+    T.id,
+    T.name,
+    T.name_pinyin,
+    T.kind,
+    T.scope,
+    T.category,
+    T.modality,
+    T.body_part,
+    T.owner_id,
+    T.institution_id,
+    T.updated_at,
+    T.version,
+)
+
+
 @dataclass
 class Listed:
+    """A template with what its summary shows besides its own columns: the caller's star, owner and institution."""
+
     template: ReportTemplate
     favorite: bool
+    owner: dict[str, Any] | None
+    institution: dict[str, Any] | None
+
+
+def _ref_columns() -> tuple[Any, ...]:
+    return (U.favorite, User.full_name, Institution.code, Institution.name)
+
+
+def _joined_refs(stmt: Select[Any], actor: Actor) -> Select[Any]:
+    return (
+        stmt.outerjoin(U, and_(U.template_id == T.id, U.user_id == actor.user_id))
+        .outerjoin(User, User.id == T.owner_id)
+        .outerjoin(Institution, Institution.id == T.institution_id)
+    )
+
+
+def _listed(t: ReportTemplate, favorite: Any, owner_name: Any, inst_code: Any, inst_name: Any) -> Listed:
+    owner = {"id": t.owner_id, "full_name": owner_name} if t.owner_id is not None else None
+    inst = {"id": t.institution_id, "code": inst_code, "name": inst_name} if t.institution_id is not None else None
+    return Listed(t, bool(favorite), owner, inst)
+
+
+def listed(actor: Actor, templates: list[ReportTemplate]) -> list[Listed]:
+    """Summaries of loaded templates (one query for all their stars, owners and institutions)."""
+    if not templates:
+        return []
+    stmt = _joined_refs(select(T.id, *_ref_columns()).select_from(T), actor).where(T.id.in_([t.id for t in templates]))
+    refs = {row[0]: row[1:] for row in uow.session().execute(stmt)}
+    return [_listed(t, *refs[t.id]) for t in templates]
 
 
 @dataclass
@@ -179,27 +240,23 @@ def list_templates(
 ) -> TemplatePage:
     """A page of the templates the actor sees. 常用★ is ordered by the actor's use count, the rest by part and name."""
     page, page_size = clamp_page(page, page_size)
-    where = filters(actor, tab=tab, q=q, modality=modality, body_part=body_part, kind=kind)
+    filters: dict[str, Any] = {"tab": tab, "q": q, "modality": modality, "body_part": body_part, "kind": kind}
     s = uow.session()
-    total = int(s.execute(select(func.count()).select_from(T).where(*where)).scalar_one())
-    stmt: Select[Any] = (
-        select(T, U.favorite).outerjoin(U, and_(U.template_id == T.id, U.user_id == actor.user_id)).where(*where)
-    )
+    # One statement: the page with the total as a window count. Owner and institution come as plain columns
+    # (loading them as objects would pull each user's roles and departments), and the sections are not loaded.
+    cols = (*_ref_columns(), func.count().over().label("total"))
+    stmt = _joined_refs(scoped(select(T, *cols).options(load_only(*SUMMARY_COLUMNS)), actor, **filters), actor)
     if tab == "favorite":
         stmt = stmt.order_by(U.use_count.desc(), T.name_pinyin, T.id)
     else:
         # 'normal' sorts after 'abnormal': descending puts 正常 first within a part.
         stmt = stmt.order_by(T.modality, T.body_part, T.category.desc(), T.name_pinyin, T.id)
-    rows = s.execute(stmt.limit(page_size).offset((page - 1) * page_size)).unique().all()
-    return TemplatePage([Listed(t, bool(fav)) for t, fav in rows], total, page, page_size)
-
-
-def is_favorite(actor: Actor, template_id: int) -> bool:
-    return bool(
-        uow.session()
-        .execute(select(U.favorite).where(U.user_id == actor.user_id, U.template_id == template_id))
-        .scalar_one_or_none()
-    )
+    rows = s.execute(stmt.limit(page_size).offset((page - 1) * page_size)).all()
+    if rows:
+        total = int(rows[0][-1])
+    else:  # past the last page (or nothing at all): the window has no row to carry the total
+        total = int(s.execute(scoped(select(func.count()).select_from(T), actor, **filters)).scalar_one())
+    return TemplatePage([_listed(*row[:-1]) for row in rows], total, page, page_size)
 
 
 def parts_of(combination: ReportTemplate) -> list[ReportTemplate]:
@@ -212,7 +269,7 @@ def parts_of(combination: ReportTemplate) -> list[ReportTemplate]:
         .where(ReportTemplatePart.combination_id == combination.id)
         .order_by(ReportTemplatePart.position)
     )
-    return list(uow.session().execute(stmt).unique().scalars())
+    return list(uow.session().execute(stmt).scalars())
 
 
 def combinations_using(template_id: int) -> list[ReportTemplate]:
@@ -223,7 +280,7 @@ def combinations_using(template_id: int) -> list[ReportTemplate]:
         .where(ReportTemplatePart.part_id == template_id, T.deleted_at.is_(None))
         .order_by(T.id)
     )
-    return list(uow.session().execute(stmt).unique().scalars())
+    return list(uow.session().execute(stmt).scalars())
 
 
 def impression_lines(text: str) -> list[str]:

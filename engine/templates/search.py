@@ -8,8 +8,9 @@ start of any word of the name is a prefix of some key:
     "CT头颅平扫" -> syllables ct tou lu ping sao
     initials keys  cttlps, tlps, lps, ps, s      full keys  cttoulupingsao…, toulupingsao, lupingsao, pingsao, sao
 
-"tl", "toulu", "ctt" and "ps" all find it, each through `engine.pinyin.matches_prefix` over the key table's primary
-key (a B-tree range; no scan of names). Unlike people's names (engine/pinyin.py `initials`), no surname reading is
+"tl", "toulu", "ctt" and "ps" all find it, and so do "头颅", "颅平" and "CT头颅": the name's own text is keyed from
+each Han character and each Latin word on. Every search is one range over the key table's primary key (key_range; a
+B-tree range, no scan of names). Unlike people's names (engine/pinyin.py `initials`), no surname reading is
 applied: 重度 is zhong du here, not chong.
 """
 
@@ -46,13 +47,32 @@ def initials(name: str, max_length: int = KEY_MAX) -> str:
     return "".join(i for i, _ in syllables(name))[:max_length]
 
 
+def text_key(text: str) -> str:
+    """A name or search term as compared with text keys: Han characters, letters and digits, lowercased."""
+    return "".join(_TOKENS.findall(unicodedata.normalize("NFKC", text or "").lower()))
+
+
 def keys(name: str) -> set[str]:
-    """Every search key of a name: the initials and full-pinyin suffixes from each syllable on."""
+    """Every search key of a name: the initials and full-pinyin suffixes from each syllable on, and the name's own
+    text (text_key) from each Han character and each Latin word on, so "头颅", "颅平扫" and "ct头颅" are prefixes."""
     syls = syllables(name)
     out: set[str] = set()
     for start in range(len(syls)):
         rest = syls[start:]
         out.add("".join(i for i, _ in rest)[:KEY_MAX])
         out.add("".join(f for _, f in rest)[:KEY_MAX])
+    text = text_key(name)
+    for pos, ch in enumerate(text):
+        if not ch.isascii() or pos == 0 or not text[pos - 1].isascii():
+            out.add(text[pos:][:KEY_MAX])
     out.discard("")
     return out
+
+
+def key_range(term: str) -> tuple[str, str] | None:
+    """[low, high) of the keys a search term is a prefix of, or None when the term holds nothing to search by.
+
+    Keys compare by code point (the column's collation is "C" on PostgreSQL, binary on SQLite), so every string that
+    starts with `low` sorts below `low` + U+10FFFF."""
+    low = text_key(term)
+    return (low, low + "\U0010ffff") if low else None

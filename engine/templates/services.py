@@ -61,7 +61,8 @@ def check_may_write(actor: Actor, scope: str, action: str, template_id: int | No
         _deny(actor, action, template_id, "没有管理公共模板的权限（需要“管理公共模板与共享短语”）")
 
 
-def _index_name(template: ReportTemplate) -> None:
+def index_name(template: ReportTemplate) -> None:
+    """Store the name's initials and rebuild its pinyin search keys (engine/templates/search.py)."""
     s = uow.session()
     template.name_pinyin = search.initials(template.name)
     if template.id is not None:
@@ -100,7 +101,8 @@ def _check_parts(actor: Actor, scope: str, part_ids: list[int], own_id: int | No
             )
 
 
-def _set_parts(template: ReportTemplate, part_ids: list[int]) -> None:
+def set_parts(template: ReportTemplate, part_ids: list[int]) -> None:
+    """Replace a combination's ordered parts."""
     s = uow.session()
     s.execute(delete(ReportTemplatePart).where(ReportTemplatePart.combination_id == template.id))
     s.execute(
@@ -147,9 +149,9 @@ def create_template(actor: Actor, data: dict[str, Any]) -> ReportTemplate:
     s = uow.session()
     s.add(t)
     s.flush()
-    _index_name(t)
+    index_name(t)
     if kind == COMBINATION:
-        _set_parts(t, part_ids)
+        set_parts(t, part_ids)
     audit.record(actor, "template_created", object_type="report_template", object_id=t.id, details=_audit_details(t))
     return t
 
@@ -216,9 +218,9 @@ def update_template(actor: Actor, template_id: int, data: dict[str, Any]) -> Rep
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("stale_version", "模板已被修改，请刷新后再保存", {"version": t.version})
     s.refresh(t)
-    _index_name(t)
+    index_name(t)
     if t.kind == COMBINATION:
-        _set_parts(t, part_ids)
+        set_parts(t, part_ids)
     audit.record(actor, "template_updated", object_type="report_template", object_id=t.id, details=_audit_details(t))
     return t
 
