@@ -187,9 +187,25 @@ def test_doctor_writes_a_report_with_templates_and_phrases_by_keyboard_only(app,
     expect(_textarea(page, "impression")).to_be_focused()
     page.screenshot(path=str(ARTIFACTS / "templates-editor-filled.png"), full_page=True)
 
-    # No marker left: Tab leaves the textarea as usual. Ctrl+Enter submits.
+    # No marker left: Tab moves on as usual, to 建议.
     page.keyboard.press("Tab")
-    expect(_textarea(page, "impression")).not_to_be_focused()
+    expect(_textarea(page, "recommendation")).to_be_focused()
+
+    # The panel folds to a strip (a per-user setting the server keeps); Alt+T opens it again, Esc returns to the
+    # report field focused last.
+    page.get_by_test_id("template-panel-collapse").focus()
+    saved = "/api/me/settings/report_editor.template_panel"
+    with page.expect_response(lambda r: saved in r.url and r.request.method == "PUT") as put:
+        page.keyboard.press("Enter")
+    assert (put.value.status, put.value.json()["value"]) == (200, {"collapsed": True})
+    expect(page.get_by_test_id("template-panel-collapsed")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "templates-editor-collapsed.png"), full_page=True)
+    page.keyboard.press("Alt+t")
+    expect(page.get_by_test_id("template-search")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(_textarea(page, "recommendation")).to_be_focused()
+
+    # Ctrl+Enter submits.
     page.keyboard.press("Control+Enter")
     page.wait_for_url(f"{base}/tasks")
     assert page.evaluate("window.__mouse") == 0
