@@ -158,6 +158,9 @@ describe('TemplatePanel', () => {
     await flushPromises()
     expect(confirm).not.toHaveBeenCalled()
     expect(api.applyTemplate).toHaveBeenCalledWith(1, 'replace', EMPTY, null)
+    await w.get('[data-testid="template-item-2"]').trigger('click', { altKey: true }) // UX R5: Alt+click replaces
+    await flushPromises()
+    expect(api.applyTemplate).toHaveBeenLastCalledWith(2, 'replace', EMPTY, null)
     await searchBox(w).trigger('keydown', { key: 'Escape' })
     expect(w.emitted('escape')).toHaveLength(1)
     confirm.mockRestore()
