@@ -73,7 +73,7 @@ POSTGRESQL_PATHS = (
     "api/test_oauth_pkce.py",  # authorization codes single-use through a conditional UPDATE (migration 0016)
     "api/test_oauth_code_reuse_cors.py",  # two exchanges of one code at once; revocation after the rollback
     "viewer/",  # viewer documents: conditional UPDATE on the version, JSON columns, the receive path (migration 0017)
-    "templates/",  # report templates: pinyin key ranges under PostgreSQL's collation, upserts, conditional UPDATE (0019)
+    "templates/",  # report templates: key ranges under the "C" collation, upserts, conditional UPDATE (migration 0019)
 )
 
 # Tests that start telerad (or redis, strace) as another process, kill processes (PostgreSQL server processes too)

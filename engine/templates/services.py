@@ -8,7 +8,7 @@ counts are preferences and are not.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, insert, update
 
@@ -34,7 +34,7 @@ WRITE = "report.write"
 MAX_PARTS = 10
 
 
-def _deny(actor: Actor, action: str, template_id: int | None, reason: str) -> None:
+def _deny(actor: Actor, action: str, template_id: int | None, reason: str) -> NoReturn:
     audit.record(
         actor,
         "permission_denied",
