@@ -181,6 +181,7 @@ def test_doctor_writes_a_report_with_templates_and_phrases_by_keyboard_only(app,
     expect(page.get_by_test_id("phrase-search-input")).to_be_focused()
     page.keyboard.type(initials(PHRASE_2)[:5])
     expect(page.locator("[data-testid='phrase-search-results'] li.is-active")).to_contain_text(PHRASE_2)
+    page.screenshot(path=str(ARTIFACTS / "templates-phrase-search.png"))
     page.keyboard.press("Enter")
     impression = "1. 右肺上叶结节，大小约8mm。\n2. 上腹部CT平扫未见明显异常。\n" + PHRASE_1 + "\n" + PHRASE_2
     expect(_textarea(page, "impression")).to_have_value(impression)
