@@ -164,6 +164,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.reports.views import blp as reports_blp
     from api.settings.views import blp as settings_blp
     from api.tasks.views import blp as tasks_blp
+    from api.templates.views import blp as templates_blp
     from api.viewer.views import blp as viewer_blp
 
     for blp in (health_blp, auth_blp, accounts_blp, audit_blp, cases_blp, tasks_blp, processes_blp, imaging_blp):
@@ -177,6 +178,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     api.register_blueprint(notifications_blp)
     api.register_blueprint(oauth_clients_blp)
     api.register_blueprint(viewer_blp)
+    api.register_blueprint(templates_blp)  # report templates and phrases (issue 17)
     security.mark_public(app, "api-docs.openapi_json")
     app.register_blueprint(dicomweb_blp)  # plain Flask: DICOM JSON and multipart, not in the OpenAPI document
     oauth_server.build(app)

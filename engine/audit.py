@@ -128,6 +128,14 @@ EVENT_TYPES: dict[str, str] = {
     # The viewer (issue 16; REQ: VIEW-08, RPT-05): measurements/marks and key images saved for a study
     "viewer_annotations_saved": "保存影像测量与标记",
     "viewer_key_images_saved": "保存关键图像",
+    # Report templates and phrases (issue 17; REQ: RPT-03, RPT-07, DICT-02; UX.md R5, R6)
+    "template_created": "新建报告模板",
+    "template_updated": "修改报告模板",
+    "template_deleted": "删除报告模板",
+    "template_library_seeded": "载入报告模板库",
+    "phrase_created": "新建常用短语",
+    "phrase_updated": "修改常用短语",
+    "phrase_deleted": "删除常用短语",
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")

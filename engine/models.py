@@ -13,6 +13,7 @@ from engine.notifications import models as notification_models  # noqa: F401
 from engine.oauth import models as oauth_models  # noqa: F401
 from engine.reports import models as report_models  # noqa: F401
 from engine.settings import models as settings_models  # noqa: F401
+from engine.templates import models as template_models  # noqa: F401
 from engine.viewer import models as viewer_models  # noqa: F401
 from engine.workflow import models as workflow_models  # noqa: F401
 

@@ -1,4 +1,5 @@
-"""The `telerad` command: run, web, worker, dicom, db upgrade, demo, create-admin, audit verify/purge, oauth."""
+"""The `telerad` command: run, web, worker, dicom, db upgrade, demo, create-admin, audit verify/purge, oauth,
+templates seed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from engine import config
 from telerad.clictx import load_app, load_settings
 from telerad.dicom_cli import dicom
 from telerad.oauth_cli import oauth
+from telerad.templates_cli import templates
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +37,7 @@ def main() -> None:
 
 
 main.add_command(oauth)
+main.add_command(templates)
 
 
 @main.group()
@@ -82,6 +85,11 @@ def demo() -> None:
         with uow.unit_of_work():
             added = load_demo()
     click.echo(f"演示账号已就绪（新增 {added} 个）/ demo data ready ({added} accounts added)")
+    with app.app_context():
+        from engine.templates.library import seed_library
+
+        with uow.unit_of_work():
+            click.echo(seed_library().summary())
     from dicom import receiving
     from engine.demo.cases import DEMO_CASES, load_demo_cases
 

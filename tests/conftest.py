@@ -73,6 +73,7 @@ POSTGRESQL_PATHS = (
     "api/test_oauth_pkce.py",  # authorization codes single-use through a conditional UPDATE (migration 0016)
     "api/test_oauth_code_reuse_cors.py",  # two exchanges of one code at once; revocation after the rollback
     "viewer/",  # viewer documents: conditional UPDATE on the version, JSON columns, the receive path (migration 0017)
+    "templates/",  # report templates: key ranges under the "C" collation, upserts, conditional UPDATE (migration 0019)
 )
 
 # Tests that start telerad (or redis, strace) as another process, kill processes (PostgreSQL server processes too)
@@ -108,6 +109,7 @@ SAVEPOINT_PATHS = (
     "api/",
     "unit/",
     "processes/",
+    "templates/",
 )
 COPIED_DB_TESTS = (
     "api/test_tasks_concurrency.py",  # claims by real threads and two server processes, each on its own connection

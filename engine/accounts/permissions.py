@@ -92,6 +92,10 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("oauth.manage", "登记与吊销接入客户端", "function", "menu.oauth_clients", "sys", CENTRAL),
     # Per-user settings (issue 14): the defaults an institution and its roles start from, set by the 系统管理员.
     PermissionDef("setting.default.manage", "设置本机构与角色的默认个人设置", "function", "menu.users", "sys"),
+    # Report templates and phrases (issue 17; REQ: RPT-03, RPT-07, DICT-02): every report writer keeps private
+    # templates and phrases; institution/public templates and shared phrases are the 审核医生's (department head's).
+    PermissionDef("menu.templates", "模板管理", "menu", None, "clinical", CENTRAL),
+    PermissionDef("template.manage", "管理公共模板与共享短语", "function", "menu.templates", "clinical", CENTRAL),
 )
 
 BY_CODE = {p.code: p for p in CATALOGUE}
@@ -175,8 +179,11 @@ _READ = frozenset(
         "report.write",
         "menu.imaging",
         "image.read",
+        "menu.templates",
     }
 )
+# 审核医生 (report_l3) leads the department's templates: institution/public templates and shared phrases.
+_REVIEW = _READ | {"template.manage"}
 # task.claim: the dispatcher completes the 人工分配 (assign_case) task of the manual dispatch mode.
 _DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.claim", "task.assign"})
 _PROCESS = frozenset({"menu.processes", "process.read", "process.deploy"})
@@ -186,7 +193,7 @@ BUILTIN_ROLES: tuple[RoleDef, ...] = (
     RoleDef("requester", "申请医生", "成员医院申请远程诊断、查看报告", _REQUEST),
     RoleDef("report_l1", "初级报告医生", "书写初步报告", _READ, CENTRAL),
     RoleDef("report_l2", "报告医生", "修改并确认报告", _READ, CENTRAL),
-    RoleDef("report_l3", "审核医生", "审核并发布报告", _READ, CENTRAL),
+    RoleDef("report_l3", "审核医生", "审核并发布报告", _REVIEW, CENTRAL),
     RoleDef("dispatcher", "调度员", "分配远程诊断任务", _DISPATCH, CENTRAL),
     RoleDef("qc_expert", "质控专家", "对成员医院影像和报告评分", frozenset(), CENTRAL),
     RoleDef("qc_director", "质控主任", "查看并回复本院质控结果", frozenset()),

@@ -225,3 +225,16 @@ register(
     },
     {"mode": "report", "split": 45},
 )
+
+# ---- the template panel beside the report editor (issue 17; UX R5): folded to a strip so the editor can be wide ------
+register(
+    "report_editor.template_panel",
+    "报告模板面板（展开 / 收起）",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["collapsed"],
+        "properties": {"collapsed": {"type": "boolean"}},
+    },
+    {"collapsed": False},
+)

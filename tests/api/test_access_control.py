@@ -74,7 +74,9 @@ ALLOWED_KEYS = set(
     # where a role or permission may be held (issue 11)
     "scope "
     # 拼音首字母 of institution names, for pick lists filtered in the browser (issue 14)
-    "name_pinyin".split()
+    "name_pinyin "
+    # report templates and phrases (issue 17): the tree, a template's sections and parts, phrase shortcuts
+    "tree label count parts category favorite owner pinyin sections exam_method fields shortcut".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}

@@ -31,6 +31,8 @@ export const MENU_DEFS: readonly MenuDef[] = [
   { code: 'menu.dicom_forward', path: '/admin/dicom/forward', labelKey: 'menu.dicomForward', icon: 'Promotion' },
   { code: 'menu.dicom_storage', path: '/admin/dicom/storage', labelKey: 'menu.dicomStorage', icon: 'Coin' },
   { code: 'menu.oauth_clients', path: '/admin/oauth-clients', labelKey: 'menu.oauthClients', icon: 'Key' },
+  // issue 17: report templates and phrases (REQ: RPT-03, RPT-07, DICT-02; UX R5, R6)
+  { code: 'menu.templates', path: '/admin/templates', labelKey: 'menu.templates', icon: 'Notebook' },
 ]
 
 /**

@@ -44,6 +44,7 @@ describe('menu builder', () => {
       'menu.dicom_forward': '/admin/dicom/forward',
       'menu.dicom_storage': '/admin/dicom/storage',
       'menu.oauth_clients': '/admin/oauth-clients',
+      'menu.templates': '/admin/templates',
     }
     expect(Object.fromEntries(MENU_DEFS.map((m) => [m.code, m.path]))).toEqual(expected)
   })

@@ -7,6 +7,34 @@ import { i18n } from '@/i18n'
 import { defineBinding } from './keymap'
 import { VIEWER } from './viewerBindings'
 
+/** Report-editor bindings of templates and phrases (issue 17; REQ: RPT-03, RPT-07; UX R5, R6, R7). */
+const r = (id: string, keys: string[], key: string, args?: Record<string, unknown>) =>
+  defineBinding({
+    id: `report-editor.${id}`,
+    keys,
+    scope: 'report-editor',
+    description: args ? i18n.global.t(key, args) : i18n.global.t(key),
+    descriptionKey: key,
+    descriptionArgs: args,
+    inEditable: true,
+  })
+
+/** Keys 1–9 with a `[A/B]` choice selected: its option 1–9 (one binding a key; the overlay shows the first). */
+export const CHOICE_BINDINGS = Array.from({ length: 9 }, (_, i) =>
+  r(`choose-${i + 1}`, [String(i + 1)], i === 0 ? 'templates.keys.chooseFirst' : 'templates.keys.choose', { n: i + 1 }),
+)
+/** Ctrl+1 … Ctrl+9: the user's phrase with that shortcut (UX R6). */
+export const PHRASE_BINDINGS = Array.from({ length: 9 }, (_, i) =>
+  r(`phrase-${i + 1}`, [`Ctrl+${i + 1}`], i === 0 ? 'templates.keys.phraseFirst' : 'templates.keys.phrase', { n: i + 1 }),
+)
+
+const REPORT_TEMPLATES = {
+  reportNextMarker: r('next-marker', ['Tab'], 'templates.keys.nextMarker'),
+  reportPrevMarker: r('prev-marker', ['Shift+Tab'], 'templates.keys.prevMarker'),
+  reportPhraseSearch: r('phrase-search', ['/'], 'templates.keys.phraseSearch'),
+  reportTemplateSearch: r('template-search', ['Alt+T'], 'templates.keys.templateSearch'),
+}
+
 export const B = {
   help: defineBinding({ id: 'global.help', keys: ['?'], scope: 'global', description: '显示全部快捷键' }),
 
@@ -45,6 +73,8 @@ export const B = {
     description: '提交 / 签名',
     inEditable: true,
   }),
+
+  ...REPORT_TEMPLATES,
 
   // ---- viewer (issue 16, UX R7): every viewer tool has a key; `K` and Ctrl+S belong to the key-image/save helper.
   ...VIEWER,

@@ -1,2 +1,2 @@
 export * from './keymap'
-export { B } from './bindings'
+export { B, CHOICE_BINDINGS, PHRASE_BINDINGS } from './bindings'

@@ -228,6 +228,13 @@ export const routes: RouteRecordRaw[] = [
         meta: { menu: 'menu.oauth_clients', titleKey: 'menu.oauthClients' },
       },
       {
+        // issue 17: report templates and phrases (REQ: RPT-03, RPT-07, DICT-02; UX R5, R6)
+        path: 'admin/templates',
+        name: 'admin-templates',
+        component: () => import('@/views/admin/TemplatesAdminView.vue'),
+        meta: { menu: 'menu.templates', titleKey: 'menu.templates' },
+      },
+      {
         path: '403',
         name: 'forbidden',
         component: () => import('@/views/errors/ForbiddenView.vue'),

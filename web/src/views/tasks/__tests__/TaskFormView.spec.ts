@@ -22,6 +22,13 @@ vi.mock('@/api/reports', () => ({
   saveDraft: vi.fn(),
   listRevisions: vi.fn(),
 }))
+// The template panel beside the editor (issue 17) has its own spec; here it only needs answers.
+vi.mock('@/api/templates', async (orig) => ({
+  ...(await orig<typeof import('@/api/templates')>()),
+  getTemplateTree: vi.fn().mockResolvedValue([]),
+  listTemplates: vi.fn().mockResolvedValue({ items: [], total: 0, page: 1, page_size: 50 }),
+  listPhrases: vi.fn().mockResolvedValue([]),
+}))
 
 const Dummy = defineComponent({ render: () => null })
 
