@@ -74,7 +74,9 @@ ALLOWED_KEYS = set(
     # where a role or permission may be held (issue 11)
     "scope "
     # 拼音首字母 of institution names, for pick lists filtered in the browser (issue 14)
-    "name_pinyin".split()
+    "name_pinyin "
+    # 报告时限: the rule table and each case's limit and due time (issue 17: UX.md R3)
+    "body_part_keyword patient_class limit_minutes working_hours due_at tat_limit_minutes case_created_at".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}
