@@ -402,6 +402,7 @@ const enUS: MessageSchema = {
     left: '{span} left',
     overdue: 'Overdue {span}',
     daysHours: '{days} d {hours} h',
+    days: '{days} d',
     hoursMinutes: '{hours} h {minutes} min',
     minutes: '{minutes} min',
     limitTitle: 'Limit {limit}, due by {due}',

@@ -393,6 +393,7 @@ const zhCN = {
     left: '剩 {span}',
     overdue: '超时 {span}',
     daysHours: '{days}天{hours}小时',
+    days: '{days}天',
     hoursMinutes: '{hours}小时{minutes}分',
     minutes: '{minutes}分钟',
     limitTitle: '时限 {limit}，应于 {due} 前完成',

@@ -23,8 +23,11 @@ export function tatStanding(now: number, startIso: string, dueIso: string): TatS
   return { state: span > 0 && elapsed >= WARNING_FRACTION * span ? 'warning' : 'ok', remainingMs }
 }
 
-/** Hours and minutes of a span, rounded up to the minute while time is left ("1小时05分", "25分", "2天3小时"). */
+/**
+ * Days, hours and minutes of a span: time left rounds up to the minute (30 s left is "1分钟", never "0"), time
+ * overdue (negative) rounds down (30 min 40 s late is "30分钟").
+ */
 export function spanParts(ms: number): { days: number; hours: number; minutes: number } {
-  const total = Math.max(0, Math.ceil(Math.abs(ms) / 60000))
+  const total = ms >= 0 ? Math.ceil(ms / 60000) : Math.floor(-ms / 60000)
   return { days: Math.floor(total / 1440), hours: Math.floor((total % 1440) / 60), minutes: total % 60 }
 }

@@ -21,5 +21,6 @@ describe('spanParts', () => {
     expect(spanParts(30_001)).toEqual({ days: 0, hours: 0, minutes: 1 })
     expect(spanParts(65 * 60000)).toEqual({ days: 0, hours: 1, minutes: 5 })
     expect(spanParts(-(26 * 60 + 3) * 60000)).toEqual({ days: 1, hours: 2, minutes: 3 })
+    expect(spanParts(-30.7 * 60000)).toEqual({ days: 0, hours: 0, minutes: 30 })
   })
 })

@@ -7,7 +7,7 @@ const start = '2026-12-08T00:00:00Z'
 const due = '2026-12-08T01:00:00Z'
 const at = (minutes: number) => Date.parse(start) + minutes * 60000
 
-function render(props: Record<string, unknown>) {
+function render(props: { now: number; due?: string | null; done?: boolean }) {
   return mount(TatCountdown, { props: { start, due, limitMinutes: 60, ...props }, global: { plugins: [createAppI18n('zh-CN')] } })
 }
 
@@ -20,6 +20,7 @@ describe('TatCountdown 剩余时限', () => {
     expect(render({ now: at(50) }).find('[data-testid="tat-warning"]').text()).toBe('剩 10分钟')
     expect(render({ now: at(135) }).find('[data-testid="tat-overdue"]').text()).toBe('超时 1小时15分')
     expect(render({ now: at(-60 * 24 * 2) }).text()).toBe('剩 2天1小时')
+    expect(render({ now: at(-60 * 23) }).text()).toBe('剩 1天')
   })
 
   it('shows a dash for a finished case or one without a due time', () => {
