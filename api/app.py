@@ -142,6 +142,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from api.accounts.views import blp as accounts_blp
     from api.audit.views import blp as audit_blp
     from api.auth.views import blp as auth_blp
+    from api.cases.turnaround_views import blp as turnaround_blp
     from api.cases.views import blp as cases_blp
     from api.dicomweb import blp as dicomweb_blp
     from api.dicomweb import limits as _dicomweb_limits  # noqa: F401  (the /dicomweb rate limit)
@@ -170,6 +171,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     for blp in (health_blp, auth_blp, accounts_blp, audit_blp, cases_blp, tasks_blp, processes_blp, imaging_blp):
         api.register_blueprint(blp)
     api.register_blueprint(reports_blp)  # the report routes (issue 17): lock, drafts, revisions, print, correct
+    api.register_blueprint(turnaround_blp)  # 报告时限规则 (issue 17, UX.md R3)
     api.register_blueprint(imaging_nodes_blp)  # IMG-02: devices and remote nodes
     api.register_blueprint(imaging_routing_blp)
     api.register_blueprint(imaging_scu_blp)

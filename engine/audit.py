@@ -89,6 +89,7 @@ EVENT_TYPES: dict[str, str] = {
     "dicom_instance_conflict": "影像内容冲突",
     # routing, forwarding and storage targets (REQ: DCM-02, IMG-08, IMG-09)
     "routing_rule_changed": "修改影像路由规则",
+    "turnaround_rule_changed": "修改报告时限规则",
     "dicom_forward_requested": "转发影像",
     "dicom_forwarded": "影像转发完成",
     "storage_target_changed": "修改存储目标",

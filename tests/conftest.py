@@ -74,6 +74,7 @@ POSTGRESQL_PATHS = (
     "api/test_oauth_code_reuse_cors.py",  # two exchanges of one code at once; revocation after the rollback
     "viewer/",  # viewer documents: conditional UPDATE on the version, JSON columns, the receive path (migration 0017)
     "templates/",  # report templates: key ranges under the "C" collation, upserts, conditional UPDATE (migration 0019)
+    "api/test_turnaround.py",  # overdue-first ORDER BY over a correlated EXISTS, timezone-aware due times (0020)
 )
 
 # Tests that start telerad (or redis, strace) as another process, kill processes (PostgreSQL server processes too)

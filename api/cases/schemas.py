@@ -40,6 +40,7 @@ class CaseQuerySchema(PageQuery):
     status = fields.String(validate=validate.OneOf(["open", "completed", "incident", "cancelled"]))
     q = fields.String(validate=validate.Length(max=64))
     emergency = fields.Boolean()
+    sort = fields.String(load_default="default", validate=validate.OneOf(["default", "due"]))
 
 
 class UserRefSchema(Schema):
@@ -139,6 +140,8 @@ class CaseItemSchema(Schema):
     exams = fields.List(fields.Nested(ExamOutSchema))
     requesting_institution = fields.Nested(InstitutionRefSchema)
     created_at = fields.DateTime()
+    due_at = fields.DateTime(allow_none=True)  # 剩余时限 (UX.md R3)
+    tat_limit_minutes = fields.Integer(allow_none=True)
     current_tasks = fields.List(fields.Nested(TaskBriefSchema))
     report_status = fields.String(allow_none=True)
     printed = fields.Boolean()

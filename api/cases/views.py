@@ -52,6 +52,7 @@ def list_cases(args: dict[str, Any]) -> Any:
         emergency=args.get("emergency"),
         page=args["page"],
         page_size=args["page_size"],
+        sort=args["sort"],
     )
     return {"items": queries.case_rows(page.items), "total": page.total, "page": page.page, "page_size": page.page_size}
 

@@ -24,6 +24,7 @@ class TaskQuerySchema(PageQuery):
     claimed = fields.Boolean()
     emergency = fields.Boolean()
     q = fields.String(validate=validate.Length(max=64))
+    sort = fields.String(load_default="default", validate=validate.OneOf(queries.SORTS))
 
 
 class GroupRefSchema(Schema):
@@ -51,6 +52,10 @@ class TaskItemSchema(Schema):
     requesting_institution = fields.Nested(InstitutionRefSchema, allow_none=True)
     created_at = fields.DateTime()
     claimed_at = fields.DateTime(allow_none=True)
+    # 剩余时限 (UX.md R3): the case's start, due time and limit; the list counts down from them.
+    case_created_at = fields.DateTime(allow_none=True)
+    due_at = fields.DateTime(allow_none=True)
+    tat_limit_minutes = fields.Integer(allow_none=True)
 
 
 class TaskPageSchema(Schema):
@@ -147,6 +152,7 @@ def tasks(args: dict[str, Any]) -> Any:
         claimed=args.get("claimed"),
         emergency=args.get("emergency"),
         q=args.get("q"),
+        sort=args["sort"],
     )
     return {"items": queries.task_rows(page.items), "total": page.total, "page": page.page, "page_size": page.page_size}
 

@@ -61,6 +61,9 @@ CATALOGUE: tuple[PermissionDef, ...] = (
     PermissionDef("menu.processes", "流程管理", "menu", None, "process", CENTRAL),
     PermissionDef("process.read", "查看流程", "function", "menu.processes", "process", CENTRAL),
     PermissionDef("process.deploy", "发布与迁移流程", "function", "menu.processes", "process", CENTRAL),
+    # 报告时限规则 (issue 17; UX.md R3): the limits the worklists count down and the process's timer escalates on.
+    PermissionDef("menu.turnaround", "报告时限规则", "menu", None, "process", CENTRAL),
+    PermissionDef("tat.manage", "编辑报告时限规则", "function", "menu.turnaround", "process", CENTRAL),
     # DICOM devices and archive (issue 4; REQ: IMG-02, DCM-03/04, DSEC-06): device management is a 系统管理员 duty.
     PermissionDef("menu.dicom_nodes", "设备管理", "menu", None, "sys"),
     PermissionDef("dicom.node.read", "查看DICOM设备", "function", "menu.dicom_nodes", "sys"),
@@ -186,7 +189,7 @@ _READ = frozenset(
 _REVIEW = _READ | {"template.manage"}
 # task.claim: the dispatcher completes the 人工分配 (assign_case) task of the manual dispatch mode.
 _DISPATCH = frozenset({"menu.tasks", "menu.pool", "menu.cases", "case.read", "task.read", "task.claim", "task.assign"})
-_PROCESS = frozenset({"menu.processes", "process.read", "process.deploy"})
+_PROCESS = frozenset({"menu.processes", "process.read", "process.deploy", "menu.turnaround", "tat.manage"})
 
 BUILTIN_ROLES: tuple[RoleDef, ...] = (
     RoleDef("registrar", "登记员", "成员医院登记患者、检查并发起远程诊断申请", _REGISTER),

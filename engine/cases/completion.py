@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+from sqlalchemy import select
 
 from engine import audit, uow
 from engine.actor import Actor
 from engine.cases import hooks
-from engine.cases.models import Case
+from engine.cases.models import Case, CaseEvent
 from engine.cases.services import assign, event, lock_case, mirror_status
 from engine.cases.tasks import can_take, candidate_task, get_task, record
 from engine.db import utcnow
@@ -142,9 +143,16 @@ def complete_process_task(actor: Actor, task_id: int, data: dict[str, Any]) -> P
 
 @service_tasks.register("cases.escalate")
 def escalate(params: dict[str, Any], task_data: dict[str, Any]) -> dict[str, Any]:
-    """Service task behind the report-time-limit timer (UX.md R3): the case history shows it is overdue."""
-    case = uow.session().get(Case, int(params["case_id"]))
+    """Service task behind the report-time-limit timer (UX.md R3): the case history shows it is overdue, once.
+
+    The timer waits for the case's one due time (`tat_due`, engine/cases/turnaround.py). A 驳回 back to
+    draft_report after that time re-enters the timer already due, so SpiffWorkflow fires it within that step: the
+    case is overdue already and was escalated, so nothing is recorded twice."""
+    s = uow.session()
+    case = s.get(Case, int(params["case_id"]))
     if case is None:
         raise service_tasks.ServiceTaskError("case not found")
-    event(case, None, "overdue", "draft_report", emergency=case.emergency)
+    seen = s.execute(select(CaseEvent.id).where(CaseEvent.case_id == case.id, CaseEvent.event == "overdue")).first()
+    if seen is None:
+        event(case, None, "overdue", "draft_report", emergency=case.emergency)
     return {"escalated": True}

@@ -138,6 +138,10 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # 报告时限 (UX.md R3): the limit that applied when the case was created and when it falls due
+    # (engine/cases/turnaround.py); the worklists' countdown and the process's sla_timer read due_at.
+    tat_limit_minutes: Mapped[int | None] = mapped_column()
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     # Loaded with the case row when locking it (engine/cases/services.py lock_case), otherwise on first use.
     process: Mapped[ProcessInstance] = relationship(lazy="select")
@@ -201,3 +205,26 @@ class DispatchPolicy(Base):
     mode: Mapped[str] = mapped_column(String(16))  # directed | manual | rule | pool
     target_group: Mapped[str | None] = mapped_column(String(64))
     target_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+
+class TurnaroundRule(Base):
+    """A report turnaround limit (报告时限规则, UX.md R3): the most specific enabled row matching a case applies
+    (engine/cases/turnaround.py). A criterion left empty matches anything; `body_part_keyword` matches when the
+    exam's body part contains it (头 → 头颅, 头部)."""
+
+    __tablename__ = "turnaround_rule"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    body_part_keyword: Mapped[str | None] = mapped_column(String(32))
+    priority: Mapped[str | None] = mapped_column(String(16))  # emergency | routine | None (either)
+    patient_class: Mapped[str | None] = mapped_column(String(16))  # outpatient | inpatient | None (either)
+    limit_minutes: Mapped[int] = mapped_column()
+    working_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    institution: Mapped[Institution | None] = relationship(lazy="joined")

@@ -12,6 +12,7 @@ from engine.accounts.queries import Page, clamp_page, like_pattern, user_name_ma
 from engine.actor import Actor
 from engine.cases import hooks
 from engine.cases.models import Case, CaseEvent, Exam, Patient, WorkGroup, WorkGroupMember, case_exam
+from engine.db import utcnow
 from engine.visibility import candidate_instances, open_candidate, scoped, scoped_tasks
 from engine.workflow import instances
 from engine.workflow.models import HumanTask, HumanTaskExclusion, ProcessInstance
@@ -27,10 +28,20 @@ def patient_name_matches(q: str) -> ColumnElement[bool]:
     return or_(by_name, pinyin.matches_prefix(Patient.name_pinyin, key)) if key else by_name
 
 
+SORTS = ("default", "due")
+
+
 def task_query(
-    actor: Actor, scope: str, *, claimed: bool | None = None, emergency: bool | None = None, q: str | None = None
+    actor: Actor,
+    scope: str,
+    *,
+    claimed: bool | None = None,
+    emergency: bool | None = None,
+    q: str | None = None,
+    sort: str = "default",
 ) -> Select[Any]:
-    """我的任务 / 组内任务 / 抢单池 as one indexed query: emergency first, then oldest (REC-10)."""
+    """我的任务 / 组内任务 / 抢单池 as one query: overdue first (UX.md R3), then emergency, then oldest (REC-10);
+    `sort="due"` (the 剩余时限 column) orders by due time alone, the most urgent first."""
     # mine / group filter on the doctor rule's own terms (assignee = me; open_candidate), see scoped_tasks.
     stmt = scoped_tasks(actor, own_or_open_candidate=scope in ("mine", "group")).where(HumanTask.completed_at.is_(None))
     not_excluded = not_(
@@ -61,7 +72,11 @@ def task_query(
                 .where(or_(patient_name_matches(q), Case.case_no.like(pat, escape="\\")))
             )
         )
-    return stmt.order_by(HumanTask.emergency.desc(), HumanTask.created_at, HumanTask.id)
+    due = select(Case.due_at).where(Case.id == HumanTask.case_id).scalar_subquery()
+    if sort == "due":
+        return stmt.order_by(due.is_(None), due, HumanTask.emergency.desc(), HumanTask.id)
+    overdue = select(Case.id).where(Case.id == HumanTask.case_id, Case.due_at < utcnow()).exists()
+    return stmt.order_by(overdue.desc(), HumanTask.emergency.desc(), HumanTask.created_at, HumanTask.id)
 
 
 def list_tasks(actor: Actor, scope: str, page: int | None, page_size: int | None, **filters: Any) -> Page:
@@ -173,6 +188,9 @@ def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
                     "requesting_institution": None,
                     "created_at": t.created_at,
                     "claimed_at": t.claimed_at,
+                    "case_created_at": None,
+                    "due_at": None,
+                    "tat_limit_minutes": None,
                 }
             )
             continue
@@ -199,13 +217,23 @@ def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
                 "requesting_institution": c.requesting_institution,
                 "created_at": t.created_at,
                 "claimed_at": t.claimed_at,
+                "case_created_at": c.created_at,
+                "due_at": c.due_at,
+                "tat_limit_minutes": c.tat_limit_minutes,
             }
         )
     return out
 
 
 def list_cases(
-    actor: Actor, *, status: str | None, q: str | None, emergency: bool | None, page: int | None, page_size: int | None
+    actor: Actor,
+    *,
+    status: str | None,
+    q: str | None,
+    emergency: bool | None,
+    page: int | None,
+    page_size: int | None,
+    sort: str = "default",
 ) -> Page:
     page, page_size = clamp_page(page, page_size)
     stmt = scoped(actor, Case)
@@ -226,11 +254,11 @@ def list_cases(
         )
     s = uow.session()
     total = s.execute(stmt.with_only_columns(func.count(Case.id)).order_by(None)).scalar_one()
-    rows = list(
-        s.execute(stmt.order_by(Case.emergency.desc(), Case.id.desc()).offset((page - 1) * page_size).limit(page_size))
-        .unique()
-        .scalars()
-    )
+    if sort == "due":  # 剩余时限: open cases by due time, the most urgent first; finished ones after
+        order: tuple[Any, ...] = ((Case.status != "open"), Case.due_at.is_(None), Case.due_at, Case.id.desc())
+    else:
+        order = (Case.emergency.desc(), Case.id.desc())
+    rows = list(s.execute(stmt.order_by(*order).offset((page - 1) * page_size).limit(page_size)).unique().scalars())
     return Page(rows, total, page, page_size)
 
 
@@ -269,6 +297,8 @@ def case_rows(cases: list[Case]) -> list[dict[str, Any]]:
                 "exams": c.exams,
                 "requesting_institution": c.requesting_institution,
                 "created_at": c.created_at,
+                "due_at": c.due_at,
+                "tat_limit_minutes": c.tat_limit_minutes,
                 "current_tasks": [
                     {
                         "id": t.id,

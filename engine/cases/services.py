@@ -16,7 +16,7 @@ from engine import audit, uow
 from engine.accounts.models import Institution, User
 from engine.accounts.permissions import BUILTIN_ROLES
 from engine.actor import Actor
-from engine.cases import hooks
+from engine.cases import hooks, turnaround
 from engine.cases.models import (
     EXAM_STATUSES,
     EXAM_TRANSITIONS,
@@ -188,6 +188,10 @@ def create_case(
     hooks.case_created(case)  # the report wing adds the first report (engine/reports/review.py)
     first = exam_rows[0]
     policy = _policy(actor.institution_id or 0, first.modality)
+    # UX.md R3: the case is due when its most urgent exam is; the countdown and the process's sla_timer read due_at.
+    case.tat_limit_minutes, case.due_at = turnaround.case_limit(
+        actor.institution_id or 0, [(x.modality, x.body_part) for x in exam_rows], emergency, case.created_at
+    )
     data = {
         "case_id": case.id,
         "emergency": emergency,
@@ -197,6 +201,7 @@ def create_case(
         "configured_mode": policy.mode if policy and policy.mode != "rule" else "",
         "configured_group": (policy.target_group or "") if policy else "",
         "configured_user": (policy.target_user_id or 0) if policy else 0,
+        "tat_due": case.due_at.isoformat(),
     }
     event(case, actor, "created", details_exams=[x.exam_no for x in exam_rows])
     wf = runner.start(pi, deployment, data, assign)

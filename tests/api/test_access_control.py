@@ -76,7 +76,9 @@ ALLOWED_KEYS = set(
     # 拼音首字母 of institution names, for pick lists filtered in the browser (issue 14)
     "name_pinyin "
     # report templates and phrases (issue 17): the tree, a template's sections and parts, phrase shortcuts
-    "tree label count parts category favorite owner pinyin sections exam_method fields shortcut".split()
+    "tree label count parts category favorite owner pinyin sections exam_method fields shortcut "
+    # 报告时限: the rule table and each case's limit and due time (issue 17: UX.md R3)
+    "body_part_keyword patient_class limit_minutes working_hours due_at tat_limit_minutes case_created_at".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}

@@ -42,7 +42,7 @@ def variants() -> dict[str, tuple[str, dict[str, str], str]]:
         out[f"condition{i}"] = (cond, DMN, "f_manual")
         cell = DMN_XML.replace('<text>"M05"</text>', f"<text>{esc(expr)}</text>")
         out[f"dmn{i}"] = (XML, {"dispatch_rules.dmn": cell}, "row_manual_m05_2")
-    timer = XML.replace("&quot;PT30M&quot; if emergency else &quot;PT4H&quot;", esc(UNSAFE[0]))
+    timer = XML.replace("<bpmn:timeDate>tat_due</bpmn:timeDate>", f"<bpmn:timeDate>{esc(UNSAFE[0])}</bpmn:timeDate>")
     out["timer"] = (timer, DMN, "sla_timer")
     out["service"] = (XML.replace('id="reports.publish"', 'id="os.system"'), DMN, "publish_report")
     formless = XML.replace(

@@ -265,7 +265,8 @@ class ReviewMachine(RuleBasedStateMachine):
 
     @rule(minutes=st.sampled_from([3, 16, 241]))
     def clock(self, minutes: int) -> None:
-        """16 minutes outlive the report lock lease; 241 the 4-hour report time limit (急诊: 30 minutes)."""
+        """16 minutes outlive the report lock lease; 241 the case's report time limit (UX.md R3: 急诊 30–60
+        minutes, 普通 X线 2 hours; only a routine CT/MR's 4 working hours may outlast it, over a night)."""
         self.world.traveller.shift(timedelta(minutes=minutes))
 
     @rule()
@@ -386,7 +387,10 @@ class ReviewMachine(RuleBasedStateMachine):
         assert all(t.fired_at is None or t.fired_at >= t.due_at for t in timers), "a timer fired before it was due"
         fired = sum(1 for e in events if e.event == "timer")
         assert fired == self.timers_fired, "a timer fired twice or its firing was not recorded"
-        assert sum(1 for e in events if e.event == "overdue") == fired
+        # One due time per case (engine/cases/turnaround.py): escalated at most once, and once the worker fired it.
+        overdue = sum(1 for e in events if e.event == "overdue")
+        assert overdue <= 1, "a case was escalated twice"
+        assert overdue == 1 or fired == 0, "the timer fired without escalating"
 
 
 def run_machine(app: Flask, max_examples: int, steps: int) -> None:
@@ -417,7 +421,8 @@ def run_machine(app: Flask, max_examples: int, steps: int) -> None:
 # Sequences the state machine found; each failed before the fix named in its comment.
 FOUND = {
     # The report time limit fired, then a 驳回 back to draft_report re-armed the timer under the same task id:
-    # IntegrityError on workflow_timer.task_guid (fixed in runner_events.sync_timers).
+    # IntegrityError on workflow_timer.task_guid (fixed in runner_events.sync_timers). Since the timer waits for
+    # the case's one due time (issue 17), the re-entered timer is already due and fires within the 驳回 step.
     "timer_then_reject": "clock 241; fire_timers; approve 0 a; reject 0 0; clock 241; fire_timers",
     # L3 驳回 to L2, then L2 驳回 to L1: 审核驳回 → 审核驳回 was an illegal exam transition (fixed in EXAM_TRANSITIONS).
     "reject_twice": "approve 0 a; approve 0 b; reject 0 0; reject 0 0",
@@ -442,7 +447,7 @@ def test_wf09_ac06_found_sequences(app: Flask) -> None:
                 getattr(machine, rule_name)(*(int(x) if x.isdigit() else x for x in args))
                 machine.database_is_consistent()
             done[name] = machine
-    assert done["timer_then_reject"].timers_fired == 2  # one per round of draft_report, each exactly once
+    assert done["timer_then_reject"].timers_fired == 1  # the worker's; the second round's fired in the 驳回 step
     assert done["timer_then_reject"].task is not None
     assert done["timer_then_reject"].task.name == "draft_report"
     assert done["reject_twice"].task is not None

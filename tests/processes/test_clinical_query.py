@@ -29,7 +29,7 @@ QUESTION = "请补充患者既往胸部手术史及近期血常规结果。"
 
 
 def _start(team: Team, **over: Any) -> tuple[int, dict[str, Any]]:
-    case = new_case(team.req)
+    case = new_case(team.req, modality="CT")  # routine CT: a 4-working-hour report limit (UX.md R3)
     task = team.to_level(case["id"], "draft_report")
     ok(team.l1.post(f"/api/tasks/{task.id}/claim"))
     body = {"question": QUESTION, **over}
@@ -184,7 +184,7 @@ def test_the_due_time_timer_fires_once(app: Flask) -> None:
     with time_machine.travel(start + timedelta(hours=2), tick=False), app.app_context():
         assert jobs.fire_timers() == 1
         assert jobs.fire_timers() == 0  # the next run of the job (or another worker after a restart) fires nothing
-    # Not a cycle: the reminder runs once (before the case's own 4-hour report time limit, which would fire).
+    # Not a cycle: the reminder runs once (before the case's own report limit of 4 working hours, which would fire).
     with time_machine.travel(start + timedelta(hours=3, minutes=50), tick=False), app.app_context():
         assert jobs.fire_timers() == 0
     assert len(_events(app, case_id, "clinical_query_overdue")) == 1

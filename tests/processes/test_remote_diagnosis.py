@@ -23,6 +23,7 @@ CASE = {
     "configured_mode": "",
     "configured_group": "",
     "configured_user": 0,
+    "tat_due": "2099-01-01T00:00:00+00:00",  # engine/cases/turnaround.py: the 报告时限 timer's due time
 }
 
 

@@ -23,6 +23,7 @@ export const MENU_DEFS: readonly MenuDef[] = [
   { code: 'menu.pool', path: '/pool', labelKey: 'menu.pool', icon: 'Collection' },
   { code: 'menu.cases', path: '/cases', labelKey: 'menu.cases', icon: 'Files' },
   { code: 'menu.processes', path: '/admin/processes', labelKey: 'menu.processes', icon: 'Connection' },
+  { code: 'menu.turnaround', path: '/admin/turnaround-rules', labelKey: 'menu.turnaround', icon: 'Timer' },
   { code: 'menu.imaging', path: '/imaging/studies', labelKey: 'menu.imaging', icon: 'Picture' },
   { code: 'menu.dicom_nodes', path: '/admin/dicom/nodes', labelKey: 'menu.dicomNodes', icon: 'Monitor' },
   { code: 'menu.dicom_conflicts', path: '/admin/dicom/conflicts', labelKey: 'menu.dicomConflicts', icon: 'Warning' },

@@ -7,6 +7,8 @@ export interface CaseQuery {
   emergency?: '' | 'true' | 'false'
   page?: number
   page_size?: number
+  /** 'due': open cases by 剩余时限, the most urgent first (UX.md R3). */
+  sort?: 'default' | 'due'
 }
 
 export async function listCases(query: CaseQuery): Promise<Paged<CaseItem>> {

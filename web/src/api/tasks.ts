@@ -8,9 +8,11 @@ export interface TaskQuery {
   q?: string
   page?: number
   page_size?: number
+  /** 'due': by 剩余时限, the most urgent first (UX.md R3). */
+  sort?: 'default' | 'due'
 }
 
-/** Emergency first, then oldest first (the server sorts, REC-10). */
+/** Overdue first, then emergency, then oldest (the server sorts; REC-10, UX.md R3). */
 export async function listTasks(query: TaskQuery): Promise<Paged<TaskItem>> {
   const { data } = await http.get<Paged<TaskItem>>('/tasks', { params: cleanParams({ ...query }) })
   return data

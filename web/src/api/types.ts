@@ -272,6 +272,8 @@ export interface CaseItem {
   exams: CaseExam[]
   requesting_institution: InstitutionRef
   created_at: string
+  due_at?: string | null
+  tat_limit_minutes?: number | null
   current_tasks: CaseTaskRef[]
   report_status: string | null
   printed: boolean
@@ -370,6 +372,10 @@ export interface TaskItem {
   requesting_institution: { code: string; name: string }
   created_at: string
   claimed_at: string | null
+  /** 剩余时限 (UX.md R3): the case's request time, due time and limit; null for tasks of other processes. */
+  case_created_at?: string | null
+  due_at?: string | null
+  tat_limit_minutes?: number | null
 }
 
 export interface TaskForm {

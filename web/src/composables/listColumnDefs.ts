@@ -6,6 +6,7 @@ import type { ColumnDef } from './useListColumns'
 
 export const TASK_COLUMNS: readonly ColumnDef[] = [
   { id: 'emergency', labelKey: 'work.emergency', width: 70 },
+  { id: 'tat', labelKey: 'work.tat', width: 120 },
   { id: 'case_no', labelKey: 'work.caseNo', minWidth: 130 },
   { id: 'patient_name', labelKey: 'work.patientName', minWidth: 80 },
   { id: 'modality', labelKey: 'work.modality', width: 80 },
@@ -21,6 +22,7 @@ export const TASK_COLUMNS: readonly ColumnDef[] = [
 export const CASE_COLUMNS: readonly ColumnDef[] = [
   { id: 'emergency', labelKey: 'work.emergency', width: 70 },
   { id: 'status', labelKey: 'common.status', width: 90 },
+  { id: 'tat', labelKey: 'work.tat', width: 120 },
   { id: 'case_no', labelKey: 'work.caseNo', minWidth: 130 },
   { id: 'patient', labelKey: 'work.patient', minWidth: 130 },
   { id: 'exams', labelKey: 'cases.exams', minWidth: 230 },

@@ -180,6 +180,12 @@ export const routes: RouteRecordRaw[] = [
         meta: { menu: 'menu.processes', titleKey: 'menu.processes' },
       },
       {
+        path: 'admin/turnaround-rules',
+        name: 'admin-turnaround-rules',
+        component: () => import('@/views/admin/TurnaroundRulesView.vue'),
+        meta: { menu: 'menu.turnaround', titleKey: 'menu.turnaround' },
+      },
+      {
         path: 'imaging/studies',
         name: 'imaging-studies',
         component: () => import('@/views/imaging/StudiesView.vue'),

@@ -122,7 +122,7 @@ describe('cases pages', () => {
 
   it('columns follow list.cases.columns (default or own); 列设置 hides, reorders and saves them', async () => {
     const w0 = await mountAt('/cases', {})
-    expect(headers(w0)).toEqual(['急诊', '状态', '申请单号', '患者', '检查', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
+    expect(headers(w0)).toEqual(['急诊', '状态', '剩余时限', '申请单号', '患者', '检查', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
     w0.unmount()
 
     // An institution default: 检查 hidden, 患者 first; columns it does not name follow, shown.
@@ -132,7 +132,7 @@ describe('cases pages', () => {
     ])
     vi.useFakeTimers({ shouldAdvanceTime: true })
     const w = await mountAt('/cases', {})
-    expect(headers(w)).toEqual(['患者', '急诊', '状态', '申请单号', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
+    expect(headers(w)).toEqual(['患者', '急诊', '状态', '剩余时限', '申请单号', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
     expect(w.find('tr.el-table__row').text()).toContain('张三')
     expect(w.find('tr.el-table__row .exam-line').exists()).toBe(false)
 
@@ -146,7 +146,7 @@ describe('cases pages', () => {
     ;(document.querySelector('[data-testid="case-table-columns-down-patient"]') as HTMLButtonElement).click()
     await flushPromises()
     // The hidden 检查 comes back where it was (after 患者), then 患者 moves below it.
-    expect(headers(w)).toEqual(['检查', '患者', '急诊', '申请单号', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
+    expect(headers(w)).toEqual(['检查', '患者', '急诊', '剩余时限', '申请单号', '申请医院', '当前环节', '报告状态', '创建时间', '操作'])
     vi.advanceTimersByTime(SAVE_DELAY_MS)
     await flushPromises()
     expect(settingsApi.putMySetting).toHaveBeenCalledTimes(1)
@@ -157,6 +157,7 @@ describe('cases pages', () => {
       ['patient', true],
       ['emergency', true],
       ['status', false],
+      ['tat', true],
       ['case_no', true],
       ['institution', true],
       ['current_tasks', true],
