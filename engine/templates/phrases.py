@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from engine import audit, pinyin, uow, visibility
 from engine.accounts.queries import like_pattern
@@ -107,6 +108,17 @@ def _check_shortcut(actor: Actor, scope: str, shortcut: int | None, own_id: int 
         )
 
 
+def _flush_shortcut(*, shortcut: int | None) -> None:
+    """Flush the phrase in a savepoint: two requests taking the same shortcut at once both pass `_check_shortcut`,
+    and the partial unique index refuses the second; that is the same 409 as the check's, not a 500."""
+    s = uow.session()
+    try:
+        with s.begin_nested():
+            s.flush()
+    except IntegrityError:
+        raise Conflict("shortcut_taken", f"快捷键 Ctrl+{shortcut} 刚被另一条短语占用", {"shortcut": shortcut}) from None
+
+
 def create_phrase(actor: Actor, data: dict[str, Any]) -> ReportPhrase:
     """Raises: Forbidden `forbidden`; Conflict `shortcut_taken`."""
     scope = data["scope"]
@@ -124,9 +136,8 @@ def create_phrase(actor: Actor, data: dict[str, Any]) -> ReportPhrase:
         created_at=now,
         updated_at=now,
     )
-    s = uow.session()
-    s.add(p)
-    s.flush()
+    uow.session().add(p)
+    _flush_shortcut(shortcut=p.shortcut)
     audit.record(actor, "phrase_created", object_type="report_phrase", object_id=p.id, details={"scope": scope})
     return p
 
@@ -146,7 +157,7 @@ def update_phrase(actor: Actor, phrase_id: int, data: dict[str, Any]) -> ReportP
     p.owner_id = (
         actor.user_id if scope == PRIVATE and p.owner_id is None else (p.owner_id if scope == PRIVATE else None)
     )
-    uow.session().flush()
+    _flush_shortcut(shortcut=p.shortcut)
     audit.record(actor, "phrase_updated", object_type="report_phrase", object_id=p.id, details={"scope": scope})
     return p
 

@@ -3,11 +3,13 @@ among their own and the shared ones, search by text or pinyin initials, template
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import pytest
 from flask import Flask
 
-from tests.factories import Session, as_user, audit_count
+from tests.factories import Session, as_user, audit_count, make_user
 
 
 def _items(sess: Session, q: str | None = None) -> list[dict[str, Any]]:
@@ -92,3 +94,26 @@ def test_shortcuts_are_unique_among_own_and_shared(app: Flask) -> None:
     assert r.status_code == 400
     assert r.get_json()["details"]["fields"]["text"] == ["短语须为 1 到 500 个字"]
     assert doc.post("/api/phrases", json={"text": "   "}).status_code == 400
+
+
+@pytest.mark.copied_db  # real threads, each request on its own connection
+def test_r6_two_requests_taking_one_shortcut_at_once_get_one_201_and_409s_never_a_500(app: Flask) -> None:
+    user = make_user(app, "report_l1")
+    sessions = [Session(app.test_client(), user) for _ in range(6)]
+    barrier = threading.Barrier(len(sessions))
+    statuses: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def take(i: int, sess: Session) -> None:
+        barrier.wait()
+        r = sess.post("/api/phrases", json={"text": f"短语{i}", "scope": "private", "shortcut": 3})
+        with lock:
+            statuses.append((r.status_code, (r.get_json() or {}).get("code")))
+
+    threads = [threading.Thread(target=take, args=(i, s)) for i, s in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses, key=lambda x: x[0]) == [(201, None)] + [(409, "shortcut_taken")] * (len(sessions) - 1)
+    assert [p["shortcut"] for p in _items(sessions[0])] == [3]
