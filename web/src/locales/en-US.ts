@@ -439,6 +439,19 @@ const enUS: MessageSchema = {
       deleted: 'Rule deleted',
     },
   },
+  banner: {
+    age: '{age} y',
+    clinical: 'Clinical information: ',
+  },
+  reportLint: {
+    title: 'Check before submitting',
+    intro: 'The report may have these problems:',
+    submitAnyway: 'Submit anyway',
+    revise: 'Go back and edit',
+    sideMismatch: 'The impression names the {side} side; the findings describe only the {other} side',
+    sideMissing: 'The impression names the {side} side; the findings do not mention it',
+    tooManyDifferentials: 'Impression line {line} lists {count} differentials; split or narrow them',
+  },
   tasks: {
     mine: 'My tasks',
     group: 'Group tasks',

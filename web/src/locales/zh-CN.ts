@@ -430,6 +430,19 @@ const zhCN = {
       deleted: '规则已删除',
     },
   },
+  banner: {
+    age: '{age}岁',
+    clinical: '临床资料：',
+  },
+  reportLint: {
+    title: '提交前请核对',
+    intro: '报告中有以下可能的问题：',
+    submitAnyway: '仍要提交',
+    revise: '返回修改',
+    sideMismatch: '诊断意见写“{side}”侧，影像所见只描述了“{other}”侧，请核对左右',
+    sideMissing: '诊断意见写“{side}”侧，影像所见未提及“{side}”侧，请核对左右',
+    tooManyDifferentials: '诊断意见第 {line} 行列出了 {count} 个鉴别诊断，建议分行或收窄',
+  },
   tasks: {
     mine: '我的任务',
     group: '组内任务',

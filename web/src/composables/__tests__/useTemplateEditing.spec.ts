@@ -16,6 +16,7 @@ import { fieldTextarea } from '../useTemplateEditing'
 import TaskFormView from '@/views/tasks/TaskFormView.vue'
 import { draftSchema, draftUi } from '../../../tests/unit/fixtures/forms'
 
+vi.mock('@/api/cases', () => ({ getCase: vi.fn().mockRejectedValue(new Error('not needed here')) })) // the banner's detail
 vi.mock('@/api/tasks', () => ({ getTaskForm: vi.fn(), completeTask: vi.fn() }))
 vi.mock('@/api/reports', () => ({
   lockReport: vi.fn(),

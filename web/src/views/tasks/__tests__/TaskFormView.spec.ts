@@ -4,7 +4,7 @@ import { createPinia, setActivePinia, type Pinia } from 'pinia'
 import { createMemoryHistory, createRouter, type Router } from 'vue-router'
 import { defineComponent, h } from 'vue'
 import { RouterView } from 'vue-router'
-import ElementPlus from 'element-plus'
+import ElementPlus, { ElMessageBox } from 'element-plus'
 import * as tasksApi from '@/api/tasks'
 import * as reportsApi from '@/api/reports'
 import { ApiError } from '@/api/http'
@@ -15,6 +15,15 @@ import TaskFormView from '../TaskFormView.vue'
 import { draftSchema, draftUi, l2Schema, l2Ui } from '../../../../tests/unit/fixtures/forms'
 
 vi.mock('@/api/tasks', () => ({ getTaskForm: vi.fn(), completeTask: vi.fn() }))
+// The banner's case detail (issue 17): patient sex and age, exam numbers, 临床资料.
+vi.mock('@/api/cases', () => ({
+  getCase: vi.fn().mockResolvedValue({
+    id: 5,
+    patient: { name: '张三', sex: 'M', age: 56 },
+    exams: [{ id: 1, exam_no: 'M01CT20250101000001', modality: 'CT', body_part: '胸部', exam_item: '胸部CT平扫', status: 'awaiting' }],
+    clinical_info: '咳嗽两周，发热3天',
+  }),
+}))
 vi.mock('@/api/reports', () => ({
   lockReport: vi.fn(),
   unlockReport: vi.fn(),
@@ -130,6 +139,12 @@ describe('TaskFormView (generated form + report lock)', () => {
     expect(wrapper.find('[data-testid="task-lock-status"]').text()).toContain('李医生')
     expect(wrapper.find('[data-testid="task-form-title"]').text()).toBe('书写初步报告')
     expect(wrapper.find('[data-testid="emergency-tag"]').exists()).toBe(true)
+    const banner = wrapper.find('[data-testid="report-banner"]')
+    expect(banner.find('[data-testid="banner-patient"]').text()).toBe('张三')
+    expect(banner.find('[data-testid="banner-sex"]').text()).toBe('男')
+    expect(banner.find('[data-testid="banner-age"]').text()).toBe('56岁')
+    expect(banner.find('[data-testid="banner-exam"]').text()).toContain('M01CT20250101000001 · CT 胸部 胸部CT平扫')
+    expect(banner.find('[data-testid="banner-clinical"]').text()).toBe('临床资料：咳嗽两周，发热3天')
 
     await wrapper.find('textarea[data-testid="form-input-findings"]').setValue('右肺上叶见结节')
     key('s', { ctrlKey: true })
@@ -152,6 +167,29 @@ describe('TaskFormView (generated form + report lock)', () => {
     // Completing consumed the lock: leaving the page does not unlock again.
     expect(reportsApi.unlockReport).not.toHaveBeenCalled()
     wrapper.unmount()
+  })
+
+  it('warns before submitting a conclusion whose side the findings never describe (UX R4): 返回修改 keeps editing', async () => {
+    vi.mocked(tasksApi.getTaskForm).mockResolvedValue(
+      form(draftSchema, draftUi, { findings: '左肺上叶见一结节。', impression: '右肺上叶结节。', positive: '阳性' }),
+    )
+    vi.mocked(tasksApi.completeTask).mockResolvedValue({ case: {} as never })
+    const confirm = vi.spyOn(ElMessageBox, 'confirm').mockRejectedValueOnce('cancel').mockResolvedValueOnce('confirm' as never)
+    const wrapper = await mountPage()
+    key('Enter', { ctrlKey: true })
+    await flushPromises()
+    expect(confirm).toHaveBeenCalledTimes(1)
+    const [message, title, options] = confirm.mock.calls[0]!
+    expect(title).toBe('提交前请核对')
+    const shown = mount({ render: () => message as never })
+    expect(shown.text()).toContain('诊断意见写“右”侧，影像所见只描述了“左”侧，请核对左右')
+    expect(options).toMatchObject({ confirmButtonText: '仍要提交', cancelButtonText: '返回修改' })
+    expect(tasksApi.completeTask).not.toHaveBeenCalled()
+    key('Enter', { ctrlKey: true }) // 仍要提交 this time
+    await flushPromises()
+    expect(tasksApi.completeTask).toHaveBeenCalledTimes(1)
+    wrapper.unmount()
+    confirm.mockRestore()
   })
 
   it('409 lock_lost on submit: shows that the text was kept as a draft revision, form becomes read-only', async () => {
