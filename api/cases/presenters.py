@@ -12,6 +12,7 @@ from engine import uow
 from engine.actor import Actor
 from engine.cases import queries
 from engine.cases.models import Case
+from engine.cases.public_history import display_names, public_history
 from engine.reports import queries as report_queries
 from engine.reports.models import Report, ReportRevision
 from engine.workflow.models import Incident, ProcessDeployment
@@ -73,6 +74,22 @@ def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
         )
         .scalar()
     )
+    events = queries.history(case.id)
+    if not actor.is_central:
+        # UX.md R25: the requesting hospital sees the public milestones, never the central hospital's working
+        # (who holds which task, 驳回 reasons, process errors). How the case was dispatched is no secret.
+        row.update(
+            clinical_info=case.clinical_info,
+            dispatch_mode=case.dispatch_mode,
+            target_group=case.target_group,
+            report=report_out(member_view(actor, case.id)),
+            history=public_history(events, sch.EVENT_NAMES),
+            deployment=dep,
+            incident=None,
+            current_tasks=[],
+        )
+        return row
+    people = display_names(events)  # display names, not usernames (UX.md R25)
     row.update(
         clinical_info=case.clinical_info,
         dispatch_mode=case.dispatch_mode,
@@ -83,12 +100,12 @@ def case_detail(actor: Actor, case: Case) -> dict[str, Any]:
                 "ts": e.ts,
                 "event": e.event,
                 "event_name": sch.EVENT_NAMES.get(e.event, e.event),
-                "actor": e.actor_name,
+                "actor": people.get(e.actor_id, e.actor_name) if e.actor_id is not None else e.actor_name,
                 "task_title": e.task_name,
                 # Codes, as stored: the SPA labels keys and values (web/src/utils/caseHistory.ts, vue-i18n).
                 "details": e.details,
             }
-            for e in queries.history(case.id)
+            for e in events
         ],
         deployment=dep,
         incident=incident,

@@ -127,6 +127,13 @@ def add_policy(app: Flask, *, institution_code: str | None = None, **fields: Any
         uow.commit()
 
 
+def _display_name(app: Flask, user_id: int) -> str:
+    with app.app_context():
+        user = uow.session().get(User, user_id)
+        assert user is not None
+        return user.full_name
+
+
 def actor_of(user_id: int) -> Actor:
     """The Actor of a user as the API would build it (for engine-level tests inside an app context)."""
     user = uow.session().get(User, user_id)
@@ -209,7 +216,7 @@ def test_disp01_pool_claim_release_and_claimed_filter(app: Flask) -> None:
     refused(team.l1.post(f"/api/tasks/{task.id}/release"), 409, "not_holder")
     ok(other.post(f"/api/tasks/{task.id}/claim"))
     assert the_task(app, case["id"]).assignee_id == other.user.id
-    events = [h["event"] for h in case_of(team.req, case["id"])["history"]]
+    events = [h["event"] for h in case_of(other, case["id"])["history"]]  # the central history (UX.md R25)
     assert events == ["created", "claimed", "released_claim", "claimed"]
 
 
@@ -340,17 +347,28 @@ def test_rec04_three_levels_release_and_print(app: Flask) -> None:
     report, exams = detail["report"], {e["status"] for e in detail["exams"]}
     assert (report["status"], report["current"]["impression"], exams) == ("released", "未见异常，随访。", {"released"})
     assert detail["printed"] is False
-    history = {(h["event"], h["task_title"], h["actor"]) for h in detail["history"]}
+    # The central hospital's history, people by their display names (the requesting hospital's public one:
+    # tests/api/test_member_view.py).
+    central = case_of(team.l3, case_id)
+    name = {s.user.id: _display_name(app, s.user.id) for s in (team.req, team.l1, team.l2, team.l3)}
+    history = {(h["event"], h["task_title"], h["actor"]) for h in central["history"]}
     assert history == {
-        ("created", None, team.req.user.username),
-        ("claimed", "draft_report", team.l1.user.username),
-        ("completed", "draft_report", team.l1.user.username),
-        ("completed", "report_level2", team.l2.user.username),
-        ("completed", "review_level3", team.l3.user.username),
+        ("created", None, name[team.req.user.id]),
+        ("claimed", "draft_report", name[team.l1.user.id]),
+        ("completed", "draft_report", name[team.l1.user.id]),
+        ("completed", "report_level2", name[team.l2.user.id]),
+        ("completed", "review_level3", name[team.l3.user.id]),
         ("released", None, None),
     }
-    assert len(detail["history"]) == 6  # created, claimed, three completions, released
-    assert all(h["ts"] and h["event_name"] for h in detail["history"])
+    assert len(central["history"]) == 6  # created, claimed, three completions, released
+    assert all(h["ts"] and h["event_name"] for h in central["history"])
+    assert [h["event"] for h in detail["history"]] == [
+        "status_awaiting",
+        "status_preliminary",
+        "status_pending_review",
+        "status_reviewed",
+        "status_released",
+    ]
 
     printed = ok(team.req.post(f"/api/reports/{report_id}/print"))
     assert (printed["print_count"], bool(printed["printed_at"])) == (1, True)

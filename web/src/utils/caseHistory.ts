@@ -21,6 +21,8 @@ function rank(key: string): number {
 }
 
 export function historyEventName(tr: Translator, entry: Pick<CaseHistoryEntry, 'event' | 'event_name'>): string {
+  // A requesting hospital's history names UX R2's statuses (`status_<code>`, engine/cases/public_history.py).
+  if (entry.event.startsWith('status_')) return label(tr, `examStatus.${entry.event.slice(7)}`, entry.event_name)
   return label(tr, `caseHistory.events.${entry.event}`, entry.event_name || entry.event)
 }
 

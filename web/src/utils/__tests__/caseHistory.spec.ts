@@ -120,6 +120,11 @@ describe('case history labels', () => {
     expect(text).not.toMatch(/[\u4e00-\u9fff]/)
   })
 
+  it("names a requesting hospital's public milestones by UX R2's statuses (UX R25)", () => {
+    expect(historyEventName(translator('zh-CN'), { event: 'status_pending_review', event_name: '待审核' })).toBe('待审核')
+    expect(historyEventName(translator('en-US'), { event: 'status_corrected', event_name: '已更正' })).not.toMatch(/[\u4e00-\u9fff]/)
+  })
+
   it('falls back to the server name or the code for what no locale knows', () => {
     const tr = translator('zh-CN')
     expect(historyEventName(tr, { event: 'future_event', event_name: '将来的事件' })).toBe('将来的事件')
