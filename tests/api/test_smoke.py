@@ -18,7 +18,15 @@ def test_login_and_me(app, client):  # type: ignore[no-untyped-def]
     s = Session(client, user)
     me = s.get("/api/auth/me").get_json()
     assert me["username"] == user.username
-    assert me["menus"] == ["menu.home", "menu.profile", "menu.cases", "menu.tasks", "menu.pool", "menu.imaging"]
+    assert me["menus"] == [
+        "menu.home",
+        "menu.profile",
+        "menu.cases",
+        "menu.tasks",
+        "menu.pool",
+        "menu.imaging",
+        "menu.templates",  # a doctor's own report templates and phrases (issue 17)
+    ]
     assert [r["code"] for r in me["roles"]] == ["report_l1"]
 
 

@@ -107,7 +107,7 @@ def test_institution_default_columns_own_override_and_landing_page(app, page) ->
     options = page.locator(".profile-landing-popper .el-select-dropdown__item:visible")
     expect(options.first).to_be_visible()
     texts = [t.strip() for t in options.all_inner_texts()]
-    assert texts == ["默认", "首页", "个人中心", "远程诊断申请", "我的任务", "抢单池", "影像检查"], (
+    assert texts == ["默认", "首页", "个人中心", "远程诊断申请", "我的任务", "抢单池", "影像检查", "模板管理"], (
         texts
     )  # sidebar order
     page.screenshot(path=str(SHOTS / "landing-profile-options.png"))

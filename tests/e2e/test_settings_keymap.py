@@ -25,7 +25,7 @@ def test_task_list_columns_stick_and_the_keymap_overlay(app, page) -> None:  # t
     page.goto(f"{base}/tasks")
     page.get_by_test_id("task-table").wait_for()
     before = _headers(page)
-    assert before[:4] == ["急诊", "申请单号", "姓名", "检查类别"], before
+    assert before[:5] == ["急诊", "剩余时限", "申请单号", "姓名", "检查类别"], before
 
     # Hide 检查类别 and move 任务 two places up, in the 列设置 popover.
     page.get_by_test_id("task-table-columns").click()
@@ -40,7 +40,7 @@ def test_task_list_columns_stick_and_the_keymap_overlay(app, page) -> None:  # t
     expect(page.get_by_test_id("task-table").locator(".el-table__header-wrapper")).not_to_contain_text("检查类别")
     after = _headers(page)
     assert "检查类别" not in after
-    assert after[:4] == ["急诊", "申请单号", "姓名", "任务"], after
+    assert after[:5] == ["急诊", "剩余时限", "申请单号", "姓名", "任务"], after
 
     # The debounced save reaches the server; after a reload the arrangement is the same.
     saved = None
