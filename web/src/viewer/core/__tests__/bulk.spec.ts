@@ -5,6 +5,7 @@ import libraryRegistry from '../../../../node_modules/@cornerstonejs/dicom-image
 import libraryLoader from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/wadors/loadImage.js?raw'
 import libraryDecode from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/decodeImageFrame.js?raw'
 import libraryWorker from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/decodeImageFrameWorker.js?raw'
+import libraryPixelType from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/setPixelDataType.js?raw'
 
 // the library's loader needs web workers and codecs: the hook is checked against its source below, and a stand-in
 // with the same call (metaData.getTyped('compressedFrameData', imageId, { frameIndex })) runs here
@@ -242,6 +243,27 @@ describe('view01 bulk frames', () => {
     expect(libraryDecode).toContain('options.transferPixelData && ownsWholeBuffer(pixelData)')
     expect(libraryDecode).toContain('transferList ? transfer(args, transferList) : args')
     expect(libraryWorker).toContain('.then(transferPixelData)')
+  })
+
+  it('keeps the decoded pixels the worker sends when they are of the type their range needs (no copy)', async () => {
+    expect(libraryPixelType).toContain('pixelData instanceof TypedArray &&')
+    const { default: setPixelDataType } = await import(
+      '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/setPixelDataType.js'
+    )
+    const ct = { smallestPixelValue: -1024, largestPixelValue: 3071, pixelData: new Int16Array([-1024, 0, 3071]) }
+    const sent = ct.pixelData
+    setPixelDataType(ct)
+    expect(ct.pixelData).toBe(sent)
+    // another type, or a view into a larger buffer: a typed copy, as before
+    const small = { smallestPixelValue: 0, largestPixelValue: 200, pixelData: new Int16Array([0, 100, 200]) }
+    setPixelDataType(small)
+    expect(small.pixelData).toBeInstanceOf(Uint8Array)
+    expect(Array.from(small.pixelData)).toEqual([0, 100, 200])
+    const view = { smallestPixelValue: 0, largestPixelValue: 300, pixelData: new Uint16Array(new ArrayBuffer(16), 2, 3) }
+    view.pixelData.set([1, 2, 300])
+    setPixelDataType(view)
+    expect(view.pixelData.byteOffset).toBe(0)
+    expect(Array.from(view.pixelData)).toEqual([1, 2, 300])
   })
 
   it('uses the hook the dicom-image-loader 5.14 has: compressedFrameData asked before any request', () => {
