@@ -29,7 +29,8 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## 创建 .venv 并安装（可编辑模式）
 
-web/node_modules/.installed: web/package.json web/package-lock.json
+# npm ci's postinstall applies web/patches/ (patch-package): a changed patch installs again
+web/node_modules/.installed: web/package.json web/package-lock.json $(wildcard web/patches/*.patch)
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -3,6 +3,9 @@ import { metaData } from '@cornerstonejs/core'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import libraryRegistry from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/wadors/loadImageFromRegistry.js?raw'
 import libraryLoader from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/wadors/loadImage.js?raw'
+import libraryDecode from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/decodeImageFrame.js?raw'
+import libraryWorker from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/decodeImageFrameWorker.js?raw'
+import libraryPixelType from '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/setPixelDataType.js?raw'
 
 // the library's loader needs web workers and codecs: the hook is checked against its source below, and a stand-in
 // with the same call (metaData.getTyped('compressedFrameData', imageId, { frameIndex })) runs here
@@ -198,6 +201,69 @@ describe('view01 bulk frames', () => {
   it('asks as stored when the metadata names no stored syntax (another archive)', () => {
     setBandwidthMode('lan')
     expect(planRequests([imageId(61)]).map((r) => r.accept)).toEqual([ACCEPT_AS_STORED])
+  })
+
+  it('lets the decode worker take a received frame\'s bytes (transferred), and counts what it holds all the same', async () => {
+    const ids = [imageId(71), imageId(72)]
+    vi.stubGlobal('fetch', vi.fn(async () => streamed(multipart([[71, 1], [72, 1]]))))
+    const asked: Record<string, unknown>[] = []
+    // the library's decode call as patched: the bytes posted to the worker with their buffer in the transfer list,
+    // which leaves them detached (empty) here while the frame is still in the store
+    const transferring = (id: string, options: Record<string, unknown>) => {
+      asked.push(options)
+      const frameIndex = Number(id.match(/\/frames\/(\d+)/)![1]) - 1
+      const data = metaData.getTyped('compressedFrameData', id, { frameIndex }) as { pixelData: Uint8Array } | undefined
+      const sent = data && options.transferPixelData ? structuredClone(data.pixelData, { transfer: [data.pixelData.buffer] }) : undefined
+      expect(data?.pixelData.byteLength).toBe(0)
+      return { promise: Promise.resolve({ imageId: id, bytes: sent }), cancelFn: undefined }
+    }
+    const run = fetchBulk(ids)
+    const loads = ids.map((id) => bulkAwareLoader(id, { priority: 3 }, transferring as never).promise)
+    await run
+    const images = (await Promise.all(loads)) as unknown as { bytes: Uint8Array }[]
+    expect(Array.from(images[1].bytes)).toEqual(Array.from(pixels(72))) // (structuredClone: another realm's array)
+    expect(asked).toEqual([{ priority: 3, transferPixelData: true }, { priority: 3, transferPixelData: true }])
+    expect(store.held).toBe(0) // the sizes taken when the frames came, not their (now empty) arrays
+    // a frame the bulk request did not bring is fetched by the loader, whose bytes are not the store's to give
+    const fetched: string[] = []
+    vi.stubGlobal('fetch', vi.fn(async () => new Response('', { status: 503 })))
+    const run2 = fetchBulk([imageId(73)])
+    const plain: Record<string, unknown>[] = []
+    const p = bulkAwareLoader(imageId(73), {}, ((id: string, o: Record<string, unknown>) => {
+      plain.push(o)
+      return standIn(fetched)(id)
+    }) as never).promise
+    await run2
+    await p
+    expect(fetched).toEqual([imageId(73)])
+    expect(plain).toEqual([{}])
+  })
+
+  it('has the library transfer the pixel data both ways (patches/@cornerstonejs+dicom-image-loader+5.14.0.patch)', () => {
+    expect(libraryDecode).toContain('options.transferPixelData && ownsWholeBuffer(pixelData)')
+    expect(libraryDecode).toContain('transferList ? transfer(args, transferList) : args')
+    expect(libraryWorker).toContain('.then(transferPixelData)')
+  })
+
+  it('keeps the decoded pixels the worker sends when they are of the type their range needs (no copy)', async () => {
+    expect(libraryPixelType).toContain('pixelData instanceof TypedArray &&')
+    const { default: setPixelDataType } = await import(
+      '../../../../node_modules/@cornerstonejs/dicom-image-loader/dist/esm/imageLoader/setPixelDataType.js'
+    )
+    const ct = { smallestPixelValue: -1024, largestPixelValue: 3071, pixelData: new Int16Array([-1024, 0, 3071]) }
+    const sent = ct.pixelData
+    setPixelDataType(ct)
+    expect(ct.pixelData).toBe(sent)
+    // another type, or a view into a larger buffer: a typed copy, as before
+    const small = { smallestPixelValue: 0, largestPixelValue: 200, pixelData: new Int16Array([0, 100, 200]) }
+    setPixelDataType(small)
+    expect(small.pixelData).toBeInstanceOf(Uint8Array)
+    expect(Array.from(small.pixelData)).toEqual([0, 100, 200])
+    const view = { smallestPixelValue: 0, largestPixelValue: 300, pixelData: new Uint16Array(new ArrayBuffer(16), 2, 3) }
+    view.pixelData.set([1, 2, 300])
+    setPixelDataType(view)
+    expect(view.pixelData.byteOffset).toBe(0)
+    expect(Array.from(view.pixelData)).toEqual([1, 2, 300])
   })
 
   it('uses the hook the dicom-image-loader 5.14 has: compressedFrameData asked before any request', () => {
