@@ -36,6 +36,7 @@ describe('menu builder', () => {
       'menu.pool': '/pool',
       'menu.cases': '/cases',
       'menu.processes': '/admin/processes',
+      'menu.turnaround': '/admin/turnaround-rules',
       'menu.imaging': '/imaging/studies',
       'menu.dicom_nodes': '/admin/dicom/nodes',
       'menu.dicom_conflicts': '/admin/dicom/conflicts',
