@@ -3,7 +3,6 @@ and GET /api/cases/counts against hand-counted fixtures, dates as the platform's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,7 +57,7 @@ class World:
 
 
 @pytest.fixture
-def world(app: Flask) -> Iterator[World]:
+def world(app: Flask) -> World:
     requesters = {code: as_user(app, "requester", institution_code=code) for code in ("M01", "M02")}
     ids: dict[str, int] = {}
     for name, (hospital, _, spec, emergency, _) in FIXTURES.items():
@@ -78,7 +77,7 @@ def world(app: Flask) -> Iterator[World]:
             for exam, (_, status) in zip(case.exams, spec, strict=True):
                 exam.status = status
         uow.commit()
-    yield World(ids, institution(app, "M01").id, institution(app, "M02").id)
+    return World(ids, institution(app, "M01").id, institution(app, "M02").id)
 
 
 def counts(sess: Session, query: str = "") -> dict[str, Any]:
