@@ -42,6 +42,13 @@ def _login(page, base: str, user) -> None:  # type: ignore[no-untyped-def]
     page.get_by_test_id("sidebar").wait_for()
 
 
+def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A screenshot once the table's loading mask and the tags' colour transition are over."""
+    expect(page.locator(".el-loading-mask:visible")).to_have_count(0)
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
 def _chip(page, key: str):  # type: ignore[no-untyped-def]
     return page.get_by_test_id(f"case-chip-{key}")
 
@@ -74,14 +81,15 @@ def test_rec07_chips_count_and_filter_and_the_date_shortcuts_narrow_both(app, pa
     expect(_chip(page, "emergency")).to_have_text("急诊 1")
     expect(_chip(page, "overdue")).to_have_text("已超时 1")
     expect(rows).to_have_count(4)
-    page.screenshot(path=str(SHOTS / "case-chips.png"), full_page=True)
+    _shot(page, "case-chips.png")
 
     # A chip filters; clicking it again clears it.
     _chip(page, "awaiting").click()
     expect(rows).to_have_count(2)
     expect(page.get_by_test_id("case-table")).to_contain_text(today_ct["case_no"])
     expect(page.get_by_test_id("case-table")).to_contain_text(today_dx["case_no"])
-    page.screenshot(path=str(SHOTS / "case-chips-awaiting.png"), full_page=True)
+    expect(_chip(page, "awaiting")).to_have_class(re.compile("is-checked"))
+    _shot(page, "case-chips-awaiting.png")
     _chip(page, "awaiting").click()
     expect(rows).to_have_count(4)
     _chip(page, "overdue").click()
@@ -113,4 +121,4 @@ def test_rec07_chips_count_and_filter_and_the_date_shortcuts_narrow_both(app, pa
     expect(_chip(page, "all")).to_have_text("全部 2")
     expect(_chip(page, "preliminary")).to_have_text("初步报告 1")
     expect(rows).to_have_count(2)
-    page.screenshot(path=str(SHOTS / "case-chips-filtered.png"), full_page=True)
+    _shot(page, "case-chips-filtered.png")
