@@ -62,6 +62,7 @@ POSTGRESQL_PATHS = (
     "api/test_cases_flow.py",  # report lock with fencing token, rollbacks
     "api/test_access_control.py",  # visibility SQL
     "api/test_cases_access.py",
+    "api/test_case_chips.py",  # the chip counts' GROUP BY and FILTER, day windows on timestamptz
     "api/test_roles_users.py",  # username prefix range under COLLATE "C"
     "api/test_id_bounds.py",  # 32-bit integer keys on PostgreSQL
     "api/test_login_throttle.py",  # concurrent attempts against one ceiling

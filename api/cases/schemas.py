@@ -6,7 +6,7 @@ from datetime import date
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas import InstitutionRefSchema, PageQuery, StrictSchema
+from api.schemas import InstitutionRefSchema, Int32, PageQuery, StrictSchema
 from engine.cases.models import EXAM_STATUSES
 
 SEXES = ("M", "F", "U")
@@ -36,11 +36,39 @@ class CaseCreateSchema(StrictSchema):
     clinical_info = fields.String(load_default="", validate=validate.Length(max=4000))
 
 
-class CaseQuerySchema(PageQuery):
+class CaseFilterQuerySchema(StrictSchema):
+    """The filters shared by the case list and its chip counts (REC-02/03/07); dates are platform days."""
+
     status = fields.String(validate=validate.OneOf(["open", "completed", "incident", "cancelled"]))
     q = fields.String(validate=validate.Length(max=64))
     emergency = fields.Boolean()
+    modality = fields.String(validate=validate.Length(min=1, max=16))
+    institution_id = Int32()
+    date_from = fields.Date()
+    date_to = fields.Date()
+
+
+class CaseQuerySchema(CaseFilterQuerySchema, PageQuery):
+    exam_status = fields.String(validate=validate.OneOf(list(EXAM_STATUSES)))
+    overdue = fields.Boolean()
     sort = fields.String(load_default="default", validate=validate.OneOf(["default", "due"]))
+
+
+class CaseCountsWindowSchema(Schema):
+    date_from = fields.Date()
+    date_to = fields.Date()
+
+
+class CaseCountsHospitalSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    count = fields.Integer()
+
+
+class CaseCountsSchema(Schema):
+    window = fields.Nested(CaseCountsWindowSchema)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    institutions = fields.List(fields.Nested(CaseCountsHospitalSchema))
 
 
 class UserRefSchema(Schema):

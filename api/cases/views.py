@@ -12,7 +12,8 @@ from api.cases.presenters import case_detail
 from api.security import current_actor, requires
 from engine import audit, uow
 from engine.accounts import auth
-from engine.cases import clinical_queries, queries, services
+from engine.cases import case_filters, clinical_queries, queries, services
+from engine.cases.case_filters import CaseFilters
 from engine.cases.models import Case
 from engine.visibility import get_visible
 from engine.workflow import runner
@@ -39,22 +40,39 @@ def create_case(body: dict[str, Any]) -> Any:
     return case_detail(actor, case)
 
 
+def _filters(args: dict[str, Any]) -> CaseFilters:
+    return CaseFilters(
+        status=args.get("status"),
+        q=args.get("q"),
+        emergency=args.get("emergency"),
+        exam_status=args.get("exam_status"),
+        modality=args.get("modality"),
+        institution_id=args.get("institution_id"),
+        date_from=args.get("date_from"),
+        date_to=args.get("date_to"),
+        overdue=args.get("overdue"),
+    )
+
+
 @blp.route("/cases", methods=["GET"])
 @blp.arguments(sch.CaseQuerySchema, location="query")
 @blp.response(200, sch.CasePageSchema)
 @requires("case.read")
 def list_cases(args: dict[str, Any]) -> Any:
-    """远程诊断申请列表（按状态、急诊、姓名/申请号/检查号查询）。"""
+    """远程诊断申请列表（按状态、检查状态、检查类别、申请医院、申请日期、急诊、超时、姓名/申请号/检查号查询）。"""
     page = queries.list_cases(
-        current_actor(),
-        status=args.get("status"),
-        q=args.get("q"),
-        emergency=args.get("emergency"),
-        page=args["page"],
-        page_size=args["page_size"],
-        sort=args["sort"],
+        current_actor(), _filters(args), page=args["page"], page_size=args["page_size"], sort=args["sort"]
     )
     return {"items": queries.case_rows(page.items), "total": page.total, "page": page.page, "page_size": page.page_size}
+
+
+@blp.route("/cases/counts", methods=["GET"])
+@blp.arguments(sch.CaseFilterQuerySchema, location="query")
+@blp.response(200, sch.CaseCountsSchema)
+@requires("case.read")
+def case_counts(args: dict[str, Any]) -> Any:
+    """状态快捷筛选的计数：所选日期范围内（默认近7天）各检查状态、急诊、已超时与全部的申请数（REC-07）。"""
+    return case_filters.case_counts(current_actor(), _filters(args))
 
 
 @blp.route("/cases/<int:case_id>", methods=["GET"])

@@ -121,7 +121,12 @@ class Case(Base):
     `status` mirrors the process instance's status (lists filter on it without a join)."""
 
     __tablename__ = "remote_case"
-    __table_args__ = (Index("ix_remote_case_inst_status", "requesting_institution_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_remote_case_inst_status", "requesting_institution_id", "status", "id"),
+        # 我的诊断记录's date window (the chip counts, REC-03/07): central side, and one member hospital.
+        Index("ix_remote_case_created_at", "created_at"),
+        Index("ix_remote_case_inst_created", "requesting_institution_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_no: Mapped[str] = mapped_column(String(32), unique=True)

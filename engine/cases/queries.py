@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, not_, or_, select
+from sqlalchemy import Select, exists, func, not_, or_, select
 
-from engine import pinyin, uow
+from engine import uow
 from engine.accounts.models import Institution, User
 from engine.accounts.queries import Page, clamp_page, like_pattern, user_name_matches
 from engine.actor import Actor
 from engine.cases import hooks
-from engine.cases.models import Case, CaseEvent, Exam, Patient, WorkGroup, WorkGroupMember, case_exam
+from engine.cases.case_filters import CaseFilters, apply, patient_name_matches
+from engine.cases.models import Case, CaseEvent, Patient, WorkGroup, WorkGroupMember
 from engine.db import utcnow
 from engine.visibility import candidate_instances, open_candidate, scoped, scoped_tasks
 from engine.workflow import instances
@@ -19,13 +20,6 @@ from engine.workflow.models import HumanTask, HumanTaskExclusion, ProcessInstanc
 
 SCOPES = ("mine", "group", "pool", "all")
 REMOTE_DIAGNOSIS, REMOTE_DIAGNOSIS_NAME = "remote_diagnosis", "远程影像诊断"
-
-
-def patient_name_matches(q: str) -> ColumnElement[bool]:
-    """姓名 anywhere in the name, or 拼音首字母 from the start of the name's initials (issue 14)."""
-    by_name = Patient.name.like(like_pattern(q.strip()), escape="\\")
-    key = pinyin.search_key(q)
-    return or_(by_name, pinyin.matches_prefix(Patient.name_pinyin, key)) if key else by_name
 
 
 SORTS = ("default", "due")
@@ -227,31 +221,15 @@ def task_rows(tasks: list[HumanTask]) -> list[dict[str, Any]]:
 
 def list_cases(
     actor: Actor,
+    filters: CaseFilters,
     *,
-    status: str | None,
-    q: str | None,
-    emergency: bool | None,
     page: int | None,
     page_size: int | None,
     sort: str = "default",
 ) -> Page:
+    """远程诊断申请 list (REC-02/07): the filters of engine/cases/case_filters.py within the actor's visibility."""
     page, page_size = clamp_page(page, page_size)
-    stmt = scoped(actor, Case)
-    if status:
-        stmt = stmt.where(Case.status == status)
-    if emergency is not None:
-        stmt = stmt.where(Case.emergency.is_(emergency))
-    if q:
-        pat = like_pattern(q.strip())
-        by_patient = select(Patient.id).where(patient_name_matches(q))
-        by_exam = (
-            select(case_exam.c.case_id)
-            .join(Exam, Exam.id == case_exam.c.exam_id)
-            .where(Exam.exam_no.like(pat, escape="\\"))
-        )
-        stmt = stmt.where(
-            or_(Case.case_no.like(pat, escape="\\"), Case.patient_id.in_(by_patient), Case.id.in_(by_exam))
-        )
+    stmt = apply(scoped(actor, Case), filters.checked())
     s = uow.session()
     total = s.execute(stmt.with_only_columns(func.count(Case.id)).order_by(None)).scalar_one()
     if sort == "due":  # 剩余时限: open cases by due time, the most urgent first; finished ones after

@@ -78,7 +78,10 @@ ALLOWED_KEYS = set(
     # report templates and phrases (issue 17): the tree, a template's sections and parts, phrase shortcuts
     "tree label count parts category favorite owner pinyin sections exam_method fields shortcut "
     # 报告时限: the rule table and each case's limit and due time (issue 17: UX.md R3)
-    "body_part_keyword patient_class limit_minutes working_hours due_at tat_limit_minutes case_created_at".split()
+    "body_part_keyword patient_class limit_minutes working_hours due_at tat_limit_minutes case_created_at "
+    # 我的诊断记录's status-chip counts (issue 17: REC-07, UX.md R2): the window and one count per chip
+    "window date_from date_to registered in_progress examined awaiting preliminary pending_review review_rejected "
+    "reviewed released printed corrected overdue institutions".split()
 )
 # Values that are documents in their own right (audit details, JSON Schema, form data): their keys are free-form.
 FREE_FORM = {"details", "schema", "ui_schema", "data", "dmn"}

@@ -263,6 +263,14 @@ export interface CaseTaskRef {
   in_pool: boolean
 }
 
+/** GET /api/cases/counts: the status chips' numbers (UX.md R2) over a date window. */
+export interface CaseCounts {
+  window: { date_from: string; date_to: string }
+  counts: Record<ExamStatus | 'emergency' | 'overdue' | 'total', number>
+  /** 申请医院 of the window's cases, for the hospital select. */
+  institutions: { id: number; name: string; count: number }[]
+}
+
 export interface CaseItem {
   id: number
   case_no: string

@@ -20,6 +20,9 @@ export const EXAM_STATUS_ORDER: readonly ExamStatus[] = [
   'corrected',
 ]
 
+/** 我的诊断记录's status chips (UX.md R2; 检查中 is the modality's MPPS step, not one of the list's chips). */
+export const CHIP_STATUSES: readonly ExamStatus[] = EXAM_STATUS_ORDER.filter((s) => s !== 'in_progress')
+
 export const EXAM_STATUS_COLORS: Readonly<Record<ExamStatus, string>> = {
   registered: '#909399', // grey
   in_progress: '#409eff', // light blue: being scanned

@@ -16,7 +16,13 @@ import CasesView from '../CasesView.vue'
 import CaseCreateView from '../CaseCreateView.vue'
 import CaseDetailView from '../CaseDetailView.vue'
 
-vi.mock('@/api/cases', () => ({ listCases: vi.fn(), getCase: vi.fn(), createCase: vi.fn(), getCaseDiagram: vi.fn() }))
+vi.mock('@/api/cases', () => ({
+  listCases: vi.fn(),
+  caseCounts: vi.fn(async () => ({ window: { date_from: '2025-01-01', date_to: '2025-01-07' }, counts: {}, institutions: [] })),
+  getCase: vi.fn(),
+  createCase: vi.fn(),
+  getCaseDiagram: vi.fn(),
+}))
 vi.mock('@/api/reports', () => ({ printReport: vi.fn() }))
 vi.mock('@/api/clinicalQueries', () => ({ listClinicalQueries: vi.fn(async () => []), listProcessTasks: vi.fn() }))
 vi.mock('@/api/settings', () => ({ getMySettings: vi.fn(), putMySetting: vi.fn(), deleteMySetting: vi.fn() }))
