@@ -69,6 +69,32 @@ export interface TemplateTreeNode {
   parts: { body_part: string; count: number }[]
 }
 
+/** A node of the 设备类型 → 检查部位 el-tree (the editor's panel and 模板管理 show the same tree). */
+export interface TemplateTreeItem {
+  id: string
+  label: string
+  count: number
+  modality: string
+  body_part?: string
+  children?: TemplateTreeItem[]
+}
+
+export function templateTreeItems(tree: TemplateTreeNode[]): TemplateTreeItem[] {
+  return tree.map((m) => ({
+    id: m.modality,
+    label: m.label || m.modality,
+    count: m.count,
+    modality: m.modality,
+    children: m.parts.map((p) => ({
+      id: `${m.modality}/${p.body_part}`,
+      label: p.body_part,
+      count: p.count,
+      modality: m.modality,
+      body_part: p.body_part,
+    })),
+  }))
+}
+
 export interface TemplateQuery {
   tab?: TemplateTab
   modality?: string
