@@ -146,7 +146,7 @@ def test_wf07_running_cases_stay_on_their_version_and_migration_is_explicit(app:
     assert ok(pa.post(f"/api/processes/{v2['id']}/migrate", json={"case_ids": [old[2]]})) == {"migrated": 1}
     assert audit_count(app, "cases_migrated") == 1
     assert case_of(team.req, old[2])["deployment"]["id"] == v2["id"]
-    assert "migrated" in [h["event"] for h in case_of(team.req, old[2])["history"]]
+    assert "migrated" in [h["event"] for h in case_of(dispatcher, old[2])["history"]]  # the central history (UX.md R25)
 
     titles = {}
     for case_id in (*old, fresh):

@@ -164,7 +164,7 @@ def test_0009_moves_running_cases_with_tasks_timers_and_incidents(
     detail = ok(dispatcher.post(f"/api/cases/{failing}/retry"))
     assert (detail["status"], detail["incident"]) == ("completed", None)
     assert report_row(app, failing).status == "released"
-    assert case_of(team.req, claimed)["current_tasks"][0]["task_name"] == "review_level3"
+    assert case_of(team.l3, claimed)["current_tasks"][0]["task_name"] == "review_level3"
     fresh = new_case(team.req)["id"]  # the process_instance id sequence continues past the copied ids
     team.to_level(fresh, "report_level2")
     with app.app_context():
